@@ -1,0 +1,102 @@
+"""Architecture profiles of the two networks, as plain data (stored verbatim in the model cards).
+
+Two profiles share one code path (../shared/DESIGN.md section 5):
+
+* ``paper``: the published sizes (pix2pix3D seg2face / S3D): 512 px masks and sketches, w+ = 7 geometry
+  + 7 appearance ws of 512, planes 3 x 32 x 256^2, decoder MLP 64 wide, 48 + 48 ray samples. For GPU
+  training on real data.
+* ``lite``: small enough to train on a 2-core CPU in about an hour per network and to run fast on CPU at
+  inference: masks encoded at 128 px, w+ = 4 + 4 ws of 128, planes 3 x 24 x 128^2, U-Net at 128 px
+  internally (512 px input accepted and resampled).
+
+``PROFILES[name]["mask2triplane"]`` configures :class:`backend.models.mask2triplane.Mask2Triplane`,
+``PROFILES[name]["sketch2mask"]`` configures :class:`backend.models.sketch2mask.SketchToMask`. The
+sketch network's style head must match the mask encoder's geometry w+ (``num_ws_geometry`` x ``w_dim``).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from backend.labels import NUM_CLASSES
+
+_LITE_M2T: dict[str, Any] = {
+    "num_classes": NUM_CLASSES,
+    "input_resolution": 512,          # mask resolution the pipeline hands in (any square size is accepted)
+    "mask_resolution": 128,           # the one-hot mask is area-resampled to this before encoding
+    "encoder_channels": [32, 64, 96, 128, 128],  # mask U-Net levels at 128, 64, 32, 16, 8 px
+    "pixel_feature_channels": 32,     # pixel-aligned features handed to the synthesis
+    "z_dim": 64,
+    "w_dim": 128,
+    "num_ws_geometry": 4,             # one geometry w and one appearance w per synthesis layer
+    "num_ws_appearance": 4,
+    "plane_resolution": 128,
+    "plane_channels": 24,
+    "synthesis_channels": 32,
+    "depth_code_channels": 16,
+    "decoder_hidden": 64,
+    "density_scale": 20.0,            # sigma = density_scale * softplus(occupancy logit), per box half-size
+    "appearance_resolution": 64,      # training-only cVAE appearance encoder input size
+    "appearance_channels": [16, 32, 64, 64],
+    "render_samples": 24,
+    "render_importance_samples": 24,
+}
+
+_PAPER_M2T: dict[str, Any] = {
+    "num_classes": NUM_CLASSES,
+    "input_resolution": 512,
+    "mask_resolution": 512,
+    "encoder_channels": [32, 64, 128, 256, 512, 512, 512, 512],  # 512 -> 4 px, as pix2pix3D's encoder
+    "pixel_feature_channels": 64,
+    "z_dim": 512,
+    "w_dim": 512,
+    "num_ws_geometry": 7,
+    "num_ws_appearance": 7,
+    "plane_resolution": 256,
+    "plane_channels": 32,
+    "synthesis_channels": 96,
+    "depth_code_channels": 32,
+    "decoder_hidden": 64,
+    "density_scale": 20.0,
+    "appearance_resolution": 128,
+    "appearance_channels": [32, 64, 128, 256, 256],
+    "render_samples": 48,
+    "render_importance_samples": 48,
+}
+
+_LITE_S2M: dict[str, Any] = {
+    "num_classes": NUM_CLASSES,
+    "input_resolution": 512,
+    "internal_resolution": 128,       # sketches are resampled to this; logits go back to the input size
+    "channels": [16, 32, 48, 64, 96, 128, 128, 128],  # stem + seven encoder levels (128 -> 1 px)
+    "num_ws_geometry": _LITE_M2T["num_ws_geometry"],
+    "w_dim": _LITE_M2T["w_dim"],
+}
+
+_PAPER_S2M: dict[str, Any] = {
+    "num_classes": NUM_CLASSES,
+    "input_resolution": 512,
+    "internal_resolution": 512,
+    "channels": [32, 64, 128, 256, 512, 512, 512, 512],  # stem + seven encoder levels (512 -> 4 px)
+    "num_ws_geometry": _PAPER_M2T["num_ws_geometry"],
+    "w_dim": _PAPER_M2T["w_dim"],
+}
+
+#: Profile name -> {"mask2triplane": config, "sketch2mask": config}. Plain JSON-serialisable dicts.
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "lite": {"mask2triplane": _LITE_M2T, "sketch2mask": _LITE_S2M},
+    "paper": {"mask2triplane": _PAPER_M2T, "sketch2mask": _PAPER_S2M},
+}
+
+
+def get_config(profile: str, kind: str) -> dict[str, Any]:
+    """A deep copy of ``PROFILES[profile][kind]`` (``kind`` is ``mask2triplane`` or ``sketch2mask``).
+
+    Raises:
+        ValueError: unknown profile or kind (the message lists the known ones).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    if kind not in PROFILES[profile]:
+        raise ValueError(f"unknown network kind {kind!r}; choose one of {sorted(PROFILES[profile])}")
+    return copy.deepcopy(PROFILES[profile][kind])

@@ -1,0 +1,91 @@
+"""Build a network from its model card and load its verified weights (backend/weights.py).
+
+``load_mask2triplane(weights_dir, device)`` and ``load_sketch2mask(weights_dir, device)`` read
+``<weights_dir>/<name>.json``, check the sha256 of ``<name>.safetensors``, check that the card describes
+a network this code can build (kind, label set, box size), build it from the card's ``config`` and load
+the tensors strictly. Every failure raises :class:`backend.weights.WeightsError` with a stable code and
+a sentence naming the file and what to do.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from backend.frame import BOX_SIZE_M
+from backend.labels import NUM_CLASSES
+from backend.weights import DEFAULT_WEIGHTS_DIR, WeightsError, load_state_dict
+
+#: Label-set name the cards use for the CelebAMask-HQ order of backend/labels.py.
+LABEL_SET = "celebamask-hq-19"
+DEFAULT_NAMES = {"mask2triplane": "mask2triplane_lite", "sketch2mask": "sketch2mask_lite"}
+
+
+def build_model(kind: str, config: dict[str, Any]) -> torch.nn.Module:
+    """A fresh (untrained) network of ``kind`` (``mask2triplane`` | ``sketch2mask``) from a config dict."""
+    if kind == "mask2triplane":
+        from backend.models.mask2triplane import Mask2Triplane
+
+        return Mask2Triplane(config)
+    if kind == "sketch2mask":
+        from backend.models.sketch2mask import SketchToMask
+
+        return SketchToMask(config)
+    raise ValueError(f"unknown network kind {kind!r}; expected 'mask2triplane' or 'sketch2mask'")
+
+
+def check_card(card: dict[str, Any], kind: str, name: str) -> None:
+    """Raise :class:`WeightsError` (code ``weights_mismatch``) when the card does not fit this code."""
+    def bad(msg: str) -> WeightsError:
+        return WeightsError("weights_mismatch", f"model card {name}.json: {msg}")
+
+    if card.get("kind") != kind:
+        raise bad(f"kind is {card.get('kind')!r}, expected {kind!r}")
+    if card.get("label_set") != LABEL_SET:
+        raise bad(f"label_set is {card.get('label_set')!r}, this code uses {LABEL_SET!r}")
+    if not isinstance(card.get("config"), dict):
+        raise bad("has no 'config' object (the architecture); retrain or restore the card")
+    if card["config"].get("num_classes") != NUM_CLASSES:
+        raise bad(f"config num_classes is {card['config'].get('num_classes')}, this code uses {NUM_CLASSES}")
+    if kind == "mask2triplane":
+        box = card.get("box_size_m")
+        if not isinstance(box, (int, float)) or abs(float(box) - BOX_SIZE_M) > 1e-9:
+            raise bad(f"box_size_m is {box!r}, but backend/frame.py uses {BOX_SIZE_M} m; the weights were "
+                      "trained for another box")
+
+
+def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, device: str | torch.device = "cpu",
+               name: str | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Verify, build and load ``<name>`` (default ``<kind>_lite``) -> ``(model in eval mode on device, card)``.
+
+    Raises:
+        WeightsError: missing/corrupted files (``weights_missing``, ``weights_corrupt``), a card that does
+            not fit this code or tensors that do not fit the config (``weights_mismatch``).
+    """
+    name = name or DEFAULT_NAMES[kind]
+    state, card = load_state_dict(name, weights_dir, device="cpu")
+    check_card(card, kind, name)
+    try:
+        model = build_model(kind, card["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise WeightsError("weights_mismatch", f"model card {name}.json has an unusable config: {e}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:3]
+        raise WeightsError("weights_mismatch", f"weights {name}.safetensors do not fit the config in {name}.json: "
+                                               f"{' '.join(first)}; retrain or restore both files") from None
+    return model.to(device).eval(), card
+
+
+def load_mask2triplane(weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, device: str | torch.device = "cpu",
+                       name: str = DEFAULT_NAMES["mask2triplane"]):
+    """``(Mask2Triplane in eval mode, card)`` from ``<weights_dir>/<name>.{safetensors,json}``. See :func:`load_model`."""
+    return load_model("mask2triplane", weights_dir, device, name)
+
+
+def load_sketch2mask(weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, device: str | torch.device = "cpu",
+                     name: str = DEFAULT_NAMES["sketch2mask"]):
+    """``(SketchToMask in eval mode, card)`` from ``<weights_dir>/<name>.{safetensors,json}``. See :func:`load_model`."""
+    return load_model("sketch2mask", weights_dir, device, name)

@@ -1,0 +1,383 @@
+"""Mask -> tri-plane generator: a 19-class face mask and a latent z -> w+ -> three feature planes -> a field.
+
+The structure follows pix2pix3D (CVPR 2023, section 3: a mask encoder gives the geometry ws, z through an
+MLP gives the appearance ws, w+ drives an EG3D tri-plane synthesis, an MLP decodes point features to
+density, colour and semantic logits). One change, measured on this project (../shared/DESIGN.md section
+8): a mask squeezed through one global vector gives an average head, so the planes are also conditioned
+on the mask pixel by pixel, as PAiC-3D (2023, section 3.2) does with its input view:
+
+* the X-Z plane is aligned with the front-view mask (backend/frame.py: the input view spans the box's
+  X-Z face exactly), so a 2D U-Net on the mask produces it directly;
+* the X-Y and Y-Z planes are built by pooling those pixel features along the collapsed image axis
+  (PAiC-3D's feature pooling along plane axes) and expanding along depth (Y) with a learned depth code;
+* a few StyleGAN2 modulated convolutions (Karras et al., CVPR 2020, section 2.2) per plane, modulated by
+  w+ (one geometry w and one appearance w per layer), turn those into the planes.
+
+Appearance: a conditional-VAE encoder (Kingma & Welling 2014; Sohn et al. 2015) sees the ground-truth RGB
+during training and gives q(z | rgb, mask); at inference z ~ N(0, I) comes from the user's seed, so the
+same mask with different seeds gives different skin and hair colours.
+
+Coordinates: ``xyz`` are normalised box coordinates in [-1, 1]^3 (backend/frame.py), X right, Y depth
+(the face looks along -Y), Z up. Plane storage (all ``R x R``, ``grid_sample`` with
+``align_corners=False`` so pixel centres match backend/frame.py):
+
+* plane 0, X-Y: rows index y (row 0 at y = -1), columns index x; sampled at ``(x, y)``;
+* plane 1, X-Z: image-aligned with the front mask: rows index -z (row 0 at z = +1), columns x;
+  sampled at ``(x, -z)``;
+* plane 2, Y-Z: rows index -z, columns index y; sampled at ``(y, -z)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+#: Keys every Mask2Triplane config must hold (see backend/models/config.py).
+REQUIRED_KEYS = (
+    "num_classes", "mask_resolution", "encoder_channels", "pixel_feature_channels", "z_dim", "w_dim",
+    "num_ws_geometry", "num_ws_appearance", "plane_resolution", "plane_channels", "synthesis_channels",
+    "depth_code_channels", "decoder_hidden", "density_scale", "appearance_resolution", "appearance_channels",
+)
+
+
+def _lrelu(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.2)
+
+
+def resample_onehot(mask_onehot: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Resample a one-hot (or soft) mask ``(B, K, H, W)`` float to ``(B, K, resolution, resolution)``.
+
+    Downsampling uses area averaging (class fractions per output pixel), upsampling nearest neighbour.
+    """
+    h = mask_onehot.shape[-1]
+    if h == resolution:
+        return mask_onehot
+    if h > resolution:
+        return F.adaptive_avg_pool2d(mask_onehot, resolution)
+    return F.interpolate(mask_onehot, size=(resolution, resolution), mode="nearest")
+
+
+def ids_to_onehot(mask_ids: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Label ids ``(B, H, W)`` long in ``0..num_classes-1`` -> one-hot ``(B, num_classes, H, W)`` float32.
+
+    Raises:
+        ValueError: wrong rank or an id outside the label set.
+    """
+    if mask_ids.dim() != 3:
+        raise ValueError(f"mask ids must be (B, H, W), got shape {tuple(mask_ids.shape)}")
+    if mask_ids.numel() and (int(mask_ids.min()) < 0 or int(mask_ids.max()) >= num_classes):
+        raise ValueError(f"mask ids must lie in 0..{num_classes - 1}, got {int(mask_ids.min())}..{int(mask_ids.max())}")
+    return F.one_hot(mask_ids.long(), num_classes).permute(0, 3, 1, 2).float()
+
+
+@dataclass
+class MaskEncoding:
+    """What :meth:`Mask2Triplane.encode` returns.
+
+    Attributes:
+        w_plus: ``(B, num_ws, w_dim)`` float32; the first ``num_ws_geometry`` rows come from the mask
+            (geometry ws, the target of the sketch U-Net's style-vector loss), the rest from z.
+        pixel_features: ``(B, pixel_feature_channels, R, R)`` float32, R = plane resolution, aligned with
+            the front-view mask (row 0 = top = z +1, column 0 = left = x -1).
+    """
+
+    w_plus: torch.Tensor
+    pixel_features: torch.Tensor
+
+    def geometry_ws(self, num_ws_geometry: int) -> torch.Tensor:
+        """The mask-derived part of w+: ``(B, num_ws_geometry, w_dim)``."""
+        return self.w_plus[:, :num_ws_geometry]
+
+
+class MaskEncoder(nn.Module):
+    """One-hot mask + z -> w+ and pixel-aligned features (a small U-Net on the mask; pix2pix3D encoder).
+
+    Input: ``mask_onehot (B, num_classes, H, W)`` float32 (any square H = W; area-resampled to
+    ``mask_resolution``), ``z (B, z_dim)`` float32. Output: :class:`MaskEncoding`.
+    """
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        self.cfg = cfg
+        ch = list(cfg["encoder_channels"])
+        k = cfg["num_classes"]
+        self.mask_resolution = cfg["mask_resolution"]
+        self.plane_resolution = cfg["plane_resolution"]
+        self.stem = nn.Sequential(nn.Conv2d(k, ch[0], 3, padding=1), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(ch[0], ch[0], 3, padding=1), nn.LeakyReLU(0.2))
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(ch[i - 1], ch[i], 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+                          nn.Conv2d(ch[i], ch[i], 3, padding=1), nn.LeakyReLU(0.2))
+            for i in range(1, len(ch)))
+        # decoder back up to the plane resolution (U-Net with skips)
+        self.level_res = [self.mask_resolution // (2 ** i) for i in range(len(ch))]
+        self.up = nn.ModuleList()
+        self.up_levels: list[int] = []
+        for i in range(len(ch) - 2, -1, -1):
+            if self.level_res[i] > self.plane_resolution:
+                break
+            cin = ch[i + 1] if not self.up else ch[self.up_levels[-1]]
+            self.up.append(nn.Sequential(nn.Conv2d(cin + ch[i], ch[i], 3, padding=1), nn.LeakyReLU(0.2)))
+            self.up_levels.append(i)
+        last_c = ch[self.up_levels[-1]] if self.up_levels else ch[-1]
+        self.to_features = nn.Conv2d(last_c, cfg["pixel_feature_channels"], 1)
+        nw, wd = cfg["num_ws_geometry"], cfg["w_dim"]
+        self.geometry_head = nn.Sequential(nn.Flatten(), nn.Linear(ch[-1] * 16, 2 * wd), nn.LeakyReLU(0.2),
+                                           nn.Linear(2 * wd, nw * wd))
+        na = cfg["num_ws_appearance"]
+        self.appearance_mapping = nn.Sequential(nn.Linear(cfg["z_dim"], wd), nn.LeakyReLU(0.2),
+                                                nn.Linear(wd, na * wd))
+
+    def geometry(self, mask_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask only -> (geometry ws ``(B, num_ws_geometry, w_dim)``, pixel features ``(B, Cp, R, R)``)."""
+        x = resample_onehot(mask_onehot, self.mask_resolution)
+        feats = [self.stem(x)]
+        for block in self.down:
+            feats.append(block(feats[-1]))
+        bottleneck = feats[-1]
+        ws = self.geometry_head(F.adaptive_avg_pool2d(bottleneck, 4))
+        ws = ws.view(x.shape[0], self.cfg["num_ws_geometry"], self.cfg["w_dim"])
+        y = bottleneck
+        for block, level in zip(self.up, self.up_levels):
+            skip = feats[level]
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = block(torch.cat([y, skip], dim=1))
+        y = self.to_features(y)
+        if y.shape[-1] != self.plane_resolution:
+            y = F.interpolate(y, size=(self.plane_resolution,) * 2, mode="bilinear", align_corners=False)
+        return ws, y
+
+    def forward(self, mask_onehot: torch.Tensor, z: torch.Tensor) -> MaskEncoding:
+        geo, feats = self.geometry(mask_onehot)
+        app = self.appearance_mapping(z).view(z.shape[0], self.cfg["num_ws_appearance"], self.cfg["w_dim"])
+        return MaskEncoding(torch.cat([geo, app], dim=1), feats)
+
+
+class AppearanceEncoder(nn.Module):
+    """Training-only cVAE encoder: ground-truth front RGB + mask -> (mu, logvar) of z, each ``(B, z_dim)``.
+
+    Input: ``rgb (B, 3, H, W)`` float32 in [0, 1], ``mask_onehot (B, num_classes, H', W')``; both are
+    resampled to ``appearance_resolution``.
+    """
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        ch = list(cfg["appearance_channels"])
+        self.resolution = cfg["appearance_resolution"]
+        layers: list[nn.Module] = []
+        cin = 3 + cfg["num_classes"]
+        for c in ch:
+            layers += [nn.Conv2d(cin, c, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            cin = c
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(cin, 2 * cfg["z_dim"])
+
+    def forward(self, rgb: torch.Tensor, mask_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb = F.interpolate(rgb, size=(self.resolution,) * 2, mode="bilinear", align_corners=False, antialias=True)
+        m = resample_onehot(mask_onehot, self.resolution)
+        h = self.body(torch.cat([rgb, m], dim=1)).mean(dim=(2, 3))
+        mu, logvar = self.head(h).chunk(2, dim=1)
+        return mu, logvar.clamp(-10.0, 10.0)
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2 modulated convolution (Karras et al., CVPR 2020, eq. 1-3) with two style inputs.
+
+    The per-input-channel scale is ``A_g(w_geometry) + A_a(w_appearance)`` (affine maps initialised to
+    1); the weights are demodulated unless ``demodulate=False`` (the final to-plane layer).
+    Input ``(B, C_in, H, W)`` -> ``(B, C_out, H, W)``.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, w_dim: int, demodulate: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel) / math.sqrt(cin * kernel * kernel))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.affine_geometry = nn.Linear(w_dim, cin)
+        self.affine_appearance = nn.Linear(w_dim, cin)
+        for affine, bias in ((self.affine_geometry, 1.0), (self.affine_appearance, 0.0)):
+            nn.init.normal_(affine.weight, 0.0, 0.01)
+            nn.init.constant_(affine.bias, bias)
+        self.demodulate = demodulate
+        self.padding = kernel // 2
+
+    def forward(self, x: torch.Tensor, w_geometry: torch.Tensor, w_appearance: torch.Tensor) -> torch.Tensor:
+        b, cin, h, wd = x.shape
+        style = self.affine_geometry(w_geometry) + self.affine_appearance(w_appearance)  # (B, Cin)
+        weight = self.weight[None] * style[:, None, :, None, None]  # (B, Cout, Cin, k, k)
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
+        cout = weight.shape[1]
+        out = F.conv2d(x.reshape(1, b * cin, h, wd), weight.reshape(b * cout, cin, *weight.shape[3:]),
+                       padding=self.padding, groups=b)
+        return out.view(b, cout, h, wd) + self.bias[None, :, None, None]
+
+
+class TriplaneSynthesis(nn.Module):
+    """w+ and pixel-aligned mask features -> tri-plane ``(B, 3, plane_channels, R, R)`` float32.
+
+    The X-Z plane starts from the pixel features themselves; X-Y and Y-Z from the features pooled (mean
+    and max) along image rows or columns, expanded along depth and concatenated with a learned depth code
+    (PAiC-3D section 3.2). Each plane then goes through ``num_ws_geometry - 1`` modulated 3x3 convolutions
+    and a modulated 1x1 to-plane layer; layer i is modulated by geometry w i and appearance w i.
+    """
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        self.cfg = cfg
+        r, cp, s = cfg["plane_resolution"], cfg["pixel_feature_channels"], cfg["synthesis_channels"]
+        cd, wd = cfg["depth_code_channels"], cfg["w_dim"]
+        self.num_layers = cfg["num_ws_geometry"]
+        if cfg["num_ws_appearance"] != self.num_layers:
+            raise ValueError("num_ws_appearance must equal num_ws_geometry (one of each per synthesis layer)")
+        self.depth_code_xy = nn.Parameter(torch.randn(1, cd, r, 1) * 0.5)  # varies along y (rows)
+        self.depth_code_yz = nn.Parameter(torch.randn(1, cd, 1, r) * 0.5)  # varies along y (columns)
+        self.base = nn.ModuleList([nn.Conv2d(2 * cp + cd, s, 1), nn.Conv2d(cp, s, 1), nn.Conv2d(2 * cp + cd, s, 1)])
+        self.convs = nn.ModuleList(
+            nn.ModuleList(ModulatedConv2d(s, s, 3, wd) for _ in range(self.num_layers - 1)) for _ in range(3))
+        self.to_plane = nn.ModuleList(ModulatedConv2d(s, cfg["plane_channels"], 1, wd, demodulate=False)
+                                      for _ in range(3))
+
+    def forward(self, w_plus: torch.Tensor, pixel_features: torch.Tensor) -> torch.Tensor:
+        b, cp, r, _ = pixel_features.shape
+        ng = self.cfg["num_ws_geometry"]
+        f = pixel_features
+        # pool along image rows (z) -> a function of x; along columns (x) -> a function of z
+        along_x = torch.cat([f.mean(dim=2), f.amax(dim=2)], dim=1)  # (B, 2Cp, R_x)
+        along_z = torch.cat([f.mean(dim=3), f.amax(dim=3)], dim=1)  # (B, 2Cp, R_z), index 0 = top = z +1
+        xy = torch.cat([along_x[:, :, None, :].expand(b, 2 * cp, r, r),
+                        self.depth_code_xy.expand(b, -1, r, r)], dim=1)  # rows y, cols x
+        yz = torch.cat([along_z[:, :, :, None].expand(b, 2 * cp, r, r),
+                        self.depth_code_yz.expand(b, -1, r, r)], dim=1)  # rows -z, cols y
+        planes = []
+        for p, x in enumerate((xy, f, yz)):
+            h = _lrelu(self.base[p](x))
+            for i, conv in enumerate(self.convs[p]):
+                h = _lrelu(conv(h, w_plus[:, i], w_plus[:, ng + i]))
+            planes.append(self.to_plane[p](h, w_plus[:, ng - 1], w_plus[:, -1]))
+        return torch.stack(planes, dim=1)
+
+
+class TriplaneDecoder(nn.Module):
+    """Tri-plane features at 3D points -> occupancy logit, sigma, RGB and semantic logits (pix2pix3D's MLP).
+
+    The three bilinear samples are concatenated (3 x plane_channels) and go through a 2-hidden-layer
+    softplus MLP. ``sigma = density_scale * softplus(occupancy_logit)`` (per unit of normalised box length),
+    so the surface ``occupancy_logit = 0`` sits at ``sigma = density_scale * ln 2``
+    (:attr:`Mask2Triplane.surface_sigma`).
+    """
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        c, h, k = cfg["plane_channels"], cfg["decoder_hidden"], cfg["num_classes"]
+        self.num_classes = k
+        self.density_scale = float(cfg["density_scale"])
+        self.fc1 = nn.Linear(3 * c, h)
+        self.fc2 = nn.Linear(h, h)
+        self.out = nn.Linear(h, 1 + 3 + k)
+
+    @staticmethod
+    def sample_planes(planes: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+        """Bilinear features ``(B, N, 3*C)`` of ``planes (B, 3, C, R, R)`` at ``xyz (B, N, 3)`` in [-1, 1]."""
+        b, _, c, r, _ = planes.shape
+        x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
+        grid = torch.stack([torch.stack([x, y], -1), torch.stack([x, -z], -1), torch.stack([y, -z], -1)], dim=1)
+        feats = F.grid_sample(planes.reshape(b * 3, c, r, r), grid.reshape(b * 3, 1, -1, 2),
+                              mode="bilinear", padding_mode="zeros", align_corners=False)  # (B*3, C, 1, N)
+        return feats.view(b, 3 * c, -1).transpose(1, 2)
+
+    def forward(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = F.softplus(self.fc1(self.sample_planes(planes, xyz)))
+        h = F.softplus(self.fc2(h))
+        out = self.out(h)
+        occ = out[..., :1]
+        return {"occupancy_logit": occ, "sigma": self.density_scale * F.softplus(occ),
+                "rgb": torch.sigmoid(out[..., 1:4]), "semantic": out[..., 4:]}
+
+
+class Mask2Triplane(nn.Module):
+    """The mask-to-3D generator: :class:`MaskEncoder`, :class:`TriplaneSynthesis`, :class:`TriplaneDecoder`
+    and the training-only :class:`AppearanceEncoder`, built from a config dict (backend/models/config.py).
+
+    Typical inference::
+
+        planes = model.planes_from_mask(mask_ids, model.sample_z(seed))  # once per job
+        out = model.query(planes, xyz_chunk)                               # many times
+    """
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        missing = [k for k in REQUIRED_KEYS if k not in cfg]
+        if missing:
+            raise ValueError(f"Mask2Triplane config lacks {missing}; build it from backend.models.config.PROFILES")
+        self.cfg = dict(cfg)
+        self.num_classes = cfg["num_classes"]
+        self.z_dim = cfg["z_dim"]
+        self.num_ws_geometry = cfg["num_ws_geometry"]
+        self.num_ws = cfg["num_ws_geometry"] + cfg["num_ws_appearance"]
+        self.w_dim = cfg["w_dim"]
+        self.mask_encoder = MaskEncoder(cfg)
+        self.synthesis = TriplaneSynthesis(cfg)
+        self.decoder = TriplaneDecoder(cfg)
+        self.appearance_encoder = AppearanceEncoder(cfg)
+
+    @property
+    def surface_sigma(self) -> float:
+        """Density sigma at the surface (occupancy logit 0): the marching-cubes level for ``sigma``."""
+        return self.decoder.density_scale * math.log(2.0)
+
+    def sample_z(self, seed: int, batch: int = 1, device: str | torch.device = "cpu") -> torch.Tensor:
+        """z ~ N(0, I), ``(batch, z_dim)`` float32, drawn from a CPU generator seeded with ``seed``."""
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn(batch, self.z_dim, generator=g).to(device)
+
+    def _check_mask(self, mask_onehot: torch.Tensor) -> None:
+        if mask_onehot.dim() != 4 or mask_onehot.shape[1] != self.num_classes or mask_onehot.shape[2] != mask_onehot.shape[3]:
+            raise ValueError(f"mask_onehot must be (B, {self.num_classes}, H, H) float, got {tuple(mask_onehot.shape)}")
+
+    def encode(self, mask_onehot: torch.Tensor, z: torch.Tensor) -> MaskEncoding:
+        """``mask_onehot (B, 19, H, H)`` float32 + ``z (B, z_dim)`` -> :class:`MaskEncoding` (w+, pixel features).
+
+        Raises:
+            ValueError: wrong shapes.
+        """
+        self._check_mask(mask_onehot)
+        if z.dim() != 2 or z.shape[1] != self.z_dim or z.shape[0] != mask_onehot.shape[0]:
+            raise ValueError(f"z must be (B={mask_onehot.shape[0]}, {self.z_dim}), got {tuple(z.shape)}")
+        return self.mask_encoder(mask_onehot, z)
+
+    def geometry_ws(self, mask_onehot: torch.Tensor) -> torch.Tensor:
+        """Mask-derived w+ rows ``(B, num_ws_geometry, w_dim)`` (the sketch U-Net's L_SV target)."""
+        self._check_mask(mask_onehot)
+        return self.mask_encoder.geometry(mask_onehot)[0]
+
+    def synthesize(self, encoding: MaskEncoding) -> torch.Tensor:
+        """:class:`MaskEncoding` -> planes ``(B, 3, plane_channels, R, R)`` float32."""
+        return self.synthesis(encoding.w_plus, encoding.pixel_features)
+
+    def query(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Decode ``xyz (B, N, 3)`` normalised box coordinates on ``planes (B, 3, C, R, R)``.
+
+        Returns ``{"sigma": (B, N, 1) >= 0, "rgb": (B, N, 3) in [0, 1], "semantic": (B, N, 19) logits,
+        "occupancy_logit": (B, N, 1)}``. Points outside the box see zero plane features. Call it in
+        chunks of a few hundred thousand points under ``torch.no_grad()`` for dense grids.
+        """
+        return self.decoder(planes, xyz)
+
+    @torch.no_grad()
+    def planes_from_mask(self, mask_ids: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Label ids ``(B, H, H)`` long + ``z (B, z_dim)`` -> planes ``(B, 3, C, R, R)`` (no gradients)."""
+        onehot = ids_to_onehot(mask_ids, self.num_classes).to(z.device)
+        return self.synthesize(self.encode(onehot, z))
+
+    def forward(self, mask_onehot: torch.Tensor, z: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode, synthesise and query in one call (for DistributedDataParallel); adds ``planes``, ``w_plus``."""
+        enc = self.encode(mask_onehot, z)
+        planes = self.synthesize(enc)
+        out = self.query(planes, xyz)
+        out["planes"] = planes
+        out["w_plus"] = enc.w_plus
+        return out

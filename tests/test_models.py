@@ -1,0 +1,202 @@
+"""Networks of backend/models: shapes, the renderer against analytic densities, weights save/load."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from backend.frame import BOX_SIZE_M
+from backend.models.config import PROFILES, get_config
+from backend.models.loading import LABEL_SET, load_mask2triplane, load_sketch2mask
+from backend.models.mask2triplane import Mask2Triplane, ids_to_onehot
+from backend.models.renderer import VolumeRenderer, camera_rays, orthographic_camera, sample_pdf
+from backend.models.sketch2mask import SketchToMask
+from backend.weights import WeightsError, save_weights
+
+torch.set_num_threads(1)
+
+
+def _tiny_m2t_config():
+    cfg = get_config("lite", "mask2triplane")
+    cfg.update(mask_resolution=32, encoder_channels=[8, 16, 16], pixel_feature_channels=8, z_dim=8, w_dim=16,
+               num_ws_geometry=2, num_ws_appearance=2, plane_resolution=32, plane_channels=8,
+               synthesis_channels=8, depth_code_channels=4, decoder_hidden=16, appearance_resolution=16,
+               appearance_channels=[8, 8])
+    return cfg
+
+
+def _tiny_s2m_config():
+    cfg = get_config("lite", "sketch2mask")
+    cfg.update(channels=[4, 8, 8, 8, 8, 8, 8, 8], num_ws_geometry=2, w_dim=16)
+    return cfg
+
+
+def test_profiles_are_json_data_and_style_shapes_match():
+    for name, prof in PROFILES.items():
+        json.dumps(prof)  # plain data, storable in a card
+        m2t, s2m = prof["mask2triplane"], prof["sketch2mask"]
+        assert (s2m["num_ws_geometry"], s2m["w_dim"]) == (m2t["num_ws_geometry"], m2t["w_dim"]), name
+    paper = PROFILES["paper"]["mask2triplane"]
+    assert (paper["num_ws_geometry"] + paper["num_ws_appearance"], paper["w_dim"]) == (14, 512)
+    assert (paper["plane_channels"], paper["plane_resolution"]) == (32, 256)
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_config("huge", "mask2triplane")
+
+
+def test_lite_mask2triplane_shapes_and_contract():
+    model = Mask2Triplane(get_config("lite", "mask2triplane")).eval()
+    cfg = model.cfg
+    ids = torch.randint(0, 19, (2, 512, 512))
+    z = model.sample_z(3, batch=2)
+    enc = model.encode(ids_to_onehot(ids, 19), z)
+    assert enc.w_plus.shape == (2, cfg["num_ws_geometry"] + cfg["num_ws_appearance"], cfg["w_dim"])
+    assert enc.pixel_features.shape == (2, cfg["pixel_feature_channels"], cfg["plane_resolution"], cfg["plane_resolution"])
+    with torch.no_grad():
+        planes = model.synthesize(enc)
+        assert planes.shape == (2, 3, cfg["plane_channels"], cfg["plane_resolution"], cfg["plane_resolution"])
+        out = model.query(planes, torch.rand(2, 100, 3) * 2 - 1)
+    assert out["sigma"].shape == (2, 100, 1) and bool((out["sigma"] >= 0).all())
+    assert out["rgb"].shape == (2, 100, 3) and 0 <= float(out["rgb"].min()) and float(out["rgb"].max()) <= 1
+    assert out["semantic"].shape == (2, 100, 19)
+    assert model.geometry_ws(ids_to_onehot(ids, 19)).shape == (2, cfg["num_ws_geometry"], cfg["w_dim"])
+    with pytest.raises(ValueError, match="mask_onehot"):
+        model.encode(torch.zeros(1, 5, 64, 64), model.sample_z(0))
+
+
+def test_seed_determinism_and_z_changes_planes():
+    model = Mask2Triplane(_tiny_m2t_config()).eval()
+    ids = torch.randint(0, 19, (1, 64, 64))
+    a = model.planes_from_mask(ids, model.sample_z(7))
+    b = model.planes_from_mask(ids, model.sample_z(7))
+    c = model.planes_from_mask(ids, model.sample_z(8))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    with pytest.raises(ValueError, match="0..18"):
+        model.planes_from_mask(torch.full((1, 8, 8), 19), model.sample_z(0))
+
+
+def test_xz_plane_is_aligned_with_the_front_mask():
+    """Pixel features of the front mask land on the X-Z plane: a query at the box position of a pixel
+    reads the plane at that pixel (row 0 = top = z +1, column 0 = x -1)."""
+    from backend.models.mask2triplane import TriplaneDecoder
+
+    r = 8
+    planes = torch.zeros(1, 3, 1, r, r)
+    planes[0, 1, 0, 1, 6] = 1.0  # X-Z plane, row 1 (near the top), column 6 (right)
+    x = (6 + 0.5) / r * 2 - 1
+    z = 1 - (1 + 0.5) / r * 2
+    feats = TriplaneDecoder.sample_planes(planes, torch.tensor([[[x, 0.3, z], [-x, 0.3, z]]]))
+    assert feats[0, 0, 1] == pytest.approx(1.0)  # channel layout: plane-major, X-Z is plane 1
+    assert feats[0, 1, 1] == pytest.approx(0.0)
+
+
+def test_sketch2mask_shapes_for_both_input_sizes():
+    net = SketchToMask(get_config("lite", "sketch2mask")).eval()
+    for size in (512, 128):
+        logits, style = net(torch.rand(1, 1, size, size))
+        assert logits.shape == (1, 19, size, size)
+        assert style.shape == (1, PROFILES["lite"]["sketch2mask"]["num_ws_geometry"], PROFILES["lite"]["sketch2mask"]["w_dim"])
+    with pytest.raises(ValueError, match="sketch must be"):
+        net(torch.rand(1, 3, 64, 64))
+
+
+def _sphere_field(radius: float, density: float):
+    def field(xyz):
+        inside = (xyz.norm(dim=-1, keepdim=True) < radius).float()
+        sem = torch.full((*xyz.shape[:2], 19), -20.0)
+        sem[..., 1] = 20.0
+        return {"sigma": inside * density, "rgb": torch.full((*xyz.shape[:2], 3), 0.25), "semantic": sem}
+    return field
+
+
+@pytest.mark.parametrize("num_importance", [0, 32])
+def test_renderer_matches_analytic_sphere(num_importance):
+    """Constant density k in a sphere of radius a: the central ray has alpha = 1 - exp(-2 k a) and the
+    expected hit depth entry + (1/k - (L + 1/k) e^{-kL}) / (1 - e^{-kL}) with L = 2a."""
+    a, k = 0.5, 1.5
+    renderer = VolumeRenderer(num_samples=512, num_importance=num_importance, background_rgb=1.0)
+    cam = orthographic_camera("front", resolution=1, size_m=0.01)  # one ray through the centre
+    out = renderer.render(_sphere_field(a, k), cam)
+    L = 2 * a
+    alpha = 1 - math.exp(-k * L)
+    assert float(out["alpha"]) == pytest.approx(alpha, abs=0.01)
+    assert float(out["rgb"][0, 0]) == pytest.approx(0.25 * alpha + (1 - alpha), abs=0.01)
+    expected_s = (1 / k - (L + 1 / k) * math.exp(-k * L)) / (1 - math.exp(-k * L))
+    # camera sits one box size in front of the centre (orthographic_camera); box units -> metres
+    entry_m = BOX_SIZE_M - a * BOX_SIZE_M / 2
+    assert float(out["depth"]) == pytest.approx(entry_m + expected_s * BOX_SIZE_M / 2, abs=0.003)
+    assert float(out["semantic"][0, 1]) == pytest.approx(alpha, abs=0.01)
+    assert float(out["semantic"][0, 0]) == pytest.approx(1 - alpha, abs=0.01)
+
+
+def test_renderer_opaque_sphere_silhouette_and_depth_from_the_side():
+    a = 0.6
+    renderer = VolumeRenderer(num_samples=64, num_importance=64)
+    out = renderer.render(_sphere_field(a, 500.0), orthographic_camera("left", 32))
+    cols, rows = np.meshgrid((np.arange(32) + 0.5) / 32 * 2 - 1, (np.arange(32) + 0.5) / 32 * 2 - 1)
+    inside = cols ** 2 + rows ** 2 < (a - 0.05) ** 2
+    outside = cols ** 2 + rows ** 2 > (a + 0.05) ** 2
+    alpha = out["alpha"][0, 0].numpy()
+    assert alpha[inside].min() > 0.99 and alpha[outside].max() < 0.01
+    depth = out["depth"][0, 0].numpy()
+    true_depth = BOX_SIZE_M - np.sqrt(np.clip(a ** 2 - cols ** 2 - rows ** 2, 0, None)) * BOX_SIZE_M / 2
+    assert np.abs(depth[inside] - true_depth[inside]).max() < 0.004  # metres
+
+
+def test_perspective_rays_point_at_the_target():
+    cam = orthographic_camera("front", 3)
+    cam.update(type="perspective", fov_deg=30.0)
+    origins, dirs, fwd = camera_rays(cam)
+    centre = dirs[4]  # middle pixel of 3x3
+    assert torch.allclose(centre, fwd, atol=1e-6)
+    assert torch.allclose(origins[0], origins[8])
+    assert torch.allclose(dirs.norm(dim=-1), torch.ones(9))
+
+
+def test_sample_pdf_concentrates_where_the_weight_is():
+    bins = torch.linspace(0, 1, 11)[None]
+    w = torch.zeros(1, 10)
+    w[0, 7] = 1.0
+    s = sample_pdf(bins, w, 50, None)
+    assert ((s >= 0.7) & (s <= 0.8)).float().mean() > 0.95
+
+
+def _card(kind, cfg):
+    return {"kind": kind, "profile": "test", "config": cfg, "label_set": LABEL_SET, "box_size_m": BOX_SIZE_M}
+
+
+def test_weights_roundtrip_and_clear_errors(tmp_path):
+    model = Mask2Triplane(_tiny_m2t_config())
+    save_weights(model.state_dict(), _card("mask2triplane", model.cfg), "mask2triplane_lite", tmp_path)
+    loaded, card = load_mask2triplane(tmp_path, "cpu")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    assert card["sha256"] and not loaded.training
+
+    net = SketchToMask(_tiny_s2m_config())
+    save_weights(net.state_dict(), _card("sketch2mask", net.cfg), "sketch2mask_lite", tmp_path)
+    net2, _ = load_sketch2mask(tmp_path)
+    x = torch.rand(1, 1, 128, 128)
+    net.eval()
+    assert torch.allclose(net(x)[0], net2(x)[0])
+
+    # a card for another box size is refused with the reason
+    bad = _card("mask2triplane", model.cfg)
+    bad["box_size_m"] = 0.5
+    save_weights(model.state_dict(), bad, "m_box", tmp_path)
+    with pytest.raises(WeightsError, match="box_size_m"):
+        load_mask2triplane(tmp_path, name="m_box")
+    # tensors that do not fit the config
+    other = dict(model.cfg, decoder_hidden=32)
+    save_weights(model.state_dict(), _card("mask2triplane", other), "m_shape", tmp_path)
+    with pytest.raises(WeightsError) as e:
+        load_mask2triplane(tmp_path, name="m_shape")
+    assert e.value.code == "weights_mismatch"
+    # corrupted file
+    (tmp_path / "mask2triplane_lite.safetensors").write_bytes(b"garbage")
+    with pytest.raises(WeightsError) as e:
+        load_mask2triplane(tmp_path)
+    assert e.value.code == "weights_corrupt"
