@@ -1,0 +1,201 @@
+"""Auto-framing: place a drawing's content box onto the canonical framing of the training sketches.
+
+The networks were trained on SynHead sketches, whose input view spans the tri-plane box exactly
+(backend/frame.py) with the head at a canonical placement (random scale +-10 %, shift +-5 %). Real
+drawings are framed anyhow, so before inference the bounding box of the ink (robust percentiles, so a
+stray speck does not move it) is scaled uniformly and shifted onto ``CANONICAL_CONTENT_BOX``: the median
+content box of SynHead sketches, read from ``backend/canonical_framing.json`` (written by the SynHead
+generator, training/synhead) or, while that file is absent, the documented defaults below.
+
+Placement rule (a project decision, ../shared/DESIGN.md section 5): the scale is the largest that
+keeps the content box inside the canonical box in both width and height; the content is centred
+horizontally on the canonical centre and its top edge is put on the canonical top edge (heads are
+anchored at the crown; how much neck and shoulder a drawing shows varies and is often cut by the page).
+
+All transforms are affine maps of continuous pixel coordinates (pixel centres at integers, x right,
+y down) from the input image's own pixel frame to the ``size`` x ``size`` framed image, recorded in
+result.json so the mask can be mapped back onto the input (:func:`unframe_mask`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+#: Where the SynHead generator writes the content-box statistics of its sketches.
+CANONICAL_FRAMING_PATH = Path(__file__).resolve().parent / "canonical_framing.json"
+#: Defaults used while ``canonical_framing.json`` is absent: normalised image coords, y down.
+DEFAULT_CANONICAL_CONTENT_BOX = {"center": [0.5, 0.54], "width": 0.62, "height": 0.88, "n": 0,
+                                 "source": "defaults in backend/framing.py"}
+#: Percentiles of the ink coordinates that define the content box (robust to specks).
+CONTENT_PERCENTILES = (0.2, 99.8)
+
+
+class FramingError(ValueError):
+    """Content that cannot be framed (e.g. nothing drawn). ``code`` is a stable identifier for APIs."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def canonical_content_box(path: str | Path | None = None) -> dict:
+    """The canonical content box ``{"center": [cx, cy], "width": w, "height": h, "n", "source"}``.
+
+    Coordinates are fractions of the input view (x right, y down). Read from ``path`` (default
+    ``CANONICAL_FRAMING_PATH``); the defaults are returned when the file is absent or malformed.
+    """
+    path = Path(path) if path is not None else CANONICAL_FRAMING_PATH
+    try:
+        data = json.loads(path.read_text())
+        cx, cy = (float(v) for v in data["center"])
+        w, h = float(data["width"]), float(data["height"])
+        if not (0 < w <= 1.5 and 0 < h <= 1.5 and all(map(math.isfinite, (cx, cy, w, h)))):
+            raise ValueError("box out of range")
+        return {"center": [cx, cy], "width": w, "height": h, "n": int(data.get("n", 0)), "source": str(path.name)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return dict(DEFAULT_CANONICAL_CONTENT_BOX)
+
+
+@dataclass
+class FramingTransform:
+    """Affine map from the input's pixel frame to the framed ``output_size`` square.
+
+    Attributes:
+        matrix: 2 x 3 row-major ``[[s, 0, tx], [0, s, ty]]``: ``framed = s * input + t`` (pixels).
+        input_size: ``[width, height]`` of the input image, pixels.
+        output_size: side of the framed square image, pixels.
+        content_box: ``[x0, y0, x1, y1]`` of the ink in the input image, pixels (None for no content).
+        canonical_box: the canonical content box used (see :func:`canonical_content_box`).
+        auto_framed: False with ``--no-frame`` (the input was only scaled to the square).
+    """
+
+    matrix: list[list[float]]
+    input_size: list[int]
+    output_size: int
+    content_box: list[float] | None
+    canonical_box: dict | None
+    auto_framed: bool
+
+    @property
+    def scale(self) -> float:
+        """Input pixels -> framed pixels."""
+        return float(self.matrix[0][0])
+
+    def as_array(self) -> np.ndarray:
+        """``(2, 3)`` float64 matrix."""
+        return np.asarray(self.matrix, dtype=np.float64)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (result.json ``framing``)."""
+        return asdict(self)
+
+
+def content_box(ink: np.ndarray) -> list[float] | None:
+    """Robust bounding box ``[x0, y0, x1, y1]`` (pixels) of the True pixels of ``ink`` ``(H, W)`` bool."""
+    ys, xs = np.nonzero(ink)
+    if len(xs) == 0:
+        return None
+    lo, hi = CONTENT_PERCENTILES
+    x0, x1 = np.percentile(xs, [lo, hi])
+    y0, y1 = np.percentile(ys, [lo, hi])
+    return [float(x0) - 0.5, float(y0) - 0.5, float(x1) + 0.5, float(y1) + 0.5]
+
+
+def framing_transform(ink: np.ndarray, size: int = 512, auto_frame: bool = True,
+                      canonical: dict | None = None) -> FramingTransform:
+    """Compute the transform that frames the content of ``ink`` ``(H, W)`` bool into a ``size`` square.
+
+    Without ``auto_frame`` the whole image is scaled uniformly to fit the square and centred
+    (letterboxing non-square images), which keeps inputs already in the canonical framing unchanged.
+
+    Raises:
+        FramingError: ``auto_frame`` and nothing drawn (``framing_no_content``).
+    """
+    h, w = ink.shape
+    if not auto_frame:
+        s = size / max(w, h)
+        tx = (size - w * s) / 2.0 + 0.5 * s - 0.5
+        ty = (size - h * s) / 2.0 + 0.5 * s - 0.5
+        return FramingTransform([[s, 0.0, tx], [0.0, s, ty]], [w, h], size, content_box(ink), None, False)
+    box = content_box(ink)
+    if box is None:
+        raise FramingError("framing_no_content", "nothing drawn to frame; draw the head, or pass --no-frame")
+    canonical = canonical or canonical_content_box()
+    x0, y0, x1, y1 = box
+    bw, bh = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+    cw, ch = canonical["width"] * size, canonical["height"] * size
+    s = min(cw / bw, ch / bh)
+    cx = canonical["center"][0] * size
+    top = (canonical["center"][1] - canonical["height"] / 2.0) * size
+    # continuous edges: framed_edge = s * input_edge + t, with pixel centres at integers (edges at -0.5)
+    tx = cx - 0.5 - s * (x0 + x1) / 2.0
+    ty = top - 0.5 - s * y0
+    return FramingTransform([[s, 0.0, tx], [0.0, s, ty]], [w, h], size, box, canonical, True)
+
+
+def apply_to_image(image: np.ndarray, transform: FramingTransform, fill: int = 255, nearest: bool = False) -> np.ndarray:
+    """Resample ``image`` ``(H, W)`` uint8 (input frame) into the framed ``(S, S)`` uint8 square.
+
+    Downscaling uses area averaging first (so thin strokes stay visible as grey, not aliased away);
+    ``nearest`` (for label maps) keeps ids exact.
+    """
+    size = transform.output_size
+    m = transform.as_array()
+    s = transform.scale
+    if not nearest and s < 0.75:
+        # area-average down to about the target scale, then the exact affine map from there
+        h, w = image.shape
+        nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+        small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+        sx, sy = nw / w, nh / h
+        # small = (input + 0.5) * sx - 0.5  ->  input = (small + 0.5) / sx - 0.5
+        pre = np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
+        m = (np.vstack([m, [0, 0, 1]]) @ pre)[:2]
+        image = small
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, m, (size, size), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=int(fill))
+
+
+def frame_sketch(image: np.ndarray, size: int = 512, auto_frame: bool = True,
+                 canonical: dict | None = None) -> tuple[np.ndarray, FramingTransform]:
+    """Frame a normalised sketch ``(H, W)`` uint8 (dark on white) into ``(size, size)`` uint8.
+
+    After resampling, the ink is re-stretched so the darkest stroke is black again (downscaling a
+    large scan makes thin strokes grey).
+
+    Raises:
+        FramingError: nothing drawn and ``auto_frame``.
+    """
+    t = framing_transform(image < 128, size, auto_frame, canonical)
+    out = apply_to_image(image, t, fill=255)
+    darkest = int(out.min())
+    if 0 < darkest < 200:
+        out = np.clip((out.astype(np.float32) - darkest) * (255.0 / (255 - darkest)), 0, 255).round().astype(np.uint8)
+    return out, t
+
+
+def frame_mask(mask: np.ndarray, size: int = 512, auto_frame: bool = True,
+               canonical: dict | None = None) -> tuple[np.ndarray, FramingTransform]:
+    """Frame a label-id map ``(H, W)`` uint8 (content = non-background) into ``(size, size)`` uint8 ids.
+
+    Raises:
+        FramingError: an all-background map and ``auto_frame``.
+    """
+    t = framing_transform(mask > 0, size, auto_frame, canonical)
+    return apply_to_image(mask, t, fill=0, nearest=True), t
+
+
+def unframe_mask(mask: np.ndarray, transform: FramingTransform) -> np.ndarray:
+    """Map a framed label-id map ``(S, S)`` uint8 back to the input's pixel frame ``(H, W)`` uint8.
+
+    Pixels of the input that fall outside the framed square become background (0).
+    """
+    w, h = transform.input_size
+    return cv2.warpAffine(mask, transform.as_array(), (int(w), int(h)),
+                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)

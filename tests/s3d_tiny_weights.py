@@ -1,0 +1,59 @@
+"""Tiny random-initialised networks saved as weights, for backend tests that must not need bundled weights.
+
+``make_tiny_weights(dir)`` writes ``mask2triplane_lite`` and ``sketch2mask_lite`` cards + safetensors
+with the lite architecture shrunk to a few thousand parameters. Untrained, their density field has no
+head surface; ``sphere_query`` wraps ``Mask2Triplane.query`` so the field's occupancy gets an analytic
+ellipsoid (a head-sized blob) added while the networks' own colour and semantic outputs are kept, which
+exercises the real mesh, colour and export path.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from backend.frame import BOX_SIZE_M
+from backend.models.config import get_config
+from backend.models.loading import LABEL_SET, build_model
+from backend.weights import save_weights
+
+
+def tiny_configs() -> dict[str, dict]:
+    m2t = get_config("lite", "mask2triplane")
+    m2t.update(mask_resolution=64, encoder_channels=[8, 8, 8, 8, 8], pixel_feature_channels=8, z_dim=8, w_dim=16,
+               num_ws_geometry=2, num_ws_appearance=2, plane_resolution=32, plane_channels=8, synthesis_channels=8,
+               depth_code_channels=4, decoder_hidden=16, appearance_resolution=32, appearance_channels=[4, 8, 8, 8])
+    s2m = get_config("lite", "sketch2mask")
+    s2m.update(channels=[4, 4, 4, 4, 4, 4, 4, 4], num_ws_geometry=2, w_dim=16)
+    return {"mask2triplane": m2t, "sketch2mask": s2m}
+
+
+def make_tiny_weights(weights_dir: str | Path, seed: int = 0, sketch: bool = True) -> Path:
+    """Save tiny random networks as ``mask2triplane_lite`` / ``sketch2mask_lite`` into ``weights_dir``."""
+    torch.manual_seed(seed)
+    cfgs = tiny_configs()
+    kinds = ["mask2triplane", "sketch2mask"] if sketch else ["mask2triplane"]
+    for kind in kinds:
+        model = build_model(kind, cfgs[kind])
+        card = {"kind": kind, "profile": "tiny-test", "config": cfgs[kind], "label_set": LABEL_SET,
+                "box_size_m": BOX_SIZE_M, "data": "none: random initialisation for tests"}
+        save_weights(model.state_dict(), card, f"{kind}_lite", weights_dir)
+    return Path(weights_dir)
+
+
+def sphere_query(original_query, radii=(0.55, 0.6, 0.7), sharpness=12.0):
+    """A ``Mask2Triplane.query`` replacement adding an ellipsoid (box units) to the occupancy logit."""
+    import torch.nn.functional as F
+
+    r = torch.tensor(radii)
+
+    def query(self, planes, xyz):
+        out = original_query(self, planes, xyz)
+        d = torch.linalg.norm(xyz / r.to(xyz.device), dim=-1, keepdim=True)
+        occ = sharpness * (1.0 - d) + 0.01 * out["occupancy_logit"]
+        out = dict(out)
+        out["occupancy_logit"] = occ
+        out["sigma"] = self.decoder.density_scale * F.softplus(occ)
+        return out
+
+    return query
