@@ -1,1 +1,42 @@
-"""S3D for Blender: the add-on (standard library and numpy only, never torch)."""
+"""S3D for Blender: the add-on (standard library and numpy only, never torch).
+
+Turns a Grease Pencil face sketch (or a sketch / mask image) into a coloured 3D head mesh through the
+S3D backend, which runs as a separate process in its own Python environment (../shared/DESIGN.md
+section 7). Installed as a Blender 4.3+ extension (``blender_manifest.toml``) or enabled from a folder
+(``bl_info`` below). Modules that need ``bpy`` are imported only in :func:`register`, so the pure
+modules (PLY reader, stroke projection, HTTP client, process lifecycle) import without Blender.
+"""
+
+bl_info = {
+    "name": "S3D Sketch to Head",
+    "author": "S3D for Blender contributors",
+    "version": (0, 1, 0),
+    "blender": (4, 3, 0),
+    "location": "3D View > Sidebar > S3D",
+    "description": "Turn a Grease Pencil face sketch into a coloured 3D head mesh",
+    "category": "Add Mesh",
+}
+
+_MODULES = ("properties", "preferences", "operators", "panel")
+
+
+def _modules():
+    import importlib
+
+    return [importlib.import_module(f"{__name__}.{name}") for name in _MODULES]
+
+
+def register():
+    """Register properties, preferences, operators and the panel."""
+    for mod in _modules():
+        mod.register()
+
+
+def unregister():
+    """Cancel jobs, stop every backend process this session started, unregister everything."""
+    from . import backend_process, generation
+
+    generation.stop_async()
+    backend_process.stop_all()
+    for mod in reversed(_modules()):
+        mod.unregister()

@@ -1,0 +1,335 @@
+"""Generate: the add-on's logic as plain functions (operators and the batch entry point call these).
+
+* :func:`build_request` turns the panel settings (a Grease Pencil object, a sketch image file or a mask
+  image) into a :class:`~.job_runner.JobRequest` (docs/contracts.md section 5).
+* :func:`run_sync` runs jobs on the calling thread and imports the results: the path for
+  ``bpy.app.background`` (``blender -b``, tests, batch), where timers never fire.
+* :func:`start_async` runs them in a :class:`~.job_runner.JobThread`; :func:`_poll_active`, a
+  ``bpy.app.timers`` function on the main thread, drains its queue, updates the progress shown in the
+  panel and imports finished heads. Blender data is touched only on the main thread.
+
+Imports that change the scene end with one undo step ("S3D: import head"); a job that fails changes
+nothing. Main thread only (except what the job thread does inside job_runner).
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from .backend_process import backend_for
+from .gp_capture import capture, is_grease_pencil, stroke_hash
+from .http_client import BackendError
+from .importer import import_job_folder
+from .job_runner import JobRequest, JobResult, JobThread, run_job
+from .label_set import NUM_CLASSES, colour_to_ids
+from .png_io import encode_png, is_png
+from .preferences import backend_config, job_root
+
+VARIATION_SPACING_M = 0.45  # side by side: one tri-plane box (0.40 m) plus a gap
+
+
+class InputError(ValueError):
+    """The panel's input cannot be sent (nothing drawn, no file, ...); the message says what to do."""
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "sketch"
+
+
+def image_to_grey_png(img) -> bytes:
+    """A Blender image -> PNG bytes of its grey values (row 0 = top)."""
+    w, h = img.size
+    if w == 0 or h == 0:
+        raise InputError(f"the image {img.name!r} has no pixels (is the file missing?)")
+    px = np.empty(w * h * 4, dtype=np.float32)
+    img.pixels.foreach_get(px)
+    rgba = px.reshape(h, w, 4)[::-1]
+    grey = rgba[..., :3].mean(-1) * rgba[..., 3] + (1.0 - rgba[..., 3])  # transparent -> white paper
+    return encode_png(np.clip(np.round(grey * 255.0), 0, 255).astype(np.uint8))
+
+
+def image_file_png_bytes(path: str) -> bytes:
+    """A sketch image file -> PNG bytes (PNG files as they are; other formats through Blender's loader)."""
+    p = Path(bpy.path.abspath(path))
+    if not p.is_file():
+        raise InputError(f"the sketch image {str(p)!r} does not exist; pick an image file")
+    data = p.read_bytes()
+    if is_png(data):
+        return data
+    img = bpy.data.images.load(str(p), check_existing=False)
+    try:
+        return image_to_grey_png(img)
+    finally:
+        bpy.data.images.remove(img)
+
+
+def mask_ids_from_image(img) -> np.ndarray:
+    """A mask image (colour-coded CelebAMask-HQ palette, or grey label ids) -> ``(H, W)`` uint8 ids.
+
+    Painted colours snap to the nearest palette colour, so soft brush edges are fine.
+    """
+    w, h = img.size
+    if w == 0 or h == 0:
+        raise InputError(f"the mask image {img.name!r} has no pixels")
+    px = np.empty(w * h * 4, dtype=np.float32)
+    img.pixels.foreach_get(px)
+    rgb = px.reshape(h, w, 4)[::-1, :, :3]
+    grey = np.ptp(rgb, axis=-1).max() < 1e-6
+    if img.get("s3d_kind") == "ids" or (grey and float(rgb.max()) <= (NUM_CLASSES - 1) / 255.0 + 1e-6):
+        return np.clip(np.round(rgb[..., 0] * 255.0), 0, NUM_CLASSES - 1).astype(np.uint8)
+    return colour_to_ids(rgb)
+
+
+@dataclass
+class GenerateSettings:
+    """The panel's inputs as plain values (from ``scene.s3d`` or from the batch command line)."""
+
+    source: str = "GREASE_PENCIL"  # or "IMAGE" or "MASK"
+    gp_object: object = None
+    projection: str = "FRONT"
+    image_path: str = ""
+    mask_image: object = None
+    seed: int = 0
+    resolution: int = 128
+    views: int = 6
+    no_frame: bool = False
+    formats: list[str] = field(default_factory=lambda: ["ply"])
+
+    @classmethod
+    def from_scene(cls, context) -> "GenerateSettings":
+        s = context.scene.s3d
+        return cls(source=s.source, gp_object=s.gp_object or context.active_object, projection=s.projection,
+                   image_path=s.image_path, mask_image=s.mask_image, seed=s.seed, resolution=int(s.resolution),
+                   views=s.views, no_frame=s.no_frame)
+
+
+def input_problem(context, settings: GenerateSettings) -> str | None:
+    """Why Generate cannot run with these inputs (a sentence), or None. Cheap: used by ``poll``."""
+    if settings.source == "GREASE_PENCIL":
+        if not is_grease_pencil(settings.gp_object):
+            return "Select a Grease Pencil object (or press 'New sketch' and draw)"
+        if settings.projection == "CAMERA" and context.scene.camera is None:
+            return "The scene has no active camera for the camera projection"
+    elif settings.source == "IMAGE":
+        if not settings.image_path:
+            return "Pick a sketch image file"
+    elif settings.source == "MASK":
+        if settings.mask_image is None:
+            return "Pick a mask image"
+    return None
+
+
+def build_request(context, settings: GenerateSettings, *, seed: int | None = None, name: str | None = None,
+                  mask_ids: np.ndarray | None = None, tag: dict | None = None) -> JobRequest:
+    """Panel settings -> one job request (the input is captured now, on the main thread).
+
+    Raises:
+        InputError: nothing to send; the message says what to do.
+    """
+    seed = settings.seed if seed is None else int(seed)
+    if mask_ids is not None:
+        data = encode_png(mask_ids.astype(np.uint8))
+        job_input = {"kind": "mask_png", "data": base64.b64encode(data).decode("ascii")}
+        sha = hashlib.sha256(data).hexdigest()
+        name = name or "mask"
+    elif settings.source == "GREASE_PENCIL":
+        obj = settings.gp_object
+        if not is_grease_pencil(obj):
+            raise InputError("select a Grease Pencil object (or press 'New sketch' and draw)")
+        try:
+            doc = capture(obj, context.scene, settings.projection)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        job_input = {"kind": "strokes", "data": doc}
+        sha = stroke_hash(doc)
+        name = name or obj.name
+    elif settings.source == "IMAGE":
+        if not settings.image_path:
+            raise InputError("pick a sketch image file")
+        data = image_file_png_bytes(settings.image_path)
+        job_input = {"kind": "sketch_png", "data": base64.b64encode(data).decode("ascii")}
+        sha = hashlib.sha256(data).hexdigest()
+        name = name or Path(bpy.path.abspath(settings.image_path)).stem
+    elif settings.source == "MASK":
+        if settings.mask_image is None:
+            raise InputError("pick a mask image")
+        return build_request(context, settings, seed=seed, name=name or settings.mask_image.name,
+                             mask_ids=mask_ids_from_image(settings.mask_image), tag=tag)
+    else:
+        raise InputError(f"unknown input source {settings.source!r}")
+    job_input["name"] = name
+    options = {"seed": seed, "resolution": int(settings.resolution), "views": int(settings.views),
+               "formats": list(settings.formats), "no_frame": bool(settings.no_frame)}
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    out_dir = job_root(context) / f"{_safe_name(name)}_seed{seed}_{stamp}"
+    return JobRequest(job_input=job_input, options=options, out_dir=str(out_dir), name=name,
+                      sketch_sha256=sha, tag=dict(tag or {}))
+
+
+def variation_requests(context, settings: GenerateSettings, count: int) -> list[JobRequest]:
+    """``count`` requests with seeds ``seed .. seed + count - 1``, placed side by side along +X."""
+    base = build_request(context, settings)
+    out = []
+    for i in range(count):
+        seed = settings.seed + i
+        req = JobRequest(job_input=base.job_input, options={**base.options, "seed": seed},
+                         out_dir=base.out_dir.replace(f"_seed{settings.seed}_", f"_seed{seed}_"),
+                         name=f"{base.name} seed {seed}", sketch_sha256=base.sketch_sha256,
+                         tag={"offset": (i * VARIATION_SPACING_M, 0.0, 0.0)})
+        out.append(req)
+    return out
+
+
+def push_undo(message: str) -> None:
+    """One undo step with ``message`` (also initialises undo in background mode)."""
+    if bpy.ops.ed.undo_push.poll():
+        bpy.ops.ed.undo_push(message=message)
+
+
+def update_device_status(context, health: dict | None) -> None:
+    """Copy the backend's device report into the panel's status."""
+    if not health:
+        return
+    status = context.window_manager.s3d_status
+    status.device = str(health.get("device", ""))
+    status.device_reason = str(health.get("device_reason", ""))
+
+
+def import_results(context, results: list[JobResult], replace_object=None) -> list:
+    """Import finished jobs (main thread) and push one undo step. Returns the objects."""
+    objs = []
+    for res in results:
+        offset = tuple(res.request.tag.get("offset", (0.0, 0.0, 0.0)))
+        objs.append(import_job_folder(context, res.request.out_dir, res.request.name,
+                                      sketch_sha256=res.request.sketch_sha256, offset=offset,
+                                      replace_object=replace_object))
+    if objs:
+        for o in context.view_layer.objects:
+            o.select_set(False)
+        for o in objs:
+            o.select_set(True)
+        context.view_layer.objects.active = objs[-1]
+        push_undo("S3D: import head")
+    return objs
+
+
+def run_sync(context, requests: list[JobRequest], replace_object=None, on_progress=None) -> list:
+    """Run the jobs on this thread, then import them all. Nothing is imported when one fails.
+
+    Raises:
+        BackendError, JobCancelled: from :func:`~.job_runner.run_job` (the scene is unchanged).
+    """
+    cfg = backend_config(context)
+    results = []
+    for i, req in enumerate(requests):
+        cb = (lambda stage, frac, i=i: on_progress(i, stage, frac)) if on_progress else None
+        results.append(run_job(cfg, req, on_progress=cb))
+        update_device_status(context, backend_for(cfg).health)
+    if bpy.app.background:
+        push_undo("S3D: before import")  # background mode starts with undo off: record the state to return to
+    return import_results(context, results, replace_object)
+
+
+class _Active:
+    thread: JobThread | None = None
+    results: list[JobResult] = []
+    replace_object_name: str | None = None
+    config = None
+
+
+def is_running() -> bool:
+    """True while an asynchronous job runs."""
+    return _Active.thread is not None
+
+
+def start_async(context, requests: list[JobRequest], replace_object=None) -> None:
+    """Start the jobs in a worker thread and a main-thread timer that imports the results."""
+    if is_running():
+        raise InputError("a job is already running; cancel it first")
+    cfg = backend_config(context)
+    status = context.window_manager.s3d_status
+    status.running, status.progress, status.stage, status.last_error = True, 0.0, "starting the backend", ""
+    _Active.thread = JobThread(cfg, requests)
+    _Active.results = []
+    _Active.replace_object_name = replace_object.name if replace_object is not None else None
+    _Active.config = cfg
+    _Active.thread.start()
+    bpy.app.timers.register(_poll_active, first_interval=0.1)
+
+
+def cancel_async() -> None:
+    """Ask the running job to stop."""
+    if _Active.thread is not None:
+        _Active.thread.cancel()
+
+
+def _redraw() -> None:
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in ("VIEW_3D", "PREFERENCES"):
+                area.tag_redraw()
+
+
+def _poll_active():
+    thread = _Active.thread
+    if thread is None:
+        return None
+    wm = bpy.context.window_manager
+    status = wm.s3d_status
+    n = max(1, len(thread.requests))
+    finished = False
+    for ev in thread.drain():
+        if ev[0] == "progress":
+            _, i, stage, frac = ev
+            status.stage = stage + (f" ({i + 1}/{n})" if n > 1 else "")
+            status.progress = (i + frac) / n
+        elif ev[0] == "done":
+            _Active.results.append(ev[2])
+        elif ev[0] == "error":
+            err = ev[2]
+            status.last_error = str(err)
+        elif ev[0] == "cancelled":
+            status.last_error = "Cancelled"
+        elif ev[0] == "finished":
+            finished = True
+    if _Active.config is not None:
+        health = backend_for(_Active.config).health
+        if health:
+            status.device = str(health.get("device", ""))
+            status.device_reason = str(health.get("device_reason", ""))
+    if finished:
+        results, _Active.results = _Active.results, []
+        replace = bpy.data.objects.get(_Active.replace_object_name) if _Active.replace_object_name else None
+        _Active.thread = None
+        status.running = False
+        status.progress = 1.0 if results else 0.0
+        if results:
+            try:
+                window = wm.windows[0] if len(wm.windows) else None
+                with bpy.context.temp_override(window=window):
+                    import_results(bpy.context, results, replace)
+                status.stage = "done"
+            except Exception as e:  # shown in the panel
+                status.last_error = f"Import failed: {e}"
+        _redraw()
+        return None
+    _redraw()
+    return 0.1
+
+
+def stop_async() -> None:
+    """Cancel the job and forget the timer (add-on disabled)."""
+    cancel_async()
+    if bpy.app.timers.is_registered(_poll_active):
+        bpy.app.timers.unregister(_poll_active)
+    _Active.thread = None
+
+
+__all__ = ["BackendError", "GenerateSettings", "InputError", "build_request", "run_sync", "start_async"]

@@ -1,0 +1,177 @@
+"""Import a job folder (docs/contracts.md section 6) as a Blender mesh object.
+
+What the artist gets: a mesh object named after the sketch, at the 3D cursor, in metres (the head
+frame is Blender's: Z up, face towards -Y); a colour attribute ``Col`` (byte colours, point domain,
+the PLY's sRGB bytes stored exactly) shown by the material "S3D Vertex Colour" (Attribute node ->
+Principled BSDF base colour); an integer point attribute ``s3d_label``; one vertex group per semantic
+class present (CelebAMask-HQ names: skin, nose, hair, ...); custom properties ``s3d_seed``,
+``s3d_weights_sha256``, ``s3d_sketch_sha256``, ``s3d_device``, ``s3d_job_folder``, ``s3d_mask_image``; and
+the mask as a packed image the user may paint on ("Regenerate from edited mask"). Geometry is written
+with ``foreach_set`` in bulk. Main thread only.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from .label_set import LABEL_NAMES
+from .ply_reader import read_ply
+
+MATERIAL_NAME = "S3D Vertex Colour"
+COLOR_ATTRIBUTE = "Col"
+LABEL_ATTRIBUTE = "s3d_label"
+
+
+def vertex_colour_material():
+    """The shared material that shows the ``Col`` attribute (created once, repaired if edited away)."""
+    mat = bpy.data.materials.get(MATERIAL_NAME)
+    if mat is None:
+        mat = bpy.data.materials.new(MATERIAL_NAME)
+    mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None)
+    if bsdf is None:
+        bsdf = nodes.new("ShaderNodeBsdfPrincipled")
+        out = next((n for n in nodes if n.type == "OUTPUT_MATERIAL"), None) or nodes.new("ShaderNodeOutputMaterial")
+        links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+    attr = next((n for n in nodes if n.type == "ATTRIBUTE"), None)
+    if attr is None:
+        attr = nodes.new("ShaderNodeAttribute")
+        attr.location = (bsdf.location.x - 300, bsdf.location.y)
+    attr.attribute_type = "GEOMETRY"
+    attr.attribute_name = COLOR_ATTRIBUTE
+    links.new(attr.outputs["Color"], bsdf.inputs["Base Color"])
+    if "Roughness" in bsdf.inputs:
+        bsdf.inputs["Roughness"].default_value = 0.6
+    return mat
+
+
+def _weights_checksums(result: dict) -> dict[str, str]:
+    """``{"name": sha256}`` from result.json, whatever nesting the backend uses."""
+    raw = result.get("weights_sha256") or result.get("weights") or {}
+    out: dict[str, str] = {}
+    if isinstance(raw, dict):
+        for name, v in raw.items():
+            if isinstance(v, str):
+                out[str(name)] = v
+            elif isinstance(v, dict) and isinstance(v.get("sha256"), str):
+                out[str(name)] = v["sha256"]
+    return out
+
+
+def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None,
+               labels: np.ndarray | None):
+    """Arrays -> a new mesh data-block.
+
+    Args:
+        vertices: ``(N, 3)`` float metres. faces: ``(F, 3)`` int. colors: ``(N, 3)`` uint8 sRGB or None.
+        labels: ``(N,)`` uint8 class ids or None.
+    """
+    me = bpy.data.meshes.new(name)
+    n, f = len(vertices), len(faces)
+    me.vertices.add(n)
+    me.vertices.foreach_set("co", np.asarray(vertices, np.float32).ravel())
+    me.loops.add(3 * f)
+    me.loops.foreach_set("vertex_index", np.asarray(faces, np.int32).ravel())
+    me.polygons.add(f)
+    me.polygons.foreach_set("loop_start", np.arange(0, 3 * f, 3, dtype=np.int32))
+    me.update(calc_edges=True)
+    if colors is not None:
+        col = me.color_attributes.new(COLOR_ATTRIBUTE, "BYTE_COLOR", "POINT")
+        rgba = np.ones((n, 4), np.float32)
+        rgba[:, :3] = np.asarray(colors, np.float32) / 255.0
+        col.data.foreach_set("color_srgb", rgba.ravel())  # stored as the same sRGB bytes
+        me.color_attributes.active_color = col
+        me.color_attributes.render_color_index = me.color_attributes.active_color_index
+    if labels is not None:
+        lab = me.attributes.new(LABEL_ATTRIBUTE, "INT", "POINT")
+        lab.data.foreach_set("value", np.asarray(labels, np.int32))
+    if f:
+        me.shade_smooth()
+    me.validate(clean_customdata=False)
+    return me
+
+
+def set_vertex_groups(obj, labels: np.ndarray | None) -> list[str]:
+    """One vertex group (weight 1) per class present in ``labels``; returns the group names."""
+    obj.vertex_groups.clear()
+    if labels is None:
+        return []
+    names = []
+    for cid in np.unique(labels):
+        if cid == 0 or cid >= len(LABEL_NAMES):  # background is not a part of the head
+            continue
+        vg = obj.vertex_groups.new(name=LABEL_NAMES[int(cid)])
+        vg.add(np.flatnonzero(labels == cid).tolist(), 1.0, "REPLACE")
+        names.append(vg.name)
+    return names
+
+
+def load_mask_image(folder: Path, name: str):
+    """Load ``mask_color.png`` (else ``mask.png``) as a packed image named ``<name> mask``, or None."""
+    for fname in ("mask_color.png", "mask.png"):
+        path = folder / fname
+        if path.is_file():
+            img = bpy.data.images.load(str(path), check_existing=False)
+            img.name = f"{name} mask"
+            img.pack()
+            img["s3d_kind"] = "color" if fname == "mask_color.png" else "ids"
+            return img
+    return None
+
+
+def import_job_folder(context, folder: str | os.PathLike, name: str, *, sketch_sha256: str = "",
+                      offset: tuple[float, float, float] = (0.0, 0.0, 0.0), replace_object=None):
+    """Create (or replace the mesh of) an object from a job folder.
+
+    Args:
+        context: Blender context (scene, collection, 3D cursor).
+        folder: job folder with ``mesh.ply`` and ``result.json`` (mask images optional).
+        name: object name (the sketch's name).
+        sketch_sha256: hash of the input as sent.
+        offset: added to the 3D cursor location (metres), e.g. for variations side by side.
+        replace_object: an existing object whose mesh, vertex groups and properties are replaced
+            (its transform and modifiers stay); None creates a new object at the 3D cursor.
+
+    Returns:
+        the object.
+
+    Raises:
+        FileNotFoundError: no ``mesh.ply`` in the folder. ply_reader.PlyError: unreadable mesh.
+    """
+    folder = Path(folder)
+    ply_path = folder / "mesh.ply"
+    if not ply_path.is_file():
+        raise FileNotFoundError(f"the job folder {folder} has no mesh.ply")
+    mesh = read_ply(ply_path)
+    result_path = folder / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    me = build_mesh(name, mesh.vertices, mesh.faces, mesh.colors, mesh.labels)
+    me.materials.append(vertex_colour_material())
+    if replace_object is not None:
+        obj = replace_object
+        old = obj.data
+        obj.data = me
+        if old is not None and old.users == 0:
+            bpy.data.meshes.remove(old)
+    else:
+        obj = bpy.data.objects.new(name, me)
+        (context.collection or context.scene.collection).objects.link(obj)
+        obj.location = tuple(float(c) + float(o) for c, o in zip(context.scene.cursor.location, offset))
+    set_vertex_groups(obj, mesh.labels)
+    obj["s3d_seed"] = int(result.get("seed", -1))
+    obj["s3d_weights_sha256"] = _weights_checksums(result)
+    obj["s3d_sketch_sha256"] = sketch_sha256 or str(result.get("sketch_sha256", ""))
+    obj["s3d_device"] = str(result.get("device", ""))
+    obj["s3d_job_folder"] = str(folder)
+    old_mask = bpy.data.images.get(str(obj.get("s3d_mask_image", ""))) if replace_object is not None else None
+    img = load_mask_image(folder, name)
+    if img is not None:
+        obj["s3d_mask_image"] = img.name
+        if old_mask is not None and old_mask.users == 0 and old_mask != img:
+            bpy.data.images.remove(old_mask)
+    return obj

@@ -1,0 +1,88 @@
+"""The 3D View sidebar panel, tab "S3D": input, seed, quality, Generate/Cancel, progress, device, errors."""
+from __future__ import annotations
+
+import bpy
+
+from . import generation
+
+
+def _wrapped(layout, text: str, icon: str = "NONE", width: int = 48) -> None:
+    """Show a long message over several label lines."""
+    lines = []
+    for para in text.splitlines() or [""]:
+        while len(para) > width:
+            cut = para.rfind(" ", 0, width)
+            cut = cut if cut > 0 else width
+            lines.append(para[:cut])
+            para = para[cut:].lstrip()
+        lines.append(para)
+    col = layout.column(align=True)
+    for i, line in enumerate(lines[:12]):
+        col.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+class S3D_PT_main(bpy.types.Panel):
+    bl_label = "Sketch to Head"
+    bl_idname = "S3D_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "S3D"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.s3d
+        status = context.window_manager.s3d_status
+
+        box = layout.box()
+        box.prop(s, "source", text="Input")
+        if s.source == "GREASE_PENCIL":
+            box.prop(s, "gp_object", text="Drawing")
+            box.prop(s, "projection", text="Projection")
+            box.operator("s3d.new_sketch", icon="GREASEPENCIL")
+        elif s.source == "IMAGE":
+            box.prop(s, "image_path", text="")
+        else:
+            box.template_ID(s, "mask_image", open="image.open")
+
+        col = layout.column(align=True)
+        row = col.row(align=True)
+        row.prop(s, "seed")
+        row.operator("s3d.random_seed", text="", icon="FILE_REFRESH")
+        col.prop(s, "resolution", text="Quality")
+        col.prop(s, "views")
+        col.prop(s, "no_frame")
+
+        if status.running:
+            layout.operator("s3d.cancel", icon="CANCEL")
+            layout.progress(factor=status.progress, type="BAR", text=status.stage or "working")
+        else:
+            layout.operator("s3d.generate", icon="PLAY")
+            row = layout.row(align=True)
+            row.operator("s3d.variations", icon="MOD_ARRAY")
+            row.prop(s, "variations", text="")
+            layout.operator("s3d.regenerate_from_mask", icon="BRUSH_DATA")
+
+        if status.device:
+            if status.device == "cpu":
+                _wrapped(layout, f"Device: CPU (slow). {status.device_reason}", icon="ERROR")
+            else:
+                layout.label(text=f"Device: {status.device}", icon="CHECKMARK")
+        if status.last_error:
+            _wrapped(layout.box(), status.last_error, icon="ERROR")
+
+        row = layout.row(align=True)
+        row.operator("s3d.check_backend", icon="PLUGIN")
+        row.operator("s3d.stop_backend", icon="QUIT", text="Stop")
+
+
+CLASSES = (S3D_PT_main,)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,77 @@
+"""Panel settings (``scene.s3d``, saved with the .blend) and run-time status (``window_manager.s3d_status``).
+
+The status lives on the window manager so that progress, device and errors are never saved into files.
+"""
+from __future__ import annotations
+
+import bpy
+
+from .gp_capture import is_grease_pencil
+
+QUALITY_ITEMS = [
+    ("64", "Draft (64)", "Marching-cubes grid of 64^3: fastest"),
+    ("128", "Normal (128)", "Grid of 128^3"),
+    ("192", "Fine (192)", "Grid of 192^3"),
+    ("256", "High (256)", "Grid of 256^3: slow on CPU"),
+]
+
+
+def _poll_grease_pencil(self, obj):
+    return is_grease_pencil(obj)
+
+
+class S3DSceneSettings(bpy.types.PropertyGroup):
+    source: bpy.props.EnumProperty(
+        name="Input", default="GREASE_PENCIL",
+        items=[("GREASE_PENCIL", "Grease Pencil", "The active (or chosen) Grease Pencil drawing", "GREASEPENCIL", 0),
+               ("IMAGE", "Sketch image", "A sketch image file: dark lines on white", "IMAGE_DATA", 1),
+               ("MASK", "Mask image", "A face-parsing mask (CelebAMask-HQ colours or label ids)", "MOD_MASK", 2)])
+    gp_object: bpy.props.PointerProperty(
+        name="Drawing", type=bpy.types.Object, poll=_poll_grease_pencil,
+        description="Grease Pencil object to send; empty: the active object")
+    projection: bpy.props.EnumProperty(
+        name="Projection", default="FRONT",
+        items=[("FRONT", "Front view", "Front orthographic view of the canonical frame (draw in the front view)"),
+               ("CAMERA", "Active camera", "Project the strokes through the scene's active camera")])
+    image_path: bpy.props.StringProperty(name="Sketch image", subtype="FILE_PATH", default="")
+    mask_image: bpy.props.PointerProperty(name="Mask", type=bpy.types.Image)
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0, max=2**31 - 1,
+                                description="Every random choice comes from this seed: same sketch + seed + weights = same head")
+    resolution: bpy.props.EnumProperty(name="Quality", items=QUALITY_ITEMS, default="128")
+    views: bpy.props.IntProperty(name="Colour views", default=6, min=1, max=16,
+                                 description="Rendered views blended into the vertex colours")
+    no_frame: bpy.props.BoolProperty(name="Keep my framing", default=False,
+                                     description="Do not auto-frame the drawing onto the canonical framing")
+    variations: bpy.props.IntProperty(name="Variations", default=4, min=2, max=12,
+                                      description="How many seeds to generate side by side")
+
+
+class S3DStatus(bpy.types.PropertyGroup):
+    running: bpy.props.BoolProperty(default=False)
+    progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0)
+    stage: bpy.props.StringProperty(default="")
+    device: bpy.props.StringProperty(default="")
+    device_reason: bpy.props.StringProperty(default="")
+    last_error: bpy.props.StringProperty(default="")
+    env_running: bpy.props.BoolProperty(default=False)
+    env_progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0)
+    env_stage: bpy.props.StringProperty(default="")
+    env_line: bpy.props.StringProperty(default="")
+    env_error: bpy.props.StringProperty(default="")
+
+
+CLASSES = (S3DSceneSettings, S3DStatus)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.s3d = bpy.props.PointerProperty(type=S3DSceneSettings)
+    bpy.types.WindowManager.s3d_status = bpy.props.PointerProperty(type=S3DStatus)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.s3d_status
+    del bpy.types.Scene.s3d
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

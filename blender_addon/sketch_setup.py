@@ -1,0 +1,102 @@
+"""'New sketch': a Grease Pencil object in the front view with a guide frame of the canonical framing.
+
+The object sits at the origin, rotated +90 degrees about X so that its local X-Y plane is the world X-Z
+plane: the front input view of the canonical head frame (docs/contracts.md section 1). A locked layer
+"S3D Guide" holds the tri-plane box square (0.40 m, the whole input image) and a head outline at the
+framing the training sketches use; the drawing layer "Lines" is active. Main thread only.
+"""
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+
+from .gp_capture import GUIDE_LAYER_NAME, grease_pencil_datablocks
+from .stroke_projection import BOX_SIZE_M
+
+#: Head outline of the guide (metres, front view): centre (x, z) and half axes. A visual aid only; the
+#: backend auto-frames every drawing onto the canonical framing of the training sketches.
+GUIDE_HEAD_CENTER_M = (0.0, 0.01)
+GUIDE_HEAD_HALF_AXES_M = (0.075, 0.105)
+
+
+def _material(name: str, rgba: tuple[float, float, float, float]):
+    mat = bpy.data.materials.get(name)
+    if mat is None:
+        mat = bpy.data.materials.new(name)
+        bpy.data.materials.create_gpencil_data(mat)
+    mat.grease_pencil.color = rgba
+    return mat
+
+
+def add_stroke(drawing, points_local: np.ndarray, radius_m: float, material_index: int = 0, cyclic: bool = False) -> None:
+    """Append one stroke to a GPv3 drawing; ``points_local`` is ``(K, 3)`` in the object's space (metres)."""
+    pts = np.asarray(points_local, dtype=np.float32).reshape(-1, 3)
+    drawing.add_strokes([len(pts)])
+    stroke = drawing.strokes[len(drawing.strokes) - 1]
+    stroke.cyclic = cyclic
+    stroke.material_index = material_index
+    # strokes[-1].points is a slice of the drawing's point attributes: set them in bulk
+    first = int(drawing.curve_offsets[len(drawing.strokes) - 1].value)
+    pos = np.empty(len(drawing.attributes["position"].data) * 3, dtype=np.float32)
+    drawing.attributes["position"].data.foreach_get("vector", pos)
+    pos = pos.reshape(-1, 3)
+    pos[first:first + len(pts)] = pts
+    drawing.attributes["position"].data.foreach_set("vector", pos.ravel())
+    for p in stroke.points:
+        p.radius = radius_m
+
+
+def _front_to_local(xz: np.ndarray) -> np.ndarray:
+    """World front-view (x, z) -> the sketch object's local (x, y, 0) (object rotated +90 deg about X)."""
+    xz = np.asarray(xz, dtype=np.float64)
+    return np.stack([xz[:, 0], xz[:, 1], np.zeros(len(xz))], axis=1)
+
+
+def create_sketch_object(context, name: str = "S3D Sketch"):
+    """Create and link the sketch object (guide layer locked, 'Lines' active) and return it."""
+    gp = grease_pencil_datablocks().new(name)
+    obj = bpy.data.objects.new(name, gp)
+    obj.rotation_euler = (math.pi / 2.0, 0.0, 0.0)
+    (context.collection or context.scene.collection).objects.link(obj)
+    gp.materials.append(_material("S3D Ink", (0.0, 0.0, 0.0, 1.0)))
+    gp.materials.append(_material("S3D Guide", (0.35, 0.55, 0.9, 0.6)))
+    guide = gp.layers.new(GUIDE_LAYER_NAME)
+    frame = guide.frames.new(context.scene.frame_current)
+    h = BOX_SIZE_M / 2.0
+    add_stroke(frame.drawing, _front_to_local(np.array([[-h, -h], [h, -h], [h, h], [-h, h]])), 0.0015, 1, cyclic=True)
+    t = np.linspace(0.0, 2.0 * math.pi, 73)[:-1]
+    (cx, cz), (ax, az) = GUIDE_HEAD_CENTER_M, GUIDE_HEAD_HALF_AXES_M
+    add_stroke(frame.drawing, _front_to_local(np.stack([cx + ax * np.cos(t), cz + az * np.sin(t)], 1)), 0.001, 1, cyclic=True)
+    add_stroke(frame.drawing, _front_to_local(np.array([[0.0, -h], [0.0, h]])), 0.0006, 1)
+    guide.lock = True
+    lines = gp.layers.new("Lines")
+    lines.frames.new(context.scene.frame_current)
+    gp.layers.active = lines
+    for o in context.view_layer.objects:
+        o.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+    ts = context.scene.tool_settings
+    if hasattr(ts, "gpencil_sculpt") and hasattr(ts.gpencil_sculpt, "lock_axis"):
+        ts.gpencil_sculpt.lock_axis = "AXIS_Y"  # draw on the front (X-Z) plane
+    if hasattr(ts, "gpencil_stroke_placement_view3d"):
+        ts.gpencil_stroke_placement_view3d = "ORIGIN"
+    return obj
+
+
+def frame_front_view(context) -> None:
+    """Turn every 3D view of the current screen to the front orthographic view (interactive sessions)."""
+    screen = getattr(context, "screen", None)
+    if screen is None or bpy.app.background:
+        return
+    for area in screen.areas:
+        if area.type != "VIEW_3D":
+            continue
+        region = next((r for r in area.regions if r.type == "WINDOW"), None)
+        if region is None:
+            continue
+        with context.temp_override(area=area, region=region):
+            bpy.ops.view3d.view_axis(type="FRONT")
+            bpy.ops.view3d.view_selected()
