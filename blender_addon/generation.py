@@ -195,9 +195,9 @@ def push_undo(message: str) -> None:
 
 def update_device_status(context, health: dict | None) -> None:
     """Copy the backend's device report into the panel's status."""
-    if not health:
+    status = getattr(context.window_manager, "s3d_status", None)
+    if not health or status is None:  # add-on not registered (batch with the bpy module)
         return
-    status = context.window_manager.s3d_status
     status.device = str(health.get("device", ""))
     status.device_reason = str(health.get("device_reason", ""))
 

@@ -38,7 +38,7 @@ class S3DSceneSettings(bpy.types.PropertyGroup):
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0, max=2**31 - 1,
                                 description="Every random choice comes from this seed: same sketch + seed + weights = same head")
     resolution: bpy.props.EnumProperty(name="Quality", items=QUALITY_ITEMS, default="128")
-    views: bpy.props.IntProperty(name="Colour views", default=6, min=1, max=16,
+    views: bpy.props.IntProperty(name="Colour views", default=6, min=4, max=12,
                                  description="Rendered views blended into the vertex colours")
     no_frame: bpy.props.BoolProperty(name="Keep my framing", default=False,
                                      description="Do not auto-frame the drawing onto the canonical framing")

@@ -1,0 +1,203 @@
+"""Headless batch conversion: every sketch in a folder -> a .blend with the head, plus the mesh files.
+
+Usage (either Blender in background mode or the ``bpy`` module)::
+
+    blender -b -P blender_addon/batch.py -- IN_DIR OUT_DIR [options]
+    python -m blender_addon.batch IN_DIR OUT_DIR [options]
+
+Inputs: every sketch image (``.png .jpg .jpeg .bmp .tif .tiff .webp``: dark lines on white) and every
+Grease Pencil object in every ``.blend`` file of ``IN_DIR`` (not recursive). Outputs: ``OUT_DIR/<name>/``
+with the job's files (``mesh.ply``, ``mask.png``, ``result.json``, ...) and ``OUT_DIR/<name>.blend`` with
+the imported head (``--one-scene``: all heads side by side in ``OUT_DIR/scene.blend``), and
+``OUT_DIR/batch_summary.json``. Exit code 0 when every sketch converted, 1 when some failed, 2 for bad
+arguments. Runs the synchronous path (timers never fire in background mode).
+
+The backend's Python: ``--backend-python``, else ``$S3D_BACKEND_PYTHON``, else the running Python when
+it has torch (``python -m`` from the backend environment), else the add-on's preference / created
+environment / the checkout's ``.venv``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+if not __package__:  # run as a script (blender -P .../batch.py): import the add-on package by its folder
+    _here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(_here.parent))
+    __package__ = _here.name
+    importlib.import_module(__package__)
+
+import bpy  # noqa: E402
+
+from .backend_process import stop_all  # noqa: E402
+from .generation import GenerateSettings, InputError, build_request, run_sync  # noqa: E402
+from .gp_capture import is_grease_pencil  # noqa: E402
+from .http_client import BackendError  # noqa: E402
+from .job_runner import JobCancelled  # noqa: E402
+from .ply_reader import PlyError  # noqa: E402
+from .preferences import auto_backend_python  # noqa: E402
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+SPACING_M = 0.45
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="s3d-batch", description="Convert a folder of sketches into Blender heads")
+    p.add_argument("in_dir", help="folder with sketch images and/or .blend files with Grease Pencil objects")
+    p.add_argument("out_dir", help="output folder (created)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=int, default=128, help="marching-cubes grid (quality)")
+    p.add_argument("--views", type=int, default=6, help="colour views")
+    p.add_argument("--no-frame", action="store_true", help="do not auto-frame the sketches")
+    p.add_argument("--projection", choices=("FRONT", "CAMERA"), default="FRONT",
+                   help="Grease Pencil projection (CAMERA: the .blend's scene camera)")
+    p.add_argument("--one-scene", action="store_true", help="all heads in one scene.blend instead of one .blend each")
+    p.add_argument("--formats", default="ply", help="comma-separated mesh formats (ply, glb, obj)")
+    p.add_argument("--backend-python", default="", help="Python executable of the backend environment")
+    p.add_argument("--weights-dir", default="", help="weights folder (default: the bundled weights)")
+    return p.parse_args(argv)
+
+
+def _script_argv() -> list[str]:
+    """Arguments meant for this script: after ``--`` when run by Blender, else ``sys.argv[1:]``."""
+    if "--" in sys.argv:
+        return sys.argv[sys.argv.index("--") + 1:]
+    return sys.argv[1:]
+
+
+def choose_backend_python(explicit: str) -> str:
+    """See the module docstring for the order."""
+    if explicit:
+        return explicit
+    if os.environ.get("S3D_BACKEND_PYTHON"):
+        return os.environ["S3D_BACKEND_PYTHON"]
+    if importlib.util.find_spec("torch") is not None and os.path.basename(sys.executable).startswith("python"):
+        return sys.executable
+    return auto_backend_python()
+
+
+def clear_scene() -> None:
+    """Empty the current file (objects, meshes, images, Grease Pencil data, orphans)."""
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    for coll in (bpy.data.meshes, bpy.data.images, bpy.data.cameras, bpy.data.lights):
+        for block in list(coll):
+            if block.users == 0:
+                coll.remove(block)
+    bpy.data.orphans_purge(do_recursive=True)
+
+
+def load_grease_pencil_objects(blend_path: Path) -> list:
+    """Append every Grease Pencil object (and camera objects) of a .blend into the current scene."""
+    with bpy.data.libraries.load(str(blend_path), link=False) as (src, dst):
+        dst.objects = list(src.objects)
+    scene = bpy.context.scene
+    gp_objects = []
+    for obj in dst.objects:
+        if obj is None:
+            continue
+        if is_grease_pencil(obj) or obj.type == "CAMERA":
+            scene.collection.objects.link(obj)
+            if obj.type == "CAMERA" and scene.camera is None:
+                scene.camera = obj
+            if is_grease_pencil(obj):
+                gp_objects.append(obj)
+        elif obj.users == 0:
+            bpy.data.objects.remove(obj)
+    return gp_objects
+
+
+def _convert(context, settings: GenerateSettings, name: str, out_dir: Path, offset_x: float) -> dict:
+    req = build_request(context, settings, name=name)
+    req.out_dir = str(out_dir / name)
+    req.tag["offset"] = (offset_x, 0.0, 0.0)
+    t0 = time.monotonic()
+    obj = run_sync(context, [req])[0]
+    return {"name": name, "object": obj.name, "folder": req.out_dir, "seconds": round(time.monotonic() - t0, 2),
+            "vertices": len(obj.data.vertices), "faces": len(obj.data.polygons)}
+
+
+def _sources(in_dir: Path) -> list[Path]:
+    return sorted(p for p in in_dir.iterdir() if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() == ".blend"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the batch; returns the exit code (see the module docstring)."""
+    args = parse_args(_script_argv() if argv is None else argv)
+    in_dir, out_dir = Path(args.in_dir).resolve(), Path(args.out_dir).resolve()
+    if not in_dir.is_dir():
+        print(f"s3d-batch: input folder {in_dir} does not exist", file=sys.stderr)
+        return 2
+    sources = _sources(in_dir)
+    if not sources:
+        print(f"s3d-batch: no sketch images or .blend files in {in_dir}", file=sys.stderr)
+        return 2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["S3D_BACKEND_PYTHON"] = choose_backend_python(args.backend_python)
+    if args.weights_dir:
+        os.environ["S3D_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
+    base = GenerateSettings(seed=args.seed, resolution=args.resolution, views=args.views, no_frame=args.no_frame,
+                            projection=args.projection, formats=[f.strip() for f in args.formats.split(",") if f.strip()])
+    done, failed = [], []
+    context = bpy.context
+    clear_scene()
+    slot = 0
+    try:
+        for src in sources:
+            items: list[tuple[str, GenerateSettings]] = []
+            if src.suffix.lower() == ".blend":
+                if not args.one_scene:
+                    clear_scene()
+                try:
+                    gp_objects = load_grease_pencil_objects(src)
+                except (OSError, RuntimeError) as e:
+                    failed.append({"source": str(src), "error": f"cannot read {src.name}: {e}"})
+                    continue
+                if not gp_objects:
+                    failed.append({"source": str(src), "error": f"{src.name} has no Grease Pencil object"})
+                for obj in gp_objects:
+                    items.append((f"{src.stem}_{obj.name}" if len(gp_objects) > 1 else src.stem,
+                                  GenerateSettings(**{**base.__dict__, "source": "GREASE_PENCIL", "gp_object": obj})))
+            else:
+                items.append((src.stem, GenerateSettings(**{**base.__dict__, "source": "IMAGE", "image_path": str(src)})))
+            for name, settings in items:
+                if not args.one_scene and src.suffix.lower() != ".blend":
+                    clear_scene()
+                offset = slot * SPACING_M if args.one_scene else 0.0
+                try:
+                    info = _convert(context, settings, name, out_dir, offset)
+                except (BackendError, JobCancelled, InputError, PlyError, OSError, ValueError) as e:
+                    failed.append({"source": str(src), "name": name, "error": str(e)})
+                    print(f"s3d-batch: FAILED {name}: {e}", file=sys.stderr)
+                    continue
+                slot += 1
+                info["source"] = str(src)
+                if not args.one_scene:
+                    blend = out_dir / f"{name}.blend"
+                    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
+                    info["blend"] = str(blend)
+                done.append(info)
+                print(f"s3d-batch: {name} -> {info['folder']} ({info['vertices']} vertices, {info['seconds']} s)")
+        if args.one_scene and done:
+            blend = out_dir / "scene.blend"
+            bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
+            for info in done:
+                info["blend"] = str(blend)
+    finally:
+        stop_all()
+    summary = {"in_dir": str(in_dir), "out_dir": str(out_dir), "converted": done, "failed": failed}
+    tmp = out_dir / "batch_summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out_dir / "batch_summary.json")
+    print(f"s3d-batch: {len(done)} converted, {len(failed)} failed; summary in {out_dir / 'batch_summary.json'}")
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""The Blender add-on: pure-Python units (PLY reader, stroke projection, PNG, labels, HTTP client and
+backend lifecycle) and, under bpy 5.0.1 in subprocesses, the installed extension end to end against a
+real backend process (tests/addon_bpy_scenario.py) and the headless batch entry point.
+
+The backend runs with tiny random-initialised weights (tests/s3d_tiny_weights.py) whose density field
+gets an analytic head-sized ellipsoid added (``sphere_query``), through a shim executable used as the
+add-on's "backend Python" (it runs the real ``backend.cli serve``).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from blender_addon import label_set, png_io, stroke_projection  # noqa: E402
+from blender_addon.ply_reader import PlyError, read_ply, write_ply  # noqa: E402
+
+HAS_SERVER = (ROOT / "backend" / "server.py").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PLY reader
+# ---------------------------------------------------------------------------------------------------------
+def _tetra():
+    v = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]], np.float32)
+    f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int32)
+    return v, f
+
+
+def test_ply_roundtrip_keeps_positions_colours_labels(tmp_path):
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(50, 3)).astype(np.float32) * 0.1
+    f = rng.integers(0, 50, size=(80, 3)).astype(np.int32)
+    c = rng.integers(0, 256, size=(50, 3)).astype(np.uint8)
+    lab = rng.integers(0, 19, size=50).astype(np.uint8)
+    write_ply(tmp_path / "m.ply", v, f, c, lab)
+    m = read_ply(tmp_path / "m.ply")
+    assert m.vertices.dtype == np.float32 and m.faces.dtype == np.int32
+    np.testing.assert_array_equal(m.vertices, v)
+    np.testing.assert_array_equal(m.faces, f)
+    np.testing.assert_array_equal(m.colors, c)
+    np.testing.assert_array_equal(m.labels, lab)
+
+
+def test_ply_reader_reads_a_file_written_by_trimesh(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.1)
+    rng = np.random.default_rng(2)
+    colours = rng.integers(0, 256, size=(len(sphere.vertices), 3)).astype(np.uint8)
+    sphere.visual.vertex_colors = np.concatenate([colours, np.full((len(colours), 1), 255, np.uint8)], 1)
+    (tmp_path / "s.ply").write_bytes(sphere.export(file_type="ply", encoding="binary"))
+    m = read_ply(tmp_path / "s.ply")
+    np.testing.assert_allclose(m.vertices, sphere.vertices, atol=1e-6)
+    np.testing.assert_array_equal(m.faces, sphere.faces)
+    np.testing.assert_array_equal(m.colors, colours)
+    assert m.labels is None
+
+
+def test_ply_reader_triangulates_quads_and_reads_big_endian(tmp_path):
+    header = ("ply\nformat binary_big_endian 1.0\nelement vertex 4\nproperty double x\nproperty double y\n"
+              "property double z\nelement face 1\nproperty list uchar uint vertex_indices\nend_header\n").encode()
+    verts = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], ">f8").tobytes()
+    face = bytes([4]) + np.array([0, 1, 2, 3], ">u4").tobytes()
+    (tmp_path / "q.ply").write_bytes(header + verts + face)
+    m = read_ply(tmp_path / "q.ply")
+    np.testing.assert_array_equal(m.faces, [[0, 1, 2], [0, 2, 3]])
+    assert m.colors is None and m.vertices.shape == (4, 3)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"not a ply", "not a PLY"),
+    (b"ply\nformat ascii 1.0\nelement vertex 0\nend_header\n", "ASCII"),
+    (b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+     b"property float z\nend_header\n" + b"\0" * 10, "truncated"),
+])
+def test_ply_reader_errors_are_clear(tmp_path, content, fragment):
+    (tmp_path / "bad.ply").write_bytes(content)
+    with pytest.raises(PlyError, match=fragment):
+        read_ply(tmp_path / "bad.ply")
+
+
+def test_ply_reader_refuses_out_of_range_faces(tmp_path):
+    v, f = _tetra()
+    f = f.copy()
+    f[0, 0] = 7
+    write_ply(tmp_path / "t.ply", v, f)
+    with pytest.raises(PlyError, match="outside"):
+        read_ply(tmp_path / "t.ply")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stroke projection, labels, PNG
+# ---------------------------------------------------------------------------------------------------------
+def test_constants_match_the_backend():
+    from backend.frame import BOX_SIZE_M
+    from backend.labels import LABEL_NAMES, PALETTE
+
+    assert stroke_projection.BOX_SIZE_M == BOX_SIZE_M
+    assert label_set.LABEL_NAMES == LABEL_NAMES
+    np.testing.assert_array_equal(label_set.PALETTE, PALETTE)
+
+
+def test_front_projection_maps_the_box_square_onto_the_image():
+    h = stroke_projection.BOX_SIZE_M / 2
+    pos = np.array([[-h, 0.3, h], [h, -0.1, -h], [0.0, 0.0, 0.0]])  # y (depth) is ignored
+    doc = stroke_projection.project_front(pos, np.full(3, 0.002), np.array([0, 2, 3]))
+    assert doc["frame"] == "normalized" and len(doc["strokes"]) == 2
+    np.testing.assert_allclose(doc["strokes"][0]["points"], [[0, 0], [1, 1]], atol=1e-9)  # top-left, bottom-right
+    np.testing.assert_allclose(doc["strokes"][1]["points"], [[0.5, 0.5]], atol=1e-9)
+    assert doc["strokes"][0]["width"] == pytest.approx(0.004 / stroke_projection.BOX_SIZE_M)
+
+
+def test_front_projection_agrees_with_the_backend_rasteriser_and_frame():
+    from backend.frame import box_xz_to_pixel, metres_to_box
+    from backend.sketch.raster import rasterize_strokes
+
+    p = np.array([[0.05, 0.0, 0.08], [0.05, 0.0, 0.081]])  # a dot at x = 5 cm, z = 8 cm
+    doc = stroke_projection.project_front(p, np.full(2, 0.003), np.array([0, 2]))
+    img = rasterize_strokes(doc, size=512)
+    q = metres_to_box(p[0])
+    col, row = box_xz_to_pixel(q[0], q[2], 512)
+    ys, xs = np.nonzero(img < 128)
+    assert len(xs) > 0
+    assert abs(xs.mean() - col) < 1.5 and abs(ys.mean() - (row - 0.5 * 0.001 / 0.4 * 512)) < 1.5
+
+
+def test_front_projection_fits_drawings_larger_than_the_box():
+    t = np.linspace(0, 2 * np.pi, 50)
+    pos = np.stack([2.0 * np.cos(t), np.zeros_like(t), 1.0 * np.sin(t) + 5.0], 1)  # 4 m wide, far off-centre
+    doc = stroke_projection.project_front(pos, np.full(50, 0.01), np.array([0, 50]))
+    pts = np.array(doc["strokes"][0]["points"])
+    assert pts.min() >= 0.0 and pts.max() <= 1.0
+    assert pts[:, 0].max() - pts[:, 0].min() == pytest.approx(1 / 1.2, rel=1e-3)  # margin of 10 % each side
+    np.testing.assert_allclose(pts.mean(0), [0.5, 0.5], atol=0.02)
+
+
+def test_front_projection_errors():
+    with pytest.raises(stroke_projection.ProjectionError, match="no points"):
+        stroke_projection.project_front(np.zeros((0, 3)), np.zeros(0), np.array([0]))
+    with pytest.raises(stroke_projection.ProjectionError, match="offsets"):
+        stroke_projection.project_front(np.zeros((3, 3)), np.zeros(3), np.array([0, 2]))
+    with pytest.raises(stroke_projection.ProjectionError, match="NaN"):
+        stroke_projection.project_front(np.full((2, 3), np.nan), np.zeros(2), np.array([0, 2]))
+
+
+def _look_along_plus_y(cam_pos):
+    """world->camera for a camera at cam_pos looking along +Y with +Z up (Blender's front camera)."""
+    # camera axes in world: x_cam = +X, y_cam = +Z, z_cam = -Y (camera looks along its -Z = +Y)
+    r = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float)  # rows: camera axes in world coordinates
+    m = np.eye(4)
+    m[:3, :3] = r
+    m[:3, 3] = -r @ np.asarray(cam_pos, float)
+    return m
+
+
+def test_orthographic_camera_projection_equals_the_front_view():
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(-0.15, 0.15, size=(30, 3))
+    rad = rng.uniform(0.001, 0.003, size=30)
+    offs = np.array([0, 10, 30])
+    front = stroke_projection.project_front(pos, rad, offs)
+    cam = stroke_projection.project_camera(pos, rad, offs, _look_along_plus_y([0, -2, 0]), orthographic=True,
+                                           ortho_scale=0.4, resolution=(512, 512))
+    assert cam["frame"] == "image" and cam["width"] == 512
+    for a, b in zip(front["strokes"], cam["strokes"]):
+        np.testing.assert_allclose(np.array(b["points"]) / 512, a["points"], atol=1e-5)
+        np.testing.assert_allclose(np.array(b.get("widths", [b["width"]])) / 512, a.get("widths", [a["width"]]), atol=1e-5)
+
+
+def test_perspective_camera_projection_pinhole():
+    fov = math.radians(40)
+    d = 1.0
+    edge = d * math.tan(fov / 2)  # a point at this x is on the image's right edge (larger side = width)
+    pos = np.array([[0.0, 0.0, 0.0], [edge, 0.0, 0.0], [0.0, 0.0, edge * 0.5]])
+    doc = stroke_projection.project_camera(pos, np.full(3, 0.01), np.array([0, 1, 2, 3]), _look_along_plus_y([0, -d, 0]),
+                                           orthographic=False, fov_rad=fov, resolution=(640, 480))
+    pts = [s["points"][0] for s in doc["strokes"]]
+    np.testing.assert_allclose(pts[0], [320, 240], atol=1e-6)
+    np.testing.assert_allclose(pts[1], [640, 240], atol=1e-6)
+    np.testing.assert_allclose(pts[2], [320, 240 - 160], atol=1e-6)
+    with pytest.raises(stroke_projection.ProjectionError, match="behind"):
+        stroke_projection.project_camera(np.array([[0, -3.0, 0]]), np.array([0.01]), np.array([0, 1]),
+                                         _look_along_plus_y([0, -d, 0]), orthographic=False)
+
+
+def test_png_encoder_decodes_with_pillow():
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    grey = rng.integers(0, 256, (17, 23)).astype(np.uint8)
+    rgb = rng.integers(0, 256, (9, 5, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(np.array(Image.open(io.BytesIO(png_io.encode_png(grey)))), grey)
+    np.testing.assert_array_equal(np.array(Image.open(io.BytesIO(png_io.encode_png(rgb)))), rgb)
+    with pytest.raises(ValueError, match="uint8"):
+        png_io.encode_png(grey.astype(np.float32))
+
+
+def test_colour_mask_snaps_painted_colours_to_classes():
+    ids = np.arange(19, dtype=np.uint8).reshape(1, 19).repeat(3, 0)
+    rgb = label_set.PALETTE[ids].astype(np.int32)
+    rgb[1] += 9  # a soft brush edge: slightly off the palette
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(label_set.colour_to_ids(rgb), ids)
+    np.testing.assert_array_equal(label_set.colour_to_ids(rgb.astype(np.float32) / 255), ids)
+
+
+def test_backend_requirements_exclude_torch():
+    from blender_addon.backend_env import backend_requirements, setup_commands
+
+    reqs = backend_requirements(ROOT)
+    assert reqs and not any(r.lower().startswith("torch") for r in reqs)
+    steps = setup_commands("/tmp/env", ROOT, python="/usr/bin/python3")
+    assert steps[0][1][:3] == ["/usr/bin/python3", "-m", "venv"]
+    assert any("torch==2.13.0" in argv for _, argv in steps)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# HTTP client and backend lifecycle (no bpy)
+# ---------------------------------------------------------------------------------------------------------
+def test_start_failure_is_reported_with_the_backend_output(tmp_path):
+    from blender_addon.backend_process import BackendConfig, BackendProcess
+    from blender_addon.http_client import BackendError
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'ImportError: no module named torch' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    proc = BackendProcess(BackendConfig(backend_python=str(fake), backend_root=str(ROOT), startup_timeout_s=20))
+    with pytest.raises(BackendError) as e:
+        proc.client()
+    assert e.value.code == "backend_start_failed"
+    assert "exit code 3" in str(e.value) and "no module named torch" in str(e.value)
+    with pytest.raises(BackendError) as e:
+        BackendProcess(BackendConfig(backend_python=str(tmp_path / "missing"))).client()
+    assert e.value.code == "backend_python_missing" and "preferences" in str(e.value)
+
+
+def test_unreachable_backend_is_a_clear_error():
+    import socket
+
+    from blender_addon.http_client import BackendClient, BackendError
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    with pytest.raises(BackendError) as e:
+        BackendClient(f"http://127.0.0.1:{port}", "t", timeout_s=2).health()
+    assert e.value.code == "backend_unreachable" and "restart" in str(e.value)
