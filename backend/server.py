@@ -1,0 +1,442 @@
+"""The local job server behind the Blender add-on: ``s3d serve`` (docs/contracts.md section 5, API v1).
+
+Design (../shared/DESIGN.md section 7):
+
+* stdlib ``http.server.ThreadingHTTPServer``; binds 127.0.0.1 by default (another host needs the
+  explicit ``allow_remote`` opt-in); a per-launch random token (``secrets.token_urlsafe``) in a
+  0600 token file is required on every route as ``Authorization: Bearer <token>``, compared with
+  ``hmac.compare_digest``;
+* one copy of the networks in memory; one worker thread runs jobs in the order they arrived; a
+  bounded queue answers 429 ``queue_full`` when full; cancel works while queued and between stages
+  while running; a failing job is recorded and the server keeps serving;
+* request bodies are limited (413 ``body_too_large``); every error is
+  ``{"error": {"code": "stable_snake_case", "message": "a human sentence"}}``.
+
+Routes: ``GET /v1/health``, ``POST /v1/jobs``, ``GET /v1/jobs/<id>``, ``POST /v1/jobs/<id>/cancel``,
+``GET /v1/jobs/<id>/files/<relative path>``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import mimetypes
+import os
+import queue
+import secrets
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from backend.pipeline import (MESH_FORMATS, RESOLUTIONS, GenerateOptions, JobCancelled, ModelBundle,
+                              PipelineError, generate)
+
+API_VERSION = 1
+#: Largest accepted request body (a 4096^2 PNG sketch in base64 fits comfortably).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Jobs waiting (not counting the running one) before POST /v1/jobs answers 429.
+DEFAULT_MAX_QUEUE = 8
+INPUT_KINDS = ("sketch_png", "strokes", "mask_png")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class ApiError(Exception):
+    """An HTTP error with a stable code: rendered as ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Job:
+    """One job's state (guarded by :attr:`JobServer.lock`)."""
+
+    job_id: str
+    source: Any
+    options: GenerateOptions
+    out_dir: Path
+    name: str
+    state: str = "queued"
+    stage: str = "queued"
+    progress: float = 0.0
+    error: dict | None = None
+    files: list[str] = field(default_factory=list)
+    result: dict | None = None
+    created: float = field(default_factory=time.time)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    def status(self) -> dict[str, Any]:
+        """The status object of docs/contracts.md section 5."""
+        return {"job_id": self.job_id, "state": self.state, "stage": self.stage, "progress": round(self.progress, 4),
+                "error": self.error, "files": list(self.files), "result": self.result}
+
+
+class JobServer:
+    """Jobs, the worker thread and the shared models (the HTTP handler's application object).
+
+    Args:
+        models: the loaded :class:`ModelBundle`, or None when loading failed (then ``load_error`` says why
+            and job creation answers 503 with that code).
+        token: the per-launch secret; jobs_dir: where job outputs go (one folder per job).
+    """
+
+    def __init__(self, models: ModelBundle | None, token: str, jobs_dir: str | Path,
+                 max_queue: int = DEFAULT_MAX_QUEUE, load_error: dict | None = None,
+                 weights_status: dict | None = None):
+        self.models = models
+        self.token = token.encode("utf-8")
+        self.jobs_dir = Path(jobs_dir)
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.load_error = load_error
+        self.weights_status = weights_status or {}
+        self.jobs: dict[str, Job] = {}
+        self.lock = threading.Lock()
+        self.queue: queue.Queue[str] = queue.Queue(maxsize=max_queue)
+        self.stopping = threading.Event()
+        self.worker = threading.Thread(target=self._work, name="s3d-job-worker", daemon=True)
+        self.worker.start()
+
+    # --- auth
+    def authorized(self, header: str | None) -> bool:
+        """Constant-time check of an ``Authorization: Bearer <token>`` header."""
+        if not header or not header.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(header[len("Bearer "):].strip().encode("utf-8"), self.token)
+
+    # --- jobs
+    def health(self) -> dict[str, Any]:
+        from backend.cli import _versions
+
+        m = self.models
+        return {"status": "ok" if m is not None else "degraded", "api": API_VERSION,
+                "device": m.device if m else None, "device_reason": m.device_reason if m else None,
+                "weights": self.weights_status, "load_error": self.load_error, "versions": _versions(),
+                "capabilities": {"input_kinds": list(INPUT_KINDS) if m is not None and m.sketch2mask is not None
+                                 else (["mask_png"] if m is not None else []),
+                                 "resolutions": list(RESOLUTIONS), "formats": list(MESH_FORMATS),
+                                 "views": [4, 12], "max_body_bytes": MAX_BODY_BYTES,
+                                 "max_queue": self.queue.maxsize},
+                "queue": {"waiting": self.queue.qsize(), "jobs": len(self.jobs)}}
+
+    def create(self, body: Any) -> Job:
+        """Validate a POST /v1/jobs body and queue the job.
+
+        Raises:
+            ApiError: 400 ``bad_request`` / ``bad_input`` / ``bad_option`` / intake codes, 503 weights codes,
+                429 ``queue_full``.
+        """
+        from backend.mask_intake import load_mask
+        from backend.sketch.intake import IntakeError, load_sketch
+
+        if self.models is None:
+            err = self.load_error or {"code": "weights_missing", "message": "the networks are not loaded"}
+            raise ApiError(503, err["code"], err["message"])
+        if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+            raise ApiError(400, "bad_request", "the body must be {\"input\": {\"kind\", \"data\"}, \"options\": {...}}")
+        inp = body["input"]
+        kind = inp.get("kind")
+        if kind not in INPUT_KINDS:
+            raise ApiError(400, "bad_input", f"input.kind must be one of {list(INPUT_KINDS)}, not {kind!r}")
+        extra = set(body) - {"input", "options"}
+        if extra:
+            raise ApiError(400, "bad_request", f"unknown top-level keys {sorted(extra)}")
+        opts = dict(body.get("options") or {})
+        if "from_mask" in opts:
+            raise ApiError(400, "bad_option", "set input.kind to 'mask_png' instead of options.from_mask")
+        opts["from_mask"] = kind == "mask_png"
+        try:
+            options = GenerateOptions.from_dict(opts)
+        except PipelineError as e:
+            raise ApiError(400, e.code, str(e)) from None
+        except TypeError as e:
+            raise ApiError(400, "bad_option", f"options are invalid: {e}") from None
+        data = inp.get("data")
+        if kind == "strokes":
+            if not isinstance(data, dict):
+                raise ApiError(400, "bad_input", "input.data must be a stroke JSON object for kind 'strokes'")
+            source = data
+        else:
+            if not isinstance(data, str):
+                raise ApiError(400, "bad_input", f"input.data must be a base64 string for kind '{kind}'")
+            try:
+                source = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(400, "bad_input", "input.data is not valid base64") from None
+        if kind != "mask_png" and self.models.sketch2mask is None:
+            err = self.models.sketch2mask_error or {"code": "weights_missing", "message": "no sketch network"}
+            raise ApiError(503, err["code"], err["message"])
+        try:  # cheap early check, so a broken upload fails now and not in the queue
+            load_mask(source) if kind == "mask_png" else load_sketch(source)
+        except IntakeError as e:
+            raise ApiError(400, e.code, str(e)) from None
+        name = inp.get("name") if isinstance(inp.get("name"), str) else kind
+        job_id = uuid.uuid4().hex[:16]
+        job = Job(job_id, source, options, self.jobs_dir / job_id, name[:200])
+        with self.lock:
+            try:
+                self.queue.put_nowait(job_id)
+            except queue.Full:
+                raise ApiError(429, "queue_full", f"{self.queue.maxsize} jobs are already waiting; retry when one "
+                               "has finished") from None
+            self.jobs[job_id] = job
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """Raises ApiError 404 ``job_not_found``."""
+        with self.lock:
+            job = self.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "job_not_found", f"no job {job_id!r} on this server (jobs live as long as the server)")
+        return job
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        job = self.get(job_id)
+        with self.lock:
+            if job.state == "queued":
+                job.state, job.stage = "cancelled", "cancelled"
+                job.error = {"code": "cancelled", "message": "the job was cancelled before it started"}
+            elif job.state == "running":
+                job.cancel_event.set()
+            return job.status()
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        job = self.get(job_id)
+        with self.lock:
+            return job.status()
+
+    def file_path(self, job_id: str, rel: str) -> Path:
+        """Resolve a result file of a job, refusing paths that leave its folder.
+
+        Raises:
+            ApiError: 404 ``job_not_found`` / ``file_not_found``, 409 ``job_not_done``.
+        """
+        job = self.get(job_id)
+        with self.lock:
+            files = list(job.files)
+            state = job.state
+        if rel not in files:
+            if state in ("queued", "running"):
+                raise ApiError(409, "job_not_done", f"job {job_id} is {state}; its files appear when it is done")
+            raise ApiError(404, "file_not_found", f"job {job_id} has no file {rel!r}; see 'files' in its status")
+        path = (job.out_dir / rel).resolve()
+        if job.out_dir.resolve() not in path.parents or not path.is_file():
+            raise ApiError(404, "file_not_found", f"job {job_id} has no file {rel!r}")
+        return path
+
+    # --- worker
+    def _work(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                job_id = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            job = self.jobs[job_id]
+            with self.lock:
+                if job.state == "cancelled":
+                    continue
+                job.state, job.stage = "running", "starting"
+
+            def progress(stage: str, fraction: float, job: Job = job) -> None:
+                with self.lock:
+                    job.stage, job.progress = stage, float(fraction)
+
+            try:
+                result = generate(job.source, job.out_dir, job.options, models=self.models, progress=progress,
+                                  cancel=job.cancel_event.is_set, input_name=job.name)
+                with self.lock:
+                    job.state, job.stage, job.progress = "done", "done", 1.0
+                    job.files, job.result = list(result["files"]), result
+            except JobCancelled as e:
+                with self.lock:
+                    job.state, job.stage = "cancelled", "cancelled"
+                    job.error = {"code": e.code, "message": str(e)}
+            except PipelineError as e:
+                with self.lock:
+                    job.state = "failed"
+                    job.error = {"code": e.code, "message": str(e)}
+            except Exception as e:  # a bug must not take the server down: record it and go on
+                traceback.print_exc(file=sys.stderr)
+                with self.lock:
+                    job.state = "failed"
+                    job.error = {"code": "internal_error", "message": f"{type(e).__name__}: {e}"}
+            finally:
+                job.source = None  # free the upload
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "S3D/1"
+    app: JobServer  # set on the class made by make_server
+    quiet = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        if not self.quiet:
+            sys.stderr.write("s3d serve: " + format % args + "\n")
+
+    def _send_json(self, status: int, obj: Any) -> None:
+        data = json.dumps(obj).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, e: ApiError) -> None:
+        self._send_json(e.status, {"error": {"code": e.code, "message": e.message}})
+
+    def _read_json(self) -> Any:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise ApiError(411, "length_required", "send the body with a Content-Length header")
+        try:
+            n = int(length)
+        except ValueError:
+            raise ApiError(400, "bad_request", "Content-Length is not a number") from None
+        if n > MAX_BODY_BYTES:
+            raise ApiError(413, "body_too_large", f"the body is {n} bytes; the limit is {MAX_BODY_BYTES}")
+        raw = self.rfile.read(n) if n > 0 else b""
+        try:
+            return json.loads(raw.decode("utf-8")) if raw else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ApiError(400, "bad_json", f"the body is not valid JSON: {e}") from None
+
+    def _route(self, method: str) -> None:
+        try:
+            if not self.app.authorized(self.headers.get("Authorization")):
+                raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>' "
+                               "with the token from the server's token file")
+            path = urlsplit(self.path).path
+            parts = [unquote(p) for p in path.split("/") if p]
+            if len(parts) < 2 or parts[0] != "v1":
+                raise ApiError(404, "not_found", f"no route {path}; the API lives under /v1")
+            if parts[1] == "health" and len(parts) == 2:
+                self._only(method, "GET")
+                return self._send_json(200, self.app.health())
+            if parts[1] == "jobs":
+                if len(parts) == 2:
+                    self._only(method, "POST")
+                    job = self.app.create(self._read_json())
+                    return self._send_json(202, {"job_id": job.job_id})
+                job_id = parts[2]
+                if len(parts) == 3:
+                    self._only(method, "GET")
+                    return self._send_json(200, self.app.status(job_id))
+                if len(parts) == 4 and parts[3] == "cancel":
+                    self._only(method, "POST")
+                    if self.headers.get("Content-Length"):
+                        self._read_json()
+                    return self._send_json(200, self.app.cancel(job_id))
+                if len(parts) >= 5 and parts[3] == "files":
+                    self._only(method, "GET")
+                    return self._send_file(self.app.file_path(job_id, "/".join(parts[4:])))
+            raise ApiError(404, "not_found", f"no route {method} {path}")
+        except ApiError as e:
+            self._send_error(e)
+        except Exception as e:  # never let a handler bug drop the connection without an answer
+            traceback.print_exc(file=sys.stderr)
+            self._send_error(ApiError(500, "internal_error", f"{type(e).__name__}: {e}"))
+
+    def _only(self, method: str, allowed: str) -> None:
+        if method != allowed:
+            raise ApiError(405, "method_not_allowed", f"use {allowed} on {urlsplit(self.path).path}")
+
+    def _send_file(self, path: Path) -> None:
+        data = path.read_bytes()
+        ctype = {".ply": "application/octet-stream", ".glb": "model/gltf-binary", ".obj": "text/plain",
+                 ".json": "application/json"}.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib names
+        self._route("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._route("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._route("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._route("DELETE")
+
+
+def make_server(app: JobServer, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> ThreadingHTTPServer:
+    """A ``ThreadingHTTPServer`` bound to ``(host, port)`` (0 = a free port) serving ``app``."""
+    handler = type("S3DHandler", (_Handler,), {"app": app, "quiet": quiet})
+    httpd = ThreadingHTTPServer((host, port), handler)
+    httpd.daemon_threads = True
+    return httpd
+
+
+def write_token_file(token: str, path: str | Path | None = None) -> Path:
+    """Write the token to ``path`` (default: a fresh private temp folder) with mode 0600, atomically."""
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="s3d-serve-")) / "token"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, token.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, token_file: str | Path | None = None,
+          weights_dir: str | Path | None = None, device: str = "auto", jobs_dir: str | Path | None = None,
+          max_queue: int = DEFAULT_MAX_QUEUE, allow_remote: bool = False, quiet: bool = True) -> int:
+    """Load the models once, bind, print ``S3D_READY {...}`` and serve until interrupted.
+
+    Raises:
+        ValueError: a non-loopback host without ``allow_remote``.
+    """
+    from backend.pipeline import load_models
+    from backend.weights import DEFAULT_WEIGHTS_DIR, list_weights
+
+    if host not in LOOPBACK_HOSTS and not allow_remote:
+        raise ValueError(f"host {host!r} is not loopback; serving to other machines is an explicit opt-in "
+                         "(--allow-remote), and the token then travels unencrypted")
+    wdir = weights_dir or os.environ.get("S3D_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR
+    models, load_error = None, None
+    try:
+        models = load_models(wdir, device, need_sketch=False)
+    except PipelineError as e:
+        load_error = {"code": e.code, "message": str(e)}
+        print(f"s3d serve: models not loaded [{e.code}]: {e}", file=sys.stderr, flush=True)
+    weights_status = {n: {"sha256": w["sha256"], "ok": w["ok"], **({"error": w["error"]} if w["error"] else {})}
+                      for n, w in list_weights(wdir).items()}
+    token = secrets.token_urlsafe(32)
+    tf = write_token_file(token, token_file)
+    jobs = Path(jobs_dir) if jobs_dir else Path(tempfile.mkdtemp(prefix="s3d-jobs-"))
+    app = JobServer(models, token, jobs, max_queue, load_error, weights_status)
+    httpd = make_server(app, host, port, quiet)
+    bound_host, bound_port = httpd.server_address[:2]
+    print("S3D_READY " + json.dumps({"host": bound_host, "port": bound_port, "token_file": str(tf),
+                                     "jobs_dir": str(jobs)}), flush=True)
+    try:
+        httpd.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.shutdown()
+        httpd.server_close()
+    return 0
