@@ -1,7 +1,384 @@
-"""Entry point placeholder: filled in by the SynHead / training / evaluation work."""
+"""``s3d-eval``: measure the bundled (or any) weights on the SynHead test split and on real inputs.
+
+    s3d-eval --data DIR --weights weights/ --out report.json [--limit 30] [--real-masks DIR]
+             [--real-sketches DIR] [--ablation LABEL=RUN_DIR ...] [--update-cards]
+
+Mask -> 3D (weights ``mask2triplane_lite``), per test head:
+
+* geometry: density grid over the box (``--grid`` per side) -> marching cubes (PyMCubes) at the surface
+  density -> surface samples; Chamfer distance (mm) and F-score at 2 and 5 mm against samples of the
+  ground-truth mesh (hair included);
+* label consistency (pix2pix3D's measure): the rendered semantic front view (argmax) against the input
+  mask, mIoU over the whole split;
+* PSNR and SSIM of the front and back renders against SynHead's views, with z the cVAE posterior mean of
+  the ground-truth input-view RGB (appearance reconstruction), and the spread of the mean skin colour
+  over four seeds (appearance diversity);
+* contact sheets (mask, ground truth and renders from front, side and back).
+
+Sketch -> mask (weights ``sketch2mask_lite``): mIoU and mAP (training/metrics.py) with a per-class table
+on the clean test sketches and on augmented ones (stroke-level + S3D morphology + framing, fixed seed),
+and per sketch style; ablation runs (``--ablation``) are measured on the same split.
+"""
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.labels import LABEL_NAMES, NUM_CLASSES, colorize
 
 
-def main(argv=None) -> int:
-    print("not implemented yet", file=sys.stderr)
-    return 2
+def _grid_points(res: int) -> torch.Tensor:
+    c = (torch.arange(res, dtype=torch.float32) + 0.5) / res * 2 - 1
+    gx, gy, gz = torch.meshgrid(c, c, c, indexing="ij")
+    return torch.stack([gx, gy, gz], -1).reshape(-1, 3)
+
+
+@torch.no_grad()
+def density_grid(model, planes: torch.Tensor, res: int, chunk: int = 262144) -> np.ndarray:
+    """``(res, res, res)`` float32 sigma on the cell centres of the box, indexed [x, y, z]."""
+    pts = _grid_points(res).to(planes.device)
+    out = [model.query(planes, pts[i:i + chunk][None])["sigma"][0, :, 0] for i in range(0, len(pts), chunk)]
+    return torch.cat(out).reshape(res, res, res).cpu().numpy()
+
+
+def extract_surface_points(grid: np.ndarray, level: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Marching cubes on a box grid -> ``(n, 3)`` area-uniform surface samples in metres (empty if none)."""
+    import mcubes
+    import trimesh
+
+    from backend.frame import box_to_metres
+
+    if grid.max() <= level or grid.min() >= level:
+        return np.zeros((0, 3))
+    verts, faces = mcubes.marching_cubes(grid, level)
+    res = grid.shape[0]
+    verts = box_to_metres((verts + 0.5) / res * 2 - 1)
+    mesh = trimesh.Trimesh(verts, faces, process=False)
+    pts, _ = trimesh.sample.sample_surface(mesh, n, seed=int(rng.integers(2 ** 31)))
+    return np.asarray(pts)
+
+
+def mesh_surface_points(path: Path, n: int, rng: np.random.Generator) -> np.ndarray:
+    import trimesh
+
+    mesh = trimesh.load(path, force="mesh", process=False)
+    pts, _ = trimesh.sample.sample_surface(mesh, n, seed=int(rng.integers(2 ** 31)))
+    return np.asarray(pts)
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+@torch.no_grad()
+def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Path | None, sheet_rows: int = 6,
+                           real_masks: Path | None = None) -> dict[str, Any]:
+    """Metrics of a :class:`Mask2Triplane` on a :class:`SynHead` test split (see the module docstring)."""
+    from backend.models.mask2triplane import ids_to_onehot
+    from backend.models.renderer import VolumeRenderer, orthographic_camera
+    from training.datasets import mode_pool, read_ids, read_rgb, onehot_area
+    from training.metrics import chamfer_fscore, confusion_matrix, psnr, segmentation_scores, ssim
+
+    cfg = model.cfg
+    renderer = VolumeRenderer(cfg.get("render_samples", 24), cfg.get("render_importance_samples", 24))
+    rng = np.random.default_rng(0)
+    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    rows, sheet = [], []
+    t0 = time.time()
+    for k, s in enumerate(data.samples):
+        ids = read_ids(s.path("mask"))
+        onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), NUM_CLASSES)
+        rgb_in = torch.from_numpy(read_rgb(s.path("rgb"))).permute(2, 0, 1)[None]
+        mu, _ = model.appearance_encoder(rgb_in, onehot)
+        planes = model.synthesize(model.encode(onehot, mu))
+        field = lambda x: model.query(planes, x)  # noqa: E731
+        row: dict[str, Any] = {"id": s.entry.get("id"), "seed": s.seed}
+        pred_pts = extract_surface_points(density_grid(model, planes, grid), model.surface_sigma, 20000, rng)
+        row.update(chamfer_fscore(pred_pts, mesh_surface_points(s.path("mesh"), 20000, rng)))
+        renders = {v: renderer.render(field, orthographic_camera(v, view_res)) for v in ("front", "left", "back")}
+        sem = renders["front"]["semantic"][0].argmax(0).numpy()
+        target = mode_pool(ids, view_res) if ids.shape[0] % view_res == 0 else ids
+        c = confusion_matrix(sem, target, NUM_CLASSES)
+        conf += c
+        row["label_miou"] = segmentation_scores(c)["miou"]
+        views = {v["name"]: v for v in s.entry.get("views", [])}
+        gt_imgs = {}
+        for name in ("front", "back", "left"):
+            if name not in views:
+                continue
+            v = views[name]
+            gt = read_rgb(s.root / v["rgb"])
+            if v.get("alpha"):
+                from training.datasets import read_grey
+
+                a = read_grey(s.root / v["alpha"])[..., None]
+                gt = gt * a + (1 - a)
+            gt_imgs[name] = gt
+            if name in ("front", "back") and gt.shape[0] == view_res:
+                pred = renders[name]["rgb"][0].permute(1, 2, 0).numpy()
+                row[f"psnr_{name}"] = psnr(pred, gt)
+                row[f"ssim_{name}"] = ssim(pred, gt)
+        # appearance diversity: mean skin colour of the front render over four seeds
+        skin = target == 1
+        if skin.any():
+            cols = []
+            for seed in range(4):
+                p2 = model.synthesize(model.encode(onehot, model.sample_z(seed)))
+                img = renderer.render(lambda x: model.query(p2, x), orthographic_camera("front", 32))["rgb"][0]
+                sk = torch.from_numpy(mode_pool(ids, 32) == 1)
+                cols.append(img[:, sk].mean(1).numpy() if sk.any() else img.mean((1, 2)).numpy())
+            row["seed_colour_std"] = float(np.std(np.stack(cols), axis=0).mean())
+        rows.append(row)
+        if sheet_path is not None and k < sheet_rows:
+            tiles = [colorize(target)]
+            for name in ("front", "left", "back"):
+                gt = gt_imgs.get(name)
+                tiles.append(_to_uint8(gt) if gt is not None and gt.shape[0] == view_res else np.zeros((view_res, view_res, 3), np.uint8))
+                tiles.append(_to_uint8(renders[name]["rgb"][0].permute(1, 2, 0).numpy()))
+            sheet.append(np.concatenate([_resize_tile(t, view_res) for t in tiles], 1))
+        print(f"  m2t {k + 1}/{len(data)} {row.get('id')}: chamfer {row['chamfer_mm']:.2f} mm, "
+              f"F@5mm {row['fscore_5mm']:.3f}, label mIoU {row['label_miou']:.3f}", file=sys.stderr)
+    if sheet_path is not None and sheet:
+        _save_png(sheet_path, np.concatenate(sheet, 0))
+    seg = segmentation_scores(conf)
+    keys = ["chamfer_mm", "fscore_2mm", "fscore_5mm", "psnr_front", "ssim_front", "psnr_back", "ssim_back",
+            "seed_colour_std", "label_miou"]
+    summary = {f"mean_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys if any(k in r for r in rows)}
+    summary.update({"label_consistency_miou": seg["miou"], "label_per_class_iou": _per_class(seg["per_class_iou"]),
+                    "count": len(rows), "grid": grid, "view_resolution": view_res,
+                    "seconds": round(time.time() - t0, 1), "per_sample": rows})
+    if real_masks is not None:
+        summary["real_masks"] = evaluate_real_masks(model, renderer, real_masks, view_res, sheet_path)
+    return summary
+
+
+@torch.no_grad()
+def evaluate_real_masks(model, renderer, folder: Path, view_res: int, sheet_path: Path | None) -> dict[str, Any]:
+    """Label consistency on real id maps (e.g. CelebAMask-HQ): front semantic render vs the mask (seed 0)."""
+    from backend.models.mask2triplane import ids_to_onehot
+    from backend.models.renderer import orthographic_camera
+    from training.datasets import mode_pool, read_ids
+    from training.metrics import confusion_matrix, segmentation_scores
+
+    import cv2
+
+    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    per, sheet = [], []
+    for p in sorted(folder.glob("*.png")):
+        ids = read_ids(p)
+        if ids.shape[0] != ids.shape[1]:
+            continue
+        if ids.shape[0] % view_res:
+            ids = cv2.resize(ids, (512, 512), interpolation=cv2.INTER_NEAREST)
+        onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), NUM_CLASSES)
+        planes = model.synthesize(model.encode(onehot, model.sample_z(0)))
+        out = {v: renderer.render(lambda x: model.query(planes, x), orthographic_camera(v, view_res)) for v in ("front", "left")}
+        target = mode_pool(ids, view_res)
+        c = confusion_matrix(out["front"]["semantic"][0].argmax(0).numpy(), target, NUM_CLASSES)
+        conf += c
+        per.append({"file": p.name, "miou": segmentation_scores(c)["miou"]})
+        sheet.append(np.concatenate([colorize(target), colorize(out["front"]["semantic"][0].argmax(0).numpy().astype(np.uint8)),
+                                     _to_uint8(out["front"]["rgb"][0].permute(1, 2, 0).numpy()),
+                                     _to_uint8(out["left"]["rgb"][0].permute(1, 2, 0).numpy())], 1))
+    if sheet_path is not None and sheet:
+        _save_png(sheet_path.with_name(sheet_path.stem + "_real_masks.png"), np.concatenate(sheet, 0))
+    seg = segmentation_scores(conf)
+    return {"count": len(per), "label_consistency_miou": seg["miou"], "per_file": per}
+
+
+def _resize_tile(t: np.ndarray, res: int) -> np.ndarray:
+    if t.shape[0] == res:
+        return t
+    import cv2
+
+    return cv2.resize(t, (res, res), interpolation=cv2.INTER_NEAREST)
+
+
+def _save_png(path: Path, img: np.ndarray) -> None:
+    from PIL import Image
+    import io
+
+    from backend.weights import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _per_class(values: list) -> dict[str, float | None]:
+    return {name: (None if v is None else round(v, 4)) for name, v in zip(LABEL_NAMES, values)}
+
+
+@torch.no_grad()
+def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: int = 8) -> dict[str, Any]:
+    """mIoU / mAP with per-class tables of a :class:`SketchToMask` on a SynHead split, overall and per style."""
+    from training.augment import augmented_sketch
+    from training.metrics import confusion_matrix, segmentation_scores
+
+    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    by_style: dict[str, np.ndarray] = {}
+    pending: list[tuple[np.ndarray, np.ndarray, str]] = []
+
+    def flush():
+        x = torch.from_numpy(np.stack([p[0] for p in pending]))[:, None]
+        pred = net(x)[0].argmax(1).numpy()
+        for (_, mk, style), pr in zip(pending, pred):
+            c = confusion_matrix(pr, mk, NUM_CLASSES)
+            conf[...] += c
+            by_style.setdefault(style, np.zeros_like(conf))
+            by_style[style] += c
+        pending.clear()
+
+    for i in range(len(data)):
+        item = data.sketch_item(i)
+        sk, mk = item["sketch"], item["mask"]
+        if augmented:
+            sk, mk = augmented_sketch(item, np.random.default_rng([seed, i]))
+        pending.append((np.ascontiguousarray(sk, np.float32), mk, item["style"]))
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    seg = segmentation_scores(conf)
+    return {"miou": seg["miou"], "map": seg["map"], "pixel_accuracy": seg["pixel_accuracy"],
+            "per_class_iou": _per_class(seg["per_class_iou"]), "per_class_precision": _per_class(seg["per_class_precision"]),
+            "per_style_miou": {k: segmentation_scores(v)["miou"] for k, v in sorted(by_style.items())},
+            "count": len(data)}
+
+
+@torch.no_grad()
+def real_sketch_sheet(net, folder: Path, path: Path) -> list[str]:
+    """Contact sheet of real sketches (letterboxed to 512 px, no auto-framing) and their predicted masks."""
+    from PIL import Image
+
+    tiles, names = [], []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            continue
+        im = Image.open(p).convert("L")
+        side = max(im.size)
+        canvas = Image.new("L", (side, side), 255)
+        canvas.paste(im, ((side - im.size[0]) // 2, (side - im.size[1]) // 2))
+        sk = np.asarray(canvas.resize((512, 512), Image.BILINEAR), np.float32) / 255.0
+        pred = net(torch.from_numpy(sk)[None, None])[0].argmax(1)[0].numpy().astype(np.uint8)
+        tiles.append(np.concatenate([np.repeat(_to_uint8(sk)[..., None], 3, -1), colorize(pred)], 1)[::2, ::2])
+        names.append(p.name)
+    if tiles:
+        _save_png(path, np.concatenate(tiles, 0))
+    return names
+
+
+def _load_s2m_checkpoint(run: Path):
+    from backend.models.sketch2mask import SketchToMask
+    from training.loop import load_checkpoint
+
+    ck = load_checkpoint(run / "checkpoint.pt" if run.is_dir() else run)
+    net = SketchToMask(ck["meta"]["config"])
+    net.load_state_dict(ck["model"])
+    return net.eval(), ck
+
+
+def update_cards(weights_dir: Path, report: dict[str, Any], command: str) -> None:
+    """Write the measured numbers into the cards' ``metrics`` (the sha256 of the weights is unchanged)."""
+    from backend.weights import atomic_write_text, read_card
+
+    for name, key in (("mask2triplane_lite", "mask2triplane"), ("sketch2mask_lite", "sketch2mask")):
+        if key not in report:
+            continue
+        card = read_card(name, weights_dir)
+        r = report[key]
+        if key == "mask2triplane":
+            metrics = {k: v for k, v in r.items() if k not in ("per_sample", "real_masks")}
+            if "real_masks" in r:
+                metrics["real_masks_label_consistency_miou"] = r["real_masks"]["label_consistency_miou"]
+                metrics["real_masks_count"] = r["real_masks"]["count"]
+        else:
+            metrics = {k: v for k, v in r.items() if k != "ablation"}
+        metrics["eval_command"] = command
+        metrics["eval_split"] = report["data"]
+        card["metrics"] = metrics
+        atomic_write_text(weights_dir / f"{name}.json", json.dumps(card, indent=2) + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="s3d-eval", description="measure S3D weights on the SynHead test split")
+    p.add_argument("--data", required=True, help="SynHead folder (its test split is used)")
+    p.add_argument("--weights", default="weights", help="weights folder")
+    p.add_argument("--out", required=True, help="report JSON path; contact sheets are written beside it")
+    p.add_argument("--limit", type=int, help="evaluate the first N test samples (mask -> 3D)")
+    p.add_argument("--sketch-limit", type=int, help="evaluate the first N test sketches (default: all)")
+    p.add_argument("--grid", type=int, default=128, help="density grid per side for the geometry metrics")
+    p.add_argument("--view-resolution", type=int, default=128)
+    p.add_argument("--only", choices=["mask2triplane", "sketch2mask"], help="evaluate one network only")
+    p.add_argument("--real-masks", type=Path, help="folder of real label-id PNGs (label consistency)")
+    p.add_argument("--real-sketches", type=Path, help="folder of real sketches (contact sheet)")
+    p.add_argument("--ablation", action="append", default=[], metavar="LABEL=RUN",
+                   help="sketch2mask run folder to measure on the same split (repeatable)")
+    p.add_argument("--update-cards", action="store_true", help="write the numbers into the model cards")
+    p.add_argument("--threads", type=int, default=2)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from backend.models.loading import load_mask2triplane, load_sketch2mask
+    from backend.weights import WeightsError, atomic_write_text
+    from training.datasets import DataError, SynHead
+    from training.loop import command_line
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        report: dict[str, Any] = {"command": command_line()}
+        if args.only != "sketch2mask":
+            data = SynHead(args.data, "test", limit=args.limit)
+            report["data"] = data.describe()
+            model, card = load_mask2triplane(args.weights)
+            report["mask2triplane"] = evaluate_mask2triplane(model, data, args.grid, args.view_resolution,
+                                                             out.with_name(out.stem + "_mask2triplane.png"),
+                                                             real_masks=args.real_masks)
+            report["mask2triplane"]["weights_sha256"] = card["sha256"]
+        if args.only != "mask2triplane":
+            data = SynHead(args.data, "test", limit=args.sketch_limit)
+            report.setdefault("data", data.describe())
+            report["sketch_data"] = data.describe()
+            net, card = load_sketch2mask(args.weights)
+            r = {"clean": evaluate_sketch2mask(net, data, False), "augmented": evaluate_sketch2mask(net, data, True),
+                 "weights_sha256": card["sha256"]}
+            if args.real_sketches:
+                r["real_sketches_sheet"] = real_sketch_sheet(net, args.real_sketches, out.with_name(out.stem + "_real_sketches.png"))
+            ablation = {}
+            for spec in args.ablation:
+                label, _, run = spec.partition("=")
+                anet, ck = _load_s2m_checkpoint(Path(run))
+                ablation[label] = {"run": run, "recipe": ck["meta"]["recipe"], "steps": int(ck["step"]),
+                                   "minutes": round(ck["elapsed_s"] / 60, 1),
+                                   "clean_miou": evaluate_sketch2mask(anet, data, False)["miou"],
+                                   "augmented_miou": evaluate_sketch2mask(anet, data, True)["miou"]}
+                print(f"  ablation {label}: {ablation[label]}", file=sys.stderr)
+            if ablation:
+                r["ablation"] = ablation
+            report["sketch2mask"] = r
+        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+        if args.update_cards:
+            update_cards(Path(args.weights), report, report["command"])
+        brief = {"mask2triplane": {k: v for k, v in report.get("mask2triplane", {}).items() if k.startswith(("mean_", "label_consistency"))},
+                 "sketch2mask": {k: {"miou": v["miou"], "map": v["map"]} for k, v in report.get("sketch2mask", {}).items()
+                                 if isinstance(v, dict) and "miou" in v}}
+        print(json.dumps(brief, indent=2))
+        return 0
+    except (DataError, WeightsError, FileNotFoundError) as e:
+        print(f"s3d-eval: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -132,16 +132,22 @@ class MaskEncoder(nn.Module):
         self.appearance_mapping = nn.Sequential(nn.Linear(cfg["z_dim"], wd), nn.LeakyReLU(0.2),
                                                 nn.Linear(wd, na * wd))
 
-    def geometry(self, mask_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mask only -> (geometry ws ``(B, num_ws_geometry, w_dim)``, pixel features ``(B, Cp, R, R)``)."""
+    def _encode_down(self, mask_onehot: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         x = resample_onehot(mask_onehot, self.mask_resolution)
         feats = [self.stem(x)]
         for block in self.down:
             feats.append(block(feats[-1]))
-        bottleneck = feats[-1]
-        ws = self.geometry_head(F.adaptive_avg_pool2d(bottleneck, 4))
-        ws = ws.view(x.shape[0], self.cfg["num_ws_geometry"], self.cfg["w_dim"])
-        y = bottleneck
+        ws = self.geometry_head(F.adaptive_avg_pool2d(feats[-1], 4))
+        return feats, ws.view(x.shape[0], self.cfg["num_ws_geometry"], self.cfg["w_dim"])
+
+    def geometry_ws(self, mask_onehot: torch.Tensor) -> torch.Tensor:
+        """Mask only -> geometry ws ``(B, num_ws_geometry, w_dim)`` (skips the pixel-feature decoder)."""
+        return self._encode_down(mask_onehot)[1]
+
+    def geometry(self, mask_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask only -> (geometry ws ``(B, num_ws_geometry, w_dim)``, pixel features ``(B, Cp, R, R)``)."""
+        feats, ws = self._encode_down(mask_onehot)
+        y = feats[-1]
         for block, level in zip(self.up, self.up_levels):
             skip = feats[level]
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -352,7 +358,7 @@ class Mask2Triplane(nn.Module):
     def geometry_ws(self, mask_onehot: torch.Tensor) -> torch.Tensor:
         """Mask-derived w+ rows ``(B, num_ws_geometry, w_dim)`` (the sketch U-Net's L_SV target)."""
         self._check_mask(mask_onehot)
-        return self.mask_encoder.geometry(mask_onehot)[0]
+        return self.mask_encoder.geometry_ws(mask_onehot)
 
     def synthesize(self, encoding: MaskEncoding) -> torch.Tensor:
         """:class:`MaskEncoding` -> planes ``(B, 3, plane_channels, R, R)`` float32."""

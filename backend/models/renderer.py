@@ -141,7 +141,7 @@ class VolumeRenderer:
                     forward: torch.Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Render rays ``origins, dirs (B, M, 3)`` (normalised box coordinates, unit directions).
 
-        ``forward (B, 3)`` is the camera's viewing axis for depth (defaults to the ray direction).
+        ``forward (B, 3)`` or ``(B, M, 3)`` is the camera's viewing axis for depth (default: the ray direction).
         ``generator``: stratified jitter and importance draws; None = deterministic mid-bin samples.
 
         Returns ``{"rgb": (B, M, 3), "semantic": (B, M, K) probabilities, "depth": (B, M) metres along
@@ -175,7 +175,7 @@ class VolumeRenderer:
         probs = (weights[..., None] * torch.softmax(out["semantic"], dim=-1)).sum(2)
         probs = probs + (1.0 - acc[..., None]) * F.one_hot(
             torch.tensor(self.background_class, device=probs.device), probs.shape[-1]).to(probs.dtype)
-        fwd = dirs if forward is None else forward[:, None, :].expand_as(dirs)
+        fwd = dirs if forward is None else (forward if forward.dim() == 3 else forward[:, None, :].expand_as(dirs))
         axial = (dirs * fwd).sum(-1)  # cosine between the ray and the viewing axis
         depth_box = (weights * t).sum(-1) / acc.clamp(min=1e-6) * axial
         depth = torch.where(acc > 1e-4, depth_box * (BOX_SIZE_M / 2.0), torch.zeros_like(depth_box))

@@ -1,0 +1,325 @@
+"""training/: data readers, losses on known values, metrics, augmentation, training steps, export, eval.
+
+The data are built here: a tiny SynHead-layout folder of ellipsoid "heads" (skin below, hair on top,
+a nose disc in the mask), written exactly in the manifest format of docs/contracts.md section 3.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backend.frame import BOX_SIZE_M
+from backend.models.renderer import orthographic_camera
+
+torch.set_num_threads(1)
+
+SKIN, NOSE, HAIR = 1, 2, 13
+
+
+def _head_params(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"radii": rng.uniform(0.45, 0.7, size=3), "skin": rng.uniform(0.4, 0.9, size=3),
+            "hair": rng.uniform(0.05, 0.4, size=3)}
+
+
+def _label_of(z: np.ndarray, c: float) -> np.ndarray:
+    return np.where(z > 0.4 * c, HAIR, SKIN)
+
+
+def write_fake_synhead(root: Path, seeds: list[int], res: int = 64, view_res: int = 32, points: int = 3000) -> Path:
+    """Write a SynHead-layout folder of ellipsoid heads; returns ``root``. Seeds < 3 are the test split."""
+    import cv2
+
+    root.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for seed in seeds:
+        p = _head_params(seed)
+        a, b, c = p["radii"]
+        sid = f"s{seed:06d}"
+        d = root / sid
+        d.mkdir(exist_ok=True)
+        col = (np.arange(res) + 0.5) / res * 2 - 1
+        x, z = np.meshgrid(col, -col)  # front view: right = +x, up = +z
+        inside = (x / a) ** 2 + (z / c) ** 2 < 1
+        mask = np.where(inside, _label_of(z, c), 0).astype(np.uint8)
+        mask[inside & (x ** 2 + (z + 0.05) ** 2 < 0.01)] = NOSE
+        colours = {SKIN: p["skin"], HAIR: p["hair"], NOSE: p["skin"] * 0.9}
+        rgb = np.ones((res, res, 3))
+        for k, v in colours.items():
+            rgb[mask == k] = v
+        Image.fromarray(mask).save(d / "mask.png")
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(d / "rgb.png")
+        edges = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+        Image.fromarray(np.where(edges, 0, 255).astype(np.uint8)).save(d / "sketch.png")
+        t = np.linspace(0, 2 * math.pi, 40)
+        outline = np.stack([(a * np.cos(t) + 1) / 2, (1 - c * np.sin(t)) / 2], -1)
+        hairline = np.stack([(np.linspace(-a, a, 10) * 0.9 + 1) / 2, np.full(10, (1 - 0.4 * c) / 2)], -1)
+        (d / "strokes.json").write_text(json.dumps({"version": 1, "frame": "normalized", "strokes": [
+            {"points": outline.tolist(), "width": 0.01, "group": "face_outline"},
+            {"points": hairline.tolist(), "width": 0.01, "group": "hair"}]}))
+        rng = np.random.default_rng(seed + 1000)
+        uni = rng.uniform(-1, 1, size=(points // 3, 3))
+        u = rng.normal(size=(points - len(uni), 3))
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        surf = u * np.array([a, b, c]) * (1 + rng.normal(0, 0.03, size=(len(u), 1)))
+        xyz = np.concatenate([uni, surf])
+        occ = ((xyz / np.array([a, b, c])) ** 2).sum(1) < 1
+        lab = _label_of(xyz[:, 2], c)
+        prgb = np.stack([colours[int(k)] for k in lab])
+        kind = np.concatenate([np.zeros(len(uni)), np.ones(len(surf))])
+        np.savez(d / "points.npz", xyz=xyz.astype(np.float16), occ=occ.astype(np.uint8), label=lab.astype(np.uint8),
+                 rgb=(prgb * 255).astype(np.uint8), kind=kind.astype(np.uint8))
+        views = []
+        for name in ("front", "back", "left", "right"):
+            cam = orthographic_camera(name, view_res)
+            vc = (np.arange(view_res) + 0.5) / view_res * 2 - 1
+            uu, vv = np.meshgrid(vc, -vc)
+            half_w = {"front": a, "back": a, "left": b, "right": b}[name]
+            depth_r = {"front": b, "back": b, "left": a, "right": a}[name]
+            q = (uu / half_w) ** 2 + (vv / c) ** 2
+            alpha = (q < 1).astype(np.float32)
+            depth = np.where(q < 1, BOX_SIZE_M - depth_r * np.sqrt(np.clip(1 - q, 0, None)) * BOX_SIZE_M / 2, np.inf)
+            vlab = np.where(q < 1, _label_of(vv, c), 0).astype(np.uint8)
+            vrgb = np.ones((view_res, view_res, 3))
+            for k, v in colours.items():
+                vrgb[vlab == k] = v
+            Image.fromarray((vrgb * 255).astype(np.uint8)).save(d / f"{name}_rgb.png")
+            Image.fromarray(vlab).save(d / f"{name}_label.png")
+            Image.fromarray((alpha * 255).astype(np.uint8)).save(d / f"{name}_alpha.png")
+            np.save(d / f"{name}_depth.npy", depth.astype(np.float16))
+            views.append({"name": name, "rgb": f"{sid}/{name}_rgb.png", "label": f"{sid}/{name}_label.png",
+                          "alpha": f"{sid}/{name}_alpha.png", "depth": f"{sid}/{name}_depth.npy", "camera": cam})
+        import trimesh
+
+        mesh = trimesh.creation.icosphere(subdivisions=3)
+        mesh.vertices = mesh.vertices * np.array([a, b, c]) * BOX_SIZE_M / 2
+        mesh.export(d / "mesh.ply")
+        samples.append({"id": sid, "seed": seed, "split": "test" if seed < 3 else "train",
+                        "sketch": f"{sid}/sketch.png", "sketch_style": "clean", "strokes": f"{sid}/strokes.json",
+                        "mask": f"{sid}/mask.png", "rgb": f"{sid}/rgb.png", "views": views,
+                        "points": f"{sid}/points.npz", "mesh": f"{sid}/mesh.ply",
+                        "camera": {"type": "orthographic", "view": "front", "box_size_m": BOX_SIZE_M}})
+    (root / "manifest.json").write_text(json.dumps({
+        "generator": "synhead", "version": "test", "box_size_m": BOX_SIZE_M, "label_set": "celebamask-hq-19",
+        "input_resolution": res, "view_resolution": view_res, "test_seeds": [0, 2], "samples": samples}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    return write_fake_synhead(tmp_path_factory.mktemp("synhead"), list(range(8)))
+
+
+def _tiny_m2t_override():
+    return {"mask_resolution": 32, "encoder_channels": [8, 16, 16], "pixel_feature_channels": 8, "z_dim": 8,
+            "w_dim": 16, "num_ws_geometry": 2, "num_ws_appearance": 2, "plane_resolution": 32, "plane_channels": 8,
+            "synthesis_channels": 8, "depth_code_channels": 4, "decoder_hidden": 16, "appearance_resolution": 16,
+            "appearance_channels": [8, 8], "render_samples": 8, "render_importance_samples": 8}
+
+
+# ---- data ------------------------------------------------------------------------------------------
+
+def test_train_reader_never_returns_test_seeds(fake_data):
+    from training.datasets import DataError, SynHead, assert_no_test_samples
+
+    train = SynHead(fake_data, "train")
+    test = SynHead(fake_data, "test")
+    assert sorted(s.seed for s in train.samples) == [3, 4, 5, 6, 7]
+    assert sorted(s.seed for s in test.samples) == [0, 1, 2]
+    train.samples.append(test.samples[0])
+    with pytest.raises(DataError, match="test-split"):
+        assert_no_test_samples(train)
+    with pytest.raises(DataError, match="manifest.json"):
+        SynHead(fake_data / "nowhere")
+
+
+def test_mask2triplane_item_shapes_and_ray_targets(fake_data):
+    from training.datasets import SynHead, onehot_area, mode_pool
+
+    data = SynHead(fake_data, "train")
+    item = data.mask2triplane_item(0, np.random.default_rng(0), 32, 16, 500, rays_per_view=64, num_ray_views=2)
+    assert item["mask"].shape == (19, 32, 32) and np.allclose(item["mask"].sum(0), 1)
+    assert item["xyz"].shape == (500, 3) and item["occ"].shape == (500,)
+    assert abs(item["surface"].mean() - 0.7) < 0.05
+    assert item["ray_o"].shape == (128, 3) and item["ray_rgb"].shape == (128, 3)
+    covered = item["ray_alpha"] > 0.5
+    assert covered.any() and (item["ray_depth"][covered] > 0).all() and (item["ray_depth"][~covered] == 0).all()
+    ids = np.array([[0, 0, 1, 1], [0, 2, 1, 1], [3, 3, 1, 1], [3, 3, 1, 0]], np.uint8)
+    frac = onehot_area(ids, 2)
+    assert frac[0, 0, 0] == 0.75 and frac[1, 0, 1] == 1.0 and frac[3, 1, 0] == 1.0
+    assert mode_pool(ids, 2).tolist() == [[0, 1], [3, 1]]
+
+
+# ---- losses and metrics on known values ------------------------------------------------------------
+
+def test_losses_known_values():
+    from training.losses import kl_to_standard_normal, sketch_to_mask_loss, soft_dice_loss
+
+    assert float(kl_to_standard_normal(torch.zeros(2, 4), torch.zeros(2, 4))) == pytest.approx(0.0)
+    # KL(N(1, 1) || N(0, 1)) = 0.5 per dimension
+    assert float(kl_to_standard_normal(torch.ones(1, 4), torch.zeros(1, 4))) == pytest.approx(2.0)
+    target = torch.tensor([[[0, 1], [1, 1]]])
+    perfect = torch.nn.functional.one_hot(target, 2).permute(0, 3, 1, 2).float() * 50
+    assert float(soft_dice_loss(perfect, target)) == pytest.approx(0.0, abs=1e-6)
+    # uniform prediction over 2 classes: dice_k = (2 * 0.5 n_k + 1) / (n/2*... ) computed by hand
+    uniform = torch.zeros(1, 2, 2, 2)
+    d0 = (2 * 0.5 * 1 + 1) / (2 + 1 + 1)   # class 0: sum p = 2, |T| = 1
+    d1 = (2 * 0.5 * 3 + 1) / (2 + 3 + 1)   # class 1: sum p = 2, |T| = 3
+    assert float(soft_dice_loss(uniform, target)) == pytest.approx(1 - (d0 + d1) / 2, abs=1e-6)
+    style, ws = torch.zeros(1, 2, 3), torch.ones(1, 2, 3)
+    out = sketch_to_mask_loss(uniform, style, target, ws)
+    assert float(out["ce"]) == pytest.approx(math.log(2), abs=1e-6)
+    assert float(out["sv"]) == pytest.approx(1.0)
+    assert float(out["loss"]) == pytest.approx(math.log(2) + float(out["dice"]) + 1.0, abs=1e-6)
+    assert float(sketch_to_mask_loss(uniform, style, target, None)["sv"]) == 0.0
+
+
+def test_metrics_known_values():
+    from training.metrics import chamfer_fscore, confusion_matrix, psnr, segmentation_scores, ssim
+
+    gt = np.random.default_rng(0).uniform(-0.1, 0.1, size=(2000, 3))
+    same = chamfer_fscore(gt, gt)
+    assert same["chamfer_mm"] == 0.0 and same["fscore_5mm"] == 1.0
+    shifted = chamfer_fscore(gt + np.array([0.003, 0, 0]), gt)  # 3 mm shift: within 5 mm, not within 2 mm
+    assert shifted["fscore_5mm"] == 1.0 and shifted["fscore_2mm"] < 0.5 and 0 < shifted["chamfer_mm"] <= 3.0
+    assert chamfer_fscore(np.zeros((0, 3)), gt)["fscore_5mm"] == 0.0
+    pred = np.array([0, 1, 1, 2])
+    true = np.array([0, 1, 2, 2])
+    s = segmentation_scores(confusion_matrix(pred, true, 4))
+    assert s["per_class_iou"][:3] == [1.0, 0.5, 0.5] and s["per_class_iou"][3] is None
+    assert s["miou"] == pytest.approx(2 / 3) and s["map"] == pytest.approx((1 + 0.5 + 1) / 3)
+    a = np.random.default_rng(1).uniform(size=(32, 32))
+    assert psnr(a, a) == float("inf") and psnr(np.zeros(4), np.full(4, 0.1)) == pytest.approx(20.0)
+    assert ssim(a, a) == pytest.approx(1.0) and ssim(a, 1 - a) < 0.0
+
+
+# ---- augmentation ----------------------------------------------------------------------------------
+
+def test_augmentation_is_deterministic_under_a_seed_and_changes_the_sketch(fake_data):
+    from training.augment import augment_strokes, augmented_sketch, s3d_morphology
+    from training.datasets import SynHead
+
+    item = SynHead(fake_data, "train").sketch_item(0)
+    a = augmented_sketch(item, np.random.default_rng(5))
+    b = augmented_sketch(item, np.random.default_rng(5))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    outs = [augmented_sketch(item, np.random.default_rng(s))[0] for s in range(6)]
+    assert any(not np.array_equal(o, item["sketch"]) for o in outs)
+    assert all(o.shape == item["sketch"].shape for o in outs)
+    # S3D morphology: erosion (k7) of dark-on-white thickens the ink, dilation (k3) thins it
+    sk = np.ones((32, 32), np.float32)
+    sk[16, 4:28] = 0.0
+    inks = []
+    for s in range(40):
+        inks.append(float((s3d_morphology(sk, np.random.default_rng(s)) < 0.5).sum()))
+    assert {24.0, 0.0} <= set(inks) and max(inks) > 24
+    # whole groups are dropped, never invented
+    doc = item["strokes"]
+    groups = {s["group"] for s in doc["strokes"]}
+    for s in range(20):
+        g = {st["group"] for st in augment_strokes(doc, np.random.default_rng(s), group_drop=1.0)["strokes"]}
+        assert g <= groups and "hair" not in g
+
+
+# ---- training, export, evaluation ------------------------------------------------------------------
+
+def _args(**kw):
+    import argparse
+
+    base = dict(profile="lite", steps=None, minutes=None, resume=False, batch=None, seed=0, threads=1, device="cpu",
+                limit=None, checkpoint_minutes=10.0, log_every=1, config_override=None, recipe_override=None,
+                no_render_loss=False, mask_encoder=None, no_sv=False, no_aug=False)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def _loss_at(loss_module, batch):
+    loss_module.eval()
+    with torch.no_grad():
+        v = float(loss_module(batch)["loss"])
+    loss_module.train()
+    return v
+
+
+def test_mask2triplane_steps_lower_the_loss_and_resume(fake_data, tmp_path):
+    from backend.models.config import get_config
+    from backend.models.mask2triplane import Mask2Triplane
+    from training.datasets import SynHead
+    from training.loop import RunContext
+    from training.train_mask2triplane import Mask2TriplaneLoss, Mask2TriplaneRecipe, make_batch_fn, train
+
+    cfg = get_config("lite", "mask2triplane")
+    cfg.update(_tiny_m2t_override())
+    recipe = Mask2TriplaneRecipe(batch=2, points=512, rays_per_view=32, render_samples=8, render_importance=4, lr=3e-3)
+    torch.manual_seed(0)
+    model = Mask2Triplane(cfg)
+    lm = Mask2TriplaneLoss(model, recipe)
+    make = make_batch_fn(SynHead(fake_data, "train"), cfg, recipe, torch.device("cpu"))
+    fixed = make(np.random.default_rng(123))
+    before = _loss_at(lm, fixed)
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    for step in range(25):
+        losses = lm(make(np.random.default_rng(step)))
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    assert {"occ", "point_rgb", "point_sem", "kl", "ray_rgb", "ray_alpha", "ray_depth", "ray_sem"} <= set(losses)
+    assert _loss_at(lm, fixed) < 0.8 * before
+
+    ctx = RunContext(torch.device("cpu"), "test")
+    out = tmp_path / "run"
+    args = _args(data=str(fake_data), out=str(out), steps=3, config_override=_tiny_m2t_override(),
+                 recipe_override={"batch": 2, "points": 256, "rays_per_view": 16, "render_samples": 4, "render_importance": 4})
+    s1 = train(args, ctx)
+    assert s1["steps"] == 3 and (out / "checkpoint.pt").is_file()
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    s2 = train(_args(**{**vars(args), "steps": 5, "resume": True}), ctx)
+    assert s2["steps"] == 5
+    ck = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 5 and ck["meta"]["data"]["split"] == "train" and ck["meta"]["config"]["plane_resolution"] == 32
+
+
+def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_path):
+    from training.eval_cli import main as eval_main
+    from training.loop import RunContext
+    from training.train_cli import export
+    from training.train_mask2triplane import train as train_m2t
+    from training.train_sketch2mask import train as train_s2m
+
+    ctx = RunContext(torch.device("cpu"), "test")
+    m2t_run = tmp_path / "m2t"
+    train_m2t(_args(data=str(fake_data), out=str(m2t_run), steps=2, config_override=_tiny_m2t_override(),
+                    recipe_override={"batch": 2, "points": 256, "rays_per_view": 0}), ctx)
+    s2m_over = {"channels": [4, 8, 8, 8, 8, 8, 8, 8], "num_ws_geometry": 2, "w_dim": 16}
+    s2m_run = tmp_path / "s2m"
+    train_s2m(_args(data=str(fake_data), out=str(s2m_run), steps=30, config_override=s2m_over, batch=4,
+                    recipe_override={"lr": 1e-2},
+                    mask_encoder=str(m2t_run / "checkpoint.pt"), no_aug=True), ctx)
+    rows = [json.loads(line) for line in (s2m_run / "log.jsonl").read_text().splitlines()]
+    first, last = np.mean([r["loss"] for r in rows[:3]]), np.mean([r["loss"] for r in rows[-3:]])
+    assert last < 0.8 * first and all(r["sv"] >= 0 for r in rows)
+
+    weights = tmp_path / "weights"
+    card = export(m2t_run, weights, "mask2triplane_lite")
+    assert card["kind"] == "mask2triplane" and card["data"]["count"] == 5 and card["training"]["steps"] == 2
+    export(s2m_run, weights, "sketch2mask_lite")
+    report = tmp_path / "report.json"
+    rc = eval_main(["--data", str(fake_data), "--weights", str(weights), "--out", str(report), "--limit", "1",
+                    "--grid", "24", "--view-resolution", "32", "--update-cards", "--threads", "1"])
+    assert rc == 0
+    rep = json.loads(report.read_text())
+    m = rep["mask2triplane"]
+    assert m["count"] == 1 and "mean_chamfer_mm" in m and 0 <= m["label_consistency_miou"] <= 1
+    s = rep["sketch2mask"]
+    assert s["clean"]["count"] == 3 and len(s["clean"]["per_class_iou"]) == 19
+    saved = json.loads((weights / "sketch2mask_lite.json").read_text())
+    assert saved["metrics"]["clean"]["miou"] == s["clean"]["miou"]
+    from backend.models.loading import load_sketch2mask
+
+    load_sketch2mask(weights)  # checksum still matches after the card update

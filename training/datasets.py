@@ -1,0 +1,353 @@
+"""Training and evaluation data readers: SynHead manifests (docs/contracts.md section 3) and the published
+layouts of CelebAMask-HQ and MM-CelebA-HQ (2D only: images, masks, sketches).
+
+Every reader yields numpy arrays; the training scripts batch them. Resampling conventions:
+
+* masks for the mask encoder are one-hot class fractions at the encoder's resolution (area averaging of
+  the 512 px id map, the same as :func:`backend.models.mask2triplane.resample_onehot`);
+* masks as targets are id maps, downsampled by taking the most frequent id of each block (mode pooling);
+* sketches are float32 in [0, 1], 1 = white paper.
+
+Seeds of the test split (the manifest's ``test_seeds`` range and every sample whose ``split`` is
+``test``) never reach a training reader: :class:`SynHead` with ``split="train"`` drops them and
+:func:`assert_no_test_samples` checks it again.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from backend.labels import NUM_CLASSES, PALETTE
+from backend.models.renderer import camera_rays
+
+
+class DataError(RuntimeError):
+    """A data folder that cannot be read: the message names the file and what is wrong."""
+
+
+def read_ids(path: str | Path) -> np.ndarray:
+    """Label-id PNG -> ``(H, W)`` uint8. Colour-coded CelebAMask-HQ maps are mapped back to ids.
+
+    Raises:
+        DataError: unreadable file or colours outside the palette.
+    """
+    try:
+        im = Image.open(path)
+        im.load()
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read label map {path}: {e}") from None
+    if im.mode in ("L", "P", "I", "I;16"):
+        ids = np.asarray(im if im.mode != "P" else im.convert("L"))
+        if ids.max() >= NUM_CLASSES:
+            raise DataError(f"label map {path} has id {int(ids.max())} outside 0..{NUM_CLASSES - 1}")
+        return ids.astype(np.uint8)
+    rgb = np.asarray(im.convert("RGB")).reshape(-1, 3).astype(np.int32)
+    code = rgb[:, 0] * 65536 + rgb[:, 1] * 256 + rgb[:, 2]
+    pal = PALETTE.astype(np.int32)
+    pal_code = pal[:, 0] * 65536 + pal[:, 1] * 256 + pal[:, 2]
+    lut = {int(c): i for i, c in enumerate(pal_code)}
+    try:
+        ids = np.array([lut[int(c)] for c in code], dtype=np.uint8)
+    except KeyError as e:
+        raise DataError(f"label map {path} has colour {e} that is not in the CelebAMask-HQ palette") from None
+    return ids.reshape(im.size[1], im.size[0])
+
+
+def read_grey(path: str | Path) -> np.ndarray:
+    """Greyscale image -> ``(H, W)`` float32 in [0, 1]."""
+    try:
+        return np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """RGB image -> ``(H, W, 3)`` float32 in [0, 1] (values as stored, sRGB-encoded)."""
+    try:
+        return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+
+
+def onehot_area(ids: np.ndarray, resolution: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Id map ``(H, H)`` -> class fractions ``(num_classes, R, R)`` float32 by area averaging (H % R == 0),
+    or by pixel repetition when R is a multiple of H."""
+    h = ids.shape[0]
+    if resolution > h and resolution % h == 0:
+        ids = np.repeat(np.repeat(ids, resolution // h, 0), resolution // h, 1)
+        h = resolution
+    if h % resolution:
+        raise ValueError(f"mask side {h} is not a multiple of {resolution}")
+    f = h // resolution
+    out = np.zeros((num_classes, resolution, resolution), np.float32)
+    blocks = ids.reshape(resolution, f, resolution, f).transpose(0, 2, 1, 3).reshape(resolution, resolution, f * f)
+    for c in np.unique(blocks):
+        out[c] = (blocks == c).mean(-1)
+    return out
+
+
+def mode_pool(ids: np.ndarray, resolution: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Id map ``(H, H)`` -> ``(R, R)`` uint8, the most frequent id of each block (H % R == 0)."""
+    if ids.shape[0] == resolution:
+        return ids.astype(np.uint8)
+    return onehot_area(ids, resolution, num_classes).argmax(0).astype(np.uint8)
+
+
+def resize_grey(img: np.ndarray, resolution: int) -> np.ndarray:
+    """``(H, W)`` float32 -> ``(R, R)`` float32, area averaging when shrinking."""
+    if img.shape == (resolution, resolution):
+        return img
+    import cv2
+
+    interp = cv2.INTER_AREA if img.shape[0] > resolution else cv2.INTER_LINEAR
+    return cv2.resize(img, (resolution, resolution), interpolation=interp)
+
+
+@dataclass
+class Sample:
+    """One SynHead manifest entry with absolute paths resolved against the data folder."""
+
+    root: Path
+    entry: dict[str, Any]
+
+    def path(self, key: str) -> Path:
+        return self.root / self.entry[key]
+
+    @property
+    def seed(self) -> int:
+        return int(self.entry.get("seed", -1))
+
+
+class SynHead:
+    """Reader of a SynHead folder (``DIR/manifest.json``; docs/contracts.md section 3).
+
+    Args:
+        root: the data folder.
+        split: ``"train"`` (never returns a test-split sample), ``"test"`` or ``"all"``.
+        limit: keep at most this many samples (in manifest order) after the split filter.
+
+    Raises:
+        DataError: no manifest, an unknown label set or box size, or no sample in the split.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", limit: int | None = None):
+        self.root = Path(root)
+        man_path = self.root / "manifest.json"
+        if not man_path.is_file():
+            raise DataError(f"{man_path} not found: point --data at a folder written by `s3d-data synth`")
+        try:
+            self.manifest = json.loads(man_path.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{man_path} is not valid JSON ({e}); is the data set still being written?") from None
+        if self.manifest.get("label_set", "celebamask-hq-19") != "celebamask-hq-19":
+            raise DataError(f"{man_path}: label_set {self.manifest.get('label_set')!r} is not celebamask-hq-19")
+        from backend.frame import BOX_SIZE_M
+
+        box = float(self.manifest.get("box_size_m", BOX_SIZE_M))
+        if abs(box - BOX_SIZE_M) > 1e-9:
+            raise DataError(f"{man_path}: box_size_m {box} differs from backend/frame.py's {BOX_SIZE_M}")
+        lo, hi = self.manifest.get("test_seeds", [0, 199])
+        self.test_seeds = (int(lo), int(hi))
+        if split not in ("train", "test", "all"):
+            raise ValueError(f"split must be train, test or all, not {split!r}")
+        samples = []
+        for e in self.manifest.get("samples", []):
+            is_test = e.get("split") == "test" or lo <= int(e.get("seed", -1)) <= hi
+            if split == "all" or (split == "test") == is_test:
+                samples.append(Sample(self.root, e))
+        if limit is not None:
+            samples = samples[:limit]
+        if not samples:
+            raise DataError(f"{man_path} holds no sample of split {split!r}")
+        self.split = split
+        self.samples = samples
+        if split == "train":
+            assert_no_test_samples(self)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def describe(self) -> dict[str, Any]:
+        """What a model card records about the data: version, split, count, seed range."""
+        seeds = [s.seed for s in self.samples]
+        return {"generator": self.manifest.get("generator"), "version": self.manifest.get("version"),
+                "root": str(self.root), "split": self.split, "count": len(self.samples),
+                "seed_min": min(seeds), "seed_max": max(seeds), "test_seeds": list(self.test_seeds)}
+
+    # ---- mask -> tri-plane -------------------------------------------------------------------------
+    def mask2triplane_item(self, index: int, rng: np.random.Generator, mask_resolution: int,
+                           appearance_resolution: int, num_points: int, near_fraction: float = 0.7,
+                           rays_per_view: int = 0, views: Sequence[str] = ("front", "back", "left", "right"),
+                           num_ray_views: int = 1) -> dict[str, np.ndarray]:
+        """Arrays for one training example of the mask -> tri-plane network.
+
+        Returns: ``mask (19, Rm, Rm)`` class fractions, ``rgb (3, Ra, Ra)`` float in [0, 1] (input view),
+        ``xyz (P, 3)`` float32 normalised box coords, ``occ (P,)`` float32, ``label (P,)`` int64,
+        ``point_rgb (P, 3)`` float in [0, 1], ``surface (P,)`` float32 (1 for near/on-surface points);
+        with ``rays_per_view > 0`` also ``ray_o, ray_d (V*M, 3)``, ``ray_fwd (V*M, 3)``, ``ray_rgb (V*M, 3)``,
+        ``ray_alpha (V*M,)``, ``ray_depth (V*M,)`` metres (0 where empty), ``ray_label (V*M,)``.
+        """
+        s = self.samples[index]
+        ids = read_ids(s.path("mask"))
+        out: dict[str, np.ndarray] = {"mask": onehot_area(ids, mask_resolution)}
+        rgb = read_rgb(s.path("rgb"))
+        out["rgb"] = np.transpose(_resize_rgb(rgb, appearance_resolution), (2, 0, 1))
+        out.update(self._points(s, rng, num_points, near_fraction))
+        if rays_per_view > 0:
+            out.update(self._rays(s, rng, rays_per_view, views, num_ray_views))
+        return out
+
+    def _points(self, s: Sample, rng: np.random.Generator, n: int, near_fraction: float) -> dict[str, np.ndarray]:
+        try:
+            with np.load(s.path("points")) as z:
+                xyz, occ, label, prgb, kind = z["xyz"], z["occ"], z["label"], z["rgb"], z["kind"]
+        except (OSError, KeyError, ValueError) as e:
+            raise DataError(f"cannot read points {s.path('points')}: {e}") from None
+        near = np.flatnonzero(kind >= 1)
+        far = np.flatnonzero(kind == 0)
+        n_near = min(int(round(n * near_fraction)), len(near)) if len(far) else min(n, len(near))
+        n_far = n - n_near
+        pick = np.concatenate([rng.choice(near, n_near, replace=len(near) < n_near) if n_near else np.zeros(0, int),
+                               rng.choice(far, n_far, replace=len(far) < n_far) if n_far and len(far) else np.zeros(0, int)])
+        return {"xyz": xyz[pick].astype(np.float32), "occ": occ[pick].astype(np.float32),
+                "label": label[pick].astype(np.int64), "point_rgb": prgb[pick].astype(np.float32) / 255.0,
+                "surface": (kind[pick] >= 1).astype(np.float32)}
+
+    def _rays(self, s: Sample, rng: np.random.Generator, m: int, names: Sequence[str], k: int) -> dict[str, np.ndarray]:
+        available = [v for v in s.entry.get("views", []) if v.get("name") in names]
+        if not available:
+            raise DataError(f"sample {s.entry.get('id')} has none of the views {list(names)}")
+        chosen = [available[i] for i in rng.choice(len(available), min(k, len(available)), replace=False)]
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in
+                                               ("ray_o", "ray_d", "ray_fwd", "ray_rgb", "ray_alpha", "ray_depth", "ray_label")}
+        for v in chosen:
+            cam = v["camera"]
+            rgb = read_rgb(s.root / v["rgb"])
+            res = rgb.shape[0]
+            origins, dirs, fwd = camera_rays(cam, res)
+            alpha = read_grey(s.root / v["alpha"]) if v.get("alpha") else np.ones(rgb.shape[:2], np.float32)
+            depth = np.load(s.root / v["depth"]).astype(np.float32) if v.get("depth") else np.zeros(rgb.shape[:2], np.float32)
+            depth = np.where(np.isfinite(depth) & (alpha > 0.5), depth, 0.0)
+            label = read_ids(s.root / v["label"]) if v.get("label") else np.zeros(rgb.shape[:2], np.uint8)
+            # half the rays on the silhouette, half anywhere
+            fg = np.flatnonzero(alpha.reshape(-1) > 0.5)
+            n_fg = min(m // 2, len(fg))
+            pix = np.concatenate([rng.choice(fg, n_fg, replace=False) if n_fg else np.zeros(0, int),
+                                  rng.choice(res * res, m - n_fg, replace=False)])
+            comp = rgb * alpha[..., None] + (1.0 - alpha[..., None])  # on white, as the renderer composites
+            parts["ray_o"].append(origins.numpy()[pix])
+            parts["ray_d"].append(dirs.numpy()[pix])
+            parts["ray_fwd"].append(np.broadcast_to(fwd.numpy(), (len(pix), 3)))
+            parts["ray_rgb"].append(comp.reshape(-1, 3)[pix])
+            parts["ray_alpha"].append(alpha.reshape(-1)[pix])
+            parts["ray_depth"].append(depth.reshape(-1)[pix])
+            parts["ray_label"].append(label.reshape(-1)[pix].astype(np.int64))
+        return {key: np.concatenate(val).astype(np.int64 if key == "ray_label" else np.float32)
+                for key, val in parts.items()}
+
+    # ---- sketch -> mask ----------------------------------------------------------------------------
+    def sketch_item(self, index: int) -> dict[str, Any]:
+        """Raw arrays for the sketch network: ``sketch (512, 512)`` float [0, 1] (1 = paper), ``mask (512, 512)``
+        uint8 ids, ``strokes`` (the stroke JSON document or None), ``style`` (sketch style name)."""
+        s = self.samples[index]
+        strokes = None
+        if s.entry.get("strokes") and s.path("strokes").is_file():
+            strokes = json.loads(s.path("strokes").read_text())
+        return {"sketch": read_grey(s.path("sketch")), "mask": read_ids(s.path("mask")), "strokes": strokes,
+                "style": s.entry.get("sketch_style", "clean")}
+
+
+def assert_no_test_samples(data: SynHead) -> None:
+    """Raise :class:`DataError` when a test-split seed reached a training reader."""
+    lo, hi = data.test_seeds
+    bad = [s.seed for s in data.samples if lo <= s.seed <= hi or s.entry.get("split") == "test"]
+    if bad:
+        raise DataError(f"test-split seeds {bad[:5]} reached the training reader; refusing to train on them")
+
+
+def _resize_rgb(rgb: np.ndarray, resolution: int) -> np.ndarray:
+    import cv2
+
+    if rgb.shape[0] == resolution:
+        return rgb
+    return cv2.resize(rgb, (resolution, resolution), interpolation=cv2.INTER_AREA)
+
+
+# ---- published 2D layouts --------------------------------------------------------------------------
+
+#: CelebAMask-HQ part-annotation file suffixes -> label ids (backend/labels.py order).
+CELEBAMASK_PARTS = ("skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear", "mouth",
+                    "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth")
+
+
+class CelebAMaskHQ:
+    """Reader of the published CelebAMask-HQ layout (Lee et al., CVPR 2020), 2D only.
+
+    Expects ``DIR/CelebA-HQ-img/<i>.jpg`` and either ``DIR/CelebAMask-HQ-mask-anno/<k>/<i:05d>_<part>.png``
+    (the per-part binary annotations, 512 px, combined here in label order) or a folder of id maps
+    ``DIR/mask/<i>.png``. Items: ``rgb (H, W, 3)`` float, ``mask (512, 512)`` uint8 ids.
+
+    Raises:
+        DataError: the layout is not found.
+    """
+
+    def __init__(self, root: str | Path, limit: int | None = None):
+        self.root = Path(root)
+        img_dir = self.root / "CelebA-HQ-img"
+        if not img_dir.is_dir():
+            raise DataError(f"{img_dir} not found: expected the CelebAMask-HQ layout (CelebA-HQ-img/, "
+                            "CelebAMask-HQ-mask-anno/ or mask/)")
+        self.images = sorted(img_dir.glob("*.jpg"), key=lambda p: int(p.stem) if p.stem.isdigit() else p.stem)[:limit]
+        self.anno = self.root / "CelebAMask-HQ-mask-anno"
+        self.ids_dir = self.root / "mask"
+        if not self.anno.is_dir() and not self.ids_dir.is_dir():
+            raise DataError(f"neither {self.anno} nor {self.ids_dir} exists")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def mask(self, index: int) -> np.ndarray:
+        stem = self.images[index].stem
+        if self.ids_dir.is_dir():
+            return read_ids(self.ids_dir / f"{stem}.png")
+        i = int(stem)
+        folder = self.anno / str(i // 2000)
+        ids = np.zeros((512, 512), np.uint8)
+        for label, part in enumerate(CELEBAMASK_PARTS, start=1):
+            p = folder / f"{i:05d}_{part}.png"
+            if p.is_file():
+                ids[np.asarray(Image.open(p).convert("L")) > 127] = label
+        return ids
+
+    def item(self, index: int) -> dict[str, np.ndarray]:
+        return {"rgb": read_rgb(self.images[index]), "mask": self.mask(index)}
+
+
+class MMCelebAHQSketches:
+    """Reader of MM-CelebA-HQ's sketch + mask layout (Xia et al., TediGAN, CVPR 2021), 2D only.
+
+    Expects ``DIR/sketch/<i>.jpg|png`` with masks ``DIR/mask/<i>.png`` (ids or palette colours).
+    Items as :meth:`SynHead.sketch_item` (no strokes).
+    """
+
+    def __init__(self, root: str | Path, limit: int | None = None):
+        self.root = Path(root)
+        sk = self.root / "sketch"
+        if not sk.is_dir() or not (self.root / "mask").is_dir():
+            raise DataError(f"expected {sk}/ and {self.root / 'mask'}/ (MM-CelebA-HQ sketch + mask layout)")
+        self.sketches = sorted([p for p in sk.iterdir() if p.suffix.lower() in (".jpg", ".png")])[:limit]
+
+    def __len__(self) -> int:
+        return len(self.sketches)
+
+    def sketch_item(self, index: int) -> dict[str, Any]:
+        p = self.sketches[index]
+        mask = read_ids(self.root / "mask" / f"{p.stem}.png")
+        if mask.shape[0] != 512:
+            mask = mode_pool(mask, 512)
+        return {"sketch": resize_grey(read_grey(p), 512), "mask": mask, "strokes": None, "style": "real"}

@@ -1,0 +1,201 @@
+"""The training loop both networks share: device and DistributedDataParallel set-up, deterministic
+per-step randomness, wall-clock or step limits, resumable atomic checkpoints, a progress bar and a JSON
+log of the losses.
+
+Randomness: step ``s`` on rank ``r`` draws its data and augmentation from
+``numpy.random.default_rng([seed, s, r])``, so a resumed run sees the same examples it would have seen
+without the interruption; torch's generator state is saved in the checkpoint.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from backend.weights import atomic_write_bytes
+
+
+@dataclass
+class RunContext:
+    """Where and how a run executes. ``rank``/``world_size`` come from ``torchrun`` (1 process otherwise)."""
+
+    device: torch.device
+    device_reason: str
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_run(device: str = "auto", threads: int | None = None) -> RunContext:
+    """Pick the device (backend/device.py), start DistributedDataParallel when launched by ``torchrun``.
+
+    Raises:
+        backend.device.DeviceError: CUDA requested but unavailable.
+    """
+    from backend.device import choose_device
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    choice = choose_device(device)
+    dev = torch.device(choice.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        backend = "nccl" if choice.device == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+        if choice.device == "cuda":
+            torch.cuda.set_device(local)
+            dev = torch.device("cuda", local)
+    return RunContext(dev, choice.reason, rank, world, local)
+
+
+def machine_description() -> str:
+    """One line: CPU model and core count, GPU name when CUDA is in use."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    desc = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+def command_line() -> str:
+    """The command that started this process, shell-quoted (recorded in checkpoints and model cards)."""
+    prog = Path(sys.argv[0]).name
+    return " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` ``payload`` to ``path`` atomically (temporary file + rename)."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (on CPU)."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@dataclass
+class LoopLimits:
+    """Stop after ``steps`` optimiser steps or ``minutes`` of training wall-clock time, whichever first."""
+
+    steps: int | None = None
+    minutes: float | None = None
+    checkpoint_minutes: float = 4.0
+    log_every: int = 10
+
+    def __post_init__(self):
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give --steps N or --minutes M (or both)")
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    elapsed_s: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             make_batch: Callable[[np.random.Generator], dict[str, torch.Tensor]], out_dir: Path, seed: int,
+             limits: LoopLimits, extra_checkpoint: Callable[[], dict[str, Any]], resume: bool,
+             model_for_state: torch.nn.Module, desc: str) -> LoopState:
+    """Run optimiser steps until a limit; ``loss_module(batch)`` returns a dict with a ``loss`` scalar.
+
+    Writes ``out_dir/checkpoint.pt`` (``model``, ``optimizer``, ``step``, ``elapsed_s``, torch RNG and
+    whatever ``extra_checkpoint()`` adds) every ``checkpoint_minutes`` and at the end, and appends one
+    JSON line per ``log_every`` steps to ``out_dir/log.jsonl``. Returns the final state.
+    """
+    from tqdm import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    state = LoopState()
+    if resume and ckpt_path.is_file():
+        ck = load_checkpoint(ckpt_path)
+        model_for_state.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        state.step, state.elapsed_s = int(ck["step"]), float(ck["elapsed_s"])
+        torch.set_rng_state(ck["torch_rng"])
+        if ctx.is_main:
+            print(f"resumed from {ckpt_path} at step {state.step} ({state.elapsed_s / 60:.1f} min)", file=sys.stderr)
+    elif ckpt_path.is_file() and ctx.is_main:
+        print(f"note: {ckpt_path} exists and will be overwritten (use --resume to continue it)", file=sys.stderr)
+
+    def checkpoint() -> None:
+        if not ctx.is_main:
+            return
+        payload = {"model": model_for_state.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
+                   "elapsed_s": state.elapsed_s, "torch_rng": torch.get_rng_state()}
+        payload.update(extra_checkpoint())
+        save_checkpoint(ckpt_path, payload)
+
+    total = limits.steps
+    bar = tqdm(total=total, initial=state.step, desc=desc, disable=not ctx.is_main, mininterval=5.0, dynamic_ncols=True)
+    log = open(out_dir / "log.jsonl", "a") if ctx.is_main else None
+    start = time.monotonic() - state.elapsed_s
+    last_ckpt = time.monotonic()
+    running: dict[str, float] = {}
+    try:
+        while True:
+            state.elapsed_s = time.monotonic() - start
+            if limits.steps is not None and state.step >= limits.steps:
+                break
+            if limits.minutes is not None and state.elapsed_s >= limits.minutes * 60:
+                break
+            rng = np.random.default_rng([seed, state.step, ctx.rank])
+            batch = make_batch(rng)
+            losses = loss_module(batch)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model_for_state.parameters(), 10.0)
+            optimizer.step()
+            state.step += 1
+            for k, v in losses.items():
+                running[k] = running.get(k, 0.0) + float(v.detach())
+            bar.update(1)
+            if state.step % limits.log_every == 0:
+                row = {k: v / limits.log_every for k, v in running.items()}
+                row.update(step=state.step, minutes=round((time.monotonic() - start) / 60, 3))
+                state.history.append(row)
+                running = {}
+                if log:
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("step", "minutes")}, refresh=False)
+            if time.monotonic() - last_ckpt >= limits.checkpoint_minutes * 60:
+                state.elapsed_s = time.monotonic() - start
+                checkpoint()
+                last_ckpt = time.monotonic()
+    finally:
+        bar.close()
+        state.elapsed_s = time.monotonic() - start
+        checkpoint()
+        if log:
+            log.close()
+    return state

@@ -1,0 +1,80 @@
+"""Training losses of the two networks.
+
+* mask -> tri-plane (pix2pix3D / PAiC-3D with 3D data): occupancy BCE on SynHead points, colour L1 and
+  semantic cross-entropy near the surface, 2.5D render losses (RGB L1, silhouette L1, depth L1,
+  semantic NLL), and the KL term of the conditional-VAE appearance code (Kingma & Welling 2014, eq. 10).
+* sketch -> mask (S3D section 3.3): L = L_SV + L_CE + L_Dice.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over the latent dimensions, averaged over the batch.
+
+    ``mu, logvar (B, D)`` -> scalar (nats).
+    """
+    return (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Multi-class soft Dice loss (Milletari et al., V-Net 2016) ``1 - mean_k 2|P_k T_k| / (|P_k| + |T_k|)``.
+
+    ``logits (B, K, H, W)``, ``target (B, H, W)`` long ids. Classes absent from both prediction and
+    target contribute ~0 loss thanks to ``eps`` smoothing (per class, summed over the batch).
+    """
+    k = logits.shape[1]
+    probs = torch.softmax(logits, dim=1)
+    onehot = F.one_hot(target, k).permute(0, 3, 1, 2).to(probs.dtype)
+    inter = (probs * onehot).sum(dim=(0, 2, 3))
+    denom = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
+    return 1.0 - ((2.0 * inter + eps) / (denom + eps)).mean()
+
+
+def style_vector_loss(style: torch.Tensor, target_ws: torch.Tensor) -> torch.Tensor:
+    """S3D's L_SV: MSE between the U-Net bottleneck style ``(B, nw, w_dim)`` and the geometry w+ of the
+    trained mask encoder on the ground-truth mask (same shape, no gradient)."""
+    return F.mse_loss(style, target_ws.detach())
+
+
+def sketch_to_mask_loss(logits: torch.Tensor, style: torch.Tensor, target: torch.Tensor,
+                        target_ws: torch.Tensor | None, sv_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """S3D's L = L_SV + L_CE + L_Dice. ``target_ws`` None (or ``sv_weight`` 0) drops L_SV (ablation).
+
+    Returns ``{"loss", "ce", "dice", "sv"}`` scalars.
+    """
+    ce = F.cross_entropy(logits, target)
+    dice = soft_dice_loss(logits, target)
+    sv = style_vector_loss(style, target_ws) if target_ws is not None and sv_weight > 0 else logits.new_zeros(())
+    return {"loss": ce + dice + sv_weight * sv, "ce": ce, "dice": dice, "sv": sv}
+
+
+def point_losses(out: dict[str, torch.Tensor], occ: torch.Tensor, label: torch.Tensor, rgb: torch.Tensor,
+                 surface: torch.Tensor) -> dict[str, torch.Tensor]:
+    """3D supervision on points: ``out`` from ``Mask2Triplane.query`` on ``(B, P)`` points; ``occ (B, P)``
+    in {0, 1}; ``label (B, P)`` ids; ``rgb (B, P, 3)`` in [0, 1]; ``surface (B, P)`` 1 near the surface.
+
+    Occupancy: BCE on the occupancy logit over all points. Colour L1 and semantic CE: near/on-surface
+    points only (their targets are those of the nearest surface).
+    """
+    occ_loss = F.binary_cross_entropy_with_logits(out["occupancy_logit"][..., 0], occ)
+    w = surface / surface.sum().clamp(min=1.0)
+    rgb_loss = ((out["rgb"] - rgb).abs().mean(-1) * w).sum()
+    sem = F.cross_entropy(out["semantic"].reshape(-1, out["semantic"].shape[-1]), label.reshape(-1), reduction="none")
+    sem_loss = (sem.view_as(w) * w).sum()
+    return {"occ": occ_loss, "point_rgb": rgb_loss, "point_sem": sem_loss}
+
+
+def render_losses(img: dict[str, torch.Tensor], rgb: torch.Tensor, alpha: torch.Tensor, depth: torch.Tensor,
+                  label: torch.Tensor) -> dict[str, torch.Tensor]:
+    """2.5D losses on rendered rays (PAiC-3D section 3.3): RGB L1 (both composited on white), silhouette L1,
+    depth L1 in metres where the ground truth is covered, semantic NLL of the rendered class
+    probabilities. ``img`` from ``VolumeRenderer.render_rays`` on ``(B, M)`` rays; targets ``(B, M, ...)``.
+    """
+    covered = (alpha > 0.5).float()
+    depth_l1 = ((img["depth"] - depth).abs() * covered).sum() / covered.sum().clamp(min=1.0)
+    nll = F.nll_loss(torch.log(img["semantic"].clamp(min=1e-6)).reshape(-1, img["semantic"].shape[-1]), label.reshape(-1))
+    return {"ray_rgb": (img["rgb"] - rgb).abs().mean(), "ray_alpha": (img["alpha"] - alpha).abs().mean(),
+            "ray_depth": depth_l1, "ray_sem": nll}

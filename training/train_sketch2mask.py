@@ -1,0 +1,147 @@
+"""Training of the sketch -> mask U-Net (S3D section 3.3) on SynHead sketches.
+
+L = L_SV + L_CE + L_Dice, where L_SV is the MSE between the U-Net's bottleneck style and the geometry
+w+ of the trained (frozen) mask encoder on the ground-truth mask. Augmentation (training/augment.py):
+stroke-level changes on the clean strokes, S3D's keep / dilate-3 / erode-7, random framing. Ablations:
+``--no-sv`` drops L_SV (S3D Table 2), ``--no-aug`` trains on the stored sketches unchanged (Table 3).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.models.config import get_config
+from backend.models.mask2triplane import Mask2Triplane
+from backend.models.sketch2mask import SketchToMask
+from training.augment import augmented_sketch
+from training.datasets import DataError, SynHead, onehot_area, resize_grey
+from training.losses import sketch_to_mask_loss
+from training.loop import LoopLimits, RunContext, command_line, load_checkpoint, machine_description, run_loop
+
+
+@dataclass
+class SketchToMaskRecipe:
+    """Hyper-parameters of one run (recorded in checkpoints and model cards)."""
+
+    batch: int = 12
+    lr: float = 2e-3
+    sv_weight: float = 1.0
+    augment: bool = True
+    stroke_prob: float = 0.5
+    framing_prob: float = 0.5
+
+
+def load_mask_encoder(path: str | Path, device: torch.device) -> tuple[Mask2Triplane, dict[str, Any]]:
+    """The frozen mask -> tri-plane model whose geometry w+ is the L_SV target, from a training
+    checkpoint (``checkpoint.pt``) or a weights folder holding ``mask2triplane_lite``.
+
+    Raises:
+        DataError: the path holds neither.
+    """
+    p = Path(path)
+    if p.is_file():
+        ck = load_checkpoint(p)
+        model = Mask2Triplane(ck["meta"]["config"])
+        model.load_state_dict(ck["model"])
+        info = {"source": str(p), "step": int(ck["step"])}
+    elif p.is_dir():
+        from backend.models.loading import load_mask2triplane
+
+        model, card = load_mask2triplane(p)
+        info = {"source": str(p), "sha256": card.get("sha256")}
+    else:
+        raise DataError(f"--mask-encoder {p} is neither a checkpoint file nor a weights folder")
+    model.eval().requires_grad_(False)
+    return model.to(device), info
+
+
+class SketchToMaskLoss(torch.nn.Module):
+    """``forward(batch) -> {"loss", "ce", "dice", "sv"}`` (S3D's loss), for DistributedDataParallel."""
+
+    def __init__(self, net: SketchToMask, recipe: SketchToMaskRecipe):
+        super().__init__()
+        self.net = net
+        self.recipe = recipe
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logits, style = self.net(batch["sketch"])
+        return sketch_to_mask_loss(logits, style, batch["mask"], batch.get("target_ws"), self.recipe.sv_weight)
+
+
+def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe, device: torch.device,
+                  encoder: Mask2Triplane | None):
+    """``rng -> batch`` with ``sketch (B, 1, r, r)``, ``mask (B, r, r)`` at the U-Net's internal resolution
+    ``r`` and, with an encoder, ``target_ws (B, nw, w_dim)``."""
+    r = cfg["internal_resolution"]
+    enc_res = encoder.cfg["mask_resolution"] if encoder is not None else None
+
+    def make(rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        idx = rng.choice(len(data), recipe.batch, replace=len(data) < recipe.batch)
+        sketches, masks, fracs = [], [], []
+        for i in idx:
+            item = data.sketch_item(int(i))
+            if recipe.augment:
+                sk, mk = augmented_sketch(item, rng, recipe.stroke_prob, recipe.framing_prob)
+            else:
+                sk, mk = item["sketch"], item["mask"]
+            sketches.append(resize_grey(sk, r))
+            masks.append(onehot_area(mk, r).argmax(0))
+            if encoder is not None:
+                fracs.append(onehot_area(mk, enc_res))
+        batch = {"sketch": torch.from_numpy(np.stack(sketches))[:, None].to(device),
+                 "mask": torch.from_numpy(np.stack(masks)).long().to(device)}
+        if encoder is not None:
+            with torch.no_grad():
+                batch["target_ws"] = encoder.geometry_ws(torch.from_numpy(np.stack(fracs)).to(device))
+        return batch
+
+    return make
+
+
+def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
+    """Run ``s3d-train sketch2mask``; returns a summary dict."""
+    cfg = get_config(args.profile, "sketch2mask")
+    cfg.update(args.config_override or {})
+    recipe = SketchToMaskRecipe(**(args.recipe_override or {}))
+    if args.batch:
+        recipe.batch = args.batch
+    if args.no_sv:
+        recipe.sv_weight = 0.0
+    if args.no_aug:
+        recipe.augment = False
+    torch.manual_seed(args.seed)
+    data = SynHead(args.data, "train", limit=args.limit)
+    encoder, enc_info = (None, None)
+    if recipe.sv_weight > 0:
+        if not args.mask_encoder:
+            raise DataError("L_SV needs the trained mask encoder: pass --mask-encoder RUN/checkpoint.pt or a weights "
+                            "folder (or --no-sv for the ablation without it)")
+        encoder, enc_info = load_mask_encoder(args.mask_encoder, ctx.device)
+        shape = (encoder.cfg["num_ws_geometry"], encoder.cfg["w_dim"])
+        if shape != (cfg["num_ws_geometry"], cfg["w_dim"]):
+            raise DataError(f"mask encoder geometry w+ is {shape}, the U-Net style head is "
+                            f"{(cfg['num_ws_geometry'], cfg['w_dim'])}: use the same profile for both")
+    net = SketchToMask(cfg).to(ctx.device).to(memory_format=torch.channels_last)
+    loss_module: torch.nn.Module = SketchToMaskLoss(net, recipe).to(ctx.device)
+    if ctx.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        loss_module = DistributedDataParallel(loss_module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
+                                              find_unused_parameters=True)
+    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.99))
+    meta = {"kind": "sketch2mask", "profile": args.profile, "config": cfg, "recipe": asdict(recipe),
+            "data": data.describe(), "mask_encoder": enc_info, "command": command_line(),
+            "machine": machine_description(), "device": str(ctx.device), "device_reason": ctx.device_reason,
+            "world_size": ctx.world_size, "seed": args.seed}
+    out = Path(args.out)
+    state = run_loop(ctx, loss_module, optimizer, make_batch_fn(data, cfg, recipe, ctx.device, encoder), out,
+                     args.seed, LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
+                     lambda: {"meta": meta}, args.resume, net, "sketch2mask")
+    last = state.history[-1] if state.history else {}
+    return {"out": str(out / "checkpoint.pt"), "steps": state.step, "minutes": round(state.elapsed_s / 60, 2),
+            "last_losses": last}
