@@ -35,6 +35,9 @@ def make_tiny_weights(weights_dir: str | Path, seed: int = 0, sketch: bool = Tru
     kinds = ["mask2triplane", "sketch2mask"] if sketch else ["mask2triplane"]
     for kind in kinds:
         model = build_model(kind, cfgs[kind])
+        if kind == "mask2triplane":  # louder colour and class outputs, so they vary over space and with z
+            with torch.no_grad():
+                model.decoder.out.weight[1:] *= 30.0
         card = {"kind": kind, "profile": "tiny-test", "config": cfgs[kind], "label_set": LABEL_SET,
                 "box_size_m": BOX_SIZE_M, "data": "none: random initialisation for tests"}
         save_weights(model.state_dict(), card, f"{kind}_lite", weights_dir)

@@ -1,0 +1,229 @@
+"""The generate pipeline on CPU with tiny random-initialised weights (no bundled weights needed).
+
+The untrained field has no surface, so the full-pipeline tests add an analytic ellipsoid to the
+occupancy (tests/s3d_tiny_weights.py) while keeping the networks' own colours and classes.
+"""
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backend.export import read_ply
+from backend.frame import metres_to_box
+from backend.mesh import density_grid, extract_mesh, marching_cubes
+from backend.models.mask2triplane import Mask2Triplane
+from backend.pipeline import GenerateOptions, JobCancelled, PipelineError, generate, load_models
+from backend.vertex_colors import blend_vertex_colors, render_views, standard_views, vertex_normals
+from s3d_tiny_weights import make_tiny_weights, sphere_query
+
+RADII = (0.55, 0.6, 0.7)  # box units: 0.11 x 0.12 x 0.14 m half extents
+FAST = dict(resolution=64, views=4, view_resolution=96)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory):
+    return make_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture
+def sphere_field(monkeypatch):
+    monkeypatch.setattr(Mask2Triplane, "query", sphere_query(Mask2Triplane.query, RADII))
+
+
+@pytest.fixture(scope="module")
+def sketch_png(tmp_path_factory):
+    import cv2
+
+    img = np.full((480, 400), 255, np.uint8)
+    cv2.ellipse(img, (200, 250), (110, 150), 0, 0, 360, 0, 3)
+    cv2.line(img, (160, 220), (190, 220), 0, 2)
+    cv2.line(img, (210, 220), (240, 220), 0, 2)
+    cv2.line(img, (180, 320), (220, 320), 0, 2)
+    path = tmp_path_factory.mktemp("in") / "face.png"
+    Image.fromarray(img).save(path)
+    return path
+
+
+def test_full_generate_writes_every_output_and_a_clean_mesh(weights_dir, sphere_field, sketch_png, tmp_path):
+    stages = []
+    out = tmp_path / "job"
+    result = generate(sketch_png, out, GenerateOptions(seed=3, formats=("ply", "glb", "obj")),
+                      weights_dir=weights_dir, device="cpu", progress=lambda s, f: stages.append((s, f)))
+    # files
+    for f in ["mesh.ply", "mesh.glb", "mesh.obj", "mask.png", "mask_color.png", "result.json", "sketch_framed.png"]:
+        assert (out / f).is_file(), f
+    views = sorted(p.name for p in (out / "views").glob("*.png"))
+    assert len(views) == 6 and "front.png" in views and "below_chin.png" in views
+    assert not list(out.rglob("*.tmp"))  # atomic writes leave no temporaries
+    on_disk = json.loads((out / "result.json").read_text())
+    assert on_disk["files"] == result["files"] and "mesh.glb" in on_disk["files"]
+    # mask.png is in the input's pixel frame, mask_color.png is its palette image
+    mask = np.asarray(Image.open(out / "mask.png"))
+    assert mask.shape == (480, 400) and mask.max() <= 18
+    assert np.asarray(Image.open(out / "mask_color.png")).shape == (480, 400, 3)
+    # progress: every stage reported, fractions monotone in [0, 1], ending at 1
+    fr = [f for _, f in stages]
+    assert fr == sorted(fr) and fr[-1] == 1.0 and fr[0] >= 0.0
+    assert {"sketch_to_mask", "planes", "density_grid", "mesh", "vertex_colors", "export"} <= {s for s, _ in stages}
+    # result.json content
+    assert result["seed"] == 3 and result["device"] == "cpu"
+    assert set(result["weights"]) == {"mask2triplane_lite", "sketch2mask_lite"}
+    assert all(len(w["sha256"]) == 64 for w in result["weights"].values())
+    assert result["framing"]["auto_framed"] and result["framing"]["input_size"] == [400, 480]
+    assert {"density_grid", "mesh", "vertex_colors", "total"} <= set(result["timings_s"])
+    assert sum(result["class_vertex_counts"].values()) == result["vertex_count"]
+    # coarse to fine evaluates a small part of the dense grid
+    assert sum(result["mesh"]["grid_points_evaluated"]) < 0.3 * result["mesh"]["grid_points_dense"]
+
+    # the mesh: one watertight component, outward normals, metres, the ellipsoid's size
+    import trimesh
+
+    ply = read_ply((out / "mesh.ply").read_bytes())
+    assert len(ply["vertices"]) == result["vertex_count"] and len(ply["faces"]) == result["face_count"]
+    tm = trimesh.Trimesh(ply["vertices"], ply["faces"], process=False)
+    assert tm.is_watertight and tm.volume > 0
+    size = ply["vertices"].max(0) - ply["vertices"].min(0)
+    assert np.allclose(size, 2 * 0.2 * np.array(RADII), atol=0.006), size
+    assert np.allclose(result["bbox_m"]["size"], size, atol=1e-4)
+    assert ply["rgb"].std() > 0  # coloured, not a flat fallback
+    labels = ply["label"]
+    assert labels.min() >= 1 and labels.max() <= 18  # surface vertices are never background
+    # GLB: a valid glTF 2.0 binary with float colours for every vertex
+    glb = (out / "mesh.glb").read_bytes()
+    magic, version, length = struct.unpack("<4sII", glb[:12])
+    assert magic == b"glTF" and version == 2 and length == len(glb)
+    jlen = struct.unpack("<I", glb[12:16])[0]
+    gltf = json.loads(glb[20:20 + jlen])
+    acc = gltf["accessors"]
+    attrs = gltf["meshes"][0]["primitives"][0]["attributes"]
+    assert acc[attrs["COLOR_0"]]["componentType"] == 5126 and acc[attrs["COLOR_0"]]["count"] == result["vertex_count"]
+    loaded = trimesh.load(out / "mesh.glb", force="mesh")
+    assert len(loaded.faces) == result["face_count"]
+    # OBJ carries the same vertices with colours
+    obj_v = [ln for ln in (out / "mesh.obj").read_text().splitlines() if ln.startswith("v ")]
+    assert len(obj_v) == result["vertex_count"] and len(obj_v[0].split()) == 7
+
+
+def test_vertex_colours_and_classes_come_from_the_field(weights_dir, sphere_field, tmp_path):
+    """PLY colours match the field's colour near the surface; labels match the semantic argmax."""
+    from backend.pipeline import FieldQuery
+    from backend.vertex_colors import linear_to_srgb
+
+    ids = np.zeros((256, 256), np.uint8)
+    ids[40:220, 70:190] = 1
+    ids[40:90, 60:200] = 13
+    result = generate(ids, tmp_path, GenerateOptions(seed=5, from_mask=True, no_frame=True, **FAST),
+                      weights_dir=weights_dir, device="cpu")
+    ply = read_ply((tmp_path / "mesh.ply").read_bytes())
+    bundle = load_models(weights_dir, "cpu", need_sketch=False)
+    m2t = bundle.mask2triplane
+    framed = np.asarray(Image.fromarray(ids).resize((512, 512), Image.NEAREST))
+    planes = m2t.planes_from_mask(torch.from_numpy(framed.astype(np.int64))[None], m2t.sample_z(5))
+    q = FieldQuery(m2t, planes, "cpu")(metres_to_box(ply["vertices"]).astype(np.float32), semantic=True)
+    expected = np.round(linear_to_srgb(q["rgb"]) * 255)
+    assert np.abs(ply["rgb"].astype(float) - expected).mean() < 6.0  # of 255
+    assert (ply["label"] == q["semantic"][:, 1:].argmax(1) + 1).mean() > 0.99
+    assert result["vertex_colors"]["vertices_seen"] > 0.99
+
+
+def test_same_seed_same_mesh_other_seed_other_colours(weights_dir, sphere_field, sketch_png, tmp_path):
+    a = generate(sketch_png, tmp_path / "a", GenerateOptions(seed=7, **FAST), weights_dir=weights_dir, device="cpu")
+    b = generate(sketch_png, tmp_path / "b", GenerateOptions(seed=7, **FAST), weights_dir=weights_dir, device="cpu")
+    c = generate(sketch_png, tmp_path / "c", GenerateOptions(seed=8, **FAST), weights_dir=weights_dir, device="cpu")
+    pa, pb, pc = ((tmp_path / d / "mesh.ply").read_bytes() for d in "abc")
+    assert pa == pb
+    assert a["vertex_count"] == b["vertex_count"]
+    assert read_ply(pa)["rgb"].tolist() != read_ply(pc)["rgb"].tolist()
+    assert c["seed"] == 8
+
+
+def test_untrained_field_reports_empty_surface(weights_dir, tmp_path):
+    bundle = load_models(weights_dir, "cpu")
+    with torch.no_grad():
+        bundle.mask2triplane.decoder.out.bias[0] = -40.0  # occupancy logit far below 0 everywhere
+    with pytest.raises(PipelineError) as e:
+        generate(np.pad(np.zeros((64, 64), np.uint8), 100, constant_values=255), tmp_path, GenerateOptions(**FAST),
+                 models=bundle)
+    assert e.value.code == "empty_surface"
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_cancel_between_stages_and_bad_inputs(weights_dir, sphere_field, sketch_png, tmp_path):
+    seen = []
+
+    def cancel():
+        return "planes" in seen
+
+    with pytest.raises(JobCancelled) as e:
+        generate(sketch_png, tmp_path / "x", GenerateOptions(**FAST), weights_dir=weights_dir, device="cpu",
+                 progress=lambda s, f: seen.append(s), cancel=cancel)
+    assert e.value.code == "cancelled" and "density_grid" not in seen
+    with pytest.raises(PipelineError) as e:
+        generate(b"not an image", tmp_path / "y", GenerateOptions(**FAST), weights_dir=weights_dir)
+    assert e.value.code == "image_unreadable"
+    with pytest.raises(PipelineError) as e:
+        generate(sketch_png, tmp_path / "z", GenerateOptions(resolution=100), weights_dir=weights_dir)
+    assert e.value.code == "bad_option"
+    with pytest.raises(PipelineError) as e:
+        generate(sketch_png, tmp_path / "w", GenerateOptions(**FAST), weights_dir=tmp_path / "none")
+    assert e.value.code == "weights_missing" and "mask2triplane_lite" in str(e.value)
+
+
+# --- the mesh and colour stages on analytic fields --------------------------------------------------
+
+def _blob(p):
+    p = np.asarray(p, np.float64)
+    main = 1.0 - np.linalg.norm(p / [0.5, 0.6, 0.7], axis=1)
+    ear = 1.0 - np.linalg.norm((p - [0.55, 0.0, 0.0]) / [0.08, 0.15, 0.2], axis=1)  # a thin feature
+    floater = 1.0 - np.linalg.norm((p - [-0.8, 0.8, 0.8]) / 0.06, axis=1)
+    return (30.0 * np.maximum(np.maximum(main, ear), floater)).astype(np.float32)
+
+
+def test_coarse_to_fine_grid_matches_the_dense_grid():
+    fine = density_grid(_blob, 64, 0.0, levels=3)
+    dense = density_grid(_blob, 64, 0.0, levels=1)
+    v1, f1 = marching_cubes(fine)
+    v2, f2 = marching_cubes(dense)
+    assert len(f1) == len(f2) and np.allclose(v1, v2, atol=1e-6)
+    assert sum(fine.evaluated) < 0.5 * dense.evaluated[0]
+
+
+def test_extract_mesh_drops_floaters_and_decimates():
+    grid = density_grid(_blob, 128, 0.0)
+    mesh = extract_mesh(grid, smooth_iterations=3, max_faces=20_000)
+    assert mesh.stats["components"] >= 2 and mesh.stats["kept_face_fraction"] > 0.95
+    assert len(mesh.faces) <= 20_500
+    assert mesh.vertices[:, 0].min() > -0.2 * 0.55  # the floater at x = -0.8 is gone
+    import trimesh
+
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    assert tm.volume > 0
+
+
+def test_view_blend_recovers_a_known_colour_pattern():
+    def field(p):
+        p = np.asarray(p, np.float64)
+        rgb = np.stack([(p[:, 1] < 0), np.clip(p[:, 2] + 0.5, 0, 1), (p[:, 0] > 0)], 1).astype(np.float32)
+        return {"sigma": np.maximum(_blob(p), 0.0) * 3, "rgb": rgb}
+
+    grid = density_grid(lambda p: field(p)["sigma"], 96, 30.0 * 3 * 0.05)
+    mesh = extract_mesh(grid, smooth_iterations=0, max_faces=None)
+    vb = metres_to_box(mesh.vertices)
+    renders = render_views(vb, mesh.faces, field, standard_views(6), 160)
+    colours, seen = blend_vertex_colors(vb, vertex_normals(vb, mesh.faces), renders, np.zeros((len(vb), 3)))
+    truth = field(vb)["rgb"]
+    err = np.abs(colours - truth).mean(1)
+    assert np.median(err) < 0.02 and (seen > 0).mean() > 0.99
