@@ -31,5 +31,15 @@ test: setup
 info: setup
 	$(VENV)/bin/s3d info
 
+# The example sketch (drawn as strokes by examples/make_example_sketch.py) -> out/demo/
+DEMO_INPUT := examples/head_front.json
+DEMO_WEIGHTS := weights/mask2triplane_lite weights/sketch2mask_lite
+demo: setup
+	@for w in $(DEMO_WEIGHTS); do for ext in safetensors json; do \
+	  test -f $$w.$$ext || { echo "make demo: missing weights file $$w.$$ext; train the lite weights (docs/models.md) or restore weights/ from git" >&2; exit 1; }; \
+	done; done
+	$(VENV)/bin/s3d generate $(DEMO_INPUT) --out out/demo --format ply,glb,obj
+	@echo "demo: open out/demo/mesh.ply (or mesh.glb) in Blender; renders in out/demo/views/, the mask in out/demo/mask_color.png"
+
 clean-venv:
 	rm -rf $(VENV)
