@@ -200,3 +200,19 @@ def test_weights_roundtrip_and_clear_errors(tmp_path):
     with pytest.raises(WeightsError) as e:
         load_mask2triplane(tmp_path)
     assert e.value.code == "weights_corrupt"
+
+
+def test_modulated_conv_equals_per_sample_weight_modulation():
+    """The non-fused form equals StyleGAN2's eq. 1-3 (modulate, demodulate the weights per sample)."""
+    from backend.models.mask2triplane import ModulatedConv2d
+
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(4, 5, 3, w_dim=6)
+    torch.nn.init.normal_(conv.affine_geometry.weight, 0, 0.5)
+    x, wg, wa = torch.randn(2, 4, 7, 7), torch.randn(2, 6), torch.randn(2, 6)
+    style = conv.affine_geometry(wg) + conv.affine_appearance(wa)
+    for i in range(2):
+        w = conv.weight * style[i][None, :, None, None]
+        w = w / torch.sqrt(w.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        ref = torch.nn.functional.conv2d(x[i:i + 1], w, padding=1) + conv.bias[None, :, None, None]
+        assert torch.allclose(conv(x, wg, wa)[i:i + 1], ref, atol=1e-5)

@@ -5,8 +5,9 @@
 
 Mask -> 3D (weights ``mask2triplane_lite``), per test head:
 
-* geometry: density grid over the box (``--grid`` per side) -> marching cubes (PyMCubes) at the surface
-  density -> surface samples; Chamfer distance (mm) and F-score at 2 and 5 mm against samples of the
+* geometry: the mesh ``s3d generate`` would make (backend/mesh.py: coarse-to-fine density grid of
+  ``--grid`` cells a side, marching cubes at the surface density, largest component, smoothing) ->
+  20k surface samples; Chamfer distance (mm) and F-score at 2 and 5 mm against 20k samples of the
   ground-truth mesh (hair included);
 * label consistency (pix2pix3D's measure): the rendered semantic front view (argmax) against the input
   mask, mIoU over the whole split;
@@ -34,34 +35,26 @@ import torch
 from backend.labels import LABEL_NAMES, NUM_CLASSES, colorize
 
 
-def _grid_points(res: int) -> torch.Tensor:
-    c = (torch.arange(res, dtype=torch.float32) + 0.5) / res * 2 - 1
-    gx, gy, gz = torch.meshgrid(c, c, c, indexing="ij")
-    return torch.stack([gx, gy, gz], -1).reshape(-1, 3)
-
-
-@torch.no_grad()
-def density_grid(model, planes: torch.Tensor, res: int, chunk: int = 262144) -> np.ndarray:
-    """``(res, res, res)`` float32 sigma on the cell centres of the box, indexed [x, y, z]."""
-    pts = _grid_points(res).to(planes.device)
-    out = [model.query(planes, pts[i:i + chunk][None])["sigma"][0, :, 0] for i in range(0, len(pts), chunk)]
-    return torch.cat(out).reshape(res, res, res).cpu().numpy()
-
-
-def extract_surface_points(grid: np.ndarray, level: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Marching cubes on a box grid -> ``(n, 3)`` area-uniform surface samples in metres (empty if none)."""
-    import mcubes
+def predicted_surface_points(model, planes: torch.Tensor, grid: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The product's mesh (backend/mesh.py: coarse-to-fine density grid with ``grid`` cells a side,
+    marching cubes at the surface density, largest component, Taubin smoothing) -> ``(n, 3)``
+    area-uniform surface samples in metres (empty when the field has no surface)."""
     import trimesh
 
-    from backend.frame import box_to_metres
+    from backend.mesh import MeshError, density_grid, extract_mesh
 
-    if grid.max() <= level or grid.min() >= level:
+    def density(xyz: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(xyz, np.float32)).to(planes.device)
+        return np.concatenate([model.query(planes, x[i:i + 262144][None])["sigma"][0, :, 0].cpu().numpy()
+                               for i in range(0, len(x), 262144)])
+
+    try:
+        mesh = extract_mesh(density_grid(density, grid, model.surface_sigma, levels=3 if grid >= 64 else 2),
+                            max_faces=None)
+    except MeshError:
         return np.zeros((0, 3))
-    verts, faces = mcubes.marching_cubes(grid, level)
-    res = grid.shape[0]
-    verts = box_to_metres((verts + 0.5) / res * 2 - 1)
-    mesh = trimesh.Trimesh(verts, faces, process=False)
-    pts, _ = trimesh.sample.sample_surface(mesh, n, seed=int(rng.integers(2 ** 31)))
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    pts, _ = trimesh.sample.sample_surface(tm, n, seed=int(rng.integers(2 ** 31)))
     return np.asarray(pts)
 
 
@@ -100,7 +93,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         planes = model.synthesize(model.encode(onehot, mu))
         field = lambda x: model.query(planes, x)  # noqa: E731
         row: dict[str, Any] = {"id": s.entry.get("id"), "seed": s.seed}
-        pred_pts = extract_surface_points(density_grid(model, planes, grid), model.surface_sigma, 20000, rng)
+        pred_pts = predicted_surface_points(model, planes, grid, 20000, rng)
         row.update(chamfer_fscore(pred_pts, mesh_surface_points(s.path("mesh"), 20000, rng)))
         renders = {v: renderer.render(field, orthographic_camera(v, view_res)) for v in ("front", "left", "back")}
         sem = renders["front"]["semantic"][0].argmax(0).numpy()
@@ -314,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report JSON path; contact sheets are written beside it")
     p.add_argument("--limit", type=int, help="evaluate the first N test samples (mask -> 3D)")
     p.add_argument("--sketch-limit", type=int, help="evaluate the first N test sketches (default: all)")
-    p.add_argument("--grid", type=int, default=128, help="density grid per side for the geometry metrics")
+    p.add_argument("--grid", type=int, default=256, help="density grid cells per side for the geometry metrics")
     p.add_argument("--view-resolution", type=int, default=128)
     p.add_argument("--only", choices=["mask2triplane", "sketch2mask"], help="evaluate one network only")
     p.add_argument("--real-masks", type=Path, help="folder of real label-id PNGs (label consistency)")

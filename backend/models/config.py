@@ -24,7 +24,7 @@ _LITE_M2T: dict[str, Any] = {
     "num_classes": NUM_CLASSES,
     "input_resolution": 512,          # mask resolution the pipeline hands in (any square size is accepted)
     "mask_resolution": 128,           # the one-hot mask is area-resampled to this before encoding
-    "encoder_channels": [32, 64, 96, 128, 128],  # mask U-Net levels at 128, 64, 32, 16, 8 px
+    "encoder_channels": [16, 32, 64, 96, 128],  # mask U-Net levels at 128, 64, 32, 16, 8 px
     "pixel_feature_channels": 32,     # pixel-aligned features handed to the synthesis
     "z_dim": 64,
     "w_dim": 128,
@@ -33,6 +33,7 @@ _LITE_M2T: dict[str, Any] = {
     "plane_resolution": 128,
     "plane_channels": 24,
     "synthesis_channels": 32,
+    "synthesis_resolution": 64,       # modulated 3x3 convs run here, then add onto the 128^2 input features
     "depth_code_channels": 16,
     "decoder_hidden": 64,
     "density_scale": 20.0,            # sigma = density_scale * softplus(occupancy logit), per box half-size
@@ -55,6 +56,7 @@ _PAPER_M2T: dict[str, Any] = {
     "plane_resolution": 256,
     "plane_channels": 32,
     "synthesis_channels": 96,
+    "synthesis_resolution": 256,
     "depth_code_channels": 32,
     "decoder_hidden": 64,
     "density_scale": 20.0,
@@ -68,7 +70,7 @@ _LITE_S2M: dict[str, Any] = {
     "num_classes": NUM_CLASSES,
     "input_resolution": 512,
     "internal_resolution": 128,       # sketches are resampled to this; logits go back to the input size
-    "channels": [16, 32, 48, 64, 96, 128, 128, 128],  # stem + seven encoder levels (128 -> 1 px)
+    "channels": [16, 24, 32, 48, 64, 96, 128, 128],  # stem + seven encoder levels (128 -> 1 px)
     "num_ws_geometry": _LITE_M2T["num_ws_geometry"],
     "w_dim": _LITE_M2T["w_dim"],
 }

@@ -211,15 +211,14 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel // 2
 
     def forward(self, x: torch.Tensor, w_geometry: torch.Tensor, w_appearance: torch.Tensor) -> torch.Tensor:
-        b, cin, h, wd = x.shape
+        # StyleGAN2's non-fused form: scale the input, convolve, rescale the output (same result as
+        # modulating and demodulating the weights per sample, and a plain convolution on every device)
         style = self.affine_geometry(w_geometry) + self.affine_appearance(w_appearance)  # (B, Cin)
-        weight = self.weight[None] * style[:, None, :, None, None]  # (B, Cout, Cin, k, k)
+        out = F.conv2d(x * style[:, :, None, None], self.weight, padding=self.padding)
         if self.demodulate:
-            weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-        cout = weight.shape[1]
-        out = F.conv2d(x.reshape(1, b * cin, h, wd), weight.reshape(b * cout, cin, *weight.shape[3:]),
-                       padding=self.padding, groups=b)
-        return out.view(b, cout, h, wd) + self.bias[None, :, None, None]
+            w2 = self.weight.pow(2).sum(dim=(2, 3))  # (Cout, Cin)
+            out = out * torch.rsqrt(style.pow(2) @ w2.t() + 1e-8)[:, :, None, None]
+        return out + self.bias[None, :, None, None]
 
 
 class TriplaneSynthesis(nn.Module):
@@ -228,7 +227,9 @@ class TriplaneSynthesis(nn.Module):
     The X-Z plane starts from the pixel features themselves; X-Y and Y-Z from the features pooled (mean
     and max) along image rows or columns, expanded along depth and concatenated with a learned depth code
     (PAiC-3D section 3.2). Each plane then goes through ``num_ws_geometry - 1`` modulated 3x3 convolutions
-    and a modulated 1x1 to-plane layer; layer i is modulated by geometry w i and appearance w i.
+    (at ``synthesis_resolution``, then bilinearly upsampled and added to the full-resolution input, so
+    the pixel-aligned detail reaches the planes unblurred) and a modulated 1x1 to-plane layer; layer i is
+    modulated by geometry w i and appearance w i.
     """
 
     def __init__(self, cfg: dict[str, Any]):
@@ -237,6 +238,7 @@ class TriplaneSynthesis(nn.Module):
         r, cp, s = cfg["plane_resolution"], cfg["pixel_feature_channels"], cfg["synthesis_channels"]
         cd, wd = cfg["depth_code_channels"], cfg["w_dim"]
         self.num_layers = cfg["num_ws_geometry"]
+        self.synthesis_resolution = int(cfg.get("synthesis_resolution", r))
         if cfg["num_ws_appearance"] != self.num_layers:
             raise ValueError("num_ws_appearance must equal num_ws_geometry (one of each per synthesis layer)")
         self.depth_code_xy = nn.Parameter(torch.randn(1, cd, r, 1) * 0.5)  # varies along y (rows)
@@ -258,12 +260,16 @@ class TriplaneSynthesis(nn.Module):
                         self.depth_code_xy.expand(b, -1, r, r)], dim=1)  # rows y, cols x
         yz = torch.cat([along_z[:, :, :, None].expand(b, 2 * cp, r, r),
                         self.depth_code_yz.expand(b, -1, r, r)], dim=1)  # rows -z, cols y
+        rs = self.synthesis_resolution
         planes = []
         for p, x in enumerate((xy, f, yz)):
-            h = _lrelu(self.base[p](x))
+            base = _lrelu(self.base[p](x))
+            h = F.adaptive_avg_pool2d(base, rs) if rs < r else base
             for i, conv in enumerate(self.convs[p]):
                 h = _lrelu(conv(h, w_plus[:, i], w_plus[:, ng + i]))
-            planes.append(self.to_plane[p](h, w_plus[:, ng - 1], w_plus[:, -1]))
+            if rs < r:
+                h = F.interpolate(h, size=(r, r), mode="bilinear", align_corners=False)
+            planes.append(self.to_plane[p](h + base, w_plus[:, ng - 1], w_plus[:, -1]))
         return torch.stack(planes, dim=1)
 
 
