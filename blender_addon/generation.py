@@ -149,7 +149,7 @@ def build_request(context, settings: GenerateSettings, *, seed: int | None = Non
             raise InputError(str(e)) from None
         job_input = {"kind": "strokes", "data": doc}
         sha = stroke_hash(doc)
-        name = name or obj.name
+        name = name or f"{obj.name} head"
     elif settings.source == "IMAGE":
         if not settings.image_path:
             raise InputError("pick a sketch image file")

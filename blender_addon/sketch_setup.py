@@ -2,8 +2,10 @@
 
 The object sits at the origin, rotated +90 degrees about X so that its local X-Y plane is the world X-Z
 plane: the front input view of the canonical head frame (docs/contracts.md section 1). A locked layer
-"S3D Guide" holds the tri-plane box square (0.40 m, the whole input image) and a head outline at the
-framing the training sketches use; the drawing layer "Lines" is active. Main thread only.
+"S3D Guide" holds the tri-plane box square (0.40 m, the whole input image), the canonical content box
+(where the backend's auto-framing puts a drawing's ink: ``backend/canonical_framing.json``, else the
+defaults of ``backend/framing.py``) and an ellipse inscribed in it as a head outline; the drawing layer
+"Lines" is active. Main thread only.
 """
 from __future__ import annotations
 
@@ -13,12 +15,8 @@ import bpy
 import numpy as np
 
 from .gp_capture import GUIDE_LAYER_NAME, grease_pencil_datablocks
-from .stroke_projection import BOX_SIZE_M
+from .sketch_guide import guide_strokes
 
-#: Head outline of the guide (metres, front view): centre (x, z) and half axes. A visual aid only; the
-#: backend auto-frames every drawing onto the canonical framing of the training sketches.
-GUIDE_HEAD_CENTER_M = (0.0, 0.01)
-GUIDE_HEAD_HALF_AXES_M = (0.075, 0.105)
 
 
 def _material(name: str, rgba: tuple[float, float, float, float]):
@@ -64,12 +62,8 @@ def create_sketch_object(context, name: str = "S3D Sketch"):
     gp.materials.append(_material("S3D Guide", (0.35, 0.55, 0.9, 0.6)))
     guide = gp.layers.new(GUIDE_LAYER_NAME)
     frame = guide.frames.new(context.scene.frame_current)
-    h = BOX_SIZE_M / 2.0
-    add_stroke(frame.drawing, _front_to_local(np.array([[-h, -h], [h, -h], [h, h], [-h, h]])), 0.0015, 1, cyclic=True)
-    t = np.linspace(0.0, 2.0 * math.pi, 73)[:-1]
-    (cx, cz), (ax, az) = GUIDE_HEAD_CENTER_M, GUIDE_HEAD_HALF_AXES_M
-    add_stroke(frame.drawing, _front_to_local(np.stack([cx + ax * np.cos(t), cz + az * np.sin(t)], 1)), 0.001, 1, cyclic=True)
-    add_stroke(frame.drawing, _front_to_local(np.array([[0.0, -h], [0.0, h]])), 0.0006, 1)
+    for xz, radius in guide_strokes():
+        add_stroke(frame.drawing, _front_to_local(xz), radius, 1, cyclic=len(xz) > 2)
     guide.lock = True
     lines = gp.layers.new("Lines")
     lines.frames.new(context.scene.frame_current)

@@ -261,3 +261,252 @@ def test_unreachable_backend_is_a_clear_error():
     with pytest.raises(BackendError) as e:
         BackendClient(f"http://127.0.0.1:{port}", "t", timeout_s=2).health()
     assert e.value.code == "backend_unreachable" and "restart" in str(e.value)
+
+
+def test_guide_content_box_matches_the_backend_framing():
+    from backend.framing import canonical_content_box as backend_box
+
+    from blender_addon import sketch_guide
+
+    ref = backend_box()
+    ours = sketch_guide.canonical_content_box()
+    assert ours["center"] == pytest.approx(ref["center"]) and ours["width"] == pytest.approx(ref["width"])
+    assert ours["height"] == pytest.approx(ref["height"])
+    from backend.framing import DEFAULT_CANONICAL_CONTENT_BOX
+
+    assert sketch_guide.DEFAULT_CONTENT_BOX["center"] == DEFAULT_CANONICAL_CONTENT_BOX["center"]
+    assert sketch_guide.DEFAULT_CONTENT_BOX["width"] == DEFAULT_CANONICAL_CONTENT_BOX["width"]
+    # the guide's content rectangle projects back onto the normalised box
+    rect = sketch_guide.guide_strokes(ref)[1][0]
+    doc = stroke_projection.project_front(np.c_[rect[:, 0], np.zeros(4), rect[:, 1]], np.full(4, 0.001), np.array([0, 4]))
+    pts = np.array(doc["strokes"][0]["points"])
+    assert pts[:, 0].max() - pts[:, 0].min() == pytest.approx(ref["width"])
+    assert pts[:, 1].mean() == pytest.approx(ref["center"][1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# End to end under bpy 5.0.1 (subprocesses) against a real backend process
+# ---------------------------------------------------------------------------------------------------------
+SHIM_MAIN = '''
+import os, sys
+sys.path.insert(0, {tests!r})
+import torch
+torch.set_num_threads(1)
+from s3d_tiny_weights import sphere_query
+from backend.models.mask2triplane import Mask2Triplane
+Mask2Triplane.query = sphere_query(Mask2Triplane.query)
+from backend.cli import main
+assert sys.argv[1:3] == ["-m", "backend.cli"], sys.argv
+sys.exit(main(sys.argv[3:]))
+'''
+
+
+def _bpy_env(tmp: Path) -> dict:
+    env = dict(os.environ)
+    for key, sub in (("BLENDER_USER_CONFIG", "config"), ("BLENDER_USER_SCRIPTS", "scripts"),
+                     ("BLENDER_USER_EXTENSIONS", "extensions"), ("BLENDER_USER_DATAFILES", "datafiles")):
+        env[key] = str(tmp / "blender" / sub)
+    env.pop("S3D_BACKEND_PYTHON", None)
+    env.setdefault("XDG_CACHE_HOME", str(ROOT / ".cache" / "xdg"))
+    env.setdefault("MESA_SHADER_CACHE_DIR", str(ROOT / ".cache" / "mesa"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def backend_setup(tmp_path_factory):
+    """Tiny weights, a backend 'Python' shim running the real server, a dead one, and the built zip."""
+    if not HAS_SERVER:
+        pytest.skip("backend/server.py is not there yet")
+    from s3d_tiny_weights import make_tiny_weights
+
+    tmp = tmp_path_factory.mktemp("addon")
+    weights = make_tiny_weights(tmp / "weights")
+    (tmp / "shim_main.py").write_text(SHIM_MAIN.format(tests=str(TESTS)))
+    shim = tmp / "backend_python"
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} {tmp / 'shim_main.py'} \"$@\"\n")
+    shim.chmod(0o755)
+    dead = tmp / "dead_python"
+    dead.write_text("#!/bin/sh\necho 'Traceback: ModuleNotFoundError: No module named torch' >&2\nexit 1\n")
+    dead.chmod(0o755)
+    sys.path.insert(0, str(ROOT))
+    import build_addon
+
+    zip_path = build_addon.build(tmp / "dist", weights_dir=None)
+    return {"tmp": tmp, "weights": weights, "shim": shim, "dead": dead, "zip": zip_path}
+
+
+def _recorded_job(folder: Path) -> dict:
+    """A job folder written from numpy (docs/contracts.md section 6): a sphere with three classes."""
+    import trimesh
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    s = trimesh.creation.icosphere(subdivisions=3, radius=0.1)
+    v = np.asarray(s.vertices, np.float32)
+    labels = np.where(v[:, 2] > 0.05, 13, np.where(v[:, 1] < -0.07, 2, 1)).astype(np.uint8)
+    colours = np.random.default_rng(5).integers(0, 256, (len(v), 3)).astype(np.uint8)
+    write_ply(folder / "mesh.ply", v, s.faces, colours, labels)
+    mask = np.ones((64, 64), np.uint8)
+    mask[:16] = 13
+    Image.fromarray(mask).save(folder / "mask.png")
+    Image.fromarray(label_set.PALETTE[mask]).save(folder / "mask_color.png")
+    (folder / "result.json").write_text(json.dumps({"seed": 11, "device": "cpu",
+                                                    "weights": {"m": {"sha256": "0" * 64}}}))
+    return {"labels": labels, "colours": colours}
+
+
+@pytest.fixture(scope="module")
+def scenario(backend_setup):
+    tmp = backend_setup["tmp"]
+    work = tmp / "scenario"
+    work.mkdir()
+    recorded = _recorded_job(tmp / "recorded_job")
+    cmd = [sys.executable, str(TESTS / "addon_bpy_scenario.py"), "--zip", str(backend_setup["zip"]), "--workdir", str(work),
+           "--backend-python", str(backend_setup["shim"]), "--weights", str(backend_setup["weights"]),
+           "--dead-python", str(backend_setup["dead"]), "--recorded-job", str(tmp / "recorded_job")]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=tmp, env=_bpy_env(tmp), capture_output=True, text=True, timeout=300)
+    report_path = work / "report.json"
+    assert report_path.is_file(), f"scenario wrote no report (rc {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    report = json.loads(report_path.read_text())
+    assert "exception" not in report, report["exception"] + "\n" + r.stderr[-3000:]
+    report["_wall_s"] = time.monotonic() - t0
+    arrays = dict(np.load(work / "arrays.npz"))
+    return {"report": report, "arrays": arrays, "recorded": recorded, "work": work}
+
+
+def test_zip_installs_as_an_extension_and_enables(scenario):
+    rep = scenario["report"]
+    assert rep["install_result"] == ["FINISHED"] and rep["enabled"]
+    assert "/extensions/user_default/s3d_sketch_to_head/" in rep["module_file"]
+    assert rep["torch_imported"] is False
+    assert rep["generate_poll_without_input"] is False and rep["generate_poll_with_drawing"] is True
+    assert rep["sketch"]["type"] == "GREASEPENCIL" and rep["sketch"]["guide_locked"]
+
+
+def test_grease_pencil_capture_projects_the_drawn_strokes(scenario):
+    rep, arr = scenario["report"], scenario["arrays"]
+    doc = rep["captured"]
+    strokes = [arr[f"stroke{i}"] for i in range(5)]
+    assert doc["frame"] == "normalized" and len(doc["strokes"]) == len(strokes)
+    for got, xz in zip(doc["strokes"], strokes):  # independent front projection: u = (x + 0.2)/0.4, v = (0.2 - z)/0.4
+        np.testing.assert_allclose(np.array(got["points"]), np.c_[(xz[:, 0] + 0.2) / 0.4, (0.2 - xz[:, 1]) / 0.4], atol=2e-6)
+        assert got["width"] == pytest.approx(2 * 0.0015 / 0.4, rel=1e-4)
+
+
+def test_generate_imports_the_backend_mesh(scenario, backend_setup):
+    import trimesh
+
+    rep, arr = scenario["report"], scenario["arrays"]
+    head = rep["head"]
+    assert rep["generate_result"] == ["FINISHED"]
+    assert head["type"] == "MESH" and head["name"].startswith("S3D Sketch")
+    assert head["location"] == pytest.approx([0.5, 0.0, 0.0])  # at the 3D cursor
+    folder = Path(head["props"]["s3d_job_folder"])
+    result = json.loads((folder / "result.json").read_text())
+    ref = trimesh.load(folder / "mesh.ply", process=False)
+    assert head["vertices"] == len(ref.vertices) == result["vertex_count"] and head["faces"] == result["face_count"]
+    np.testing.assert_allclose(arr["head_co"], ref.vertices, atol=1e-6)  # metres, head frame
+    assert ["Col", "BYTE_COLOR", "POINT"] in head["color_attributes"]
+    np.testing.assert_array_equal(arr["head_col"], np.asarray(ref.visual.vertex_colors)[:, :3])  # exact sRGB bytes
+    # one vertex group per class present, named like result.json's per-class counts
+    assert sorted(head["vertex_groups"]) == sorted(k for k, n in result["class_vertex_counts"].items() if n and k != "background")
+    counts = np.bincount(arr["head_group"][arr["head_group"] >= 0], minlength=len(head["vertex_groups"]))
+    for i, name in enumerate(head["vertex_groups"]):
+        assert counts[i] == result["class_vertex_counts"][name]
+    assert ("ATTRIBUTE", "Color", "BSDF_PRINCIPLED", "Base Color") in [tuple(l) for l in head["links"]]
+    assert head["attribute_node_names"] == ["Col"]
+    props = head["props"]
+    assert props["s3d_seed"] == 3 and props["s3d_sketch_sha256"] == rep["capture_hash"]
+    expected = {p.stem: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(backend_setup["weights"]).glob("*.safetensors")}
+    assert props["s3d_weights_sha256"] == expected
+    assert head["mask_image"]["exists"] and head["mask_image"]["packed"]
+    assert rep["status_device"] == "cpu"
+
+
+def test_undo_restores_the_scene(scenario):
+    rep = scenario["report"]
+    assert len(rep["after_generate"]) == len(rep["before_generate"]) + 1
+    assert rep["after_undo"] == rep["before_generate"] and rep["meshes_after_undo_equal"]
+
+
+def test_backend_restarts_after_a_crash(scenario):
+    rep = scenario["report"]
+    assert rep["generate_after_crash"] == ["FINISHED"] and rep["restarts"] == 1
+    assert rep["backend_pid_after_restart"] != rep["backend_pid"]
+
+
+def test_regenerate_from_edited_mask_and_variations(scenario):
+    rep = scenario["report"]
+    assert rep["painted_ids_top"] == 13 and rep["regenerate_poll"] and rep["regenerate_result"] == ["FINISHED"]
+    regen = rep["regenerate"]
+    assert regen["same_object"] and regen["mesh_replaced"] and regen["location_kept"] and regen["seed"] == 3
+    sent = json.loads((Path(regen["job_folder"]) / "result.json").read_text())
+    assert sent["input"]["kind"] == "mask"  # result.json names the intake: image, strokes or mask
+    var = rep["variations"]
+    assert rep["variations_result"] == ["FINISHED"] and sorted(v["seed"] for v in var) == [3, 4]
+    xs = sorted(v["x"] for v in var)
+    assert xs[1] - xs[0] == pytest.approx(0.45)
+
+
+def test_dead_backend_gives_a_clear_report_and_no_scene_change(scenario):
+    rep = scenario["report"]
+    assert rep["dead_error"] is not None and "exited during start-up" in rep["dead_error"]
+    assert "No module named torch" in rep["dead_error"]
+    assert rep["dead_scene_unchanged"]
+    assert "exited during start-up" in rep["dead_status_error"]
+
+
+def test_recorded_job_gets_one_vertex_group_per_class(scenario):
+    rep, arr, rec = scenario["report"], scenario["arrays"], scenario["recorded"]
+    info = rep["recorded"]
+    assert sorted(info["vertex_groups"]) == ["hair", "nose", "skin"]
+    assert info["vertices_in_several_groups"] == 0
+    names = np.array(info["vertex_groups"])[arr["rec_group"]]
+    expected = np.array(label_set.LABEL_NAMES)[rec["labels"]]
+    np.testing.assert_array_equal(names, expected)
+    np.testing.assert_array_equal(arr["rec_col"], rec["colours"])
+    assert info["props"]["s3d_seed"] == 11
+
+
+def test_disabling_the_addon_stops_the_backend(scenario):
+    rep = scenario["report"]
+    assert rep["backend_alive_after_disable"] is False and rep["operators_after_disable"] is False
+
+
+def test_batch_entry_point_on_a_folder_of_two_sketches(scenario, backend_setup):
+    import cv2
+
+    tmp = backend_setup["tmp"]
+    in_dir = scenario["work"] / "batch_in"  # holds drawn_face.blend (a Grease Pencil object) from the scenario
+    img = np.full((512, 512), 255, np.uint8)
+    cv2.ellipse(img, (256, 270), (120, 170), 0, 0, 360, 0, 3)
+    cv2.circle(img, (210, 240), 12, 0, 2)
+    cv2.circle(img, (302, 240), 12, 0, 2)
+    cv2.line(img, (220, 350), (292, 350), 0, 3)
+    cv2.imwrite(str(in_dir / "paper_face.png"), img)
+    out = tmp / "batch_out"
+    # the `blender -b -P blender_addon/batch.py -- IN OUT` form, with the bpy module as Blender
+    cmd = [sys.executable, str(ROOT / "blender_addon" / "batch.py"), "--", str(in_dir), str(out),
+           "--backend-python", str(backend_setup["shim"]), "--weights-dir", str(backend_setup["weights"]),
+           "--resolution", "64", "--views", "4", "--seed", "5"]
+    r = subprocess.run(cmd, cwd=tmp, env=_bpy_env(tmp), capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    summary = json.loads((out / "batch_summary.json").read_text())
+    assert sorted(c["name"] for c in summary["converted"]) == ["drawn_face", "paper_face"] and not summary["failed"]
+    for name in ("drawn_face", "paper_face"):
+        assert (out / f"{name}.blend").is_file() and (out / name / "mesh.ply").is_file()
+        assert json.loads((out / name / "result.json").read_text())["seed"] == 5
+    kinds = {c["name"]: json.loads((out / c["name"] / "result.json").read_text())["input"]["kind"] for c in summary["converted"]}
+    assert kinds == {"drawn_face": "strokes", "paper_face": "image"}
+    # the .blend holds the imported head with its colour attribute
+    check = ("import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
+             "m = [o for o in bpy.data.objects if o.type == 'MESH']; "
+             "print('HEADS', len(m), [a.name for a in m[0].data.color_attributes], len(m[0].vertex_groups) > 0)")
+    r2 = subprocess.run([sys.executable, "-c", check, str(out / "paper_face.blend")], env=_bpy_env(tmp),
+                        capture_output=True, text=True, timeout=120)
+    assert "HEADS 1 ['Col'] True" in r2.stdout, r2.stdout[-2000:] + r2.stderr[-2000:]
+    # the `python -m blender_addon.batch` form parses the same arguments
+    r3 = subprocess.run([sys.executable, "-m", "blender_addon.batch", "--help"], cwd=ROOT, env=_bpy_env(tmp),
+                        capture_output=True, text=True, timeout=120)
+    assert r3.returncode == 0 and "IN_DIR" in r3.stdout.upper()

@@ -1,0 +1,254 @@
+"""The add-on end to end under the ``bpy`` module, run by tests/test_addon.py in a subprocess.
+
+Usage: python tests/addon_bpy_scenario.py --zip Z --workdir W --backend-python P --weights D --dead-python X
+
+Installs the extension zip, enables it, draws a face with the Grease Pencil Python API, captures it,
+runs Generate's synchronous path against a real backend process, undoes, kills the backend and
+generates again (restart), regenerates from a painted mask, makes variations, tries a dead backend,
+imports a recorded multi-class job folder, saves the drawing as a .blend (input of the batch test)
+and disables the add-on. It records what it observed in ``W/report.json`` (and arrays in
+``W/arrays.npz``); the assertions live in the pytest file. Only this script touches bpy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+PKG = "bl_ext.user_default.s3d_sketch_to_head"
+
+
+def names():
+    return sorted(o.name for o in bpy.data.objects)
+
+
+def draw_face(gp_obj) -> list[np.ndarray]:
+    """Strokes of a simple front-view face, written with the GPv3 bulk API; returns world (x, z) per stroke."""
+    t = np.linspace(0, 2 * np.pi, 48)
+    strokes_xz = [
+        np.stack([0.075 * np.cos(t), -0.01 + 0.1 * np.sin(t)], 1),                  # face outline
+        np.stack([-0.03 + 0.012 * np.cos(t[:20]), 0.02 + 0.006 * np.sin(t[:20])], 1),  # left eye
+        np.stack([0.03 + 0.012 * np.cos(t[:20]), 0.02 + 0.006 * np.sin(t[:20])], 1),   # right eye
+        np.array([[0.0, 0.01], [-0.008, -0.03], [0.006, -0.032]]),                   # nose
+        np.array([[-0.025, -0.055], [0.0, -0.06], [0.025, -0.055]]),                 # mouth
+    ]
+    layer = gp_obj.data.layers["Lines"]
+    drawing = layer.current_frame().drawing
+    drawing.add_strokes([len(s) for s in strokes_xz])
+    # the sketch object is rotated +90 deg about X: local (x, y, 0) is world (x, 0, y)
+    local = np.concatenate([np.c_[s[:, 0], s[:, 1], np.zeros(len(s))] for s in strokes_xz]).astype(np.float32)
+    drawing.attributes["position"].data.foreach_set("vector", local.ravel())
+    radius = drawing.attributes.get("radius") or drawing.attributes.new("radius", "FLOAT", "POINT")
+    radius.data.foreach_set("value", np.full(len(local), 0.0015, np.float32))
+    return strokes_xz
+
+
+def describe_head(obj) -> tuple[dict, dict]:
+    me = obj.data
+    info = {"name": obj.name, "type": obj.type, "location": list(obj.location), "vertices": len(me.vertices),
+            "faces": len(me.polygons), "color_attributes": [(a.name, a.data_type, a.domain) for a in me.color_attributes],
+            "vertex_groups": [g.name for g in obj.vertex_groups],
+            "materials": [m.name for m in me.materials],
+            "links": [], "props": {}}
+    if me.materials:
+        mat = me.materials[0]
+        info["links"] = [(l.from_node.type, l.from_socket.name, l.to_node.type, l.to_socket.name) for l in mat.node_tree.links]
+        info["attribute_node_names"] = [n.attribute_name for n in mat.node_tree.nodes if n.type == "ATTRIBUTE"]
+    for k in ("s3d_seed", "s3d_sketch_sha256", "s3d_device", "s3d_job_folder", "s3d_mask_image"):
+        v = obj.get(k)
+        info["props"][k] = v if isinstance(v, (int, float, str)) else None
+    w = obj.get("s3d_weights_sha256")
+    info["props"]["s3d_weights_sha256"] = w.to_dict() if hasattr(w, "to_dict") else None
+    img = bpy.data.images.get(str(obj.get("s3d_mask_image", "")))
+    info["mask_image"] = {"exists": img is not None, "packed": bool(img and img.packed_file), "size": list(img.size) if img else None}
+    arrays = {}
+    col = me.color_attributes.get("Col")
+    if col is not None:
+        buf = np.empty(len(me.vertices) * 4, np.float32)
+        col.data.foreach_get("color_srgb", buf)
+        arrays["col"] = np.round(buf.reshape(-1, 4)[:, :3] * 255).astype(np.uint8)
+    co = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", co)
+    arrays["co"] = co.reshape(-1, 3)
+    groups = np.full(len(me.vertices), -1, np.int32)
+    multi = 0
+    for v in me.vertices:
+        if len(v.groups) > 1:
+            multi += 1
+        if len(v.groups):
+            groups[v.index] = v.groups[0].group
+    info["vertices_in_several_groups"] = multi
+    arrays["group"] = groups
+    return info, arrays
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    for a in ("--zip", "--workdir", "--backend-python", "--weights", "--dead-python", "--recorded-job"):
+        ap.add_argument(a, required=True)
+    args = ap.parse_args(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:])
+    work = Path(args.workdir)
+    report: dict = {"steps": []}
+    arrays: dict = {}
+
+    def step(name):
+        report["steps"].append(name)
+        print(f"[scenario] {name}", flush=True)
+
+    try:
+        step("install")
+        r = bpy.ops.extensions.package_install_files(filepath=args.zip, repo="user_default", enable_on_install=True)
+        report["install_result"] = sorted(r)
+        report["enabled"] = PKG in bpy.context.preferences.addons
+        mod = sys.modules[PKG]
+        report["module_file"] = mod.__file__
+        report["torch_imported"] = "torch" in sys.modules
+        prefs = bpy.context.preferences.addons[PKG].preferences
+        prefs.backend_python = args.backend_python
+        prefs.weights_dir = args.weights
+        prefs.output_dir = str(work / "jobs")
+        prefs.startup_timeout_s = 120.0
+        scene = bpy.context.scene
+        status = bpy.context.window_manager.s3d_status
+
+        step("poll without drawing")
+        for o in list(bpy.data.objects):
+            o.select_set(False)
+        bpy.context.view_layer.objects.active = None
+        report["generate_poll_without_input"] = bpy.ops.s3d.generate.poll()
+
+        step("new sketch and draw")
+        bpy.ops.s3d.new_sketch()
+        gp = bpy.context.active_object
+        report["sketch"] = {"name": gp.name, "type": gp.type, "layers": [l.name for l in gp.data.layers],
+                            "guide_locked": gp.data.layers["S3D Guide"].lock}
+        strokes = draw_face(gp)
+        for i, s in enumerate(strokes):
+            arrays[f"stroke{i}"] = s
+        report["generate_poll_with_drawing"] = bpy.ops.s3d.generate.poll()
+
+        step("capture")
+        doc = mod.gp_capture.capture(gp, scene, "FRONT")
+        report["captured"] = doc
+        report["capture_hash"] = mod.gp_capture.stroke_hash(doc)
+
+        step("generate")
+        s = scene.s3d
+        s.resolution, s.views, s.seed = "64", 4, 3
+        scene.cursor.location = (0.5, 0.0, 0.0)
+        bpy.ops.ed.undo_push(message="before generate")
+        report["before_generate"] = names()
+        meshes_before = len(bpy.data.meshes)
+        t0 = time.monotonic()
+        report["generate_result"] = sorted(bpy.ops.s3d.generate())
+        report["generate_seconds"] = round(time.monotonic() - t0, 2)
+        head = bpy.context.active_object
+        report["head"], head_arrays = describe_head(head)
+        arrays.update({f"head_{k}": v for k, v in head_arrays.items()})
+        report["status_device"] = status.device
+        report["after_generate"] = names()
+        report["backend_pid"] = mod.backend_process.running_backends()[0].pid
+
+        step("undo")
+        bpy.ops.ed.undo()
+        report["after_undo"] = names()
+        report["meshes_after_undo_equal"] = len(bpy.data.meshes) == meshes_before
+
+        # memfile undo frees every Python reference to ID data: fetch them again
+        scene = bpy.context.scene
+        s = scene.s3d
+        gp_name = report["sketch"]["name"]
+
+        step("backend crash and restart")
+        proc = mod.backend_process.running_backends()[0]
+        os.kill(proc.pid, signal.SIGKILL)
+        time.sleep(0.5)
+        report["generate_after_crash"] = sorted(bpy.ops.s3d.generate())
+        report["restarts"] = proc.restarts
+        report["backend_pid_after_restart"] = proc.pid
+        report["after_restart_objects"] = names()
+        head = bpy.context.active_object
+
+        step("regenerate from edited mask")
+        img = bpy.data.images[head["s3d_mask_image"]]
+        w, h = img.size
+        px = np.empty(w * h * 4, np.float32)
+        img.pixels.foreach_get(px)
+        px = px.reshape(h, w, 4)
+        px[h - h // 4:, :, :3] = np.array([0, 0, 204]) / 255.0  # Blender rows go up: paint the image's top quarter as hair
+        img.pixels.foreach_set(px.ravel())
+        ids = mod.generation.mask_ids_from_image(img)
+        report["painted_ids_top"] = int(np.bincount(ids[: h // 4].ravel(), minlength=19).argmax())
+        old_mesh, loc = head.data.name, list(head.location)
+        report["regenerate_poll"] = bpy.ops.s3d.regenerate_from_mask.poll()
+        report["regenerate_result"] = sorted(bpy.ops.s3d.regenerate_from_mask())
+        report["regenerate"] = {"same_object": bpy.context.active_object == head, "mesh_replaced": head.data.name != old_mesh,
+                                "location_kept": list(head.location) == loc, "job_folder": head["s3d_job_folder"],
+                                "seed": head["s3d_seed"]}
+
+        step("variations")
+        s.variations = 2
+        before_var = set(names())
+        report["variations_result"] = sorted(bpy.ops.s3d.variations())
+        new = [bpy.data.objects[n] for n in sorted(set(names()) - before_var)]
+        report["variations"] = [{"name": o.name, "x": o.location.x, "seed": o["s3d_seed"]} for o in new]
+
+        step("dead backend")
+        mod.backend_process.stop_all()
+        prefs.backend_python = args.dead_python
+        before_dead = names()
+        meshes_dead = len(bpy.data.meshes)
+        try:
+            bpy.ops.s3d.generate()
+            report["dead_error"] = None
+        except RuntimeError as e:
+            report["dead_error"] = str(e)
+        report["dead_scene_unchanged"] = names() == before_dead and len(bpy.data.meshes) == meshes_dead
+        report["dead_status_error"] = status.last_error
+
+        step("recorded multi-class job")
+        obj = mod.importer.import_job_folder(bpy.context, args.recorded_job, "Recorded", sketch_sha256="x")
+        info, rec_arrays = describe_head(obj)
+        report["recorded"] = info
+        arrays.update({f"rec_{k}": v for k, v in rec_arrays.items()})
+
+        step("save sketch blend")
+        batch_in = work / "batch_in"
+        batch_in.mkdir(exist_ok=True)
+        gp = bpy.data.objects[gp_name]
+        for o in list(bpy.data.objects):
+            if o != gp:
+                bpy.data.objects.remove(o)
+        bpy.ops.wm.save_as_mainfile(filepath=str(batch_in / "drawn_face.blend"), copy=True)
+
+        step("disable")
+        prefs.backend_python = args.backend_python
+        live = mod.backend_process.backend_for(mod.preferences.backend_config())
+        live.client()
+        pid = live.pid
+        bpy.ops.preferences.addon_disable(module=PKG)
+        time.sleep(0.3)
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        report["backend_alive_after_disable"] = alive
+        report["operators_after_disable"] = hasattr(bpy.types, "S3D_OT_generate")
+    except Exception:
+        report["exception"] = traceback.format_exc()
+    (work / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    np.savez(work / "arrays.npz", **arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
