@@ -125,8 +125,8 @@ def test_renderer_matches_analytic_sphere(num_importance):
     assert float(out["alpha"]) == pytest.approx(alpha, abs=0.01)
     assert float(out["rgb"][0, 0]) == pytest.approx(0.25 * alpha + (1 - alpha), abs=0.01)
     expected_s = (1 / k - (L + 1 / k) * math.exp(-k * L)) / (1 - math.exp(-k * L))
-    # camera sits one box size in front of the centre (orthographic_camera); box units -> metres
-    entry_m = BOX_SIZE_M - a * BOX_SIZE_M / 2
+    # the camera plane is the box face, half a box from the centre; box units -> metres
+    entry_m = BOX_SIZE_M / 2 - a * BOX_SIZE_M / 2
     assert float(out["depth"]) == pytest.approx(entry_m + expected_s * BOX_SIZE_M / 2, abs=0.003)
     assert float(out["semantic"][0, 1]) == pytest.approx(alpha, abs=0.01)
     assert float(out["semantic"][0, 0]) == pytest.approx(1 - alpha, abs=0.01)
@@ -142,7 +142,7 @@ def test_renderer_opaque_sphere_silhouette_and_depth_from_the_side():
     alpha = out["alpha"][0, 0].numpy()
     assert alpha[inside].min() > 0.99 and alpha[outside].max() < 0.01
     depth = out["depth"][0, 0].numpy()
-    true_depth = BOX_SIZE_M - np.sqrt(np.clip(a ** 2 - cols ** 2 - rows ** 2, 0, None)) * BOX_SIZE_M / 2
+    true_depth = BOX_SIZE_M / 2 - np.sqrt(np.clip(a ** 2 - cols ** 2 - rows ** 2, 0, None)) * BOX_SIZE_M / 2
     assert np.abs(depth[inside] - true_depth[inside]).max() < 0.004  # metres
 
 

@@ -84,7 +84,7 @@ def write_fake_synhead(root: Path, seeds: list[int], res: int = 64, view_res: in
             depth_r = {"front": b, "back": b, "left": a, "right": a}[name]
             q = (uu / half_w) ** 2 + (vv / c) ** 2
             alpha = (q < 1).astype(np.float32)
-            depth = np.where(q < 1, BOX_SIZE_M - depth_r * np.sqrt(np.clip(1 - q, 0, None)) * BOX_SIZE_M / 2, np.inf)
+            depth = np.where(q < 1, BOX_SIZE_M / 2 - depth_r * np.sqrt(np.clip(1 - q, 0, None)) * BOX_SIZE_M / 2, np.inf)
             vlab = np.where(q < 1, _label_of(vv, c), 0).astype(np.uint8)
             vrgb = np.ones((view_res, view_res, 3))
             for k, v in colours.items():

@@ -74,6 +74,18 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1: sRGB-encoded values in [0, 1] -> linear [0, 1] (float32)."""
+    x = np.asarray(x, np.float32)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1: linear values in [0, 1] -> sRGB-encoded [0, 1] (float32)."""
+    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
 def onehot_area(ids: np.ndarray, resolution: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Id map ``(H, H)`` -> class fractions ``(num_classes, R, R)`` float32 by area averaging (H % R == 0),
     or by pixel repetition when R is a multiple of H."""
@@ -188,9 +200,11 @@ class SynHead:
 
         Returns: ``mask (19, Rm, Rm)`` class fractions, ``rgb (3, Ra, Ra)`` float in [0, 1] (input view),
         ``xyz (P, 3)`` float32 normalised box coords, ``occ (P,)`` float32, ``label (P,)`` int64,
-        ``point_rgb (P, 3)`` float in [0, 1], ``surface (P,)`` float32 (1 for near/on-surface points);
+        ``point_rgb (P, 3)`` linear float in [0, 1] (SynHead stores sRGB; converted here, because the
+        field's colour is linear by contract), ``surface (P,)`` float32 (1 for near/on-surface points);
         with ``rays_per_view > 0`` also ``ray_o, ray_d (V*M, 3)``, ``ray_fwd (V*M, 3)``, ``ray_rgb (V*M, 3)``,
-        ``ray_alpha (V*M,)``, ``ray_depth (V*M,)`` metres (0 where empty), ``ray_label (V*M,)``.
+        ``ray_alpha (V*M,)``, ``ray_depth (V*M,)`` metres (0 where empty), ``ray_label (V*M,)``; ray colours
+        are linear, composited on white.
         """
         s = self.samples[index]
         ids = read_ids(s.path("mask"))
@@ -215,7 +229,7 @@ class SynHead:
         pick = np.concatenate([rng.choice(near, n_near, replace=len(near) < n_near) if n_near else np.zeros(0, int),
                                rng.choice(far, n_far, replace=len(far) < n_far) if n_far and len(far) else np.zeros(0, int)])
         return {"xyz": xyz[pick].astype(np.float32), "occ": occ[pick].astype(np.float32),
-                "label": label[pick].astype(np.int64), "point_rgb": prgb[pick].astype(np.float32) / 255.0,
+                "label": label[pick].astype(np.int64), "point_rgb": srgb_to_linear(prgb[pick].astype(np.float32) / 255.0),
                 "surface": (kind[pick] >= 1).astype(np.float32)}
 
     def _rays(self, s: Sample, rng: np.random.Generator, m: int, names: Sequence[str], k: int) -> dict[str, np.ndarray]:
@@ -239,7 +253,8 @@ class SynHead:
             n_fg = min(m // 2, len(fg))
             pix = np.concatenate([rng.choice(fg, n_fg, replace=False) if n_fg else np.zeros(0, int),
                                   rng.choice(res * res, m - n_fg, replace=False)])
-            comp = rgb * alpha[..., None] + (1.0 - alpha[..., None])  # on white, as the renderer composites
+            # linear colour (the field's contract), composited on white as the renderer does
+            comp = srgb_to_linear(rgb) * alpha[..., None] + (1.0 - alpha[..., None])
             parts["ray_o"].append(origins.numpy()[pix])
             parts["ray_d"].append(dirs.numpy()[pix])
             parts["ray_fwd"].append(np.broadcast_to(fwd.numpy(), (len(pix), 3)))

@@ -11,7 +11,7 @@ Mask -> 3D (weights ``mask2triplane_lite``), per test head:
   ground-truth mesh (hair included);
 * label consistency (pix2pix3D's measure): the rendered semantic front view (argmax) against the input
   mask, mIoU over the whole split;
-* PSNR and SSIM of the front and back renders against SynHead's views, with z the cVAE posterior mean of
+* PSNR and SSIM (sRGB) of the front and back renders against SynHead's views, with z the cVAE posterior mean of
   the ground-truth input-view RGB (appearance reconstruction), and the spread of the mean skin colour
   over four seeds (appearance diversity);
 * contact sheets (mask, ground truth and renders from front, side and back).
@@ -70,6 +70,13 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def _render_srgb(render: dict[str, torch.Tensor]) -> np.ndarray:
+    """A renderer output's linear ``rgb (1, 3, R, R)`` -> sRGB-encoded ``(R, R, 3)`` float in [0, 1]."""
+    from training.datasets import linear_to_srgb
+
+    return linear_to_srgb(render["rgb"][0].permute(1, 2, 0).numpy())
+
+
 @torch.no_grad()
 def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Path | None, sheet_rows: int = 6,
                            real_masks: Path | None = None) -> dict[str, Any]:
@@ -115,7 +122,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
                 gt = gt * a + (1 - a)
             gt_imgs[name] = gt
             if name in ("front", "back") and gt.shape[0] == view_res:
-                pred = renders[name]["rgb"][0].permute(1, 2, 0).numpy()
+                pred = _render_srgb(renders[name])
                 row[f"psnr_{name}"] = psnr(pred, gt)
                 row[f"ssim_{name}"] = ssim(pred, gt)
         # appearance diversity: mean skin colour of the front render over four seeds
@@ -134,7 +141,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
             for name in ("front", "left", "back"):
                 gt = gt_imgs.get(name)
                 tiles.append(_to_uint8(gt) if gt is not None and gt.shape[0] == view_res else np.zeros((view_res, view_res, 3), np.uint8))
-                tiles.append(_to_uint8(renders[name]["rgb"][0].permute(1, 2, 0).numpy()))
+                tiles.append(_to_uint8(_render_srgb(renders[name])))
             sheet.append(np.concatenate([_resize_tile(t, view_res) for t in tiles], 1))
         print(f"  m2t {k + 1}/{len(data)} {row.get('id')}: chamfer {row['chamfer_mm']:.2f} mm, "
               f"F@5mm {row['fscore_5mm']:.3f}, label mIoU {row['label_miou']:.3f}", file=sys.stderr)
@@ -178,8 +185,7 @@ def evaluate_real_masks(model, renderer, folder: Path, view_res: int, sheet_path
         conf += c
         per.append({"file": p.name, "miou": segmentation_scores(c)["miou"]})
         sheet.append(np.concatenate([colorize(target), colorize(out["front"]["semantic"][0].argmax(0).numpy().astype(np.uint8)),
-                                     _to_uint8(out["front"]["rgb"][0].permute(1, 2, 0).numpy()),
-                                     _to_uint8(out["left"]["rgb"][0].permute(1, 2, 0).numpy())], 1))
+                                     _to_uint8(_render_srgb(out["front"])), _to_uint8(_render_srgb(out["left"]))], 1))
     if sheet_path is not None and sheet:
         _save_png(sheet_path.with_name(sheet_path.stem + "_real_masks.png"), np.concatenate(sheet, 0))
     seg = segmentation_scores(conf)

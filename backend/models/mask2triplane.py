@@ -373,7 +373,7 @@ class Mask2Triplane(nn.Module):
     def query(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
         """Decode ``xyz (B, N, 3)`` normalised box coordinates on ``planes (B, 3, C, R, R)``.
 
-        Returns ``{"sigma": (B, N, 1) >= 0, "rgb": (B, N, 3) in [0, 1], "semantic": (B, N, 19) logits,
+        Returns ``{"sigma": (B, N, 1) >= 0, "rgb": (B, N, 3) linear in [0, 1], "semantic": (B, N, 19) logits,
         "occupancy_logit": (B, N, 1)}``. Points outside the box see zero plane features. Call it in
         chunks of a few hundred thousand points under ``torch.no_grad()`` for dense grids.
         """

@@ -202,23 +202,23 @@ class VolumeRenderer:
 
 
 def orthographic_camera(view: str, resolution: int, size_m: float = BOX_SIZE_M) -> dict[str, Any]:
-    """A camera dict for the axis-aligned orthographic views of the box (``front`` -Y, ``back`` +Y,
-    ``left`` -X, ``right`` +X, in the head frame) spanning ``size_m`` metres; the camera plane is one box
-    size (``BOX_SIZE_M``) from the box centre and looks at it.
-
-    ``front`` reproduces the input view: image right = +X, image up = +Z (backend/frame.py).
+    """A camera dict for an axis-aligned orthographic view of the box, as SynHead renders them:
+    ``front`` looks along +Y (the input view: image right = +X, up = +Z), ``back`` along -Y, ``left``
+    along -X (it sees the person's left side, at +X), ``right`` along +X. The square view is ``size_m``
+    metres wide; the camera plane is the box face (``BOX_SIZE_M / 2`` from the centre), so depth is
+    measured from there.
     """
-    # camera axes (right, up, back) in world coordinates; the camera looks along -back
+    # forward, right, up in the head frame; the camera looks along its -Z = forward
     axes = {
-        "front": ((1, 0, 0), (0, 0, 1), (0, -1, 0)),
-        "back": ((-1, 0, 0), (0, 0, 1), (0, 1, 0)),
-        "left": ((0, -1, 0), (0, 0, 1), (-1, 0, 0)),
-        "right": ((0, 1, 0), (0, 0, 1), (1, 0, 0)),
+        "front": ((0, 1, 0), (1, 0, 0), (0, 0, 1)),
+        "back": ((0, -1, 0), (-1, 0, 0), (0, 0, 1)),
+        "left": ((-1, 0, 0), (0, 1, 0), (0, 0, 1)),
+        "right": ((1, 0, 0), (0, -1, 0), (0, 0, 1)),
     }
     if view not in axes:
         raise ValueError(f"view must be one of {sorted(axes)}, not {view!r}")
-    right, up, back = (np.asarray(a, dtype=np.float64) for a in axes[view])
+    fwd, right, up = (np.asarray(a, dtype=np.float64) for a in axes[view])
     c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2] = right, up, back
-    c2w[:3, 3] = np.asarray(BOX_CENTER_M) + back * BOX_SIZE_M  # one box size from the centre: outside the box
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2] = right, up, -fwd
+    c2w[:3, 3] = np.asarray(BOX_CENTER_M) - fwd * BOX_SIZE_M / 2
     return {"type": "orthographic", "cam2world": c2w.tolist(), "ortho_size_m": size_m, "resolution": resolution}
