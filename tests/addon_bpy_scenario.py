@@ -201,6 +201,38 @@ def main() -> int:
         new = [bpy.data.objects[n] for n in sorted(set(names()) - before_var)]
         report["variations"] = [{"name": o.name, "x": o.location.x, "seed": o["s3d_seed"]} for o in new]
 
+        step("async path (worker thread -> queue -> main-thread timer, ticked by hand)")
+        gen = mod.generation
+        before_async = names()
+        gen.start_async(bpy.context, [gen.build_request(bpy.context, gen.GenerateSettings.from_scene(bpy.context), seed=9)])
+        report["async_timer_registered"] = bpy.app.timers.is_registered(gen._poll_active)
+        report["async_running_during"] = bool(status.running)
+        report["generate_poll_while_running"] = bpy.ops.s3d.generate.poll()
+        ret, stages, t0 = 0.1, [], time.monotonic()
+        while ret is not None and time.monotonic() - t0 < 90:
+            time.sleep(0.05)
+            ret = gen._poll_active()
+            if status.stage and (not stages or stages[-1] != status.stage):
+                stages.append(status.stage)
+        new_async = sorted(set(names()) - set(before_async))
+        report["async"] = {"finished": ret is None, "new_objects": new_async, "stages": stages,
+                           "running_after": bool(status.running), "progress": status.progress,
+                           "seed": bpy.data.objects[new_async[0]]["s3d_seed"] if new_async else None,
+                           "error": status.last_error}
+        if bpy.app.timers.is_registered(gen._poll_active):
+            bpy.app.timers.unregister(gen._poll_active)
+        before_cancel = names()
+        gen.start_async(bpy.context, [gen.build_request(bpy.context, gen.GenerateSettings.from_scene(bpy.context), seed=10)])
+        gen.cancel_async()
+        ret, t0 = 0.1, time.monotonic()
+        while ret is not None and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+            ret = gen._poll_active()
+        report["async_cancel"] = {"finished": ret is None, "error": status.last_error, "unchanged": names() == before_cancel}
+        if bpy.app.timers.is_registered(gen._poll_active):
+            bpy.app.timers.unregister(gen._poll_active)
+        report["env_dir"] = str(mod.preferences.default_env_dir())
+
         step("dead backend")
         mod.backend_process.stop_all()
         prefs.backend_python = args.dead_python

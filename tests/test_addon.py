@@ -510,3 +510,34 @@ def test_batch_entry_point_on_a_folder_of_two_sketches(scenario, backend_setup):
     r3 = subprocess.run([sys.executable, "-m", "blender_addon.batch", "--help"], cwd=ROOT, env=_bpy_env(tmp),
                         capture_output=True, text=True, timeout=120)
     assert r3.returncode == 0 and "IN_DIR" in r3.stdout.upper()
+
+
+def test_async_path_imports_from_the_timer_and_cancels(scenario):
+    rep = scenario["report"]
+    assert rep["async_timer_registered"] and rep["async_running_during"] and rep["generate_poll_while_running"] is False
+    a = rep["async"]
+    assert a["finished"] and len(a["new_objects"]) == 1 and a["seed"] == 9 and not a["running_after"], a
+    assert a["progress"] == pytest.approx(1.0) and a["error"] == "" and len(a["stages"]) >= 2
+    c = rep["async_cancel"]
+    assert c["finished"] and c["error"] == "Cancelled" and c["unchanged"]
+    assert "/extensions/" in rep["env_dir"] and rep["env_dir"].endswith("backend-env")
+
+
+def test_env_setup_thread_reports_progress_lines_and_failures(tmp_path):
+    from blender_addon.backend_env import EnvSetupThread
+
+    def run(steps):
+        t = EnvSetupThread(tmp_path / "env", ROOT, python=sys.executable)
+        t.steps = steps
+        t.start()
+        t.join(60)
+        out = []
+        while not t.events.empty():
+            out.append(t.events.get_nowait())
+        return out
+
+    ok = run([("one", [sys.executable, "-c", "print('hello from pip')"]), ("two", [sys.executable, "-c", "pass"])])
+    assert [e.kind for e in ok] == ["progress", "line", "progress", "done"]
+    assert ok[1].text == "hello from pip" and ok[2].fraction == pytest.approx(0.5)
+    bad = run([("broken", [sys.executable, "-c", "import sys; print('ERROR: no matching distribution'); sys.exit(4)"])])
+    assert bad[-1].kind == "error" and "exit code 4" in bad[-1].text and "no matching distribution" in bad[-1].text
