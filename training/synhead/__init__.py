@@ -1,0 +1,28 @@
+"""SynHead: the synthetic sketch / mask / 3D-head data engine (issue 3, docs/synhead.md).
+
+One module per concept:
+
+* :mod:`.heads`       anny 0.6.2 head model (patched topology, capped neck), random phenotypes, local
+                      changes and light expressions, placed in the canonical head frame.
+* :mod:`.labels`      CelebAMask-HQ labels of the shared head topology, derived once.
+* :mod:`.appearance`  skin / hair / iris / lip / cloth colours.
+* :mod:`.hair`        procedural hair as closed geometry (occupancy field -> marching cubes).
+* :mod:`.accessories` neck-and-shoulder bust with clothing, eyeglasses.
+* :mod:`.render`      embree ray casting: RGB, label, depth, normal, alpha for orthographic views.
+* :mod:`.strokes`     clean-style stroke JSON (with stroke groups) from the input-view label/depth maps.
+* :mod:`.sketch_styles` clean (rasterised strokes), pencil (XDoG) and rough sketch styles.
+* :mod:`.points`      3D supervision points (uniform, near-surface, on-surface).
+* :mod:`.writer`      one sample end to end, the manifest, resumable multiprocessing generation.
+* :mod:`.preview`     contact sheets.
+"""
+from __future__ import annotations
+
+#: Version of the generator recorded in every manifest; bump when the output changes.
+GENERATOR_VERSION = "0.1.0"
+#: Seeds 0..199 (inclusive) are the test split and are never used for training.
+TEST_SEEDS: tuple[int, int] = (0, 199)
+
+
+def split_of_seed(seed: int) -> str:
+    """``"test"`` for seeds in :data:`TEST_SEEDS` (inclusive range), else ``"train"``."""
+    return "test" if TEST_SEEDS[0] <= seed <= TEST_SEEDS[1] else "train"

@@ -1,0 +1,96 @@
+"""The three SynHead sketch styles of the input view (512 x 512 L uint8, 255 paper, 0 ink).
+
+* ``clean``: the clean stroke JSON drawn by :func:`backend.sketch.raster.rasterize_strokes` (the same
+  code inference uses for Grease Pencil strokes).
+* ``pencil``: XDoG (Winnemoeller et al., "XDoG: an eXtended difference-of-Gaussians compendium",
+  Computers & Graphics 2012, eq. 4-6) on the grey RGB render.
+* ``rough``: the clean strokes jittered (low-frequency offsets), broken into pieces, partly dropped,
+  partly doubled, with per-point variable widths, then rasterised by the same function.
+"""
+from __future__ import annotations
+
+import copy
+
+import cv2
+import numpy as np
+
+from backend.sketch.raster import rasterize_strokes
+
+STYLES: dict[str, float] = {"clean": 0.45, "rough": 0.35, "pencil": 0.20}
+
+
+def choose_style(rng: np.random.Generator) -> str:
+    """Random style name with the :data:`STYLES` weights."""
+    names = list(STYLES)
+    p = np.array([STYLES[n] for n in names])
+    return str(rng.choice(names, p=p / p.sum()))
+
+
+def clean_sketch(doc: dict, size: int = 512) -> np.ndarray:
+    """Rasterise the clean strokes: (size, size) uint8."""
+    return rasterize_strokes(doc, size=size)
+
+
+def rough_strokes(doc: dict, rng: np.random.Generator) -> dict:
+    """Jittered / broken / doubled / variable-width copy of a stroke document (normalized frame)."""
+    out = []
+    for s in doc["strokes"]:
+        if rng.random() < 0.10 and s["group"] not in ("face_outline",):
+            continue  # dropped
+        pts = np.asarray(s["points"], float)
+        if len(pts) >= 2:
+            # resample densely so the jitter is smooth along the stroke
+            seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+            t = np.concatenate([[0], np.cumsum(seg)])
+            n = max(2, int(t[-1] / 0.004))
+            tt = np.linspace(0, t[-1], n)
+            pts = np.stack([np.interp(tt, t, pts[:, 0]), np.interp(tt, t, pts[:, 1])], 1)
+        pieces = [pts]
+        if len(pts) > 12 and rng.random() < 0.5:  # break
+            cuts = np.sort(rng.choice(np.arange(3, len(pts) - 3), size=int(rng.integers(1, 3)), replace=False))
+            pieces = [p for p in np.split(pts, cuts) if len(p) >= 2]
+            pieces = [p[: max(2, len(p) - int(rng.integers(0, 3)))] for p in pieces]
+        copies = 2 if rng.random() < 0.3 else 1
+        for p in pieces:
+            for _ in range(copies):
+                m = len(p)
+                freq = rng.uniform(1, 4)
+                ph = rng.uniform(0, 2 * np.pi, 2)
+                u = np.linspace(0, 1, m)
+                amp = rng.uniform(0.0015, 0.005)
+                off = np.stack([np.sin(2 * np.pi * freq * u + ph[0]), np.sin(2 * np.pi * freq * u + ph[1])], 1) * amp
+                q = p + off + rng.normal(0, 0.0015, 2)
+                w = s.get("width", 0.004) * rng.uniform(0.7, 1.5)
+                widths = np.clip(w * (0.6 + 0.8 * np.abs(np.sin(np.pi * u * rng.uniform(0.5, 2) + ph[0]))), 0.0008, None)
+                out.append({"points": q.round(5).tolist(), "width": round(float(w), 5),
+                            "widths": widths.round(5).tolist() if m > 1 else None, "group": s["group"]})
+    for s in out:
+        if s["widths"] is None:
+            del s["widths"]
+    d = copy.copy(doc)
+    d["strokes"] = out
+    return d
+
+
+def pencil_sketch(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """XDoG line drawing of an RGB render: (H, W) uint8, dark lines on white.
+
+    D = G_sigma(I) - tau * G_{k sigma}(I); T = 1 where D >= eps, else 1 + tanh(phi (D - eps)).
+    """
+    g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    sigma = rng.uniform(0.8, 1.6)
+    k = 1.6
+    tau = rng.uniform(0.97, 0.99)
+    eps = rng.uniform(-0.02, 0.02)
+    phi = rng.uniform(40, 120)
+    g1 = cv2.GaussianBlur(g, (0, 0), sigma)
+    g2 = cv2.GaussianBlur(g, (0, 0), sigma * k)
+    d = g1 - tau * g2
+    t = np.where(d >= eps, 1.0, 1.0 + np.tanh(phi * (d - eps)))
+    img = np.clip(t, 0, 1)
+    return (img * 255 + 0.5).astype(np.uint8)
+
+
+def ink_fraction(img: np.ndarray, threshold: int = 128) -> float:
+    """Fraction of pixels darker than ``threshold`` (stroke pixels)."""
+    return float((np.asarray(img) < threshold).mean())

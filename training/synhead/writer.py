@@ -1,0 +1,242 @@
+"""One SynHead sample end to end, the manifest, and resumable multiprocessing generation.
+
+Layout (docs/contracts.md section 3): ``DIR/manifest.json`` and one folder ``DIR/s<seed:06d>/`` per
+sample with ``sketch.png``, ``strokes.json``, ``mask.png``, ``rgb.png``, ``views/<view>_{rgb,label,
+normal,alpha}.png`` + ``views/<view>_depth.npy``, ``points.npz``, ``mesh.ply`` and ``sample.json`` (the
+sample's manifest entry). ``sample.json`` is written last, so a sample folder without it is incomplete
+and is regenerated on resume. Every file is written atomically (temporary file + rename).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from backend.frame import BOX_SIZE_M, box_xz_to_pixel
+from backend.weights import atomic_write_text
+
+from . import GENERATOR_VERSION, TEST_SEEDS, split_of_seed
+from .points import npz_bytes, sample_points
+
+INPUT_RESOLUTION = 512
+VIEW_RESOLUTION = 128
+VIEW_ORDER = ("front", "back", "left", "right")
+PENCIL_INK_RANGE = (0.01, 0.25)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Atomic (temporary name in the same folder + rename) but without fsync: a crash can lose a
+    sample's files, never leave a half-written one under its final name, and ``sample.json`` (written
+    last) marks a sample complete."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def sample_id(seed: int) -> str:
+    return f"s{seed:06d}"
+
+
+def _png(arr: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def ply_bytes(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, labels: np.ndarray) -> bytes:
+    """Binary little-endian PLY: vertex x y z float32 (metres), red green blue uchar (sRGB), label
+    uchar; face ``vertex_indices`` list uchar int32 (docs/contracts.md section 6)."""
+    v = np.zeros(len(vertices), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"),
+                                       ("blue", "u1"), ("label", "u1")])
+    v["x"], v["y"], v["z"] = vertices[:, 0], vertices[:, 1], vertices[:, 2]
+    c = (np.clip(colors, 0, 1) * 255 + 0.5).astype(np.uint8)
+    v["red"], v["green"], v["blue"] = c[:, 0], c[:, 1], c[:, 2]
+    v["label"] = labels
+    f = np.zeros(len(faces), dtype=[("n", "u1"), ("i", "<i4", (3,))])
+    f["n"] = 3
+    f["i"] = faces
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment SynHead ground truth, metres, canonical head frame\n"
+        f"element vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nproperty uchar label\n"
+        f"element face {len(f)}\nproperty list uchar int vertex_indices\nend_header\n")
+    return header.encode("ascii") + v.tobytes() + f.tobytes()
+
+
+def content_box(sketch: np.ndarray, threshold: int = 128) -> list[float] | None:
+    """Ink bounding box ``[x0, y0, x1, y1]`` in normalised image coordinates (y down), or None."""
+    ys, xs = np.nonzero(sketch < threshold)
+    if len(xs) == 0:
+        return None
+    h, w = sketch.shape
+    return [round(xs.min() / w, 5), round(ys.min() / h, 5), round((xs.max() + 1) / w, 5), round((ys.max() + 1) / h, 5)]
+
+
+def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4) -> dict:
+    """Generate and write sample ``seed`` under ``out_dir``; return its manifest entry.
+
+    Deterministic: the same seed gives the same files. Raises ValueError for ``num_views`` outside 1..4.
+    """
+    from .render import render_view
+    from .scene import IRIS_HALF_ANGLE, build_scene
+    from .sketch_styles import choose_style, clean_sketch, ink_fraction, pencil_sketch, rough_strokes
+    from .strokes import strokes_from_labels
+
+    if not 1 <= num_views <= len(VIEW_ORDER):
+        raise ValueError(f"--views must be 1..{len(VIEW_ORDER)} (front, back, left, right), got {num_views}")
+    t0 = time.perf_counter()
+    sid = sample_id(seed)
+    d = Path(out_dir) / sid
+    (d / "views").mkdir(parents=True, exist_ok=True)
+    scene = build_scene(seed)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CE7]))
+    front = render_view(scene, "front", INPUT_RESOLUTION)
+    # iris circles in input-view pixels
+    iris = []
+    for k in range(2):
+        c = scene.eyes["centres"][k] + scene.eyes["axes"][k] * scene.eyes["radius"]
+        col, row = box_xz_to_pixel(c[0] / (BOX_SIZE_M / 2), c[2] / (BOX_SIZE_M / 2), INPUT_RESOLUTION)
+        rad = scene.eyes["radius"] * np.sin(IRIS_HALF_ANGLE) / BOX_SIZE_M * INPUT_RESOLUTION
+        iris.append((float(col), float(row), float(rad)))
+    doc = strokes_from_labels(front["label"], rng, iris=iris)
+    style = choose_style(rng)
+    if style == "pencil":
+        sketch = pencil_sketch(front["rgb"], rng)
+        if not PENCIL_INK_RANGE[0] <= ink_fraction(sketch) <= PENCIL_INK_RANGE[1]:
+            style = "rough"
+    if style == "clean":
+        sketch = clean_sketch(doc, INPUT_RESOLUTION)
+    elif style == "rough":
+        sketch = clean_sketch(rough_strokes(doc, rng), INPUT_RESOLUTION)
+    files = {
+        "sketch.png": _png(sketch, "L"), "strokes.json": json.dumps(doc, separators=(",", ":")).encode(),
+        "mask.png": _png(front["label"], "L"), "rgb.png": _png(front["rgb"], "RGB"),
+    }
+    views = []
+    for name in VIEW_ORDER[:num_views]:
+        r = render_view(scene, name, VIEW_RESOLUTION)
+        nrm = ((r["normal"] + 1) / 2 * 255 + 0.5).astype(np.uint8)
+        nrm[r["alpha"] == 0] = 0
+        files[f"views/{name}_rgb.png"] = _png(r["rgb"], "RGB")
+        files[f"views/{name}_label.png"] = _png(r["label"], "L")
+        files[f"views/{name}_normal.png"] = _png(nrm, "RGB")
+        files[f"views/{name}_alpha.png"] = _png(r["alpha"], "L")
+        files[f"views/{name}_depth.npy"] = _npy(r["depth"].astype(np.float16))
+        views.append({"name": name, "rgb": f"{sid}/views/{name}_rgb.png", "label": f"{sid}/views/{name}_label.png",
+                      "depth": f"{sid}/views/{name}_depth.npy", "normal": f"{sid}/views/{name}_normal.png",
+                      "alpha": f"{sid}/views/{name}_alpha.png", "camera": r["camera"]})
+    pts = sample_points(scene, rng)
+    files["points.npz"] = npz_bytes(pts)
+    mesh, vlab, vcol, _ = scene.combined()
+    files["mesh.ply"] = ply_bytes(mesh.vertices, mesh.faces, vcol, vlab)
+    for rel, data in files.items():
+        _write_file(d / rel, data)
+    from .render import ortho_camera
+
+    entry = {
+        "id": sid, "seed": int(seed), "split": split_of_seed(seed), "generator_version": GENERATOR_VERSION,
+        "sketch": f"{sid}/sketch.png", "sketch_style": style, "strokes": f"{sid}/strokes.json",
+        "mask": f"{sid}/mask.png", "rgb": f"{sid}/rgb.png", "views": views, "points": f"{sid}/points.npz",
+        "mesh": f"{sid}/mesh.ply",
+        "camera": {**ortho_camera("front", INPUT_RESOLUTION), "box_size_m": BOX_SIZE_M},
+        "appearance": scene.appearance, "params": scene.params, "placement": scene.placement,
+        "content_box": content_box(sketch), "ink_fraction": round(ink_fraction(sketch), 5),
+        "labels_present": sorted(int(x) for x in np.unique(front["label"])),
+        "num_vertices": int(len(mesh.vertices)), "num_faces": int(len(mesh.faces)),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    atomic_write_text(d / "sample.json", json.dumps(entry, indent=1))
+    return entry
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    from .heads import head_template
+
+    head_template()
+
+
+def _worker_run(args) -> dict:
+    seed, out_dir, views = args
+    return generate_sample(seed, out_dir, views)
+
+
+def canonical_framing(entries: list[dict]) -> dict | None:
+    """Median content box of the sketches: ``{"center": [cx, cy], "height": h, "width": w, "n": N}``
+    in normalised image coordinates (y down); None without any inked sketch."""
+    boxes = np.array([e["content_box"] for e in entries if e.get("content_box")])
+    if len(boxes) == 0:
+        return None
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    return {"center": [round(float(np.median(cx)), 4), round(float(np.median(cy)), 4)],
+            "height": round(float(np.median(boxes[:, 3] - boxes[:, 1])), 4),
+            "width": round(float(np.median(boxes[:, 2] - boxes[:, 0])), 4), "n": int(len(boxes))}
+
+
+def write_manifest(out_dir: str | os.PathLike) -> dict:
+    """Collect every complete sample (``s*/sample.json``) into ``manifest.json``; return the manifest."""
+    out_dir = Path(out_dir)
+    entries = []
+    for p in sorted(out_dir.glob("s*/sample.json")):
+        try:
+            entries.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    entries.sort(key=lambda e: e["seed"])
+    manifest = {"generator": "synhead", "version": GENERATOR_VERSION, "box_size_m": BOX_SIZE_M,
+                "label_set": "celebamask-hq-19", "input_resolution": INPUT_RESOLUTION,
+                "view_resolution": VIEW_RESOLUTION, "test_seeds": list(TEST_SEEDS),
+                "canonical_framing": canonical_framing(entries), "samples": entries}
+    atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
+    return manifest
+
+
+def synthesise(out_dir: str | os.PathLike, num: int, seed: int = 0, views: int = 4, workers: int = 1,
+               progress: bool = True) -> dict:
+    """Generate seeds ``seed .. seed+num-1`` into ``out_dir`` (skipping complete samples), then write
+    the manifest. Returns the manifest. Workers are processes (``multiprocessing``, fork)."""
+    import multiprocessing as mp
+
+    from tqdm import tqdm
+
+    if num < 0 or workers < 1:
+        raise ValueError("--num must be >= 0 and --workers >= 1")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in range(seed, seed + num) if not (out_dir / sample_id(s) / "sample.json").exists()]
+    bar = tqdm(total=num, initial=num - len(todo), disable=not progress, desc="synhead", unit="head")
+    done = 0
+    if workers == 1:
+        _worker_init()
+        for s in todo:
+            generate_sample(s, out_dir, views)
+            bar.update(1)
+            done += 1
+            if done % 100 == 0:
+                write_manifest(out_dir)
+    else:
+        ctx = mp.get_context("fork")
+        with ctx.Pool(workers, initializer=_worker_init) as pool:
+            for _ in pool.imap_unordered(_worker_run, [(s, str(out_dir), views) for s in todo], chunksize=1):
+                bar.update(1)
+                done += 1
+                if done % 100 == 0:
+                    write_manifest(out_dir)
+    bar.close()
+    return write_manifest(out_dir)
