@@ -7,7 +7,8 @@ the canonical framing) -> ``sketch_to_mask`` (SketchToMask U-Net, argmax ids) ->
 (MaskEncoder with z from the seed, TriplaneSynthesis: computed **once** per job) -> ``density_grid``
 (coarse to fine) -> ``mesh`` (marching cubes, largest component, Taubin, decimation, metres) ->
 ``vertex_colors`` (K band-rendered views, visibility-tested cosine blend; semantic class per vertex) ->
-``export`` (mesh files, mask.png in the input's pixel frame, mask_color.png, views/*.png, result.json).
+``export`` (mesh files, mask.png in the input's pixel frame, mask_color.png, views/*.png: shaded
+renders of the finished mesh from the same K cameras, result.json).
 
 Progress: ``progress(stage, fraction)`` is called at the start of each stage and after it with the
 overall fraction 0..1. Cancel: ``cancel()`` returns True to abandon the job; it is checked between
@@ -65,7 +66,8 @@ class GenerateOptions:
         from_mask: the input is a label map (CelebAMask-HQ ids or palette colours), not a sketch.
         smooth_iterations: Taubin smoothing iterations (0 = off).
         max_faces: decimation budget (0 or None = off).
-        view_resolution: pixels a side of the rendered views.
+        view_resolution: pixels a side of the preview renders views/*.png (the shaded mesh).
+        color_resolution: pixels a side of the radiance-field views the vertex colours come from.
     """
 
     seed: int = 0
@@ -77,6 +79,7 @@ class GenerateOptions:
     smooth_iterations: int = 5
     max_faces: int | None = 200_000
     view_resolution: int = 256
+    color_resolution: int = 128
 
     def validate(self) -> "GenerateOptions":
         """Check ranges; return self.
@@ -96,8 +99,10 @@ class GenerateOptions:
         if not fmts or any(f not in MESH_FORMATS for f in fmts) or len(set(fmts)) != len(fmts):
             raise PipelineError("bad_option", f"formats must be a non-empty list from {MESH_FORMATS}, not {list(fmts)}")
         self.formats = fmts
-        if not isinstance(self.view_resolution, int) or not 64 <= self.view_resolution <= 1024:
-            raise PipelineError("bad_option", "view_resolution must be 64..1024 pixels")
+        if not isinstance(self.view_resolution, int) or not 32 <= self.view_resolution <= 1024:
+            raise PipelineError("bad_option", "view_resolution must be 32..1024 pixels")
+        if not isinstance(self.color_resolution, int) or not 32 <= self.color_resolution <= 512:
+            raise PipelineError("bad_option", "color_resolution must be 32..512 pixels")
         if not isinstance(self.smooth_iterations, int) or not 0 <= self.smooth_iterations <= 50:
             raise PipelineError("bad_option", "smooth_iterations must be 0..50")
         if self.max_faces is not None and (not isinstance(self.max_faces, int) or self.max_faces < 0):
@@ -296,8 +301,9 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     from backend.mesh import MeshError, density_grid, extract_mesh
     from backend.sketch.intake import IntakeError, load_sketch
     from backend.framing import FramingError
+    from backend.previews import render_previews
     from backend.frame import BOX_SIZE_M, metres_to_box
-    from backend.vertex_colors import (blend_vertex_colors, linear_to_srgb, render_views, standard_views,
+    from backend.vertex_colors import (blend_vertex_colors, render_views, standard_views,
                                        vertex_normals)
 
     options = (options or GenerateOptions()).validate()
@@ -382,7 +388,7 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     renders = []
     for v in views:  # one at a time so that cancel is honoured between views
         prog.check_cancel()
-        renders += render_views(vb, mesh.faces, field_q, [v], options.view_resolution, rng=rng)
+        renders += render_views(vb, mesh.faces, field_q, [v], options.color_resolution, rng=rng)
     rgb, seen = blend_vertex_colors(vb.astype(np.float64), normals, renders, at_vertices["rgb"])
     prog.end()
 
@@ -393,10 +399,8 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     if sketch512 is not None:
         export.atomic_write_bytes(out_dir / "sketch_framed.png", export.png_bytes(sketch512))
         files.append("sketch_framed.png")
-    view_imgs = {}
-    for r in renders:  # sRGB on a white background
-        img = np.round(linear_to_srgb(r.rgb) * 255.0)
-        view_imgs[r.view.name] = np.where(np.isfinite(r.depth)[..., None], img, 255.0).astype(np.uint8)
+    prog.check_cancel()
+    view_imgs = render_previews(vb.astype(np.float64), mesh.faces, normals, rgb, views, options.view_resolution)
     files += export.write_view_files(out_dir, view_imgs)
     prog.end()
 
@@ -419,7 +423,7 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
         "mesh": dict(mesh.stats, iso_level=level, grid_points_evaluated=grid.evaluated,
                      grid_points_dense=int((options.resolution + 1) ** 3), field_points_queried=int(field_q.points)),
         "vertex_colors": {"views": [r.view.name for r in renders], "vertices_seen": float((seen > 0).mean()),
-                          "view_resolution": options.view_resolution},
+                          "color_resolution": options.color_resolution, "preview_resolution": options.view_resolution},
         "views": {r.view.name: r.view.camera_dict(options.view_resolution, BOX_SIZE_M / 2) for r in renders},
         "frame": {"units": "metres", "up": "+Z", "face_towards": "-Y", "box_size_m": BOX_SIZE_M},
         "files": sorted(files + ["result.json"]),

@@ -22,7 +22,7 @@ from backend.vertex_colors import blend_vertex_colors, render_views, standard_vi
 from s3d_tiny_weights import make_tiny_weights, sphere_query
 
 RADII = (0.55, 0.6, 0.7)  # box units: 0.11 x 0.12 x 0.14 m half extents
-FAST = dict(resolution=64, views=4, view_resolution=96)
+FAST = dict(resolution=64, views=4, view_resolution=96, color_resolution=64)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -28,7 +28,7 @@ from s3d_tiny_weights import make_tiny_weights, sphere_query
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-0123456789"
-FAST = {"resolution": 64, "views": 4, "view_resolution": 64}
+FAST = {"resolution": 64, "views": 4, "view_resolution": 64, "color_resolution": 64}
 STROKES = {"version": 1, "frame": "normalized", "strokes": [
     {"points": [[0.5 + 0.25 * np.cos(a), 0.55 + 0.33 * np.sin(a)] for a in np.linspace(0, 6.3, 40)], "width": 0.006},
     {"points": [[0.4, 0.45], [0.46, 0.45]], "width": 0.006}, {"points": [[0.54, 0.45], [0.6, 0.45]], "width": 0.006},
