@@ -90,6 +90,78 @@ def describe_head(obj) -> tuple[dict, dict]:
     return info, arrays
 
 
+class CheckingLayout:
+    """A stand-in for ``UILayout`` that checks every call against Blender's RNA (panels cannot draw headless)."""
+
+    ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
+    FUNCS = bpy.types.UILayout.bl_rna.functions
+
+    def __init__(self, calls):
+        self.calls = calls
+        self.enabled = self.active = self.alert = True
+
+    def _check(self, fn, kw):
+        params = {p.identifier for p in self.FUNCS[fn].parameters}
+        bad = set(kw) - params
+        assert not bad, f"{fn}() has no parameter(s) {bad}"
+        if "icon" in kw:
+            assert kw["icon"] in self.ICONS, f"unknown icon {kw['icon']!r}"
+        self.calls.append(fn)
+
+    def _sub(self, *a, **kw):
+        return CheckingLayout(self.calls)
+
+    box = column = row = split = _sub
+
+    def prop(self, data, prop, **kw):
+        assert prop in data.bl_rna.properties.keys(), f"{type(data).__name__} has no property {prop!r}"
+        self._check("prop", kw)
+
+    def operator(self, idname, **kw):
+        mod, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, mod), name) and getattr(getattr(bpy.ops, mod), name).idname(), idname
+        self._check("operator", kw)
+
+    def label(self, **kw):
+        self._check("label", kw)
+
+    def progress(self, **kw):
+        self._check("progress", kw)
+
+    def template_ID(self, data, prop, **kw):
+        assert prop in data.bl_rna.properties.keys()
+        self._check("template_ID", kw)
+
+
+class _Self:
+    """``self`` for an unbound draw(): the layout plus the attributes of a real data-block."""
+
+    def __init__(self, layout, base=None):
+        self.layout, self._base = layout, base
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+
+def draw_everything(mod) -> list[str]:
+    calls: list[str] = []
+    ctx = bpy.context
+    status, s = ctx.window_manager.s3d_status, ctx.scene.s3d
+    prefs = ctx.preferences.addons[PKG].preferences
+    for source in ("GREASE_PENCIL", "IMAGE", "MASK"):
+        for running in (False, True):
+            s.source, status.running = source, running
+            status.device, status.device_reason, status.last_error = "cpu", "no CUDA", "a long error " * 12
+            mod.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
+    for env_running in (False, True):
+        status.env_running, status.env_error = env_running, "" if env_running else "pip failed"
+        mod.preferences.S3DPreferences.draw(_Self(CheckingLayout(calls), prefs), ctx)
+    status.running = status.env_running = False
+    status.last_error = status.device = ""
+    s.source = "GREASE_PENCIL"
+    return calls
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     for a in ("--zip", "--workdir", "--backend-python", "--weights", "--dead-python", "--recorded-job"):
@@ -118,6 +190,9 @@ def main() -> int:
         prefs.startup_timeout_s = 120.0
         scene = bpy.context.scene
         status = bpy.context.window_manager.s3d_status
+
+        step("draw panel and preferences with an RNA-checking layout")
+        report["draw_calls"] = sorted(set(draw_everything(mod)))
 
         step("poll without drawing")
         for o in list(bpy.data.objects):

@@ -541,3 +541,8 @@ def test_env_setup_thread_reports_progress_lines_and_failures(tmp_path):
     assert ok[1].text == "hello from pip" and ok[2].fraction == pytest.approx(0.5)
     bad = run([("broken", [sys.executable, "-c", "import sys; print('ERROR: no matching distribution'); sys.exit(4)"])])
     assert bad[-1].kind == "error" and "exit code 4" in bad[-1].text and "no matching distribution" in bad[-1].text
+
+
+def test_panel_and_preferences_draw_valid_ui(scenario):
+    # every prop, operator, icon and keyword the panel and the preferences use exists in Blender's RNA
+    assert {"prop", "operator", "label", "progress", "template_ID"} <= set(scenario["report"]["draw_calls"])
