@@ -227,3 +227,41 @@ def test_view_blend_recovers_a_known_colour_pattern():
     truth = field(vb)["rgb"]
     err = np.abs(colours - truth).mean(1)
     assert np.median(err) < 0.02 and (seen > 0).mean() > 0.99
+
+
+def test_batch_records_failures_and_resumes(weights_dir, sphere_field, sketch_png, tmp_path, capsys):
+    from backend.cli import main
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    (src / "face.png").write_bytes(sketch_png.read_bytes())
+    (src / "sub" / "strokes.json").write_text(json.dumps(
+        {"strokes": [{"points": [[0.3, 0.3], [0.7, 0.3], [0.7, 0.8], [0.3, 0.8], [0.3, 0.3]], "width": 0.01}]}))
+    (src / "broken.png").write_bytes(b"not a png")
+    (src / "notes.txt").write_text("ignored")
+    out = tmp_path / "out"
+    argv = ["batch", str(src), str(out), "--workers", "1", "--weights", str(weights_dir), "--resolution", "64",
+            "--views", "4", "--quiet"]
+    assert main(argv) == 1  # one failure -> exit code 1, the others done
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["done"]) == 2 and len(summary["failed"]) == 1
+    assert summary["failed"][0]["code"] == "image_unreadable" and summary["failed"][0]["input"].endswith("broken.png")
+    assert (out / "face" / "mesh.ply").is_file() and (out / "sub" / "strokes" / "result.json").is_file()
+    assert main(argv) == 1  # resumes: the two finished inputs are skipped, the broken one is retried
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["skipped_existing"]) == 2 and summary["done"] == [] and len(summary["failed"]) == 1
+
+
+def test_cli_generate_prints_where_the_files_are_and_stage_times(weights_dir, sphere_field, sketch_png, tmp_path,
+                                                                 capsys):
+    from backend.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["generate", str(sketch_png), "--out", str(out), "--weights", str(weights_dir), "--resolution", "64",
+                 "--views", "4", "--format", "ply,glb", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert str(out / "mesh.ply") in text and str(out / "mesh.glb") in text and str(out / "views") in text
+    assert "density_grid" in text and "total" in text
+    with pytest.raises(SystemExit) as e:
+        main(["generate", str(sketch_png), "--out", str(out), "--format", "stl", "--quiet"])
+    assert e.value.code == 2 and "bad_option" in capsys.readouterr().err
