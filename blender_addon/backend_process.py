@@ -84,6 +84,7 @@ class BackendProcess:
         self._reader: threading.Thread | None = None
         self._ready: dict | None = None
         self._ready_event = threading.Event()
+        self._stop_requested = threading.Event()
         self.health: dict | None = None
         self.restarts = 0
         self.last_crash: str | None = None
@@ -119,6 +120,7 @@ class BackendProcess:
                 ``backend_start_timeout``, or any error of the health check.
         """
         with self._lock:
+            self._stop_requested.clear()
             if self.config.remote_url:
                 if self._client is None:
                     self._client = BackendClient(self.config.remote_url, self.config.remote_token, self.config.call_timeout_s)
@@ -173,6 +175,11 @@ class BackendProcess:
         self._reader.start()
         deadline = time.monotonic() + cfg.startup_timeout_s
         while not self._ready_event.wait(0.05):
+            if self._stop_requested.is_set():  # stop() from another thread while starting
+                self._proc.kill()
+                self._proc.wait()
+                self._cleanup()
+                raise BackendError("backend_stopped", "the backend was stopped while it was starting")
             if self._proc.poll() is not None:
                 rc = self._proc.returncode
                 tail = self.log_tail()
@@ -215,7 +222,11 @@ class BackendProcess:
         proc.stdout.close()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the process (terminate, then kill after ``timeout_s``) and delete its private folder."""
+        """Stop the process (terminate, then kill after ``timeout_s``) and delete its private folder.
+
+        Does not wait for a start-up in progress on another thread: that one is interrupted.
+        """
+        self._stop_requested.set()
         with self._lock:
             proc = self._proc
             if proc is not None and proc.poll() is None:

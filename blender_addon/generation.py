@@ -278,11 +278,38 @@ def _redraw() -> None:
 
 
 def _poll_active():
+    """Main-thread timer: apply the job thread's events; import finished heads. Returns the next interval."""
     thread = _Active.thread
     if thread is None:
         return None
-    wm = bpy.context.window_manager
-    status = wm.s3d_status
+    status = bpy.context.window_manager.s3d_status
+    try:
+        finished = _apply_events(thread, status)
+    except Exception as e:  # never leave the panel stuck in "running"
+        status.last_error = f"internal error while following the job: {e}"
+        thread.cancel()
+        finished = True
+    if finished:
+        results, _Active.results = _Active.results, []
+        replace = bpy.data.objects.get(_Active.replace_object_name) if _Active.replace_object_name else None
+        _Active.thread = None
+        status.running = False
+        status.progress = 1.0 if results else 0.0
+        if results:
+            try:
+                wm = bpy.context.window_manager
+                window = wm.windows[0] if len(wm.windows) else None
+                with bpy.context.temp_override(window=window):
+                    import_results(bpy.context, results, replace)
+                status.stage = "done"
+            except Exception as e:  # shown in the panel
+                status.last_error = f"Import failed: {e}"
+    _redraw()
+    return None if finished else 0.1
+
+
+def _apply_events(thread: JobThread, status) -> bool:
+    """Copy queued events into the panel status; True when the thread has finished."""
     n = max(1, len(thread.requests))
     finished = False
     for ev in thread.drain():
@@ -293,8 +320,7 @@ def _poll_active():
         elif ev[0] == "done":
             _Active.results.append(ev[2])
         elif ev[0] == "error":
-            err = ev[2]
-            status.last_error = str(err)
+            status.last_error = str(ev[2])
         elif ev[0] == "cancelled":
             status.last_error = "Cancelled"
         elif ev[0] == "finished":
@@ -304,24 +330,7 @@ def _poll_active():
         if health:
             status.device = str(health.get("device", ""))
             status.device_reason = str(health.get("device_reason", ""))
-    if finished:
-        results, _Active.results = _Active.results, []
-        replace = bpy.data.objects.get(_Active.replace_object_name) if _Active.replace_object_name else None
-        _Active.thread = None
-        status.running = False
-        status.progress = 1.0 if results else 0.0
-        if results:
-            try:
-                window = wm.windows[0] if len(wm.windows) else None
-                with bpy.context.temp_override(window=window):
-                    import_results(bpy.context, results, replace)
-                status.stage = "done"
-            except Exception as e:  # shown in the panel
-                status.last_error = f"Import failed: {e}"
-        _redraw()
-        return None
-    _redraw()
-    return 0.1
+    return finished
 
 
 def stop_async() -> None:

@@ -119,7 +119,10 @@ class CheckingLayout:
 
     def operator(self, idname, **kw):
         mod, name = idname.split(".")
-        assert hasattr(getattr(bpy.ops, mod), name) and getattr(getattr(bpy.ops, mod), name).idname(), idname
+        try:
+            getattr(getattr(bpy.ops, mod), name).get_rna_type()
+        except KeyError:
+            raise AssertionError(f"no operator {idname!r}") from None
         self._check("operator", kw)
 
     def label(self, **kw):

@@ -546,3 +546,36 @@ def test_env_setup_thread_reports_progress_lines_and_failures(tmp_path):
 def test_panel_and_preferences_draw_valid_ui(scenario):
     # every prop, operator, icon and keyword the panel and the preferences use exists in Blender's RNA
     assert {"prop", "operator", "label", "progress", "template_ID"} <= set(scenario["report"]["draw_calls"])
+
+
+def test_stop_interrupts_a_start_in_progress(tmp_path):
+    import threading
+
+    from blender_addon.backend_process import BackendConfig, BackendProcess
+    from blender_addon.http_client import BackendError
+
+    slow = tmp_path / "python"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")  # never prints S3D_READY
+    slow.chmod(0o755)
+    proc = BackendProcess(BackendConfig(backend_python=str(slow), backend_root=str(ROOT), startup_timeout_s=60))
+    errors = []
+
+    def start():
+        try:
+            proc.client()
+        except BackendError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=start)
+    t.start()
+    deadline = time.monotonic() + 10
+    while proc.pid is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pid = proc.pid
+    t0 = time.monotonic()
+    proc.stop()
+    t.join(10)
+    assert time.monotonic() - t0 < 5 and not t.is_alive()
+    assert errors and errors[0].code == "backend_stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
