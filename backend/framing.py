@@ -12,6 +12,13 @@ keeps the content box inside the canonical box in both width and height; the con
 horizontally on the canonical centre and its top edge is put on the canonical top edge (heads are
 anchored at the crown; how much neck and shoulder a drawing shows varies and is often cut by the page).
 
+Landmark refinement (second pass): the content box is only a rough guide (shoulders, long hair and the
+page edge move it), so once a first mask exists the framing is redone from two facial landmarks, the
+way face data sets are aligned (FFHQ / CelebA-HQ align on the eyes and the mouth): the centroid of the
+eye classes goes to ``eye_center`` and the eye-to-mouth distance is scaled to ``eye_mouth_distance``
+(:data:`DEFAULT_CANONICAL_LANDMARKS`, measured on SynHead masks; ``canonical_framing.json`` may override
+them with the same keys). No rotation: the transform stays a uniform scale and a shift.
+
 All transforms are affine maps of continuous pixel coordinates (pixel centres at integers, x right,
 y down) from the input image's own pixel frame to the ``size`` x ``size`` framed image, recorded in
 result.json so the mask can be mapped back onto the input (:func:`unframe_mask`).
@@ -31,6 +38,15 @@ CANONICAL_FRAMING_PATH = Path(__file__).resolve().parent / "canonical_framing.js
 #: Defaults used while ``canonical_framing.json`` is absent: normalised image coords, y down.
 DEFAULT_CANONICAL_CONTENT_BOX = {"center": [0.5, 0.54], "width": 0.62, "height": 0.88, "n": 0,
                                  "source": "defaults in backend/framing.py"}
+#: Landmark placement in the input view (normalised, y down): centroid of the eye classes (l_eye, r_eye)
+#: and its distance to the centroid of the mouth classes (mouth, u_lip, l_lip). Measured on 16 SynHead v1
+#: front masks (median eye centre y 0.383, distance 0.150; x is 0.5 by symmetry of the random shift).
+DEFAULT_CANONICAL_LANDMARKS = {"eye_center": [0.5, 0.383], "eye_mouth_distance": 0.150,
+                               "source": "defaults in backend/framing.py (16 SynHead v1 masks)"}
+EYE_IDS = (4, 5)
+MOUTH_IDS = (10, 11, 12)
+#: Fewest pixels (at 512^2) a landmark class needs to count as found.
+MIN_LANDMARK_PIXELS = 12
 #: Percentiles of the ink coordinates that define the content box (robust to specks).
 CONTENT_PERCENTILES = (0.2, 99.8)
 
@@ -61,6 +77,43 @@ def canonical_content_box(path: str | Path | None = None) -> dict:
         return dict(DEFAULT_CANONICAL_CONTENT_BOX)
 
 
+def canonical_landmarks(path: str | Path | None = None) -> dict:
+    """``{"eye_center": [x, y], "eye_mouth_distance": d, "source"}`` in normalised input-view coords.
+
+    ``eye_center`` / ``eye_mouth_distance`` keys of ``canonical_framing.json`` override the defaults.
+    """
+    path = Path(path) if path is not None else CANONICAL_FRAMING_PATH
+    try:
+        data = json.loads(path.read_text())
+        ex, ey = (float(v) for v in data["eye_center"])
+        d = float(data["eye_mouth_distance"])
+        if not (0.02 < d < 0.6 and 0 < ex < 1 and 0 < ey < 1):
+            raise ValueError("landmarks out of range")
+        return {"eye_center": [ex, ey], "eye_mouth_distance": d, "source": str(path.name)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return dict(DEFAULT_CANONICAL_LANDMARKS)
+
+
+def mask_landmarks(mask: np.ndarray) -> dict | None:
+    """Eye and mouth centroids of a label map ``(H, W)`` ids, pixels (x right, y down, pixel centres).
+
+    Returns:
+        ``{"eye": [x, y], "mouth": [x, y]}``, or None when a class group is missing or implausible (the
+        mouth must lie below the eyes, more below than beside them).
+    """
+    eyes = np.argwhere(np.isin(mask, EYE_IDS))
+    mouth = np.argwhere(np.isin(mask, MOUTH_IDS))
+    scale = (mask.shape[0] * mask.shape[1]) / (512.0 * 512.0)
+    if len(eyes) < MIN_LANDMARK_PIXELS * scale or len(mouth) < MIN_LANDMARK_PIXELS * scale:
+        return None
+    e = eyes.mean(axis=0)[::-1]
+    m = mouth.mean(axis=0)[::-1]
+    dx, dy = m - e
+    if dy <= 0 or abs(dx) > dy:
+        return None
+    return {"eye": [float(e[0]), float(e[1])], "mouth": [float(m[0]), float(m[1])]}
+
+
 @dataclass
 class FramingTransform:
     """Affine map from the input's pixel frame to the framed ``output_size`` square.
@@ -72,6 +125,8 @@ class FramingTransform:
         content_box: ``[x0, y0, x1, y1]`` of the ink in the input image, pixels (None for no content).
         canonical_box: the canonical content box used (see :func:`canonical_content_box`).
         auto_framed: False with ``--no-frame`` (the input was only scaled to the square).
+        method: ``content_box``, ``landmarks`` (eye/mouth alignment) or ``none`` (``--no-frame``).
+        landmarks: the eye and mouth centroids in the input's pixels when ``method == "landmarks"``.
     """
 
     matrix: list[list[float]]
@@ -80,6 +135,8 @@ class FramingTransform:
     content_box: list[float] | None
     canonical_box: dict | None
     auto_framed: bool
+    method: str = "content_box"
+    landmarks: dict | None = None
 
     @property
     def scale(self) -> float:
@@ -121,7 +178,7 @@ def framing_transform(ink: np.ndarray, size: int = 512, auto_frame: bool = True,
         s = size / max(w, h)
         tx = (size - w * s) / 2.0 + 0.5 * s - 0.5
         ty = (size - h * s) / 2.0 + 0.5 * s - 0.5
-        return FramingTransform([[s, 0.0, tx], [0.0, s, ty]], [w, h], size, content_box(ink), None, False)
+        return FramingTransform([[s, 0.0, tx], [0.0, s, ty]], [w, h], size, content_box(ink), None, False, "none")
     box = content_box(ink)
     if box is None:
         raise FramingError("framing_no_content", "nothing drawn to frame; draw the head, or pass --no-frame")
@@ -136,6 +193,49 @@ def framing_transform(ink: np.ndarray, size: int = 512, auto_frame: bool = True,
     tx = cx - 0.5 - s * (x0 + x1) / 2.0
     ty = top - 0.5 - s * y0
     return FramingTransform([[s, 0.0, tx], [0.0, s, ty]], [w, h], size, box, canonical, True)
+
+
+def input_landmarks(framed_mask: np.ndarray, transform: FramingTransform) -> dict | None:
+    """Landmarks of a mask in the framed square, mapped back to the input's pixel frame (or None)."""
+    lm = mask_landmarks(framed_mask)
+    if lm is None:
+        return None
+    s, tx, ty = transform.scale, transform.matrix[0][2], transform.matrix[1][2]
+    return {k: [(v[0] - tx) / s, (v[1] - ty) / s] for k, v in lm.items()}
+
+
+def landmark_transform(landmarks: dict, input_size: list[int] | tuple[int, int], size: int = 512,
+                       canonical: dict | None = None, content: list[float] | None = None) -> FramingTransform:
+    """The transform that puts input-pixel ``landmarks`` (eye and mouth centroids) on the canonical ones.
+
+    Returns:
+        :class:`FramingTransform` with ``method == "landmarks"``.
+    """
+    canonical = canonical or canonical_landmarks()
+    e = np.asarray(landmarks["eye"], float)
+    m = np.asarray(landmarks["mouth"], float)
+    s = canonical["eye_mouth_distance"] * size / max(float(np.linalg.norm(m - e)), 1e-6)
+    target = np.asarray(canonical["eye_center"], float) * size - 0.5  # pixel-centre coordinates
+    t = target - s * e
+    return FramingTransform([[s, 0.0, float(t[0])], [0.0, s, float(t[1])]], [int(input_size[0]), int(input_size[1])],
+                            size, content, canonical, True, "landmarks",
+                            {k: [round(float(c), 3) for c in v] for k, v in landmarks.items()})
+
+
+def refine_with_landmarks(first: FramingTransform, framed_mask: np.ndarray,
+                          max_change: float = 2.0) -> FramingTransform | None:
+    """Second framing pass from a first mask (in ``first``'s framed square); None if not usable.
+
+    The refined scale must stay within ``max_change`` times the first pass's scale (otherwise the mask is
+    more likely wrong than the first framing).
+    """
+    lm = input_landmarks(framed_mask, first)
+    if lm is None:
+        return None
+    t = landmark_transform(lm, first.input_size, first.output_size, content=first.content_box)
+    if not (1.0 / max_change <= t.scale / first.scale <= max_change):
+        return None
+    return t
 
 
 def apply_to_image(image: np.ndarray, transform: FramingTransform, fill: int = 255, nearest: bool = False) -> np.ndarray:
@@ -163,30 +263,44 @@ def apply_to_image(image: np.ndarray, transform: FramingTransform, fill: int = 2
 
 def frame_sketch(image: np.ndarray, size: int = 512, auto_frame: bool = True,
                  canonical: dict | None = None) -> tuple[np.ndarray, FramingTransform]:
-    """Frame a normalised sketch ``(H, W)`` uint8 (dark on white) into ``(size, size)`` uint8.
-
-    After resampling, the ink is re-stretched so the darkest stroke is black again (downscaling a
-    large scan makes thin strokes grey).
+    """Frame a normalised sketch ``(H, W)`` uint8 (dark on white) into ``(size, size)`` uint8 by its
+    content box (first pass; see :func:`refine_with_landmarks` for the second).
 
     Raises:
         FramingError: nothing drawn and ``auto_frame``.
     """
     t = framing_transform(image < 128, size, auto_frame, canonical)
-    out = apply_to_image(image, t, fill=255)
+    return resample_sketch(image, t), t
+
+
+def resample_sketch(image: np.ndarray, transform: FramingTransform) -> np.ndarray:
+    """Apply a framing transform to a sketch ``(H, W)`` uint8 -> ``(S, S)`` uint8, white outside.
+
+    After resampling, the ink is re-stretched so the darkest stroke is black again (downscaling a
+    large scan makes thin strokes grey).
+    """
+    out = apply_to_image(image, transform, fill=255)
     darkest = int(out.min())
     if 0 < darkest < 200:
         out = np.clip((out.astype(np.float32) - darkest) * (255.0 / (255 - darkest)), 0, 255).round().astype(np.uint8)
-    return out, t
+    return out
 
 
 def frame_mask(mask: np.ndarray, size: int = 512, auto_frame: bool = True,
                canonical: dict | None = None) -> tuple[np.ndarray, FramingTransform]:
-    """Frame a label-id map ``(H, W)`` uint8 (content = non-background) into ``(size, size)`` uint8 ids.
+    """Frame a label-id map ``(H, W)`` uint8 into ``(size, size)`` uint8 ids.
+
+    With ``auto_frame`` the eye and mouth landmarks place it (:func:`landmark_transform`) when the map
+    has them, else its content box (non-background pixels) does.
 
     Raises:
         FramingError: an all-background map and ``auto_frame``.
     """
     t = framing_transform(mask > 0, size, auto_frame, canonical)
+    if auto_frame:
+        lm = mask_landmarks(mask)
+        if lm is not None:
+            t = landmark_transform(lm, t.input_size, size, content=t.content_box)
     return apply_to_image(mask, t, fill=0, nearest=True), t
 
 

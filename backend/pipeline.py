@@ -263,6 +263,16 @@ class FieldQuery:
         return self(xyz, rgb=False)["sigma"]
 
 
+def _sketch_to_mask(net: Any, sketch512: np.ndarray, device: str) -> np.ndarray:
+    """SketchToMask on a framed ``(512, 512)`` uint8 sketch -> ``(512, 512)`` uint8 label ids (argmax)."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(sketch512.astype(np.float32) / 255.0)[None, None].to(device)
+        logits, _style = net(x)
+        return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+
+
 def _as_input(source: Any) -> tuple[Any, str]:
     """Normalise a job input to something the intake functions read, and a display name."""
     if isinstance(source, (str, Path)):
@@ -296,7 +306,7 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     import torch
 
     from backend import export
-    from backend.framing import frame_mask, frame_sketch, unframe_mask
+    from backend.framing import frame_mask, frame_sketch, refine_with_landmarks, resample_sketch, unframe_mask
     from backend.mask_intake import load_mask
     from backend.mesh import MeshError, density_grid, extract_mesh
     from backend.sketch.intake import IntakeError, load_sketch
@@ -343,11 +353,15 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
 
     # --- sketch -> mask
     prog.start("sketch_to_mask")
-    with torch.inference_mode():
-        if sketch512 is not None:
-            x = torch.from_numpy(sketch512.astype(np.float32) / 255.0)[None, None].to(dev)
-            logits, _style = models.sketch2mask(x)
-            mask512 = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+    if sketch512 is not None:
+        mask512 = _sketch_to_mask(models.sketch2mask, sketch512, dev)
+        if transform.auto_framed:
+            # second framing pass: align the first mask's eyes and mouth with the canonical ones
+            refined = refine_with_landmarks(transform, mask512)
+            if refined is not None:
+                transform = refined
+                sketch512 = resample_sketch(sk.image, transform)
+                mask512 = _sketch_to_mask(models.sketch2mask, sketch512, dev)
     mask_input_frame = mask_in if options.from_mask else unframe_mask(mask512, transform)
     prog.end()
 

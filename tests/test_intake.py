@@ -282,3 +282,34 @@ def test_mask_framing_round_trip():
     back = unframe_mask(framed, t)
     assert back.shape == ids.shape
     assert (back == ids).mean() > 0.97
+
+
+def test_landmark_framing_puts_eyes_and_mouth_on_the_canonical_places():
+    from backend.framing import canonical_landmarks, mask_landmarks, refine_with_landmarks
+
+    ids = np.zeros((400, 300), np.uint8)
+    ids[60:380, 60:240] = 1
+    ids[150:165, 100:125] = 4  # eyes centred at (x 149.5, y 157)
+    ids[150:165, 175:200] = 5
+    ids[240:250, 125:175] = 11  # mouth centred at (149.5, 244.5)
+    lm = mask_landmarks(ids)
+    assert np.allclose(lm["eye"], [149.5, 157.0]) and np.allclose(lm["mouth"], [149.5, 244.5])
+    framed, t = frame_mask(ids, 512)
+    assert t.method == "landmarks" and t.landmarks is not None
+    canon = canonical_landmarks()
+    got = mask_landmarks(framed)
+    assert np.allclose(got["eye"], np.array(canon["eye_center"]) * 512 - 0.5, atol=1.5)
+    assert abs((got["mouth"][1] - got["eye"][1]) - canon["eye_mouth_distance"] * 512) < 2.0
+    # the same refinement from a first (content-box) pass over the framed square
+    first = framing_transform(ids > 0, 512)
+    refined = refine_with_landmarks(first, apply_first(ids, first))
+    assert refined is not None and np.allclose(refined.as_array(), t.as_array(), atol=0.6)
+    # no eyes: no landmarks, the content box stays in charge
+    assert mask_landmarks(np.where(np.isin(ids, [4, 5]), 1, ids)) is None
+    assert frame_mask(np.where(np.isin(ids, [4, 5]), 1, ids).astype(np.uint8), 512)[1].method == "content_box"
+
+
+def apply_first(ids, t):
+    from backend.framing import apply_to_image
+
+    return apply_to_image(ids, t, fill=0, nearest=True)
