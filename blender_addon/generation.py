@@ -241,6 +241,7 @@ class _Active:
     thread: JobThread | None = None
     results: list[JobResult] = []
     replace_object_name: str | None = None
+    filepath: str = ""
     config = None
 
 
@@ -259,9 +260,10 @@ def start_async(context, requests: list[JobRequest], replace_object=None) -> Non
     _Active.thread = JobThread(cfg, requests)
     _Active.results = []
     _Active.replace_object_name = replace_object.name if replace_object is not None else None
+    _Active.filepath = bpy.data.filepath
     _Active.config = cfg
     _Active.thread.start()
-    bpy.app.timers.register(_poll_active, first_interval=0.1)
+    bpy.app.timers.register(_poll_active, first_interval=0.1, persistent=True)  # survives File > Open
 
 
 def cancel_async() -> None:
@@ -291,7 +293,8 @@ def _poll_active():
         finished = True
     if finished:
         results, _Active.results = _Active.results, []
-        replace = bpy.data.objects.get(_Active.replace_object_name) if _Active.replace_object_name else None
+        same_file = bpy.data.filepath == _Active.filepath  # another file opened meanwhile: import, never replace
+        replace = bpy.data.objects.get(_Active.replace_object_name) if _Active.replace_object_name and same_file else None
         _Active.thread = None
         status.running = False
         status.progress = 1.0 if results else 0.0

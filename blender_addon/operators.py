@@ -291,7 +291,7 @@ class S3D_OT_create_backend_env(bpy.types.Operator):
                 self.report({"ERROR"}, f"S3D: {status.env_error}")
                 return {"CANCELLED"}
             return {"FINISHED"}
-        bpy.app.timers.register(_poll_env_setup, first_interval=0.2)
+        bpy.app.timers.register(_poll_env_setup, first_interval=0.2, persistent=True)
         return {"FINISHED"}
 
 
