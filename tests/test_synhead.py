@@ -1,0 +1,208 @@
+"""SynHead data engine: layout, determinism, labels, closed meshes, sketch sanity, alignment.
+
+Budget: about 1-3 minutes of CPU on the 2-core machine (one head template build, three heads).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("ANNY_CACHE_DIR", str(REPO / ".cache" / "anny"))
+os.environ.setdefault("XDG_CACHE_HOME", str(REPO / ".cache" / "xdg"))
+
+pytest.importorskip("anny")
+pytest.importorskip("embreex")
+
+from PIL import Image  # noqa: E402
+
+from backend.labels import NUM_CLASSES  # noqa: E402
+from training.synhead import TEST_SEEDS, split_of_seed  # noqa: E402
+
+SEED = 1003  # a train seed with hair (checked in test_hair_is_closed_and_labelled)
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    from training.synhead.writer import synthesise
+
+    out = tmp_path_factory.mktemp("synhead")
+    synthesise(out, num=2, seed=SEED, views=4, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def manifest(synth_dir):
+    return json.loads((synth_dir / "manifest.json").read_text())
+
+
+def test_split_of_seed():
+    assert TEST_SEEDS == (0, 199)
+    assert split_of_seed(0) == "test" and split_of_seed(199) == "test"
+    assert split_of_seed(200) == "train" and split_of_seed(SEED) == "train"
+
+
+def test_manifest_layout(synth_dir, manifest):
+    assert manifest["generator"] == "synhead" and manifest["box_size_m"] == pytest.approx(0.40)
+    assert manifest["test_seeds"] == [0, 199] and manifest["label_set"] == "celebamask-hq-19"
+    assert [s["seed"] for s in manifest["samples"]] == [SEED, SEED + 1]
+    for s in manifest["samples"]:
+        assert s["split"] == "train" and s["sketch_style"] in ("clean", "pencil", "rough")
+        for key in ("sketch", "strokes", "mask", "rgb", "points", "mesh"):
+            assert (synth_dir / s[key]).is_file(), key
+        assert [v["name"] for v in s["views"]] == ["front", "back", "left", "right"]
+        for v in s["views"]:
+            for key in ("rgb", "label", "depth", "normal", "alpha"):
+                assert (synth_dir / v[key]).is_file()
+            assert np.asarray(v["camera"]["cam2world"]).shape == (4, 4)
+        assert s["camera"]["type"] == "orthographic" and s["camera"]["resolution"] == 512
+        assert {"skin_rgb", "hair_rgb", "iris_rgb", "lip_rgb"} <= set(s["appearance"])
+        sketch = Image.open(synth_dir / s["sketch"])
+        mask = Image.open(synth_dir / s["mask"])
+        assert sketch.mode == "L" and sketch.size == (512, 512)
+        assert mask.mode == "L" and mask.size == (512, 512)
+        assert Image.open(synth_dir / s["rgb"]).size == (512, 512)
+        doc = json.loads((synth_dir / s["strokes"]).read_text())
+        groups = {st["group"] for st in doc["strokes"]}
+        assert {"face_outline", "eye", "nose", "lips"} <= groups, groups
+
+
+def test_determinism(synth_dir, tmp_path):
+    from training.synhead.writer import generate_sample
+
+    generate_sample(SEED, tmp_path, 4)
+    a_dir, b_dir = synth_dir / f"s{SEED:06d}", tmp_path / f"s{SEED:06d}"
+    files = sorted(p.relative_to(a_dir) for p in a_dir.rglob("*") if p.is_file() and p.name != "sample.json")
+    assert len(files) >= 20
+    for rel in files:
+        assert (a_dir / rel).read_bytes() == (b_dir / rel).read_bytes(), f"{rel} differs between two runs"
+    ea, eb = (json.loads((d / "sample.json").read_text()) for d in (a_dir, b_dir))
+    ea.pop("seconds"), eb.pop("seconds")
+    assert ea == eb
+
+
+def test_label_validity(synth_dir, manifest):
+    import trimesh
+
+    for s in manifest["samples"]:
+        mask = np.asarray(Image.open(synth_dir / s["mask"]))
+        assert mask.max() < NUM_CLASSES
+        present = set(np.unique(mask).tolist())
+        assert {0, 1, 2, 4, 5, 17} <= present, present  # background, skin, nose, eyes, neck
+        assert len(present) >= 10
+        # l_eye (4) is the person's left = image right (CelebAMask-HQ convention)
+        cols4 = np.nonzero(mask == 4)[1].mean()
+        cols5 = np.nonzero(mask == 5)[1].mean()
+        assert cols4 > 256 > cols5
+        for v in s["views"]:
+            lab = np.asarray(Image.open(synth_dir / v["label"]))
+            alpha = np.asarray(Image.open(synth_dir / v["alpha"]))
+            depth = np.load(synth_dir / v["depth"])
+            assert lab.shape == (128, 128) and lab.max() < NUM_CLASSES
+            assert np.array_equal(lab > 0, alpha > 0)
+            assert np.isfinite(depth[alpha > 0]).all() and np.isinf(depth[alpha == 0]).all()
+        pts = np.load(synth_dir / s["points"])
+        n = len(pts["xyz"])
+        assert 10_000 <= n <= 20_000 and pts["xyz"].dtype == np.float16
+        assert np.abs(pts["xyz"].astype(np.float32)).max() <= 1.0
+        assert pts["label"].max() < NUM_CLASSES and set(np.unique(pts["kind"])) == {0, 1, 2}
+        uniform_occ = pts["occ"][pts["kind"] == 0].mean()
+        assert 0.02 < uniform_occ < 0.5
+        mesh = trimesh.load(synth_dir / s["mesh"], process=False)
+        labels = mesh.metadata["_ply_raw"]["vertex"]["data"]["label"]
+        assert labels.max() < NUM_CLASSES and len(labels) == len(mesh.vertices)
+
+
+def test_mask_mesh_and_sketch_line_up(synth_dir, manifest):
+    """Mesh (metres) projected into the front view matches the mask; clean strokes lie on label edges."""
+    import cv2
+    import trimesh
+
+    from backend.frame import box_xz_to_pixel, metres_to_box
+    from backend.sketch.raster import rasterize_strokes
+
+    for s in manifest["samples"]:
+        mask = np.asarray(Image.open(synth_dir / s["mask"]))
+        mesh = trimesh.load(synth_dir / s["mesh"], process=False)
+        q = metres_to_box(mesh.vertices)
+        q = q[(np.abs(q) <= 1).all(1)]
+        cols, rows = box_xz_to_pixel(q[:, 0], q[:, 2], 512)
+        ys, xs = np.nonzero(mask)
+        assert abs(cols.min() - xs.min()) < 4 and abs(cols.max() - xs.max()) < 4
+        assert abs(rows.min() - ys.min()) < 4
+        clean = rasterize_strokes(json.loads((synth_dir / s["strokes"]).read_text()), 512)
+        edges = cv2.Canny(mask * 10, 1, 1) > 0
+        near_edge = cv2.dilate(edges.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        ink = clean < 128
+        assert ink.sum() > 0 and near_edge[ink].mean() > 0.85
+
+
+def test_sketch_styles_sanity(synth_dir, manifest):
+    from training.synhead.scene import build_scene
+    from training.synhead.render import render_view
+    from training.synhead.sketch_styles import clean_sketch, ink_fraction, pencil_sketch, rough_strokes
+    from training.synhead.strokes import strokes_from_labels
+
+    for s in manifest["samples"]:
+        img = np.asarray(Image.open(synth_dir / s["sketch"]))
+        assert np.median(img) == 255 and img.min() < 64  # dark strokes on white paper
+        assert 0.01 <= ink_fraction(img) <= 0.25
+    scene = build_scene(SEED)
+    front = render_view(scene, "front", 512)
+    rng = np.random.default_rng(0)
+    doc = strokes_from_labels(front["label"], rng)
+    for img in (clean_sketch(doc), clean_sketch(rough_strokes(doc, rng)), pencil_sketch(front["rgb"], rng)):
+        assert img.shape == (512, 512) and img.dtype == np.uint8
+        assert np.median(img) == 255
+        assert 0.01 <= ink_fraction(img) <= 0.25, ink_fraction(img)
+
+
+def test_head_template_is_patched_and_closed():
+    import trimesh
+
+    from training.synhead.heads import head_template
+
+    tpl = head_template()
+    names = ("skin", "eye_l", "eye_r", "tongue")
+    for ci, name in enumerate(names):
+        f = tpl.faces[tpl.component[tpl.faces[:, 0]] == ci]
+        m = trimesh.Trimesh(tpl.rest_vertices, f, process=False)
+        assert m.is_watertight, f"{name} is not closed"
+        assert m.volume > 0, f"{name} is inside out"
+    # the right eyeball has its back faces (anny 0.6.2 drops them): both eyeballs have the same size
+    n_l = (tpl.component[tpl.faces[:, 0]] == 1).sum()
+    n_r = (tpl.component[tpl.faces[:, 0]] == 2).sum()
+    assert n_l == n_r
+    # eye_l is the person's left: +X
+    assert tpl.rest_vertices[tpl.component == 1, 0].mean() > 0 > tpl.rest_vertices[tpl.component == 2, 0].mean()
+
+
+def test_hair_is_closed_and_labelled():
+    from training.synhead.scene import build_scene
+
+    scene = build_scene(SEED)
+    assert scene.params["hair"]["style"] != "bald"
+    names = [p.name for p in scene.parts]
+    assert "hair" in names
+    for p in scene.parts:
+        assert p.mesh.is_watertight, f"part {p.name} is not closed"
+        assert len(p.labels) == len(p.mesh.vertices) and p.labels.max() < NUM_CLASSES
+    hair = scene.parts[names.index("hair")]
+    assert (hair.labels == 13).all() and hair.mesh.volume > 0
+
+
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
+    from training.data_cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["synth", "--out", str(tmp_path), "--num", "1", "--views", "9"])
+    assert e.value.code == 2
+    assert "--views" in capsys.readouterr().err
+    assert main(["preview", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")]) == 2
