@@ -272,11 +272,8 @@ def blend_vertex_colors(vertices: np.ndarray, normals: np.ndarray, renders: list
         pixel = 2.0 * rnd.view.half_size / res
         slope = np.sqrt(np.clip(1.0 - cos ** 2, 0.0, 1.0)) / np.maximum(cos, 0.2)
         visible = (depth <= zmin[ri, ci] + tolerance + pixel * slope) & (cos > 0.05)
-        mapx = cols.astype(np.float32).reshape(-1, 1)
-        mapy = rows.astype(np.float32).reshape(-1, 1)
-        rgb = cv2.remap(rnd.rgb, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(-1, 3)
-        cover = cv2.remap(np.isfinite(rnd.depth).astype(np.float32), mapx, mapy, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(-1)
+        rgb = sample_bilinear(rnd.rgb, cols, rows)
+        cover = sample_bilinear(np.isfinite(rnd.depth).astype(np.float32)[..., None], cols, rows)[:, 0]
         # bilinear taps that straddle the silhouette mix in the (zero) background: renormalise by coverage
         rgb = rgb / np.maximum(cover, 1e-6)[:, None]
         w = np.where(visible & (cover > 0.2), np.clip(cos, 0.0, 1.0) ** power, 0.0)
@@ -285,6 +282,22 @@ def blend_vertex_colors(vertices: np.ndarray, normals: np.ndarray, renders: list
         seen += (w > 0).astype(np.int32)
     out = np.where(wsum[:, None] > 1e-6, acc / np.maximum(wsum, 1e-12)[:, None], np.asarray(fallback_rgb, np.float64))
     return np.clip(out, 0.0, 1.0).astype(np.float32), seen
+
+
+def sample_bilinear(image: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``image (H, W, C)`` at pixel-centre coordinates ``(N,)``; zero outside.
+
+    Returns ``(N, C)`` float32.
+    """
+    h, w = image.shape[:2]
+    img = np.pad(np.asarray(image, np.float32), ((1, 1), (1, 1), (0, 0)))  # zero border
+    x = np.clip(np.asarray(cols, np.float64) + 1.0, 0.0, w + 0.999)
+    y = np.clip(np.asarray(rows, np.float64) + 1.0, 0.0, h + 0.999)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, w + 1), np.minimum(y0 + 1, h + 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    return ((img[y0, x0] * (1 - fx) + img[y0, x1] * fx) * (1 - fy)
+            + (img[y1, x0] * (1 - fx) + img[y1, x1] * fx) * fy).astype(np.float32)
 
 
 def linear_to_srgb(x: np.ndarray) -> np.ndarray:

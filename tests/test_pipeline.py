@@ -265,3 +265,15 @@ def test_cli_generate_prints_where_the_files_are_and_stage_times(weights_dir, sp
     with pytest.raises(SystemExit) as e:
         main(["generate", str(sketch_png), "--out", str(out), "--format", "stl", "--quiet"])
     assert e.value.code == 2 and "bad_option" in capsys.readouterr().err
+
+
+def test_bilinear_sampling_is_exact_on_a_ramp_for_many_points():
+    from backend.vertex_colors import sample_bilinear
+
+    h, w = 40, 50
+    ramp = (np.arange(w)[None, :] * 2.0 + np.arange(h)[:, None] * 3.0)[..., None].astype(np.float32)
+    rng = np.random.default_rng(0)
+    cols, rows = rng.uniform(0, w - 1, 50_000), rng.uniform(0, h - 1, 50_000)  # more than OpenCV's 32767 limit
+    got = sample_bilinear(ramp, cols, rows)[:, 0]
+    assert np.allclose(got, cols * 2.0 + rows * 3.0, atol=1e-3)
+    assert sample_bilinear(ramp, np.array([-5.0]), np.array([-5.0]))[0, 0] == 0.0  # outside is zero

@@ -1,0 +1,99 @@
+"""Run ``generate`` on a folder of real sketches, check the issue's acceptance criteria, draw a sheet.
+
+Criteria (issue 6, "Done when"): per sketch, the largest connected component of the marching-cubes
+surface holds at least 95 % of the faces; the bounding box is head-sized (0.15-0.35 m wide); the classes
+skin, hair, eyes (l_eye or r_eye), nose and lips (u_lip or l_lip) are present on the mesh.
+
+Usage::
+
+    python benchmarks/check_real_sketches.py SKETCH_DIR --out-dir /tmp/real --sheet docs/img/real_sketches.png
+        [--weights DIR] [--seed 0] [--from-mask]
+
+Prints one line per sketch and a summary; writes a contact sheet (sketch as framed, mask, front, left,
+right, back previews) when ``--sheet`` is given. Exit code 1 when a criterion fails.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRED = {"skin": ("skin",), "hair": ("hair",), "eyes": ("l_eye", "r_eye"), "nose": ("nose",),
+            "lips": ("u_lip", "l_lip")}
+SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".json", ".bmp")
+
+
+def check(result: dict) -> dict:
+    """The criteria for one result.json: ``{"main_component", "width_m", "missing", "ok"}``."""
+    frac = float(result["mesh"]["kept_face_fraction"])
+    width = float(result["bbox_m"]["size"][0])
+    classes = result["class_vertex_counts"]
+    missing = [k for k, names in REQUIRED.items() if not any(classes.get(n, 0) > 0 for n in names)]
+    ok = frac >= 0.95 and 0.15 <= width <= 0.35 and not missing
+    return {"main_component": frac, "width_m": width, "missing": missing, "ok": ok}
+
+
+def sheet_row(out: Path, tile: int = 160) -> np.ndarray:
+    from PIL import Image
+
+    names = ["sketch_framed.png", "mask_color.png", "views/front.png", "views/left.png", "views/right.png",
+             "views/back.png"]
+    tiles = []
+    for n in names:
+        p = out / n
+        if p.is_file():
+            im = Image.open(p).convert("RGB")
+            im.thumbnail((tile, tile))
+            canvas = Image.new("RGB", (tile, tile), (255, 255, 255))
+            canvas.paste(im, ((tile - im.size[0]) // 2, (tile - im.size[1]) // 2))
+            tiles.append(np.asarray(canvas))
+        else:
+            tiles.append(np.full((tile, tile, 3), 255, np.uint8))
+    return np.hstack(tiles)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("sketch_dir")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--sheet", default=None)
+    p.add_argument("--weights", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from-mask", action="store_true")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from PIL import Image
+
+    from backend.pipeline import GenerateOptions, PipelineError, generate, load_models
+
+    models = load_models(args.weights, "auto", need_sketch=not args.from_mask)
+    rows, failures = [], 0
+    inputs = sorted(q for q in Path(args.sketch_dir).iterdir() if q.suffix.lower() in SUFFIXES)
+    for q in inputs:
+        out = Path(args.out_dir) / q.stem
+        try:
+            r = generate(q, out, GenerateOptions(seed=args.seed, from_mask=args.from_mask, formats=("ply", "glb")),
+                         models=models)
+        except PipelineError as e:
+            print(f"{q.name:<28} FAILED [{e.code}] {e}")
+            failures += 1
+            continue
+        c = check(r)
+        failures += not c["ok"]
+        print(f"{q.name:<28} {'ok  ' if c['ok'] else 'FAIL'} main component {c['main_component']:.1%}, "
+              f"width {c['width_m']:.3f} m, bbox {' x '.join(f'{v:.3f}' for v in r['bbox_m']['size'])} m, "
+              f"missing {c['missing'] or 'none'}, {r['timings_s']['total']:.1f} s, framing {r['framing']['method']}")
+        rows.append(sheet_row(out))
+    print(f"{len(inputs) - failures} of {len(inputs)} sketches meet every criterion")
+    if args.sheet and rows:
+        Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.vstack(rows)).save(args.sheet, optimize=True)
+        print(f"sheet: {args.sheet} (columns: framed sketch, mask, front, left, right, back)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
