@@ -1,7 +1,8 @@
 """``s3d-data``: SynHead data generation and contact sheets (docs/synhead.md).
 
     s3d-data synth --out DIR --num N --seed S --views V --workers W
-    s3d-data preview DIR --out sheet.png [--count 8]
+    s3d-data preview DIR --out sheet.png [--count 8] [--sketches-only [--real FOLDER]]
+    s3d-data framing DIR --out backend/canonical_framing.json
 """
 from __future__ import annotations
 
@@ -31,7 +32,13 @@ def main(argv=None) -> int:
     q = sub.add_parser("preview", help="contact sheet: sketch, mask, RGB, back view per sample")
     q.add_argument("dir", help="a SynHead folder with manifest.json")
     q.add_argument("--out", required=True, help="PNG to write")
-    q.add_argument("--count", type=int, default=8, help="number of samples (rows)")
+    q.add_argument("--count", type=int, default=8, help="number of samples")
+    q.add_argument("--start", type=int, default=0, help="index of the first sample in the manifest")
+    q.add_argument("--sketches-only", action="store_true", help="a grid of sketches only (4 per row)")
+    q.add_argument("--real", default=None, help="folder of real drawings to show in a first row (with --sketches-only)")
+    f = sub.add_parser("framing", help="canonical framing (median sketch content box) of a SynHead folder")
+    f.add_argument("dir", help="a SynHead folder (reads s*/sample.json)")
+    f.add_argument("--out", required=True, help="JSON to write, e.g. backend/canonical_framing.json")
     args = parser.parse_args(argv)
     _default_cache_env()
     if args.cmd == "synth":
@@ -48,11 +55,32 @@ def main(argv=None) -> int:
         from training.synhead.preview import contact_sheet
 
         try:
-            contact_sheet(args.dir, args.out, args.count)
+            contact_sheet(args.dir, args.out, args.count, real_dir=args.real, sketches_only=args.sketches_only,
+                          start=args.start)
         except FileNotFoundError as e:
             print(f"s3d-data preview: {e}", file=sys.stderr)
             return 2
         print(f"wrote {args.out}")
+        return 0
+    if args.cmd == "framing":
+        import json
+        from pathlib import Path
+
+        from backend.weights import atomic_write_text
+        from training.synhead import GENERATOR_VERSION
+        from training.synhead.writer import canonical_framing
+
+        entries = []
+        for p in sorted(Path(args.dir).glob("s*/sample.json")):
+            entries.append(json.loads(p.read_text()))
+        framing = canonical_framing(entries)
+        if framing is None:
+            print(f"s3d-data framing: no complete samples with ink in {args.dir}", file=sys.stderr)
+            return 2
+        framing["source"] = (f"median ink bounding box of {framing['n']} SynHead sketches (generator "
+                             f"{GENERATOR_VERSION}); normalised image coordinates, y down")
+        atomic_write_text(args.out, json.dumps(framing, indent=1) + "\n")
+        print(json.dumps(framing))
         return 0
     return 2
 
