@@ -98,6 +98,8 @@ def capture(obj, scene=None, projection: str = "FRONT") -> dict:
     Raises:
         ValueError: no strokes, no active camera, or points behind the camera (message for the user).
     """
+    if bpy.context.view_layer is not None:
+        bpy.context.view_layer.update()  # matrix_world of just-moved objects is stale until the depsgraph runs
     positions, radii, offsets = read_strokes(obj)
     if len(positions) == 0:
         raise ValueError(f"the Grease Pencil object {obj.name!r} has no strokes on its visible layers at this frame")

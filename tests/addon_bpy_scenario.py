@@ -217,6 +217,13 @@ def main() -> int:
         doc = mod.gp_capture.capture(gp, scene, "FRONT")
         report["captured"] = doc
         report["capture_hash"] = mod.gp_capture.stroke_hash(doc)
+        cam = bpy.data.objects.new("Front camera", bpy.data.cameras.new("Front camera"))
+        scene.collection.objects.link(cam)
+        cam.location, cam.rotation_euler = (0.0, -2.0, 0.0), (np.pi / 2, 0.0, 0.0)  # looks along +Y
+        cam.data.type, cam.data.ortho_scale = "ORTHO", 0.4
+        scene.camera = cam
+        scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 512, 512, 100
+        report["captured_camera"] = mod.gp_capture.capture(gp, scene, "CAMERA")
 
         step("generate")
         s = scene.s3d

@@ -392,6 +392,10 @@ def test_grease_pencil_capture_projects_the_drawn_strokes(scenario):
     for got, xz in zip(doc["strokes"], strokes):  # independent front projection: u = (x + 0.2)/0.4, v = (0.2 - z)/0.4
         np.testing.assert_allclose(np.array(got["points"]), np.c_[(xz[:, 0] + 0.2) / 0.4, (0.2 - xz[:, 1]) / 0.4], atol=2e-6)
         assert got["width"] == pytest.approx(2 * 0.0015 / 0.4, rel=1e-4)
+    cam = rep["captured_camera"]  # an orthographic camera framing the box from the front: same picture
+    assert cam["frame"] == "image" and (cam["width"], cam["height"]) == (512, 512)
+    for a, b in zip(doc["strokes"], cam["strokes"]):
+        np.testing.assert_allclose(np.array(b["points"]) / 512, a["points"], atol=1e-5)
 
 
 def test_generate_imports_the_backend_mesh(scenario, backend_setup):
