@@ -488,7 +488,7 @@ def test_batch_entry_point_on_a_folder_of_two_sketches(scenario, backend_setup):
     cv2.circle(img, (210, 240), 12, 0, 2)
     cv2.circle(img, (302, 240), 12, 0, 2)
     cv2.line(img, (220, 350), (292, 350), 0, 3)
-    cv2.imwrite(str(in_dir / "paper_face.png"), img)
+    cv2.imwrite(str(in_dir / "paper_face.jpg"), img)  # not a PNG: goes through Blender's image loader
     out = tmp / "batch_out"
     # the `blender -b -P blender_addon/batch.py -- IN OUT` form, with the bpy module as Blender
     cmd = [sys.executable, str(ROOT / "blender_addon" / "batch.py"), "--", str(in_dir), str(out),
@@ -503,6 +503,9 @@ def test_batch_entry_point_on_a_folder_of_two_sketches(scenario, backend_setup):
         assert json.loads((out / name / "result.json").read_text())["seed"] == 5
     kinds = {c["name"]: json.loads((out / c["name"] / "result.json").read_text())["input"]["kind"] for c in summary["converted"]}
     assert kinds == {"drawn_face": "strokes", "paper_face": "image"}
+    # the JPEG reached the backend upright and unscaled: its ink box is the drawn ellipse's (y 100..440)
+    box = json.loads((out / "paper_face" / "result.json").read_text())["framing"]["content_box"]
+    np.testing.assert_allclose(box, [136, 100, 376, 440], atol=4)
     # the .blend holds the imported head with its colour attribute
     check = ("import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
              "m = [o for o in bpy.data.objects if o.type == 'MESH']; "
