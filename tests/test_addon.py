@@ -586,3 +586,28 @@ def test_stop_interrupts_a_start_in_progress(tmp_path):
     assert errors and errors[0].code == "backend_stopped"
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_build_addon_bundles_addon_backend_and_lite_weights_only(tmp_path):
+    import zipfile
+
+    import build_addon
+
+    w = tmp_path / "weights"
+    w.mkdir()
+    for name, profile in (("sketch2mask_lite", "lite"), ("mask2triplane_paper", "paper")):
+        (w / f"{name}.json").write_text(json.dumps({"profile": profile, "sha256": "0"}))
+        (w / f"{name}.safetensors").write_bytes(b"weights")
+    zip_path = build_addon.build(tmp_path / "dist", w)
+    assert zip_path.name == f"s3d_sketch_to_head-{build_addon.manifest()['version']}.zip"
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names and "backend/cli.py" in names
+    assert "backend/server.py" in names or not HAS_SERVER
+    assert "weights/sketch2mask_lite.safetensors" in names and "weights/sketch2mask_lite.json" in names
+    assert not any("paper" in n for n in names)
+    assert not any("__pycache__" in n or n.endswith(".pyc") or "torch/" in n for n in names)
+    reqs = zipfile.ZipFile(zip_path).read("backend_requirements.txt").decode()
+    assert "numpy" in reqs and "torch" not in reqs.replace("# the backend's requirements besides torch==2.13.0", "")
+    assert zipfile.ZipFile(zip_path).read("blender_manifest.toml") == (ROOT / "blender_addon" / "blender_manifest.toml").read_bytes()
+    again = build_addon.build(tmp_path / "dist2", w)
+    assert again.read_bytes() == zip_path.read_bytes()  # reproducible
