@@ -8,6 +8,7 @@ reason in plain words (also shown in the panel).
 from __future__ import annotations
 
 import random
+import threading
 
 import bpy
 
@@ -193,22 +194,67 @@ class S3D_OT_new_sketch(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _show_health(context, health: dict) -> str:
+    generation.update_device_status(context, health)
+    bad = [n for n, w in (health.get("weights") or {}).items() if not (isinstance(w, dict) and w.get("ok"))]
+    context.window_manager.s3d_status.last_error = f"weights not OK: {', '.join(bad)}" if bad else ""
+    return f"S3D backend ready on {health.get('device', '?')}"
+
+
+class _Check:
+    thread: threading.Thread | None = None
+    outcome: tuple | None = None
+
+
+def _poll_check():
+    if _Check.thread is None or _Check.thread.is_alive():
+        return 0.2
+    _Check.thread = None
+    kind, value = _Check.outcome or ("error", "no answer")
+    status = bpy.context.window_manager.s3d_status
+    status.stage = ""
+    if kind == "ok":
+        _show_health(bpy.context, value)
+    else:
+        status.last_error = value
+    return None
+
+
 class S3D_OT_check_backend(bpy.types.Operator):
     """Start the backend if needed and show its device and weights"""
 
     bl_idname = "s3d.check_backend"
     bl_label = "Check Backend"
 
+    @classmethod
+    def poll(cls, context):
+        if _Check.thread is not None:
+            cls.poll_message_set("The backend is starting")
+            return False
+        return True
+
     def execute(self, context):
-        try:
-            backend_for(backend_config(context)).client()
-        except BackendError as err:
-            return _fail(self, context, err)
-        health = backend_for(backend_config(context)).health or {}
-        generation.update_device_status(context, health)
-        bad = [n for n, w in (health.get("weights") or {}).items() if not (isinstance(w, dict) and w.get("ok"))]
-        context.window_manager.s3d_status.last_error = f"weights not OK: {', '.join(bad)}" if bad else ""
-        self.report({"INFO"}, f"S3D backend ready on {health.get('device', '?')}")
+        backend = backend_for(backend_config(context))
+        if bpy.app.background:
+            try:
+                backend.client()
+            except BackendError as err:
+                return _fail(self, context, err)
+            self.report({"INFO"}, _show_health(context, backend.health or {}))
+            return {"FINISHED"}
+
+        def work():  # worker thread: no Blender data here
+            try:
+                backend.client()
+                _Check.outcome = ("ok", backend.health or {})
+            except BackendError as err:
+                _Check.outcome = ("error", str(err))
+
+        _Check.outcome = None
+        _Check.thread = threading.Thread(target=work, name="s3d-check", daemon=True)
+        _Check.thread.start()
+        context.window_manager.s3d_status.stage = "starting the backend"
+        bpy.app.timers.register(_poll_check, first_interval=0.2, persistent=True)
         return {"FINISHED"}
 
 
@@ -308,7 +354,8 @@ def unregister() -> None:
     if _EnvSetup.thread is not None:
         _EnvSetup.thread.cancel()
         _EnvSetup.thread = None
-    if bpy.app.timers.is_registered(_poll_env_setup):
-        bpy.app.timers.unregister(_poll_env_setup)
+    for timer in (_poll_env_setup, _poll_check):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

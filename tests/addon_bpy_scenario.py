@@ -241,6 +241,7 @@ def main() -> int:
         report["status_device"] = status.device
         report["after_generate"] = names()
         report["backend_pid"] = mod.backend_process.running_backends()[0].pid
+        report["check_backend"] = sorted(bpy.ops.s3d.check_backend())
 
         step("undo")
         bpy.ops.ed.undo()

@@ -37,7 +37,8 @@ def make_tiny_weights(weights_dir: str | Path, seed: int = 0, sketch: bool = Tru
         model = build_model(kind, cfgs[kind])
         if kind == "mask2triplane":  # louder colour and class outputs, so they vary over space and with z
             with torch.no_grad():
-                model.decoder.out.weight[1:] *= 30.0
+                model.decoder.out.weight[1:4] *= 4.0   # colours: varied, not saturated
+                model.decoder.out.weight[4:] *= 30.0   # classes: several win somewhere on the surface
         card = {"kind": kind, "profile": "tiny-test", "config": cfgs[kind], "label_set": LABEL_SET,
                 "box_size_m": BOX_SIZE_M, "data": "none: random initialisation for tests"}
         save_weights(model.state_dict(), card, f"{kind}_lite", weights_dir)

@@ -425,7 +425,7 @@ def test_generate_imports_the_backend_mesh(scenario, backend_setup):
     expected = {p.stem: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(backend_setup["weights"]).glob("*.safetensors")}
     assert props["s3d_weights_sha256"] == expected
     assert head["mask_image"]["exists"] and head["mask_image"]["packed"]
-    assert rep["status_device"] == "cpu"
+    assert rep["status_device"] == "cpu" and rep["check_backend"] == ["FINISHED"]
 
 
 def test_undo_restores_the_scene(scenario):
