@@ -106,7 +106,8 @@ def rasterize(view: OrthoView, vertices: np.ndarray, faces: np.ndarray, resoluti
               vertex_attributes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Z-buffer a mesh into a view by splatting points densely over every triangle.
 
-    Each triangle is sampled on a barycentric grid with spacing under 2/3 pixel (so there are no
+    Faces turned away from the camera are culled (the meshes are closed and wound outward). Each
+    remaining triangle is sampled on a barycentric grid with spacing under 2/3 pixel (so there are no
     holes); the nearest sample per pixel wins (``np.minimum.at``).
 
     Args:
@@ -118,6 +119,11 @@ def rasterize(view: OrthoView, vertices: np.ndarray, faces: np.ndarray, resoluti
         attributes (R, R, C) float32 or None)``.
     """
     cols, rows, depth = project(view, vertices, resolution)
+    # back-face culling: a closed, outward-wound mesh never shows a face turned away from the camera
+    v = np.asarray(vertices, np.float64)
+    face_n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    front = face_n @ view.basis()[2] < 0
+    faces = faces[front]
     tri = np.stack([cols, rows, depth], axis=1).astype(np.float32)[faces]  # (F, 3 corners, 3)
     edge = np.max(np.linalg.norm(tri[:, [1, 2, 0], :2] - tri[:, :, :2], axis=2), axis=1)
     steps = np.clip(np.ceil(edge * 1.5), 1, 32).astype(np.int64)

@@ -68,15 +68,16 @@ def run_once(inp: str, out: Path, args: argparse.Namespace, weights: str | None)
         cmd += ["--threads", str(args.threads)]
     if weights:
         cmd += ["--weights", weights]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"generate failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    # ru_maxrss of children is the max over all children so far: take it as an upper bound
-    return json.loads(proc.stdout), wall, max(peak_kb, before) / 1024.0
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    # ru_maxrss of children is the max over all children so far: an upper bound of this job's peak
+    return json.loads(proc.stdout), wall, after.ru_maxrss / 1024.0, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         make_random_lite(Path(weights))
     runs = []
     for i in range(args.repeats):
-        res, wall, peak = run_once(args.input, tmp / f"run{i}", args, weights)
-        runs.append((res, wall, peak))
+        load = os.getloadavg()[0]
+        res, wall, peak, cpu = run_once(args.input, tmp / f"run{i}", args, weights)
+        runs.append((res, wall, peak, cpu))
         print(f"run {i + 1}: total {res['timings_s']['total']:.2f} s in the job, {wall:.2f} s wall incl. process "
-              f"start, peak RSS {peak:.0f} MB, {res['vertex_count']} vertices", flush=True)
+              f"start, {cpu:.2f} s CPU (user+sys) of the process, peak RSS {peak:.0f} MB, {res['vertex_count']} "
+              f"vertices; load average before the run {load:.2f}", flush=True)
     stages = [k for k in runs[0][0]["timings_s"] if k != "total"]
     med = {k: statistics.median(r[0]["timings_s"][k] for r in runs) for k in stages}
     total = statistics.median(r[0]["timings_s"]["total"] for r in runs)
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:<16}{med[k]:>10.3f}{med[k] / total:>8.1%}")
     print(f"{'total (job)':<16}{total:>10.3f}")
     print(f"{'wall (process)':<16}{wall:>10.3f}")
+    print(f"{'CPU (process)':<16}{statistics.median(r[3] for r in runs):>10.3f}   (user+sys of all threads; with "
+          "--threads 1 this bounds the wall time of an unloaded machine)")
     print(f"peak memory (max RSS of the job processes): {max(r[2] for r in runs):.0f} MB")
     r0 = runs[0][0]
     print(f"grid points evaluated {sum(r0['mesh']['grid_points_evaluated'])} of {r0['mesh']['grid_points_dense']} "
