@@ -4,6 +4,7 @@ from __future__ import annotations
 import bpy
 
 from . import generation
+from .preferences import backend_python_problem, get_preferences
 
 
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 48) -> None:
@@ -32,6 +33,18 @@ class S3D_PT_main(bpy.types.Panel):
         layout = self.layout
         s = context.scene.s3d
         status = context.window_manager.s3d_status
+
+        prefs = get_preferences(context)
+        if status.env_running:
+            box = layout.box()
+            box.label(text="Creating the backend environment", icon="CONSOLE")
+            box.progress(factor=status.env_progress, type="BAR", text=status.env_stage or "working")
+        elif (problem := backend_python_problem(prefs)) is not None:
+            box = layout.box()
+            _wrapped(box, problem, icon="INFO")
+            box.operator("s3d.create_backend_env", icon="CONSOLE")
+            if status.env_error:
+                _wrapped(box, status.env_error, icon="ERROR")
 
         box = layout.box()
         box.prop(s, "source", text="Input")

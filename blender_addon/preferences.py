@@ -106,6 +106,18 @@ def resolve_backend_python(prefs) -> str:
     return auto_backend_python()
 
 
+def backend_python_problem(prefs) -> str | None:
+    """Why no backend can be started with these preferences (a sentence), or None when it can."""
+    if prefs is not None and prefs.use_remote:
+        return None
+    python = resolve_backend_python(prefs)
+    if not python:
+        return "No backend environment yet: create one (downloads torch), or set 'Backend Python' in the add-on preferences"
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        return f"'Backend Python' {python} does not exist or is not executable: fix it in the add-on preferences, or create an environment"
+    return None
+
+
 def backend_config(context=None) -> BackendConfig:
     """The :class:`BackendConfig` from the preferences (defaults when the add-on is not registered)."""
     prefs = get_preferences(context)

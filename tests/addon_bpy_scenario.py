@@ -146,8 +146,9 @@ class _Self:
         return getattr(self._base, name)
 
 
-def draw_everything(mod) -> list[str]:
+def draw_everything(mod, report_extra: dict) -> list[str]:
     calls: list[str] = []
+    problems: list = []
     ctx = bpy.context
     status, s = ctx.window_manager.s3d_status, ctx.scene.s3d
     prefs = ctx.preferences.addons[PKG].preferences
@@ -156,9 +157,17 @@ def draw_everything(mod) -> list[str]:
             s.source, status.running = source, running
             status.device, status.device_reason, status.last_error = "cpu", "no CUDA", "a long error " * 12
             mod.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
+    saved = prefs.backend_python
     for env_running in (False, True):
         status.env_running, status.env_error = env_running, "" if env_running else "pip failed"
         mod.preferences.S3DPreferences.draw(_Self(CheckingLayout(calls), prefs), ctx)
+        prefs.backend_python = "/nonexistent/python"  # the panel's "no backend environment" box
+        os.environ.pop("S3D_BACKEND_PYTHON", None)
+        mod.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
+        problems.append(mod.preferences.backend_python_problem(prefs))
+    prefs.backend_python = saved
+    report_extra["backend_python_problems"] = problems
+    report_extra["backend_python_problem_ok"] = mod.preferences.backend_python_problem(prefs)
     status.running = status.env_running = False
     status.last_error = status.device = ""
     s.source = "GREASE_PENCIL"
@@ -195,7 +204,7 @@ def main() -> int:
         status = bpy.context.window_manager.s3d_status
 
         step("draw panel and preferences with an RNA-checking layout")
-        report["draw_calls"] = sorted(set(draw_everything(mod)))
+        report["draw_calls"] = sorted(set(draw_everything(mod, report)))
 
         step("poll without drawing")
         for o in list(bpy.data.objects):

@@ -552,7 +552,10 @@ def test_env_setup_thread_reports_progress_lines_and_failures(tmp_path):
 
 def test_panel_and_preferences_draw_valid_ui(scenario):
     # every prop, operator, icon and keyword the panel and the preferences use exists in Blender's RNA
-    assert {"prop", "operator", "label", "progress", "template_ID"} <= set(scenario["report"]["draw_calls"])
+    rep = scenario["report"]
+    assert {"prop", "operator", "label", "progress", "template_ID"} <= set(rep["draw_calls"])
+    assert all("does not exist" in p for p in rep["backend_python_problems"])
+    assert rep["backend_python_problem_ok"] is None
 
 
 def test_stop_interrupts_a_start_in_progress(tmp_path):
