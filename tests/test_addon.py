@@ -614,3 +614,24 @@ def test_build_addon_bundles_addon_backend_and_lite_weights_only(tmp_path):
     assert zipfile.ZipFile(zip_path).read("blender_manifest.toml") == (ROOT / "blender_addon" / "blender_manifest.toml").read_bytes()
     again = build_addon.build(tmp_path / "dist2", w)
     assert again.read_bytes() == zip_path.read_bytes()  # reproducible
+
+
+def test_remote_backend_opt_in_starts_nothing(backend_setup):
+    from blender_addon.backend_process import BackendConfig, BackendProcess
+
+    local = BackendProcess(BackendConfig(backend_python=str(backend_setup["shim"]), backend_root=str(ROOT),
+                                         weights_dir=str(backend_setup["weights"]), startup_timeout_s=120))
+    try:
+        client = local.client()
+        remote = BackendProcess(BackendConfig(remote_url=client.base_url, remote_token=client.token))
+        assert remote.client().health()["status"] == "ok"
+        assert remote.pid is None and remote.is_running()
+        wrong = BackendProcess(BackendConfig(remote_url=client.base_url, remote_token="not-the-token"))
+        from blender_addon.http_client import BackendError
+
+        with pytest.raises(BackendError) as e:
+            wrong.client()
+        assert e.value.status == 401
+    finally:
+        local.stop()
+    assert not local.is_running()
