@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any
 
 API_PREFIX = "/v1"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class BackendError(RuntimeError):
@@ -42,6 +43,10 @@ class BackendClient:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout_s = float(timeout_s)
+        host = urllib.parse.urlsplit(self.base_url).hostname or ""
+        # the local backend must never be reached through an HTTP(S)_PROXY set in the environment
+        handlers = [urllib.request.ProxyHandler({})] if host in LOOPBACK_HOSTS else []
+        self._opener = urllib.request.build_opener(*handlers)
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: Any = None, timeout_s: float | None = None) -> bytes:
@@ -54,7 +59,7 @@ class BackendClient:
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with self._opener.open(req, timeout=timeout) as resp:
                 return resp.read()
         except urllib.error.HTTPError as e:
             raw = e.read()

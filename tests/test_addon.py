@@ -635,3 +635,16 @@ def test_remote_backend_opt_in_starts_nothing(backend_setup):
     finally:
         local.stop()
     assert not local.is_running()
+
+
+def test_loopback_client_ignores_proxy_settings(monkeypatch):
+    from urllib.request import ProxyHandler
+
+    from blender_addon.http_client import BackendClient
+
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    local = BackendClient("http://127.0.0.1:1", "t")
+    remote = BackendClient("http://example.invalid:8765", "t")
+    assert not any(isinstance(h, ProxyHandler) and h.proxies for h in local._opener.handlers)
+    assert any(isinstance(h, ProxyHandler) and h.proxies for h in remote._opener.handlers)
