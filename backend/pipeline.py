@@ -313,7 +313,7 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     from backend.framing import FramingError
     from backend.previews import render_previews
     from backend.frame import BOX_SIZE_M, metres_to_box
-    from backend.vertex_colors import (blend_vertex_colors, render_views, standard_views,
+    from backend.vertex_colors import (RasterMesh, blend_vertex_colors, render_views, standard_views,
                                        vertex_normals)
 
     options = (options or GenerateOptions()).validate()
@@ -399,10 +399,11 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     # a surface vertex is never "background": the class is the argmax over the 18 foreground classes
     labels = (at_vertices["semantic"][:, 1:].argmax(axis=1) + 1).astype(np.uint8)
     views = standard_views(options.views)
+    raster_mesh = RasterMesh(vb, mesh.faces)
     renders = []
     for v in views:  # one at a time so that cancel is honoured between views
         prog.check_cancel()
-        renders += render_views(vb, mesh.faces, field_q, [v], options.color_resolution, rng=rng)
+        renders += render_views(raster_mesh, None, field_q, [v], options.color_resolution, rng=rng)
     rgb, seen = blend_vertex_colors(vb.astype(np.float64), normals, renders, at_vertices["rgb"])
     prog.end()
 
@@ -414,7 +415,7 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
         export.atomic_write_bytes(out_dir / "sketch_framed.png", export.png_bytes(sketch512))
         files.append("sketch_framed.png")
     prog.check_cancel()
-    view_imgs = render_previews(vb.astype(np.float64), mesh.faces, normals, rgb, views, options.view_resolution)
+    view_imgs = render_previews(raster_mesh, None, normals, rgb, views, options.view_resolution)
     files += export.write_view_files(out_dir, view_imgs)
     prog.end()
 

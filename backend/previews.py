@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.vertex_colors import OrthoView, linear_to_srgb, rasterize
+from backend.vertex_colors import OrthoView, RasterMesh, linear_to_srgb, rasterize
 
 AMBIENT = 0.35
 
@@ -19,7 +19,7 @@ def render_previews(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray
     """Shaded renders of a coloured mesh.
 
     Args:
-        vertices: ``(V, 3)`` box coordinates; faces ``(F, 3)``; normals ``(V, 3)`` unit outward;
+        vertices: ``(V, 3)`` box coordinates (or a RasterMesh); faces ``(F, 3)``; normals ``(V, 3)`` unit outward;
         rgb_linear: ``(V, 3)`` float linear colours; views: cameras; resolution: pixels a side.
 
     Returns:
@@ -27,8 +27,9 @@ def render_previews(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray
     """
     out = {}
     attrs_in = np.hstack([rgb_linear, normals]).astype(np.float32)
+    rm = vertices if isinstance(vertices, RasterMesh) else RasterMesh(vertices, faces)
     for view in views:
-        depth, attrs = rasterize(view, vertices, faces, resolution, attrs_in)
+        depth, attrs = rasterize(view, rm, None, resolution, attrs_in)
         r, u, d = view.basis()
         light = -d + 0.35 * u + 0.2 * r
         light /= np.linalg.norm(light)

@@ -102,7 +102,18 @@ def project(view: OrthoView, points: np.ndarray, resolution: int) -> tuple[np.nd
     return cols, rows, p @ d
 
 
-def rasterize(view: OrthoView, vertices: np.ndarray, faces: np.ndarray, resolution: int,
+class RasterMesh:
+    """Per-mesh data the rasteriser reuses across views: face normals and longest edges (box units)."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray):
+        self.vertices = np.asarray(vertices, np.float64)
+        self.faces = np.asarray(faces, np.int64)
+        tri = self.vertices[self.faces]
+        self.face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        self.longest_edge = np.sqrt(np.max(((tri[:, [1, 2, 0]] - tri) ** 2).sum(axis=2), axis=1))
+
+
+def rasterize(view: OrthoView, vertices: np.ndarray | RasterMesh, faces: np.ndarray | None, resolution: int,
               vertex_attributes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Z-buffer a mesh into a view by splatting points densely over every triangle.
 
@@ -111,21 +122,22 @@ def rasterize(view: OrthoView, vertices: np.ndarray, faces: np.ndarray, resoluti
     holes); the nearest sample per pixel wins (``np.minimum.at``).
 
     Args:
-        vertices: ``(V, 3)`` box coordinates; faces: ``(F, 3)`` int.
+        vertices: ``(V, 3)`` box coordinates (or a :class:`RasterMesh`, then ``faces`` is ignored);
+        faces: ``(F, 3)`` int.
         vertex_attributes: optional ``(V, C)`` float values interpolated barycentrically (colours, normals).
 
     Returns:
         ``(depth (R, R) float32 along the view direction in box units, inf where no surface,
         attributes (R, R, C) float32 or None)``.
     """
-    cols, rows, depth = project(view, vertices, resolution)
+    rm = vertices if isinstance(vertices, RasterMesh) else RasterMesh(vertices, faces)
+    cols, rows, depth = project(view, rm.vertices, resolution)
     # back-face culling: a closed, outward-wound mesh never shows a face turned away from the camera
-    v = np.asarray(vertices, np.float64)
-    face_n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    front = face_n @ view.basis()[2] < 0
-    faces = faces[front]
+    front = rm.face_normals @ view.basis()[2] < 0
+    faces = rm.faces[front]
     tri = np.stack([cols, rows, depth], axis=1).astype(np.float32)[faces]  # (F, 3 corners, 3)
-    edge = np.max(np.linalg.norm(tri[:, [1, 2, 0], :2] - tri[:, :, :2], axis=2), axis=1)
+    # the projected edge is at most the 3D edge (orthographic): pixels per box unit = R / (2 half_size)
+    edge = rm.longest_edge[front] * (resolution / (2.0 * view.half_size))
     steps = np.clip(np.ceil(edge * 1.5), 1, 32).astype(np.int64)
     zbuf = np.full(resolution * resolution, np.inf, dtype=np.float32)
     groups = []
@@ -227,9 +239,10 @@ def render_views(vertices: np.ndarray, faces: np.ndarray, field_fn: FieldFn, vie
         samples: stratified samples per ray in the band.
     """
     rng = rng or np.random.default_rng(0)
+    rm = vertices if isinstance(vertices, RasterMesh) else RasterMesh(vertices, faces)
     out = []
     for view in views:
-        depth = rasterize_depth(view, vertices, faces, resolution)
+        depth = rasterize(view, rm, None, resolution)[0]
         rgb, alpha = render_band(view, depth, field_fn, band, samples, rng)
         out.append(ViewRender(view, rgb, alpha, depth))
     return out
