@@ -28,8 +28,11 @@ def tiny_configs() -> dict[str, dict]:
     return {"mask2triplane": m2t, "sketch2mask": s2m}
 
 
-def make_tiny_weights(weights_dir: str | Path, seed: int = 0, sketch: bool = True) -> Path:
-    """Save tiny random networks as ``mask2triplane_lite`` / ``sketch2mask_lite`` into ``weights_dir``."""
+def make_tiny_weights(weights_dir: str | Path, seed: int = 0, sketch: bool = True, empty: bool = False) -> Path:
+    """Save tiny random networks as ``mask2triplane_lite`` / ``sketch2mask_lite`` into ``weights_dir``.
+
+    ``empty``: push the occupancy logit far below 0 everywhere, so the field surely has no surface.
+    """
     torch.manual_seed(seed)
     cfgs = tiny_configs()
     kinds = ["mask2triplane", "sketch2mask"] if sketch else ["mask2triplane"]
@@ -39,6 +42,8 @@ def make_tiny_weights(weights_dir: str | Path, seed: int = 0, sketch: bool = Tru
             with torch.no_grad():
                 model.decoder.out.weight[1:4] *= 4.0   # colours: varied, not saturated
                 model.decoder.out.weight[4:] *= 30.0   # classes: several win somewhere on the surface
+                if empty:
+                    model.decoder.out.bias[0] = -40.0
         card = {"kind": kind, "profile": "tiny-test", "config": cfgs[kind], "label_set": LABEL_SET,
                 "box_size_m": BOX_SIZE_M, "data": "none: random initialisation for tests"}
         save_weights(model.state_dict(), card, f"{kind}_lite", weights_dir)

@@ -239,7 +239,7 @@ def test_full_queue_answers_429_and_a_failing_job_leaves_the_server_serving(serv
 
 
 def test_s3d_serve_process_prints_ready_and_guards_the_token(tmp_path):
-    wdir = make_tiny_weights(tmp_path / "w")
+    wdir = make_tiny_weights(tmp_path / "w", empty=True)
     token_file = tmp_path / "tok" / "token"
     env = dict(os.environ, S3D_WEIGHTS_DIR=str(wdir))
     proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--token-file",
@@ -262,11 +262,10 @@ def test_s3d_serve_process_prints_ready_and_guards_the_token(tmp_path):
         t0 = time.time()
         while True:
             st = call(ready["port"], "GET", f"/v1/jobs/{body['job_id']}", token=token)[1]
-            if st["state"] in ("done", "failed") or time.time() - t0 > 60:
+            if st["state"] in ("done", "failed") or time.time() - t0 > 120:
                 break
             time.sleep(0.1)
-        assert st["state"] == "failed" and st["error"]["code"] in ("empty_surface", "surface_fills_box",
-                                                                   "degenerate_surface")
+        assert st["state"] == "failed" and st["error"]["code"] == "empty_surface", st
         assert call(ready["port"], "GET", "/v1/health", token=token)[0] == 200
     finally:
         proc.terminate()
