@@ -45,6 +45,8 @@ API_VERSION = 1
 MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Jobs waiting (not counting the running one) before POST /v1/jobs answers 429.
 DEFAULT_MAX_QUEUE = 8
+#: Finished jobs kept (status and files); older ones are forgotten and their folders deleted.
+MAX_FINISHED_JOBS = 100
 INPUT_KINDS = ("sketch_png", "strokes", "mask_png")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -189,7 +191,17 @@ class JobServer:
                 raise ApiError(429, "queue_full", f"{self.queue.maxsize} jobs are already waiting; retry when one "
                                "has finished") from None
             self.jobs[job_id] = job
+            self._forget_old_jobs()
         return job
+
+    def _forget_old_jobs(self) -> None:
+        """Drop the oldest finished jobs beyond ``MAX_FINISHED_JOBS`` (caller holds the lock)."""
+        import shutil
+
+        finished = [j for j in self.jobs.values() if j.state in ("done", "failed", "cancelled")]
+        for j in sorted(finished, key=lambda j: j.created)[:max(0, len(finished) - MAX_FINISHED_JOBS)]:
+            del self.jobs[j.job_id]
+            shutil.rmtree(j.out_dir, ignore_errors=True)
 
     def get(self, job_id: str) -> Job:
         """Raises ApiError 404 ``job_not_found``."""
