@@ -276,3 +276,24 @@ def test_serve_refuses_remote_hosts_without_opt_in():
     r = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--host", "0.0.0.0"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "allow-remote" in r.stderr
+
+
+def test_old_finished_jobs_are_forgotten_with_their_files(server, monkeypatch):
+    import backend.server as srv
+
+    app, port = server
+    monkeypatch.setattr(srv, "MAX_FINISHED_JOBS", 1)
+    ids = []
+    for _ in range(2):
+        code, body = call(port, "POST", "/v1/jobs", sketch_job())
+        assert code == 202
+        ids.append(body["job_id"])
+        assert wait(port, body["job_id"])[0]["state"] == "done"
+    first_dir = app.jobs_dir / ids[0]
+    assert first_dir.is_dir()
+    code, body = call(port, "POST", "/v1/jobs", sketch_job())  # creating a job prunes the finished ones
+    assert code == 202
+    assert call(port, "GET", f"/v1/jobs/{ids[0]}")[1]["error"]["code"] == "job_not_found"
+    assert not first_dir.exists()
+    assert call(port, "GET", f"/v1/jobs/{ids[1]}")[0] == 200
+    wait(port, body["job_id"])
