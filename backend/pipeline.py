@@ -308,7 +308,7 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     from backend import export
     from backend.framing import frame_mask, frame_sketch, refine_with_landmarks, resample_sketch, unframe_mask
     from backend.mask_intake import load_mask
-    from backend.mesh import MeshError, density_grid, extract_mesh
+    from backend.mesh import MeshError, density_grid, extract_mesh, vertex_classes
     from backend.sketch.intake import IntakeError, load_sketch
     from backend.framing import FramingError
     from backend.previews import render_previews
@@ -396,8 +396,7 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     vb = metres_to_box(mesh.vertices).astype(np.float32)
     normals = vertex_normals(vb.astype(np.float64), mesh.faces)
     at_vertices = field_q(vb, semantic=True)
-    # a surface vertex is never "background": the class is the argmax over the 18 foreground classes
-    labels = (at_vertices["semantic"][:, 1:].argmax(axis=1) + 1).astype(np.uint8)
+    labels = vertex_classes(at_vertices["semantic"], mesh.faces)
     views = standard_views(options.views)
     raster_mesh = RasterMesh(vb, mesh.faces)
     renders = []

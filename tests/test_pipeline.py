@@ -135,7 +135,7 @@ def test_vertex_colours_and_classes_come_from_the_field(weights_dir, sphere_fiel
     q = FieldQuery(m2t, planes, "cpu")(metres_to_box(ply["vertices"]).astype(np.float32), semantic=True)
     expected = np.round(linear_to_srgb(q["rgb"]) * 255)
     assert np.abs(ply["rgb"].astype(float) - expected).mean() < 6.0  # of 255
-    assert (ply["label"] == q["semantic"][:, 1:].argmax(1) + 1).mean() > 0.99
+    assert (ply["label"] == q["semantic"][:, 1:].argmax(1) + 1).mean() > 0.9  # up to border smoothing
     assert result["vertex_colors"]["vertices_seen"] > 0.99
 
 
@@ -289,3 +289,20 @@ def test_taubin_smoothing_removes_noise_without_shrinking():
     r0, r1 = np.linalg.norm(noisy, axis=1), np.linalg.norm(smooth, axis=1)
     assert r1.std() < 0.5 * r0.std()
     assert abs(r1.mean() - 0.6) < 0.01 * 0.6  # plain Laplacian smoothing would shrink it visibly
+
+
+def test_vertex_classes_remove_speckles_and_never_pick_background():
+    from backend.mesh import vertex_classes
+
+    grid = density_grid(lambda p: (30 * (0.6 - np.linalg.norm(p, axis=1))).astype(np.float32), 32, 0.0)
+    v, f = marching_cubes(grid)
+    logits = np.zeros((len(v), 19))
+    logits[:, 0] = 5.0  # background would win a plain argmax
+    logits[:, 1] = 1.0  # skin
+    logits[v[:, 2] > 0.3, 13] = 3.0  # hair on top
+    speck = np.nonzero(v[:, 2] < -0.3)[0][0]
+    logits[speck, 4] = 3.0  # one stray "eye" vertex
+    ids = vertex_classes(logits, f)
+    assert ids.min() >= 1
+    assert (ids[v[:, 2] > 0.35] == 13).all() and (ids[v[:, 2] < 0.2] == 1).all()
+    assert ids[speck] == 1
