@@ -39,10 +39,11 @@ CANONICAL_FRAMING_PATH = Path(__file__).resolve().parent / "canonical_framing.js
 DEFAULT_CANONICAL_CONTENT_BOX = {"center": [0.5, 0.54], "width": 0.62, "height": 0.88, "n": 0,
                                  "source": "defaults in backend/framing.py"}
 #: Landmark placement in the input view (normalised, y down): centroid of the eye classes (l_eye, r_eye)
-#: and its distance to the centroid of the mouth classes (mouth, u_lip, l_lip). Measured on 16 SynHead v1
-#: front masks (median eye centre y 0.383, distance 0.150; x is 0.5 by symmetry of the random shift).
-DEFAULT_CANONICAL_LANDMARKS = {"eye_center": [0.5, 0.383], "eye_mouth_distance": 0.150,
-                               "source": "defaults in backend/framing.py (16 SynHead v1 masks)"}
+#: and its distance to the centroid of the mouth classes (mouth, u_lip, l_lip). Medians over the first 300
+#: SynHead v1 front masks (eye centre (0.503, 0.380), distance 0.153, 10-90 % range 0.133-0.177; x is set
+#: to 0.5, the centre of the symmetric random shift).
+DEFAULT_CANONICAL_LANDMARKS = {"eye_center": [0.5, 0.380], "eye_mouth_distance": 0.153,
+                               "source": "defaults in backend/framing.py (300 SynHead v1 masks)"}
 EYE_IDS = (4, 5)
 MOUTH_IDS = (10, 11, 12)
 #: Fewest pixels (at 512^2) a landmark class needs to count as found.
