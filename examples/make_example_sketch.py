@@ -6,7 +6,8 @@ about two thirds of the height, neck and shoulders below): face outline, hair wi
 flow lines, ears, brows, eyes with irises, nose, lips, neck and shoulders. The PNG is drawn by
 backend.sketch.raster.rasterize_strokes, the same rasteriser inference uses.
 
-Run: ``python examples/make_example_sketch.py`` (writes examples/head_front.json and .png).
+Run: ``python examples/make_example_sketch.py`` (writes examples/head_front.{json,png} and
+examples/head_long_hair.{json,png}, the same face with long hair).
 """
 from __future__ import annotations
 
@@ -92,6 +93,30 @@ def head_strokes() -> list[dict]:
     return s
 
 
+def long_hair_strokes() -> list[dict]:
+    """The same face with long hair falling past the ears to the shoulders, and no fringe."""
+    keep = [st for st in head_strokes() if st["group"] not in ("hair", "hair_flow", "ear")]
+    s: list[dict] = []
+
+    def add(group: str, pts, width: float = WIDTH, both_sides: bool = False):
+        s.append({"group": group, "width": width, "points": catmull_rom(pts)})
+        if both_sides:
+            s.append({"group": group, "width": width, "points": catmull_rom(mirror(pts))})
+
+    # outer silhouette: crown, then down past the face to the shoulders on both sides
+    add("hair", [(0.23, 0.78), (0.25, 0.62), (0.27, 0.45), (0.285, 0.3), (0.33, 0.2), (0.41, 0.135), (0.5, 0.118),
+                 (0.59, 0.135), (0.67, 0.2), (0.715, 0.3), (0.73, 0.45), (0.75, 0.62), (0.77, 0.78)])
+    # parting and the inner edge framing the face
+    add("hair", [(0.48, 0.14), (0.44, 0.2), (0.38, 0.26), (0.345, 0.33), (0.33, 0.42), (0.335, 0.52),
+                 (0.35, 0.6), (0.36, 0.7), (0.33, 0.78)], both_sides=False)
+    add("hair", [(0.48, 0.14), (0.55, 0.2), (0.62, 0.26), (0.655, 0.33), (0.67, 0.42), (0.665, 0.52),
+                 (0.65, 0.6), (0.64, 0.7), (0.67, 0.78)])
+    add("hair_flow", [(0.42, 0.17), (0.35, 0.25), (0.31, 0.38), (0.3, 0.55), (0.29, 0.7)], WIDTH * 0.7,
+        both_sides=True)
+    add("hair_flow", [(0.45, 0.16), (0.4, 0.22), (0.37, 0.3)], WIDTH * 0.7)
+    return s + keep
+
+
 def main() -> None:
     import sys
 
@@ -103,9 +128,13 @@ def main() -> None:
 
     doc = {"version": 1, "frame": "normalized", "width": 512, "height": 512, "strokes": head_strokes(),
            "comment": "S3D for Blender example: a frontal head drawn as strokes by examples/make_example_sketch.py"}
-    atomic_write_text(HERE / "head_front.json", json.dumps(doc, indent=None, separators=(",", ":")) + "\n")
-    Image.fromarray(rasterize_strokes(doc, 512)).save(HERE / "head_front.png", optimize=True)
-    print(f"wrote {HERE / 'head_front.json'} ({len(doc['strokes'])} strokes) and {HERE / 'head_front.png'}")
+    docs = {"head_front": doc,
+            "head_long_hair": dict(doc, strokes=long_hair_strokes(),
+                                   comment="S3D for Blender example: the same face with long hair")}
+    for name, d in docs.items():
+        atomic_write_text(HERE / f"{name}.json", json.dumps(d, indent=None, separators=(",", ":")) + "\n")
+        Image.fromarray(rasterize_strokes(d, 512)).save(HERE / f"{name}.png", optimize=True)
+        print(f"wrote {HERE / (name + '.json')} ({len(d['strokes'])} strokes) and {HERE / (name + '.png')}")
 
 
 if __name__ == "__main__":
