@@ -42,7 +42,7 @@ def _simplify(points: np.ndarray, eps: float) -> np.ndarray:
     return out if len(out) >= 2 else points[[0, -1]]
 
 
-def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: float = 0.3,
+def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: float = 0.2,
                     stroke_drop: float = 0.1) -> dict[str, Any]:
     """A changed copy of a normalised-frame stroke document (docs/contracts.md section 2).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import shlex
@@ -108,6 +109,23 @@ class LoopLimits:
     minutes: float | None = None
     checkpoint_minutes: float = 4.0
     log_every: int = 10
+    decay_from: float = 0.7  # learning rate: constant, then cosine down to 10 % over the last 30 % of the run
+
+    def progress(self, step: int, elapsed_s: float) -> float:
+        """Fraction of the run done, by whichever limit is nearer."""
+        p = 0.0
+        if self.steps:
+            p = max(p, step / self.steps)
+        if self.minutes:
+            p = max(p, elapsed_s / (self.minutes * 60.0))
+        return min(p, 1.0)
+
+    def lr_factor(self, step: int, elapsed_s: float) -> float:
+        p = self.progress(step, elapsed_s)
+        if p <= self.decay_from:
+            return 1.0
+        t = (p - self.decay_from) / (1.0 - self.decay_from)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * t))
 
     def __post_init__(self):
         if self.steps is None and self.minutes is None:
@@ -136,6 +154,7 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     state = LoopState()
+    base_lrs = [g["lr"] for g in optimizer.param_groups]  # before a resumed (decayed) state overwrites them
     if resume and ckpt_path.is_file():
         ck = load_checkpoint(ckpt_path)
         model_for_state.load_state_dict(ck["model"])
@@ -168,8 +187,12 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
                 break
             if limits.minutes is not None and state.elapsed_s >= limits.minutes * 60:
                 break
+            factor = limits.lr_factor(state.step, state.elapsed_s)
+            for g, lr in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = lr * factor
             rng = np.random.default_rng([seed, state.step, ctx.rank])
             batch = make_batch(rng)
+            batch["step"] = state.step
             losses = loss_module(batch)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -181,13 +204,13 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
             bar.update(1)
             if state.step % limits.log_every == 0:
                 row = {k: v / limits.log_every for k, v in running.items()}
-                row.update(step=state.step, minutes=round((time.monotonic() - start) / 60, 3))
+                row.update(step=state.step, minutes=round((time.monotonic() - start) / 60, 3), lr_factor=round(factor, 4))
                 state.history.append(row)
                 running = {}
                 if log:
                     log.write(json.dumps(row) + "\n")
                     log.flush()
-                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("step", "minutes")}, refresh=False)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("step", "minutes", "lr_factor")}, refresh=False)
             if time.monotonic() - last_ckpt >= limits.checkpoint_minutes * 60:
                 state.elapsed_s = time.monotonic() - start
                 checkpoint()

@@ -7,8 +7,11 @@ q(z | ground-truth RGB, mask) (reparameterised) give the planes; the losses are
 * occupancy BCE on SynHead points, mostly near the surface (``near_fraction``);
 * colour L1 and semantic cross-entropy on the near/on-surface points;
 * render losses on ``rays_per_view`` random pixels of ``ray_views`` of the front/back/left/right views:
-  RGB L1, silhouette L1, depth L1 (metres), semantic NLL;
-* ``kl_weight`` x KL(q(z | rgb, mask) || N(0, I)), so z ~ N(0, I) at inference gives plausible colours.
+  RGB L1, silhouette L1, depth L1 (metres), semantic NLL; off for the first ``render_warmup_steps``
+  (an untrained field is a fog that fills the box, and the silhouette loss would fight the occupancy
+  loss), then ramped in;
+* ``kl_weight`` x KL(q(z | rgb, mask) || N(0, I)), so z ~ N(0, I) at inference gives plausible colours
+  (the weight is ramped in over ``kl_warmup_steps`` so that the code is used before it is squeezed).
 """
 from __future__ import annotations
 
@@ -33,21 +36,24 @@ class Mask2TriplaneRecipe:
     """Hyper-parameters of one run (recorded in checkpoints and model cards)."""
 
     batch: int = 4
-    points: int = 4096
+    points: int = 8192
     near_fraction: float = 0.7
     rays_per_view: int = 256
-    ray_views: int = 1
+    ray_views: int = 2
     render_samples: int = 16
     render_importance: int = 16
     lr: float = 1e-3
     kl_weight: float = 2e-3
+    kl_warmup_steps: int = 300       # KL weight ramped from 0 (against early posterior collapse)
     w_occ: float = 1.0
-    w_point_rgb: float = 1.0
+    w_point_rgb: float = 3.0
     w_point_sem: float = 0.3
     w_ray_rgb: float = 1.0
     w_ray_alpha: float = 1.0
     w_ray_depth: float = 10.0
     w_ray_sem: float = 0.1
+    render_warmup_steps: int = 30    # render losses off while the occupancy takes shape ...
+    render_ramp_steps: int = 100     # ... then ramped in linearly
 
 
 class Mask2TriplaneLoss(torch.nn.Module):
@@ -67,15 +73,18 @@ class Mask2TriplaneLoss(torch.nn.Module):
         out = m.query(planes, batch["xyz"])
         terms = point_losses(out, batch["occ"], batch["label"], batch["point_rgb"], batch["surface"])
         terms["kl"] = kl_to_standard_normal(mu, logvar)
+        step = int(batch.get("step", 10 ** 9))
+        kl_w = r.kl_weight * min(1.0, step / max(r.kl_warmup_steps, 1))
         loss = (r.w_occ * terms["occ"] + r.w_point_rgb * terms["point_rgb"] + r.w_point_sem * terms["point_sem"]
-                + r.kl_weight * terms["kl"])
-        if "ray_o" in batch:
+                + kl_w * terms["kl"])
+        ramp = min(1.0, max(0.0, (step - r.render_warmup_steps) / max(r.render_ramp_steps, 1)))
+        if "ray_o" in batch and ramp > 0:
             img = self.renderer.render_rays(lambda x: m.query(planes, x), batch["ray_o"], batch["ray_d"],
                                             batch["ray_fwd"], generator=None if not self.training else _gen(batch))
             rt = render_losses(img, batch["ray_rgb"], batch["ray_alpha"], batch["ray_depth"], batch["ray_label"])
             terms.update(rt)
-            loss = loss + (r.w_ray_rgb * rt["ray_rgb"] + r.w_ray_alpha * rt["ray_alpha"]
-                           + r.w_ray_depth * rt["ray_depth"] + r.w_ray_sem * rt["ray_sem"])
+            loss = loss + ramp * (r.w_ray_rgb * rt["ray_rgb"] + r.w_ray_alpha * rt["ray_alpha"]
+                                  + r.w_ray_depth * rt["ray_depth"] + r.w_ray_sem * rt["ray_sem"])
         terms["loss"] = loss
         return terms
 

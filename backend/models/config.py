@@ -36,6 +36,7 @@ _LITE_M2T: dict[str, Any] = {
     "synthesis_resolution": 64,       # modulated 3x3 convs run here, then add onto the 128^2 input features
     "depth_code_channels": 16,
     "decoder_hidden": 64,
+    "decoder_xyz": True,              # the decoder also sees the point's coordinates
     "density_scale": 20.0,            # sigma = density_scale * softplus(occupancy logit), per box half-size
     "appearance_resolution": 64,      # training-only cVAE appearance encoder input size
     "appearance_channels": [16, 32, 64, 64],

@@ -125,6 +125,9 @@ class MaskEncoder(nn.Module):
             self.up_levels.append(i)
         last_c = ch[self.up_levels[-1]] if self.up_levels else ch[-1]
         self.to_features = nn.Conv2d(last_c, cfg["pixel_feature_channels"], 1)
+        # a direct linear path from the (resampled) mask to the pixel features: the X-Z plane sees the
+        # labels from the first step on, the U-Net adds context
+        self.mask_shortcut = nn.Conv2d(k, cfg["pixel_feature_channels"], 1)
         nw, wd = cfg["num_ws_geometry"], cfg["w_dim"]
         self.geometry_head = nn.Sequential(nn.Flatten(), nn.Linear(ch[-1] * 16, 2 * wd), nn.LeakyReLU(0.2),
                                            nn.Linear(2 * wd, nw * wd))
@@ -134,11 +137,11 @@ class MaskEncoder(nn.Module):
 
     def _encode_down(self, mask_onehot: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         x = resample_onehot(mask_onehot, self.mask_resolution)
-        feats = [self.stem(x)]
+        feats = [x, self.stem(x)]
         for block in self.down:
             feats.append(block(feats[-1]))
         ws = self.geometry_head(F.adaptive_avg_pool2d(feats[-1], 4))
-        return feats, ws.view(x.shape[0], self.cfg["num_ws_geometry"], self.cfg["w_dim"])
+        return feats, ws.view(x.shape[0], self.cfg["num_ws_geometry"], self.cfg["w_dim"])  # feats[0] = the mask
 
     def geometry_ws(self, mask_onehot: torch.Tensor) -> torch.Tensor:
         """Mask only -> geometry ws ``(B, num_ws_geometry, w_dim)`` (skips the pixel-feature decoder)."""
@@ -147,6 +150,7 @@ class MaskEncoder(nn.Module):
     def geometry(self, mask_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask only -> (geometry ws ``(B, num_ws_geometry, w_dim)``, pixel features ``(B, Cp, R, R)``)."""
         feats, ws = self._encode_down(mask_onehot)
+        mask, feats = feats[0], feats[1:]
         y = feats[-1]
         for block, level in zip(self.up, self.up_levels):
             skip = feats[level]
@@ -155,7 +159,7 @@ class MaskEncoder(nn.Module):
         y = self.to_features(y)
         if y.shape[-1] != self.plane_resolution:
             y = F.interpolate(y, size=(self.plane_resolution,) * 2, mode="bilinear", align_corners=False)
-        return ws, y
+        return ws, y + self.mask_shortcut(resample_onehot(mask, self.plane_resolution))
 
     def forward(self, mask_onehot: torch.Tensor, z: torch.Tensor) -> MaskEncoding:
         geo, feats = self.geometry(mask_onehot)
@@ -181,6 +185,8 @@ class AppearanceEncoder(nn.Module):
             cin = c
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(cin, 2 * cfg["z_dim"])
+        with torch.no_grad():  # start with a narrow posterior so that z carries the colour from step one
+            self.head.bias[cfg["z_dim"]:] = -4.0
 
     def forward(self, rgb: torch.Tensor, mask_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = F.interpolate(rgb, size=(self.resolution,) * 2, mode="bilinear", align_corners=False, antialias=True)
@@ -205,7 +211,7 @@ class ModulatedConv2d(nn.Module):
         self.affine_geometry = nn.Linear(w_dim, cin)
         self.affine_appearance = nn.Linear(w_dim, cin)
         for affine, bias in ((self.affine_geometry, 1.0), (self.affine_appearance, 0.0)):
-            nn.init.normal_(affine.weight, 0.0, 0.01)
+            nn.init.normal_(affine.weight, 0.0, 1.0 / math.sqrt(w_dim))  # StyleGAN2: unit-variance styles
             nn.init.constant_(affine.bias, bias)
         self.demodulate = demodulate
         self.padding = kernel // 2
@@ -229,7 +235,8 @@ class TriplaneSynthesis(nn.Module):
     (PAiC-3D section 3.2). Each plane then goes through ``num_ws_geometry - 1`` modulated 3x3 convolutions
     (at ``synthesis_resolution``, then bilinearly upsampled and added to the full-resolution input, so
     the pixel-aligned detail reaches the planes unblurred) and a modulated 1x1 to-plane layer; layer i is
-    modulated by geometry w i and appearance w i.
+    modulated by geometry w i and appearance w i. The last appearance w also adds a constant per plane
+    channel (a short path for colour, which the lite decoder reads next to the local features).
     """
 
     def __init__(self, cfg: dict[str, Any]):
@@ -248,6 +255,10 @@ class TriplaneSynthesis(nn.Module):
             nn.ModuleList(ModulatedConv2d(s, s, 3, wd) for _ in range(self.num_layers - 1)) for _ in range(3))
         self.to_plane = nn.ModuleList(ModulatedConv2d(s, cfg["plane_channels"], 1, wd, demodulate=False)
                                       for _ in range(3))
+        # the last appearance w also shifts every plane channel by a constant: a short path for colour
+        self.appearance_bias = nn.Linear(wd, 3 * cfg["plane_channels"])
+        nn.init.normal_(self.appearance_bias.weight, 0.0, 0.1 / math.sqrt(wd))
+        nn.init.zeros_(self.appearance_bias.bias)
 
     def forward(self, w_plus: torch.Tensor, pixel_features: torch.Tensor) -> torch.Tensor:
         b, cp, r, _ = pixel_features.shape
@@ -270,14 +281,16 @@ class TriplaneSynthesis(nn.Module):
             if rs < r:
                 h = F.interpolate(h, size=(r, r), mode="bilinear", align_corners=False)
             planes.append(self.to_plane[p](h + base, w_plus[:, ng - 1], w_plus[:, -1]))
-        return torch.stack(planes, dim=1)
+        shift = self.appearance_bias(w_plus[:, -1]).view(b, 3, -1, 1, 1)
+        return torch.stack(planes, dim=1) + shift
 
 
 class TriplaneDecoder(nn.Module):
     """Tri-plane features at 3D points -> occupancy logit, sigma, RGB and semantic logits (pix2pix3D's MLP).
 
-    The three bilinear samples are concatenated (3 x plane_channels) and go through a 2-hidden-layer
-    softplus MLP. ``sigma = density_scale * softplus(occupancy_logit)`` (per unit of normalised box length),
+    The three bilinear samples are concatenated (3 x plane_channels; plus the point's coordinates when
+    ``decoder_xyz`` is set, a cheap shape prior that speeds up CPU training) and go through a
+    2-hidden-layer softplus MLP. ``sigma = density_scale * softplus(occupancy_logit)`` (per unit of normalised box length),
     so the surface ``occupancy_logit = 0`` sits at ``sigma = density_scale * ln 2``
     (:attr:`Mask2Triplane.surface_sigma`).
     """
@@ -287,7 +300,8 @@ class TriplaneDecoder(nn.Module):
         c, h, k = cfg["plane_channels"], cfg["decoder_hidden"], cfg["num_classes"]
         self.num_classes = k
         self.density_scale = float(cfg["density_scale"])
-        self.fc1 = nn.Linear(3 * c, h)
+        self.with_xyz = bool(cfg.get("decoder_xyz", False))
+        self.fc1 = nn.Linear(3 * c + (3 if self.with_xyz else 0), h)
         self.fc2 = nn.Linear(h, h)
         self.out = nn.Linear(h, 1 + 3 + k)
 
@@ -302,7 +316,10 @@ class TriplaneDecoder(nn.Module):
         return feats.view(b, 3 * c, -1).transpose(1, 2)
 
     def forward(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = F.softplus(self.fc1(self.sample_planes(planes, xyz)))
+        feats = self.sample_planes(planes, xyz)
+        if self.with_xyz:
+            feats = torch.cat([feats, xyz], dim=-1)
+        h = F.softplus(self.fc1(feats))
         h = F.softplus(self.fc2(h))
         out = self.out(h)
         occ = out[..., :1]
