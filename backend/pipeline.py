@@ -280,6 +280,28 @@ def _as_input(source: Any) -> tuple[Any, str]:
     return source, "input"
 
 
+def input_sha256(source: Any) -> str | None:
+    """sha256 of the job's input: the file's bytes, the uploaded bytes, the stroke JSON (sorted keys,
+    compact) or the array's bytes; None when it cannot be read."""
+    import hashlib
+    import json
+
+    try:
+        if isinstance(source, (str, Path)):
+            data = Path(source).read_bytes()
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        elif isinstance(source, dict):
+            data = json.dumps(source, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        elif isinstance(source, np.ndarray):
+            data = np.ascontiguousarray(source).tobytes()
+        else:
+            return None
+    except (OSError, TypeError, ValueError):
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
 def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None = None,
              models: ModelBundle | None = None, weights_dir: str | Path | None = None, device: str = "auto",
              progress: Callable[[str, float], None] | None = None,
@@ -418,12 +440,14 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     files += export.write_view_files(out_dir, view_imgs)
     prog.end()
 
+    input_info["sha256"] = input_sha256(source)
     counts = np.bincount(labels, minlength=NUM_CLASSES)
     lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)
     result = {
         "api": 1,
         "input": input_info,
         "seed": options.seed,
+        "sketch_sha256": input_info["sha256"],
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()},
         "device": models.device,
         "device_reason": models.device_reason,

@@ -80,6 +80,9 @@ def test_full_generate_writes_every_output_and_a_clean_mesh(weights_dir, sphere_
     assert {"sketch_to_mask", "planes", "density_grid", "mesh", "vertex_colors", "export"} <= {s for s, _ in stages}
     # result.json content
     assert result["seed"] == 3 and result["device"] == "cpu"
+    import hashlib
+
+    assert result["sketch_sha256"] == hashlib.sha256(sketch_png.read_bytes()).hexdigest()
     assert set(result["weights"]) == {"mask2triplane_lite", "sketch2mask_lite"}
     assert all(len(w["sha256"]) == 64 for w in result["weights"].values())
     assert result["framing"]["auto_framed"] and result["framing"]["input_size"] == [400, 480]
