@@ -44,7 +44,7 @@ class Mask2TriplaneRecipe:
     render_importance: int = 16
     lr: float = 1e-3
     kl_weight: float = 2e-3
-    kl_warmup_steps: int = 300       # KL weight ramped from 0 (against early posterior collapse)
+    kl_warmup_steps: int = 1000      # KL weight ramped from 0 (against early posterior collapse)
     w_occ: float = 1.0
     w_point_rgb: float = 3.0
     w_point_sem: float = 0.3
