@@ -134,8 +134,10 @@ def test_mask_mesh_and_sketch_line_up(synth_dir, manifest):
         q = metres_to_box(mesh.vertices)
         q = q[(np.abs(q) <= 1).all(1)]
         cols, rows = box_xz_to_pixel(q[:, 0], q[:, 2], 512)
-        ys, xs = np.nonzero(mask)
-        assert abs(cols.min() - xs.min()) < 4 and abs(cols.max() - xs.max()) < 4
+        # compare extents in the upper half (head and hair: dense vertices; the coarse torso is not)
+        upper = rows < 256
+        ys, xs = np.nonzero(mask[:256])
+        assert abs(cols[upper].min() - xs.min()) < 4 and abs(cols[upper].max() - xs.max()) < 4
         assert abs(rows.min() - ys.min()) < 4
         clean = rasterize_strokes(json.loads((synth_dir / s["strokes"]).read_text()), 512)
         edges = cv2.Canny(mask * 10, 1, 1) > 0

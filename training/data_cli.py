@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     q.add_argument("--start", type=int, default=0, help="index of the first sample in the manifest")
     q.add_argument("--sketches-only", action="store_true", help="a grid of sketches only (4 per row)")
     q.add_argument("--real", default=None, help="folder of real drawings to show in a first row (with --sketches-only)")
-    f = sub.add_parser("framing", help="canonical framing (median sketch content box) of a SynHead folder")
+    f = sub.add_parser("framing", help="canonical framing (median sketch content box, eye centre and "
+                                      "eye-mouth distance of the masks) of a SynHead folder")
     f.add_argument("dir", help="a SynHead folder (reads s*/sample.json)")
     f.add_argument("--out", required=True, help="JSON to write, e.g. backend/canonical_framing.json")
     args = parser.parse_args(argv)
@@ -48,7 +49,11 @@ def main(argv=None) -> int:
             parser.error("--views must be between 1 and 4 (front, back, left, right)")
         from training.synhead.writer import synthesise
 
-        m = synthesise(args.out, args.num, args.seed, args.views, args.workers, progress=not args.no_progress)
+        try:
+            m = synthesise(args.out, args.num, args.seed, args.views, args.workers, progress=not args.no_progress)
+        except ValueError as e:
+            print(f"s3d-data synth: {e}", file=sys.stderr)
+            return 2
         print(f"{len(m['samples'])} samples in {args.out}/manifest.json")
         return 0
     if args.cmd == "preview":
@@ -68,7 +73,7 @@ def main(argv=None) -> int:
 
         from backend.weights import atomic_write_text
         from training.synhead import GENERATOR_VERSION
-        from training.synhead.writer import canonical_framing
+        from training.synhead.writer import canonical_framing, canonical_landmarks
 
         entries = []
         for p in sorted(Path(args.dir).glob("s*/sample.json")):
@@ -77,8 +82,10 @@ def main(argv=None) -> int:
         if framing is None:
             print(f"s3d-data framing: no complete samples with ink in {args.dir}", file=sys.stderr)
             return 2
+        framing.update(canonical_landmarks(args.dir, entries) or {})
+        versions = sorted({str(e.get("generator_version", GENERATOR_VERSION)) for e in entries})
         framing["source"] = (f"median ink bounding box of {framing['n']} SynHead sketches (generator "
-                             f"{GENERATOR_VERSION}); normalised image coordinates, y down")
+                             f"{', '.join(versions)}, {args.dir}); normalised image coordinates, y down")
         atomic_write_text(args.out, json.dumps(framing, indent=1) + "\n")
         print(json.dumps(framing))
         return 0

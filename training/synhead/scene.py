@@ -2,7 +2,9 @@
 
 Placement (the randomised framing of the data set): the head is centred (x = 0, y = middle of the head
 depth, z = middle between crown and chin) at ``CANONICAL_HEAD_CENTRE_M`` and then scaled by
-``s ~ U(0.9, 1.1)`` about that point and shifted by up to +-5 % of the box in x and z. The transform is
+``s ~ U(0.9, 1.1)`` about that point and shifted by up to +-5 % of the box in x and z. Since generator
+0.2.0, 60 % of the heads are also turned slightly (yaw +-10, pitch +-6, roll +-5 degrees) with the whole
+bust, as real drawings often are. The transform is
 applied to the 3D geometry, so the input-view mask, the sketch and the mesh always line up exactly.
 """
 from __future__ import annotations
@@ -26,6 +28,11 @@ CANONICAL_HEAD_CENTRE_M = np.array([0.0, 0.0, 0.035])
 SCALE_RANGE = (0.9, 1.1)
 SHIFT_FRACTION = 0.05
 GLASSES_PROBABILITY = 0.10
+#: Small head turns (generator 0.2.0): probability and maximum yaw (about Z), pitch (about X) and roll
+#: (about the view axis Y), degrees. Drawn from their own random stream, so the rest of a seed's
+#: scene is the same as in generator 0.1.0.
+POSE_PROBABILITY = 0.6
+POSE_MAX_DEG = {"yaw": 10.0, "pitch": 6.0, "roll": 5.0}
 IRIS_HALF_ANGLE = 0.50  # radians: iris diameter ~11.5 mm on a ~24 mm eyeball
 PUPIL_HALF_ANGLE = 0.20
 
@@ -145,8 +152,13 @@ def build_scene(seed: int) -> Scene:
         g, glasses_params = glasses_meshes(rng, eye_c, float((eye_c[:, 1] - np.array(eye_r)).min()), ear_y, ear_w)
         acc += g
     # placement into the box
+    pose_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x9053]))
+    pose = {k: 0.0 for k in POSE_MAX_DEG}
+    if pose_rng.random() < POSE_PROBABILITY:
+        pose = {k: float(pose_rng.uniform(-m, m)) for k, m in POSE_MAX_DEG.items()}
+    R = _rotation(pose)
     T = np.eye(4)
-    T[:3, :3] *= scale
+    T[:3, :3] = scale * R
     T[:3, 3] = CANONICAL_HEAD_CENTRE_M + np.array([shift[0], 0.0, shift[1]])
     parts = []
     for name, m, lab, rest in parts_local:
@@ -163,18 +175,28 @@ def build_scene(seed: int) -> Scene:
         m.apply_transform(T)
         lab = np.full(len(m.vertices), lid, np.uint8)
         parts.append(Part(f"acc{i}_{lid}", m, lab, _vertex_colors(lab, app)))
-    eyes = {"centres": (eye_c * scale + T[:3, 3]), "axes": eye_ax, "radius": float(np.mean(eye_r) * scale)}
+    eyes = {"centres": eye_c @ T[:3, :3].T + T[:3, 3], "axes": eye_ax @ R.T, "radius": float(np.mean(eye_r) * scale)}
     params = {"phenotypes": {k: round(float(x), 5) for k, x in hp.phenotypes.items()},
               "local_changes": {k: round(float(x), 5) for k, x in hp.local_changes.items() if x != 0.0},
               "expressions": {k: round(float(x), 5) for k, x in hp.expressions.items()},
               "brows": brow_shape,
               "hair": hair_spec.to_json(), "glasses": glasses_params is not None,
               "glasses_params": glasses_params, "bust": bust_params}
-    placement = {"scale": scale, "shift_m": [float(shift[0]), 0.0, float(shift[1])],
+    placement = {"scale": scale, "shift_m": [float(shift[0]), 0.0, float(shift[1])], "pose_deg": pose,
                  "head_centre_m": [float(x) for x in T[:3, 3]], "transform": T.tolist()}
     skin_used = np.unique(faces[fcomp == 0])
     return Scene(seed=int(seed), parts=parts, eyes=eyes, appearance=app, params=_jsonable(params),
                  placement=placement, skin_forward=tpl.labels["faces_forward"][skin_used])
+
+
+def _rotation(pose: dict) -> np.ndarray:
+    """3x3 rotation of the head about its centre: yaw about Z, then pitch about X, then roll about Y
+    (degrees; positive yaw turns the face towards +X, the person's left)."""
+    y, p, r = (np.radians(pose[k]) for k in ("yaw", "pitch", "roll"))
+    rz = np.array([[np.cos(y), -np.sin(y), 0], [np.sin(y), np.cos(y), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    ry = np.array([[np.cos(r), 0, np.sin(r)], [0, 1, 0], [-np.sin(r), 0, np.cos(r)]])
+    return ry @ rx @ rz
 
 
 def _jsonable(x):

@@ -3,7 +3,8 @@
 * ``clean``: the clean stroke JSON drawn by :func:`backend.sketch.raster.rasterize_strokes` (the same
   code inference uses for Grease Pencil strokes).
 * ``pencil``: XDoG (Winnemoeller et al., "XDoG: an eXtended difference-of-Gaussians compendium",
-  Computers & Graphics 2012, eq. 4-6) on the grey RGB render.
+  Computers & Graphics 2012, eq. 4-6) on the grey RGB render, blended with flat per-label tones
+  (generator 0.2.0) so inner features give lines.
 * ``rough``: the clean strokes jittered (low-frequency offsets), broken into pieces, partly dropped,
   partly doubled, with per-point variable widths, then rasterised by the same function.
 """
@@ -72,17 +73,31 @@ def rough_strokes(doc: dict, rng: np.random.Generator) -> dict:
     return d
 
 
-def pencil_sketch(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+#: Grey tone per label id for the feature-enhanced pencil input (adjacent classes differ).
+_TONES = np.array([1.0, 0.78, 0.70, 0.10, 0.95, 0.95, 0.22, 0.22, 0.62, 0.62, 0.15, 0.45, 0.52, 0.32,
+                   0.5, 0.5, 0.5, 0.68, 0.55], np.float32)
+
+
+def pencil_sketch(rgb: np.ndarray, rng: np.random.Generator, label: np.ndarray | None = None) -> np.ndarray:
     """XDoG line drawing of an RGB render: (H, W) uint8, dark lines on white.
 
     D = G_sigma(I) - tau * G_{k sigma}(I); T = 1 where D >= eps, else 1 + tanh(phi (D - eps)).
+    With ``label`` (generator 0.2.0) the grey render is first blended with a flat tone per label
+    (weight 0.3-0.6), so that brows, lips, eyes and the hairline, which a textureless Lambert render
+    barely separates, give lines too.
     """
     g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    if label is not None:
+        a = rng.uniform(0.3, 0.6)
+        g = (1 - a) * g + a * _TONES[np.asarray(label)]
     sigma = rng.uniform(0.8, 1.6)
     k = 1.6
     tau = rng.uniform(0.97, 0.99)
-    eps = rng.uniform(-0.02, 0.02)
-    phi = rng.uniform(40, 120)
+    # eps < 0 keeps flat regions white whatever their brightness (D = (1 - tau) I >= 0 there), so the
+    # result is lines rather than tone (generator 0.1.0 drew eps from [-0.02, 0.02], which greyed dark
+    # hair and skin)
+    eps = rng.uniform(-0.02, -0.006)
+    phi = rng.uniform(60, 200)
     g1 = cv2.GaussianBlur(g, (0, 0), sigma)
     g2 = cv2.GaussianBlur(g, (0, 0), sigma * k)
     d = g1 - tau * g2

@@ -113,7 +113,7 @@ def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4) -
     doc = strokes_from_labels(front["label"], rng, iris=iris)
     style = choose_style(rng)
     if style == "pencil":
-        sketch = pencil_sketch(front["rgb"], rng)
+        sketch = pencil_sketch(front["rgb"], rng, front["label"])
         if not PENCIL_INK_RANGE[0] <= ink_fraction(sketch) <= PENCIL_INK_RANGE[1]:
             style = "rough"
     if style == "clean":
@@ -189,6 +189,28 @@ def canonical_framing(entries: list[dict]) -> dict | None:
             "width": round(float(np.median(boxes[:, 2] - boxes[:, 0])), 4), "n": int(len(boxes))}
 
 
+def canonical_landmarks(root: str | os.PathLike, entries: list[dict]) -> dict | None:
+    """Median eye centre and eye-to-mouth distance of the input-view masks (normalised, y down):
+    ``{"eye_center": [x, y], "eye_mouth_distance": d}``; the eye centre is the centroid of l_eye and
+    r_eye, the mouth centre the centroid of mouth, u_lip and l_lip (as backend/framing.py measures
+    them on predicted masks). None when no mask has both."""
+    eyes, dists = [], []
+    for e in entries:
+        m = np.asarray(Image.open(Path(root) / e["mask"]))
+        ey = np.argwhere(np.isin(m, (4, 5)))
+        mo = np.argwhere(np.isin(m, (10, 11, 12)))
+        if len(ey) < 12 or len(mo) < 12:
+            continue
+        a, b = ey.mean(0)[::-1] / m.shape[0], mo.mean(0)[::-1] / m.shape[0]
+        eyes.append(a)
+        dists.append(float(np.linalg.norm(b - a)))
+    if not eyes:
+        return None
+    c = np.median(np.array(eyes), 0)
+    return {"eye_center": [round(float(c[0]), 4), round(float(c[1]), 4)],
+            "eye_mouth_distance": round(float(np.median(dists)), 4)}
+
+
 def write_manifest(out_dir: str | os.PathLike) -> dict:
     """Collect every complete sample (``s*/sample.json``) into ``manifest.json``; return the manifest."""
     out_dir = Path(out_dir)
@@ -207,6 +229,18 @@ def write_manifest(out_dir: str | os.PathLike) -> dict:
     return manifest
 
 
+def _check_version(out_dir: Path) -> None:
+    """Refuse to mix generator versions in one folder (resuming with newer code would mix them)."""
+    for p in sorted(out_dir.glob("s*/sample.json"))[:1]:
+        try:
+            version = json.loads(p.read_text()).get("generator_version")
+        except (OSError, json.JSONDecodeError):
+            return
+        if version != GENERATOR_VERSION:
+            raise ValueError(f"{out_dir} holds SynHead samples of generator {version}, this is {GENERATOR_VERSION}; "
+                             "write to a new --out folder (versions must not be mixed)")
+
+
 def synthesise(out_dir: str | os.PathLike, num: int, seed: int = 0, views: int = 4, workers: int = 1,
                progress: bool = True) -> dict:
     """Generate seeds ``seed .. seed+num-1`` into ``out_dir`` (skipping complete samples), then write
@@ -219,6 +253,7 @@ def synthesise(out_dir: str | os.PathLike, num: int, seed: int = 0, views: int =
         raise ValueError("--num must be >= 0 and --workers >= 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _check_version(out_dir)
     todo = [s for s in range(seed, seed + num) if not (out_dir / sample_id(s) / "sample.json").exists()]
     bar = tqdm(total=num, initial=num - len(todo), disable=not progress, desc="synhead", unit="head")
     done = 0
