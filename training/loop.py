@@ -183,9 +183,15 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
     try:
         while True:
             state.elapsed_s = time.monotonic() - start
-            if limits.steps is not None and state.step >= limits.steps:
-                break
-            if limits.minutes is not None and state.elapsed_s >= limits.minutes * 60:
+            stop = (limits.steps is not None and state.step >= limits.steps) or \
+                   (limits.minutes is not None and state.elapsed_s >= limits.minutes * 60)
+            if ctx.world_size > 1:  # every rank stops at the same step, or DDP would wait forever
+                import torch.distributed as dist
+
+                flag = torch.tensor([1.0 if stop else 0.0], device=ctx.device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                stop = bool(flag.item() > 0)
+            if stop:
                 break
             factor = limits.lr_factor(state.step, state.elapsed_s)
             for g, lr in zip(optimizer.param_groups, base_lrs):

@@ -125,7 +125,7 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
         from torch.nn.parallel import DistributedDataParallel
 
         loss_module = DistributedDataParallel(loss_module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
-                                              find_unused_parameters=True)
+                                              find_unused_parameters=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=(0.9, 0.99))
     meta = {"kind": "mask2triplane", "profile": args.profile, "config": cfg, "recipe": asdict(recipe),
             "data": data.describe(), "command": command_line(), "machine": machine_description(),

@@ -132,7 +132,7 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
         from torch.nn.parallel import DistributedDataParallel
 
         loss_module = DistributedDataParallel(loss_module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
-                                              find_unused_parameters=True)
+                                              find_unused_parameters=recipe.sv_weight == 0)  # style head idle
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.99))
     meta = {"kind": "sketch2mask", "profile": args.profile, "config": cfg, "recipe": asdict(recipe),
             "data": data.describe(), "mask_encoder": enc_info, "command": command_line(),
