@@ -161,6 +161,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
               f"F@5mm {row['fscore_5mm']:.3f}, label mIoU {row['label_miou']:.3f}", file=sys.stderr)
     if sheet_path is not None and sheet:
         _save_png(sheet_path, np.concatenate(sheet, 0))
+        seed_sheet(model, renderer, data.samples[0], view_res, sheet_path.with_name(sheet_path.stem + "_seeds.png"))
     seg = segmentation_scores(conf)
     keys = ["chamfer_mm", "fscore_2mm", "fscore_5mm", "psnr_front", "ssim_front", "psnr_back", "ssim_back",
             "seed_colour_std", "label_miou"]
@@ -171,6 +172,23 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
     if real_masks is not None:
         summary["real_masks"] = evaluate_real_masks(model, renderer, real_masks, view_res, sheet_path)
     return summary
+
+
+@torch.no_grad()
+def seed_sheet(model, renderer, sample, view_res: int, path: Path, seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)) -> None:
+    """One mask, several seeds: front (top row) and left (bottom row) renders, for the appearance check."""
+    from backend.models.mask2triplane import ids_to_onehot
+    from backend.models.renderer import orthographic_camera
+    from training.datasets import read_ids
+
+    onehot = ids_to_onehot(torch.from_numpy(read_ids(sample.path("mask")))[None].long(), NUM_CLASSES)
+    cols = []
+    for seed in seeds:
+        planes = model.synthesize(model.encode(onehot, model.sample_z(seed)))
+        field = lambda x: model.query(planes, x)  # noqa: E731
+        cols.append(np.concatenate([_to_uint8(_render_srgb(renderer.render(field, orthographic_camera(v, view_res))))
+                                    for v in ("front", "left")], 0))
+    _save_png(path, np.concatenate(cols, 1))
 
 
 @torch.no_grad()
