@@ -4,7 +4,8 @@ Contours of label regions are traced with OpenCV (``findContours``), cut into ru
 predicate holds (e.g. "on the silhouette and inside hair"), smoothed, simplified (Douglas-Peucker) and
 written in the stroke format of docs/contracts.md section 2 (frame "normalized", y down) with a
 ``group`` per stroke: hair, hair_flow, face_outline, ear, brow, eye, iris, lid, nose, lips, neck,
-shoulders, glasses. Noses are drawn as open lines (the lower part: wings and base), not a closed outline.
+shoulders, glasses. Hair-flow strokes are pieces of iso-distance lines inside the hair region, 2 to 24
+of them depending on the hair area. Noses are drawn as open lines (the lower part: wings and base), not a closed outline.
 """
 from __future__ import annotations
 
@@ -112,9 +113,20 @@ def strokes_from_labels(label: np.ndarray, rng: np.random.Generator, iris: list 
     for c in _contours(neck):
         keep = near_cloth[c[:, 1], c[:, 0]] & ~near_bg[c[:, 1], c[:, 0]]
         _add(strokes, _runs(c, keep, True), "shoulders", size)
-    # brows
+    # brows: a closed outline, or (half of the sketches, generator 0.2.0) one stroke along the brow's
+    # centre line as wide as the brow is thick, the way people often draw them
+    brow_as_line = bool(rng.random() < 0.5)
     for lid in (L["l_brow"], L["r_brow"]):
-        for c in _contours(label == lid):
+        m = label == lid
+        if brow_as_line and m.sum() >= 8:
+            cols = np.flatnonzero(m.any(0))
+            rows = np.array([np.nonzero(m[:, c])[0].mean() for c in cols])
+            thick = float(np.median(m[:, cols].sum(0)))
+            pts = _simplify(_smooth(np.stack([cols, rows], 1)))
+            strokes.append({"points": ((pts + 0.5) / size).round(5).tolist(), "group": "brow",
+                            "width": round(max(1.0, thick * rng.uniform(0.5, 0.9)) / size, 5)})
+            continue
+        for c in _contours(m):
             _add(strokes, [np.concatenate([c, c[:1]])], "brow", size, min_len=4)
     # eyes: upper contour = lid, lower = eye
     for lid in (L["l_eye"], L["r_eye"]):
@@ -161,17 +173,23 @@ def strokes_from_labels(label: np.ndarray, rng: np.random.Generator, iris: list 
     # glasses
     for c in _contours(glasses):
         _add(strokes, [np.concatenate([c, c[:1]])], "glasses", size)
-    # hair flow: pieces of the eroded hair outline
-    if hair.sum() > 500:
-        for _ in range(int(rng.integers(2, 8))):
-            k = int(rng.integers(6, 30))
-            er = cv2.erode(hair.astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8))
-            cs = _contours(er)
+    # hair flow: pieces of iso-distance lines inside the hair (parallel to its outline); more of them
+    # for more hair, as people draw hair as texture (generator 0.2.0; 0.1.0 drew 2-7 from erosions)
+    n_hair = int(hair.sum())
+    if n_hair > 500:
+        dist = cv2.distanceTransform(hair.astype(np.uint8), cv2.DIST_L2, 3)
+        n_flow = int(np.clip(rng.uniform(0.5, 1.5) * n_hair / 2500, 2, 24))
+        levels = {}
+        for _ in range(n_flow):
+            k = int(rng.integers(4, max(5, min(40, int(dist.max()) - 1))))
+            if k not in levels:
+                levels[k] = _contours(dist > k)
+            cs = levels[k]
             if not cs:
-                break
+                continue
             c = cs[int(rng.integers(0, len(cs)))]
             n = len(c)
-            ln = int(min(n, rng.integers(20, 90)))
+            ln = int(min(n, rng.integers(25, 140)))
             s0 = int(rng.integers(0, n))
             piece = np.roll(c, -s0, 0)[:ln]
             _add(strokes, [piece], "hair_flow", size)
