@@ -106,11 +106,11 @@ def scalp_radius_table(skin_mesh, centre: np.ndarray) -> np.ndarray:
     """Ray-cast the scalp radius ``r_head`` (len(_EL), len(_AZ)) metres from ``centre`` outwards."""
     el, az = np.meshgrid(_EL, _AZ, indexing="ij")
     d = np.stack([np.cos(el) * np.sin(az), -np.cos(el) * np.cos(az), np.sin(el)], -1).reshape(-1, 3)
+    from .raycast import RayScene
+
     o = np.repeat(centre[None], len(d), 0)
-    locs, ray_idx, _ = skin_mesh.ray.intersects_location(o, d, multiple_hits=False)
-    r = np.full(len(d), np.nan)
-    r[ray_idx] = np.linalg.norm(locs - o[ray_idx], axis=1)
-    r = r.reshape(el.shape)
+    hit, _, t, _ = RayScene(np.asarray(skin_mesh.vertices), np.asarray(skin_mesh.faces)).first_hits(o, d)
+    r = np.where(hit, t, np.nan).reshape(el.shape)
     fill = np.nanmedian(r)
     return np.where(np.isfinite(r), r, fill)
 
@@ -238,7 +238,8 @@ def hair_mesh(spec: HairSpec, skin_mesh, centre: np.ndarray, brow_z: float, boun
     if not parts:
         return None
     mesh = trimesh.util.concatenate(parts)
-    # PyMCubes orients faces inward for a field that is positive inside: flip to outward normals
-    if mesh.volume < 0:
+    # PyMCubes' orientation depends on the sign convention: make the normals point outwards
+    tri = mesh.vertices[mesh.faces]
+    if np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() < 0:
         mesh.invert()
     return mesh

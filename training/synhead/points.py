@@ -19,15 +19,15 @@ N_UNIFORM, N_NEAR, N_SURFACE = 6000, 6000, 4000
 
 
 def _surface_samples(scene, n: int, rng: np.random.Generator):
-    mesh, vlab, vcol, _ = scene.combined()
-    tri = mesh.vertices[mesh.faces]
+    _, vlab, vcol, _ = scene.combined()
+    tri = scene.vertices[scene.faces]
     area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) / 2
     fi = rng.choice(len(area), size=n, p=area / area.sum())
     r1, r2 = rng.random(n), rng.random(n)
     s = np.sqrt(r1)
     bary = np.stack([1 - s, s * (1 - r2), s * r2], 1)
     pts = (tri[fi] * bary[..., None]).sum(1)
-    f = mesh.faces[fi]
+    f = scene.faces[fi]
     lab = vlab[f][np.arange(n), np.argmax(bary, 1)]
     col = (vcol[f] * bary[..., None]).sum(1)
     return pts, lab, col
@@ -39,13 +39,9 @@ def inside_any_part(scene, xyz: np.ndarray) -> np.ndarray:
     One ray per point (a fixed, slightly oblique direction) against the combined mesh with all hits;
     the crossings are counted per part and a point is inside a part when its count is odd (parity
     test per closed part, so overlapping parts such as hair over the scalp do not cancel out)."""
-    mesh, _, _, fpart = scene.combined()
-    n_parts = len(scene.parts)
-    d = np.array([0.0123, 0.0457, 1.0])
-    d /= np.linalg.norm(d)
-    dirs = np.repeat(d[None], len(xyz), 0)
-    tri, ray = mesh.ray.intersects_id(xyz, dirs, multiple_hits=True, return_locations=False)
-    counts = np.bincount(ray * n_parts + fpart[tri], minlength=len(xyz) * n_parts).reshape(len(xyz), n_parts)
+    _, _, _, fpart = scene.combined()
+    counts = scene.ray_scene().crossing_counts(xyz, np.array([0.0123, 0.0457, 1.0]), fpart.astype(np.int64),
+                                              len(scene.parts))
     return (counts % 2 == 1).any(1)
 
 

@@ -1,4 +1,4 @@
-"""CPU ray casting (trimesh + embreex) of a SynHead scene: RGB, label, depth, normal and alpha maps.
+"""CPU ray casting (Embree through embreex, :mod:`.raycast`) of a SynHead scene: RGB, label, depth, normal and alpha maps.
 
 Orthographic views of the box (docs/contracts.md sections 1 and 3):
 
@@ -39,8 +39,12 @@ def ortho_camera(view: str, resolution: int) -> dict:
             "resolution": int(resolution)}
 
 
-def render_view(scene, view: str, resolution: int, light_dir=(-0.35, -0.8, 0.5)) -> dict:
+def render_view(scene, view: str, resolution: int, light_dir=(-0.35, -0.8, 0.5),
+                candidates: np.ndarray | None = None) -> dict:
     """Render one orthographic view.
+
+    ``candidates`` (R, R) bool, optional: cast rays only where it is True (e.g. the dilated, upsampled
+    alpha of a coarser render of the same view); everything else is background.
 
     Returns a dict with ``rgb`` (R, R, 3) uint8 sRGB (white background), ``label`` (R, R) uint8 ids,
     ``depth`` (R, R) float32 metres (inf where empty), ``normal`` (R, R, 3) float32 unit normals in the
@@ -48,38 +52,41 @@ def render_view(scene, view: str, resolution: int, light_dir=(-0.35, -0.8, 0.5))
     """
     cam = ortho_camera(view, resolution)
     fwd, right, up = (np.array(a, float) for a in VIEW_AXES[view])
-    mesh, vlab, vcol, fpart = scene.combined()
+    _, vlab, vcol, fpart = scene.combined()
+    verts, faces = scene.vertices, scene.faces
     r = resolution
     s = (np.arange(r) + 0.5) / r * BOX_SIZE_M - BOX_SIZE_M / 2
     xs, ys = np.meshgrid(s, -s)  # ys: image up
     origin0 = -fwd * (BOX_SIZE_M / 2 + _RAY_START_BACK)
     # cast rays only inside the projected bounding box of the scene (2 px margin)
-    u, w = mesh.vertices @ right, mesh.vertices @ up
+    u, w = verts @ right, verts @ up
     pix = BOX_SIZE_M / r
     inside = ((xs >= u.min() - 2 * pix) & (xs <= u.max() + 2 * pix) & (ys >= w.min() - 2 * pix)
               & (ys <= w.max() + 2 * pix)).reshape(-1)
+    if candidates is not None:
+        if candidates.shape != (r, r):
+            raise ValueError(f"candidates must be ({r}, {r}) bool, got {candidates.shape}")
+        inside &= candidates.reshape(-1)
     cast = np.flatnonzero(inside)
     origins = origin0 + xs.reshape(-1)[cast, None] * right + ys.reshape(-1)[cast, None] * up
-    dirs = np.repeat(fwd[None], len(origins), 0)
-    tri_idx, ray_sub, locs = mesh.ray.intersects_id(origins, dirs, multiple_hits=False, return_locations=True)
-    ray_idx = cast[ray_sub]
+    dirs = np.broadcast_to(fwd, (len(origins), 3))
+    hit, tri_all, t_all, bary_all = scene.ray_scene().first_hits(origins, dirs)
+    tri_idx, ray_idx, t_hit = tri_all[hit], cast[hit], t_all[hit]
+    bary = np.clip(bary_all[hit], 0, 1)
+    bary /= bary.sum(1, keepdims=True) + 1e-12
+    locs = origins[hit] + t_hit[:, None] * fwd
     n = r * r
     label = np.zeros(n, np.uint8)
     depth = np.full(n, np.inf, np.float32)
     normal = np.zeros((n, 3), np.float32)
     rgb = np.ones((n, 3), np.float32)
     if len(ray_idx):
-        import trimesh
-
-        tri = mesh.faces[tri_idx]
-        bary = trimesh.triangles.points_to_barycentric(mesh.vertices[tri], locs)
-        bary = np.clip(bary, 0, 1)
-        bary /= bary.sum(1, keepdims=True)
+        tri = faces[tri_idx]
         labs = vlab[tri]
         score = np.stack([(bary * (labs == labs[:, [k]])).sum(1) for k in range(3)], 1)
         label[ray_idx] = labs[np.arange(len(tri)), np.argmax(score, 1)]
-        depth[ray_idx] = (np.einsum("ij,j->i", locs - origin0, fwd) - _RAY_START_BACK).astype(np.float32)
-        vn = mesh.vertex_normals
+        depth[ray_idx] = (t_hit - _RAY_START_BACK).astype(np.float32)
+        vn = scene.vertex_normals
         nrm = (vn[tri] * bary[..., None]).sum(1)
         nrm /= np.linalg.norm(nrm, axis=1, keepdims=True) + 1e-12
         # face the camera (thin or inverted parts)
@@ -99,6 +106,21 @@ def render_view(scene, view: str, resolution: int, light_dir=(-0.35, -0.8, 0.5))
             "camera": cam}
 
 
+def candidates_from_coarse(alpha: np.ndarray, resolution: int, dilate_px: int = 2) -> np.ndarray:
+    """Pixels of a ``resolution`` view worth casting, from the ``alpha`` (r, r) of a coarser render of
+    the same view: alpha dilated by ``dilate_px`` coarse pixels, upsampled (nearest). Raises
+    ValueError unless ``resolution`` is a multiple of r."""
+    import cv2
+
+    r = alpha.shape[0]
+    if resolution % r:
+        raise ValueError(f"resolution {resolution} is not a multiple of the coarse resolution {r}")
+    k = 2 * dilate_px + 1
+    m = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+    f = resolution // r
+    return np.repeat(np.repeat(m, f, 0), f, 1)
+
+
 def _paint_brows(scene, label, col, ray_idx, tri_idx, bary, part) -> None:
     """Per-pixel brows on forehead skin hits (rest-template position of the hit; see labels.py)."""
     from .labels import SKIN, brow_labels_at
@@ -109,8 +131,8 @@ def _paint_brows(scene, label, col, ray_idx, tri_idx, bary, part) -> None:
     sel = np.flatnonzero((part == 0) & np.isin(label[ray_idx], [SKIN, 6, 7]))
     if not len(sel):
         return
-    mesh, _, _, _ = scene.combined()
-    tri = mesh.faces[tri_idx[sel]]  # skin is part 0: its vertices come first in the combined mesh
+    scene.combined()
+    tri = scene.faces[tri_idx[sel]]  # skin is part 0: its vertices come first in the combined mesh
     rest = (skin.rest[tri] * bary[sel, :, None]).sum(1)
     b = brow_labels_at(scene.params["brows"], rest)
     fwd_ok = scene.skin_forward[tri].mean(1) > 0.5

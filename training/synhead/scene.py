@@ -73,7 +73,20 @@ class Scene:
             self._labels = np.concatenate([p.labels for p in self.parts]).astype(np.uint8)
             self._colors = np.concatenate([p.colors for p in self.parts]).astype(np.float32)
             self._face_part = np.concatenate([np.full(len(m.faces), i, np.int16) for i, m in enumerate(meshes)])
+            # plain arrays (trimesh re-hashes its tracked arrays on cached-property access)
+            self.vertices = np.asarray(verts, np.float64)
+            self.faces = np.asarray(faces, np.int64)
+            self.vertex_normals = np.array(mesh.vertex_normals, np.float64)
         return self._combined, self._labels, self._colors, self._face_part
+
+    def ray_scene(self):
+        """The Embree scene of all parts (built once): :class:`training.synhead.raycast.RayScene`."""
+        if getattr(self, "_ray_scene", None) is None:
+            from .raycast import RayScene
+
+            self.combined()
+            self._ray_scene = RayScene(self.vertices, self.faces)
+        return self._ray_scene
 
 
 def _vertex_colors(labels: np.ndarray, app: dict) -> np.ndarray:

@@ -89,7 +89,7 @@ def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4) -
 
     Deterministic: the same seed gives the same files. Raises ValueError for ``num_views`` outside 1..4.
     """
-    from .render import render_view
+    from .render import candidates_from_coarse, render_view
     from .scene import IRIS_HALF_ANGLE, build_scene
     from .sketch_styles import choose_style, clean_sketch, ink_fraction, pencil_sketch, rough_strokes
     from .strokes import strokes_from_labels
@@ -102,7 +102,11 @@ def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4) -
     (d / "views").mkdir(parents=True, exist_ok=True)
     scene = build_scene(seed)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CE7]))
-    front = render_view(scene, "front", INPUT_RESOLUTION)
+    # the 128^2 views first: the front one tells the 512^2 input view where rays can hit (same output,
+    # about half the rays)
+    view_renders = {name: render_view(scene, name, VIEW_RESOLUTION) for name in VIEW_ORDER[:num_views]}
+    front = render_view(scene, "front", INPUT_RESOLUTION,
+                        candidates=candidates_from_coarse(view_renders["front"]["alpha"], INPUT_RESOLUTION))
     # iris circles in input-view pixels
     iris = []
     for k in range(2):
@@ -126,7 +130,7 @@ def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4) -
     }
     views = []
     for name in VIEW_ORDER[:num_views]:
-        r = render_view(scene, name, VIEW_RESOLUTION)
+        r = view_renders[name]
         nrm = ((r["normal"] + 1) / 2 * 255 + 0.5).astype(np.uint8)
         nrm[r["alpha"] == 0] = 0
         files[f"views/{name}_rgb.png"] = _png(r["rgb"], "RGB")
