@@ -44,6 +44,12 @@ DEFAULT_CANONICAL_CONTENT_BOX = {"center": [0.5, 0.54], "width": 0.62, "height":
 #: to 0.5, the centre of the symmetric random shift).
 DEFAULT_CANONICAL_LANDMARKS = {"eye_center": [0.5, 0.380], "eye_mouth_distance": 0.153,
                                "source": "defaults in backend/framing.py (300 SynHead v1 masks)"}
+#: Fallback when eyes or mouth are missing: the head box of the mask. Medians over the first 300 SynHead
+#: v1 masks: top of the head classes (ids 1-15) at y 0.113, bottom of the face classes (the chin) at
+#: 0.684, face centre x 0.502 (set to 0.5).
+DEFAULT_CANONICAL_HEAD_BOX = {"top": 0.113, "chin": 0.684, "center_x": 0.5}
+HEAD_IDS = tuple(range(1, 16))
+FACE_IDS = (1, 2, 4, 5, 6, 7, 10, 11, 12)
 EYE_IDS = (4, 5)
 MOUTH_IDS = (10, 11, 12)
 #: Fewest pixels (at 512^2) a landmark class needs to count as found.
@@ -115,6 +121,24 @@ def mask_landmarks(mask: np.ndarray) -> dict | None:
     return {"eye": [float(e[0]), float(e[1])], "mouth": [float(m[0]), float(m[1])]}
 
 
+def mask_head_box(mask: np.ndarray) -> dict | None:
+    """Top of the head classes, bottom of the face classes (chin) and the face's centre column, pixels.
+
+    Returns:
+        ``{"top": y, "chin": y, "center_x": x}`` (continuous pixel coordinates, edges), or None when the
+        map has too little face.
+    """
+    scale = (mask.shape[0] * mask.shape[1]) / (512.0 * 512.0)
+    face = np.argwhere(np.isin(mask, FACE_IDS))
+    if len(face) < 2000 * scale:
+        return None
+    head_rows = np.nonzero(np.isin(mask, HEAD_IDS).any(axis=1))[0]
+    top, chin = float(head_rows.min()) - 0.5, float(face[:, 0].max()) + 0.5
+    if chin - top < 8:
+        return None
+    return {"top": top, "chin": chin, "center_x": float(face[:, 1].mean())}
+
+
 @dataclass
 class FramingTransform:
     """Affine map from the input's pixel frame to the framed ``output_size`` square.
@@ -126,8 +150,9 @@ class FramingTransform:
         content_box: ``[x0, y0, x1, y1]`` of the ink in the input image, pixels (None for no content).
         canonical_box: the canonical content box used (see :func:`canonical_content_box`).
         auto_framed: False with ``--no-frame`` (the input was only scaled to the square).
-        method: ``content_box``, ``landmarks`` (eye/mouth alignment) or ``none`` (``--no-frame``).
-        landmarks: the eye and mouth centroids in the input's pixels when ``method == "landmarks"``.
+        method: ``content_box``, ``landmarks`` (eye/mouth alignment), ``head_box`` (head top and chin
+            of the mask, when eyes or mouth are missing) or ``none`` (``--no-frame``).
+        landmarks: the eye and mouth centroids (or the head box) in the input's pixels.
     """
 
     matrix: list[list[float]]
@@ -223,17 +248,35 @@ def landmark_transform(landmarks: dict, input_size: list[int] | tuple[int, int],
                             {k: [round(float(c), 3) for c in v] for k, v in landmarks.items()})
 
 
+def head_box_transform(box: dict, input_size: list[int] | tuple[int, int], size: int = 512,
+                       content: list[float] | None = None) -> FramingTransform:
+    """The transform that puts an input-pixel head box (top, chin, centre) on the canonical head box."""
+    c = DEFAULT_CANONICAL_HEAD_BOX
+    s = (c["chin"] - c["top"]) * size / max(box["chin"] - box["top"], 1e-6)
+    tx = c["center_x"] * size - 0.5 - s * box["center_x"]
+    ty = c["top"] * size - 0.5 - s * box["top"]
+    return FramingTransform([[s, 0.0, tx], [0.0, s, ty]], [int(input_size[0]), int(input_size[1])], size, content,
+                            dict(c), True, "head_box", {k: round(float(v), 3) for k, v in box.items()})
+
+
 def refine_with_landmarks(first: FramingTransform, framed_mask: np.ndarray,
                           max_change: float = 2.0) -> FramingTransform | None:
     """Second framing pass from a first mask (in ``first``'s framed square); None if not usable.
 
+    Eye and mouth landmarks are used when the mask has them, else its head box (head top and chin).
     The refined scale must stay within ``max_change`` times the first pass's scale (otherwise the mask is
     more likely wrong than the first framing).
     """
     lm = input_landmarks(framed_mask, first)
-    if lm is None:
-        return None
-    t = landmark_transform(lm, first.input_size, first.output_size, content=first.content_box)
+    if lm is not None:
+        t = landmark_transform(lm, first.input_size, first.output_size, content=first.content_box)
+    else:
+        box = mask_head_box(framed_mask)
+        if box is None:
+            return None
+        s, tx, ty = first.scale, first.matrix[0][2], first.matrix[1][2]
+        box_in = {"top": (box["top"] - ty) / s, "chin": (box["chin"] - ty) / s, "center_x": (box["center_x"] - tx) / s}
+        t = head_box_transform(box_in, first.input_size, first.output_size, first.content_box)
     if not (1.0 / max_change <= t.scale / first.scale <= max_change):
         return None
     return t
