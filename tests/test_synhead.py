@@ -208,3 +208,36 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     assert e.value.code == 2
     assert "--views" in capsys.readouterr().err
     assert main(["preview", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_perspective_views(tmp_path):
+    """Optional perspective views: the centre pixel looks at the head, and its depth puts the hit on the mesh."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    from training.synhead.writer import generate_sample
+
+    e = generate_sample(SEED, tmp_path, num_views=1, num_persp=2)
+    names = [v["name"] for v in e["views"]]
+    assert names == ["front", "persp0", "persp1"]
+    mesh = trimesh.load(tmp_path / e["mesh"], process=False)
+    samples, _ = trimesh.sample.sample_surface(mesh, 400_000, seed=0)
+    surface = cKDTree(samples)  # ~1 mm spacing
+    for v in e["views"][1:]:
+        cam = v["camera"]
+        assert cam["type"] == "perspective" and 10 < cam["fov_deg"] < 60
+        c2w = np.asarray(cam["cam2world"])
+        assert np.allclose(c2w[:3, :3] @ c2w[:3, :3].T, np.eye(3), atol=1e-5)
+        alpha = np.asarray(Image.open(tmp_path / v["alpha"]))
+        depth = np.load(tmp_path / v["depth"]).astype(np.float64)
+        assert alpha.shape == (128, 128) and (alpha > 0).mean() > 0.05
+        fg = np.argwhere(alpha > 0)
+        off = np.abs(fg - 63.5).max(1)
+        t = np.tan(np.radians(cam["fov_deg"]) / 2)
+        pts = []
+        for j, i in (fg[np.argmin(off)], fg[np.argmax(off)]):  # nearest to and farthest from the centre
+            ndc = (np.array([i, j]) + 0.5) / 128 * 2 - 1
+            d_cam = np.array([ndc[0] * t, -ndc[1] * t, -1.0])  # depth is the z-depth along the viewing axis
+            pts.append(c2w[:3, 3] + c2w[:3, :3] @ (d_cam * depth[j, i]))
+        dist, _ = surface.query(np.array(pts))
+        assert dist.max() < 0.003, dist

@@ -1,6 +1,6 @@
 """``s3d-data``: SynHead data generation and contact sheets (docs/synhead.md).
 
-    s3d-data synth --out DIR --num N --seed S --views V --workers W
+    s3d-data synth --out DIR --num N --seed S --views V --workers W [--persp P]
     s3d-data preview DIR --out sheet.png [--count 8] [--sketches-only [--real FOLDER]]
     s3d-data framing DIR --out backend/canonical_framing.json
 """
@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("--num", type=int, required=True, help="number of samples (seeds S .. S+N-1)")
     p.add_argument("--seed", type=int, default=0, help="first seed (seeds 0..199 are the test split)")
     p.add_argument("--views", type=int, default=4, help="orthographic views per head: 1..4 of front, back, left, right")
+    p.add_argument("--persp", type=int, default=0, help="random perspective views per head (persp0..), 128^2")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     q = sub.add_parser("preview", help="contact sheet: sketch, mask, RGB, back view per sample")
@@ -47,10 +48,13 @@ def main(argv=None) -> int:
             parser.error("--num and --seed must be >= 0 and --workers >= 1")
         if not 1 <= args.views <= 4:
             parser.error("--views must be between 1 and 4 (front, back, left, right)")
+        if args.persp < 0:
+            parser.error("--persp must be >= 0")
         from training.synhead.writer import synthesise
 
         try:
-            m = synthesise(args.out, args.num, args.seed, args.views, args.workers, progress=not args.no_progress)
+            m = synthesise(args.out, args.num, args.seed, args.views, args.workers, progress=not args.no_progress,
+                           persp=args.persp)
         except ValueError as e:
             print(f"s3d-data synth: {e}", file=sys.stderr)
             return 2

@@ -1,18 +1,22 @@
-"""CPU ray casting (Embree through embreex, :mod:`.raycast`) of a SynHead scene: RGB, label, depth, normal and alpha maps.
+"""CPU ray casting (Embree through embreex, :mod:`.raycast`) of a SynHead scene: RGB, label, depth,
+normal and alpha maps.
 
 Orthographic views of the box (docs/contracts.md sections 1 and 3):
 
 * ``front``: camera at -Y looking along +Y, image right = +X, up = +Z (the input view);
 * ``back``: at +Y looking along -Y, image right = -X;
 * ``left``: on the person's left (+X) looking along -X, image right = +Y;
-* ``right``: on the person's right (-X) looking along +X, image right = -Y.
+* ``right``: on the person's right (-X) looking along +X, image right = -Y;
+
+plus optional random perspective views (:func:`perspective_camera`, :func:`render_camera`).
 
 Camera dicts follow the contract: ``cam2world`` 4x4 (camera looks along its -Z, +Y up, OpenGL
-convention, metres), ``ortho_size_m`` (= the box side), ``resolution``. The camera origin lies on the box
-face (0.20 m from the centre); ``depth`` is the distance along the view axis from that origin in
-metres (``inf`` where no surface is hit). Labels are the argmax of the barycentric blend of the hit
-triangle's vertex labels; colours are the blend of vertex colours with the iris and pupil drawn
-analytically on the eyeballs; shading is diffuse + ambient (Lambert).
+convention, metres), ``ortho_size_m`` (= the box side) or ``fov_deg`` (vertical), ``resolution``. The
+orthographic camera origin lies on the box face (0.20 m from the centre). ``depth`` is the distance
+along the camera's viewing axis from the camera origin in metres (z-depth; ``inf`` where nothing is
+hit). Labels are the argmax of the barycentric blend of the hit triangle's vertex labels; colours are
+the blend of vertex colours with the iris and pupil drawn analytically on the eyeballs and the brows
+per pixel; shading is diffuse + ambient (Lambert).
 """
 from __future__ import annotations
 
@@ -52,8 +56,8 @@ def render_view(scene, view: str, resolution: int, light_dir=(-0.35, -0.8, 0.5),
     """
     cam = ortho_camera(view, resolution)
     fwd, right, up = (np.array(a, float) for a in VIEW_AXES[view])
-    _, vlab, vcol, fpart = scene.combined()
-    verts, faces = scene.vertices, scene.faces
+    scene.combined()
+    verts = scene.vertices
     r = resolution
     s = (np.arange(r) + 0.5) / r * BOX_SIZE_M - BOX_SIZE_M / 2
     xs, ys = np.meshgrid(s, -s)  # ys: image up
@@ -70,11 +74,63 @@ def render_view(scene, view: str, resolution: int, light_dir=(-0.35, -0.8, 0.5),
     cast = np.flatnonzero(inside)
     origins = origin0 + xs.reshape(-1)[cast, None] * right + ys.reshape(-1)[cast, None] * up
     dirs = np.broadcast_to(fwd, (len(origins), 3))
+    return _shade_rays(scene, cam, r, cast, origins, dirs, fwd, light_dir, depth_offset=_RAY_START_BACK)
+
+
+def perspective_camera(rng: np.random.Generator, resolution: int, name: str = "persp0",
+                       target=(0.0, 0.0, 0.035)) -> dict:
+    """A random perspective camera looking at the head (contract camera dict).
+
+    Distance 0.55-0.9 m from ``target`` (metres, box frame), azimuth anywhere around the head, elevation
+    -10..+30 degrees, and the vertical field of view of a 0.22 m sphere around the target."""
+    dist = rng.uniform(0.55, 0.9)
+    az = rng.uniform(-np.pi, np.pi)
+    el = np.radians(rng.uniform(-10, 30))
+    tgt = np.asarray(target, float) + rng.normal(0, 0.01, 3)
+    pos = tgt + dist * np.array([np.cos(el) * np.sin(az), -np.cos(el) * np.cos(az), np.sin(el)])
+    fwd = (tgt - pos) / np.linalg.norm(tgt - pos)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, fwd)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, -fwd, pos
+    fov = 2 * np.degrees(np.arcsin(0.22 / dist))
+    return {"type": "perspective", "view": name, "cam2world": c2w.round(6).tolist(), "fov_deg": round(float(fov), 4),
+            "resolution": int(resolution)}
+
+
+def render_camera(scene, cam: dict, light_dir=(-0.35, -0.8, 0.5)) -> dict:
+    """Render a perspective camera dict (:func:`perspective_camera`); same outputs as
+    :func:`render_view`, with ``depth`` the z-depth along the camera's viewing axis (metres).
+
+    Raises:
+        ValueError: a camera that is not perspective (use :func:`render_view` for the box views).
+    """
+    if cam.get("type") != "perspective":
+        raise ValueError("render_camera draws perspective cameras; use render_view for orthographic views")
+    r = int(cam["resolution"])
+    c2w = np.asarray(cam["cam2world"], float)
+    rot, pos = c2w[:3, :3], c2w[:3, 3]
+    t = np.tan(np.radians(cam["fov_deg"]) / 2)
+    ndc = (np.arange(r) + 0.5) / r * 2 - 1
+    u, v = np.meshgrid(ndc, -ndc)
+    d_cam = np.stack([u * t, v * t, -np.ones_like(u)], -1).reshape(-1, 3)
+    dirs = d_cam @ rot.T
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    origins = np.broadcast_to(pos, dirs.shape)
+    return _shade_rays(scene, cam, r, np.arange(r * r), origins, dirs, -rot[:, 2], light_dir, depth_offset=0.0)
+
+
+def _shade_rays(scene, cam, r, cast, origins, dirs, fwd, light_dir, depth_offset: float) -> dict:
+    """Cast ``origins``/``dirs`` (for the pixels ``cast``) and shade: the dict of :func:`render_view`."""
+    _, vlab, vcol, fpart = scene.combined()
+    faces = scene.faces
     hit, tri_all, t_all, bary_all = scene.ray_scene().first_hits(origins, dirs)
     tri_idx, ray_idx, t_hit = tri_all[hit], cast[hit], t_all[hit]
     bary = np.clip(bary_all[hit], 0, 1)
     bary /= bary.sum(1, keepdims=True) + 1e-12
-    locs = origins[hit] + t_hit[:, None] * fwd
+    hdirs = dirs[hit]
+    locs = origins[hit] + t_hit[:, None] * hdirs
     n = r * r
     label = np.zeros(n, np.uint8)
     depth = np.full(n, np.inf, np.float32)
@@ -85,12 +141,13 @@ def render_view(scene, view: str, resolution: int, light_dir=(-0.35, -0.8, 0.5),
         labs = vlab[tri]
         score = np.stack([(bary * (labs == labs[:, [k]])).sum(1) for k in range(3)], 1)
         label[ray_idx] = labs[np.arange(len(tri)), np.argmax(score, 1)]
-        depth[ray_idx] = (t_hit - _RAY_START_BACK).astype(np.float32)
+        # depth along the viewing axis (for orthographic rays t itself, less the start offset)
+        depth[ray_idx] = (t_hit * (hdirs @ fwd) - depth_offset).astype(np.float32)
         vn = scene.vertex_normals
         nrm = (vn[tri] * bary[..., None]).sum(1)
         nrm /= np.linalg.norm(nrm, axis=1, keepdims=True) + 1e-12
         # face the camera (thin or inverted parts)
-        flip = np.einsum("ij,j->i", nrm, fwd) > 0
+        flip = np.einsum("ij,ij->i", nrm, hdirs) > 0
         nrm[flip] *= -1
         normal[ray_idx] = nrm
         col = (vcol[tri] * bary[..., None]).sum(1)

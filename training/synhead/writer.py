@@ -84,18 +84,23 @@ def content_box(sketch: np.ndarray, threshold: int = 128) -> list[float] | None:
     return [round(xs.min() / w, 5), round(ys.min() / h, 5), round((xs.max() + 1) / w, 5), round((ys.max() + 1) / h, 5)]
 
 
-def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4) -> dict:
+def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4, num_persp: int = 0) -> dict:
     """Generate and write sample ``seed`` under ``out_dir``; return its manifest entry.
 
-    Deterministic: the same seed gives the same files. Raises ValueError for ``num_views`` outside 1..4.
+    ``num_views`` orthographic views (front, back, left, right, in this order) and ``num_persp`` random
+    perspective views ``persp0..`` at the same resolution, cameras from their own random stream.
+    Deterministic: the same seed gives the same files. Raises ValueError for ``num_views`` outside 1..4
+    or a negative ``num_persp``.
     """
-    from .render import candidates_from_coarse, render_view
+    from .render import candidates_from_coarse, perspective_camera, render_camera, render_view
     from .scene import IRIS_HALF_ANGLE, build_scene
     from .sketch_styles import choose_style, clean_sketch, ink_fraction, pencil_sketch, rough_strokes
     from .strokes import strokes_from_labels
 
     if not 1 <= num_views <= len(VIEW_ORDER):
         raise ValueError(f"--views must be 1..{len(VIEW_ORDER)} (front, back, left, right), got {num_views}")
+    if num_persp < 0:
+        raise ValueError(f"--persp must be >= 0, got {num_persp}")
     t0 = time.perf_counter()
     sid = sample_id(seed)
     d = Path(out_dir) / sid
@@ -129,8 +134,11 @@ def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4) -
         "mask.png": _png(front["label"], "L"), "rgb.png": _png(front["rgb"], "RGB"),
     }
     views = []
-    for name in VIEW_ORDER[:num_views]:
-        r = view_renders[name]
+    cam_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xCA3]))
+    for k in range(num_persp):
+        cam = perspective_camera(cam_rng, VIEW_RESOLUTION, f"persp{k}")
+        view_renders[cam["view"]] = render_camera(scene, cam)
+    for name, r in view_renders.items():
         nrm = ((r["normal"] + 1) / 2 * 255 + 0.5).astype(np.uint8)
         nrm[r["alpha"] == 0] = 0
         files[f"views/{name}_rgb.png"] = _png(r["rgb"], "RGB")
@@ -176,8 +184,8 @@ def _worker_init() -> None:
 
 
 def _worker_run(args) -> dict:
-    seed, out_dir, views = args
-    return generate_sample(seed, out_dir, views)
+    seed, out_dir, views, persp = args
+    return generate_sample(seed, out_dir, views, persp)
 
 
 def canonical_framing(entries: list[dict]) -> dict | None:
@@ -246,7 +254,7 @@ def _check_version(out_dir: Path) -> None:
 
 
 def synthesise(out_dir: str | os.PathLike, num: int, seed: int = 0, views: int = 4, workers: int = 1,
-               progress: bool = True) -> dict:
+               progress: bool = True, persp: int = 0) -> dict:
     """Generate seeds ``seed .. seed+num-1`` into ``out_dir`` (skipping complete samples), then write
     the manifest. Returns the manifest. Workers are processes (``multiprocessing``, fork)."""
     import multiprocessing as mp
@@ -264,7 +272,7 @@ def synthesise(out_dir: str | os.PathLike, num: int, seed: int = 0, views: int =
     if workers == 1:
         _worker_init()
         for s in todo:
-            generate_sample(s, out_dir, views)
+            generate_sample(s, out_dir, views, persp)
             bar.update(1)
             done += 1
             if done % 100 == 0:
@@ -272,7 +280,7 @@ def synthesise(out_dir: str | os.PathLike, num: int, seed: int = 0, views: int =
     else:
         ctx = mp.get_context("fork")
         with ctx.Pool(workers, initializer=_worker_init) as pool:
-            for _ in pool.imap_unordered(_worker_run, [(s, str(out_dir), views) for s in todo], chunksize=1):
+            for _ in pool.imap_unordered(_worker_run, [(s, str(out_dir), views, persp) for s in todo], chunksize=1):
                 bar.update(1)
                 done += 1
                 if done % 100 == 0:
