@@ -200,6 +200,21 @@ def hair_field(spec: HairSpec, r_table: np.ndarray, centre: np.ndarray, brow_z: 
     return np.maximum.reduce(fields)
 
 
+def _upsample2(c: np.ndarray) -> np.ndarray:
+    """Trilinear 2x upsampling of a 3D grid whose end samples stay put: (n0, n1, n2) -> (2 n - 1 each)."""
+    out = c
+    for ax in range(3):
+        shape = list(out.shape)
+        shape[ax] = 2 * shape[ax] - 1
+        res = np.empty(shape, out.dtype)
+        even, odd, lo, hi = ([slice(None)] * 3 for _ in range(4))
+        even[ax], odd[ax], lo[ax], hi[ax] = slice(0, None, 2), slice(1, None, 2), slice(0, -1), slice(1, None)
+        res[tuple(even)] = out
+        res[tuple(odd)] = (out[tuple(lo)] + out[tuple(hi)]) * 0.5
+        out = res
+    return out
+
+
 def hair_mesh(spec: HairSpec, skin_mesh, centre: np.ndarray, brow_z: float, bounds: np.ndarray):
     """Closed hair mesh (trimesh.Trimesh, metres, canonical head frame) or None for bald heads.
 
@@ -217,14 +232,12 @@ def hair_mesh(spec: HairSpec, skin_mesh, centre: np.ndarray, brow_z: float, boun
     r_table = scalp_radius_table(skin_mesh, centre)
     # the field is smooth (min/max of smooth functions): evaluate it on a grid twice as coarse and
     # interpolate trilinearly to the meshing grid (about 6x cheaper than evaluating every voxel)
-    from scipy.ndimage import zoom
-
     coarse = 2 * VOXEL_M
     n = np.ceil((bounds[1] - bounds[0]) / coarse).astype(int) + 1
     axes = [bounds[0][k] + coarse * np.arange(n[k]) for k in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1)
     fc = hair_field(spec, r_table, centre, brow_z, grid).astype(np.float32)
-    f = zoom(fc, [(2 * m - 1) / m for m in fc.shape], order=1, grid_mode=False)
+    f = _upsample2(fc)
     f[[0, -1], :, :] = -1
     f[:, [0, -1], :] = -1
     f[:, :, [0, -1]] = -1
