@@ -241,3 +241,13 @@ def test_perspective_views(tmp_path):
             pts.append(c2w[:3, 3] + c2w[:3, :3] @ (d_cam * depth[j, i]))
         dist, _ = surface.query(np.array(pts))
         assert dist.max() < 0.003, dist
+
+
+def test_generator_versions_are_not_mixed(tmp_path):
+    from training.synhead.writer import synthesise
+
+    (tmp_path / "s000005").mkdir()
+    (tmp_path / "s000005" / "sample.json").write_text(json.dumps({"seed": 5, "generator_version": "0.0.1"}))
+    with pytest.raises(ValueError, match="0.0.1"):
+        synthesise(tmp_path, num=1, seed=6, views=1, workers=1, progress=False)
+    assert not (tmp_path / "s000006").exists()
