@@ -48,7 +48,7 @@ def sample_hair_spec(rng: np.random.Generator, gender: float) -> HairSpec:
     w = np.array([HAIR_STYLES[s] for s in styles])
     male = gender > 0.5
     boost = {"buzz": 1.8, "short": 1.8, "bald": 1.6, "receding": 2.5} if male else {"long": 1.8, "bob": 1.6, "tied": 1.6, "curly": 1.3}
-    w = w * np.array([boost.get(s, 1.0) if True else 1.0 for s in styles])
+    w = w * np.array([boost.get(s, 1.0) for s in styles])
     if male:
         w[styles.index("long")] *= 0.5
     style = str(rng.choice(styles, p=w / w.sum()))

@@ -203,6 +203,8 @@ def _paint_brows(scene, label, col, ray_idx, tri_idx, bary, part) -> None:
 
 def _paint_eyes(scene, col: np.ndarray, locs: np.ndarray, part: np.ndarray) -> np.ndarray:
     """Iris and pupil on eyeball hits, from the angle between the hit and the eye's forward axis."""
+    from .scene import IRIS_HALF_ANGLE, PUPIL_HALF_ANGLE
+
     names = [p.name for p in scene.parts]
     iris = np.array(scene.appearance["iris_rgb"])
     for k, name in enumerate(("eye_l", "eye_r")):
@@ -215,8 +217,6 @@ def _paint_eyes(scene, col: np.ndarray, locs: np.ndarray, part: np.ndarray) -> n
         d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-12
         ang = np.arccos(np.clip(d @ scene.eyes["axes"][k], -1, 1))
         c = col[sel]
-        from .scene import IRIS_HALF_ANGLE, PUPIL_HALF_ANGLE
-
         c[ang < IRIS_HALF_ANGLE] = iris * (0.8 + 0.4 * (ang[ang < IRIS_HALF_ANGLE, None] / IRIS_HALF_ANGLE))
         c[ang < PUPIL_HALF_ANGLE] = 0.03
         col[sel] = c

@@ -132,12 +132,8 @@ def strokes_from_labels(label: np.ndarray, rng: np.random.Generator, iris: list 
     for lid in (L["l_eye"], L["r_eye"]):
         m = label == lid
         for c in _contours(m):
-            up = np.zeros(len(c), bool)
-            rows = c[:, 1]
-            above = np.clip(rows - 2, 0, size - 1)
-            up = ~m[above, c[:, 0]]
-            below_is_out = ~m[np.clip(rows + 2, 0, size - 1), c[:, 0]]
-            _add(strokes, _runs(c, up & ~below_is_out | up, True), "lid", size, min_len=3)
+            up = ~m[np.clip(c[:, 1] - 2, 0, size - 1), c[:, 0]]  # outside just above: the upper contour
+            _add(strokes, _runs(c, up, True), "lid", size, min_len=3)
             _add(strokes, _runs(c, ~up, True), "eye", size, min_len=3)
     if iris:
         eye_any = cv2.dilate(np.isin(label, [L["l_eye"], L["r_eye"]]).astype(np.uint8), k3) > 0
