@@ -51,6 +51,26 @@ INPUT_KINDS = ("sketch_png", "strokes", "mask_png")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+#: Distributions whose versions /v1/health reports (read from package metadata, nothing is imported).
+VERSION_PACKAGES = ("torch", "numpy", "scipy", "PyMCubes", "opencv-python-headless", "pillow", "safetensors",
+                    "fast-simplification", "s3d-blender")
+
+
+def backend_versions() -> dict[str, str | None]:
+    """Python and package versions of the backend environment, from installed metadata (no imports,
+    so a health check never loads a heavy or crash-prone module such as bpy)."""
+    import platform
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 class ApiError(Exception):
     """An HTTP error with a stable code: rendered as ``{"error": {"code", "message"}}``."""
 
@@ -117,12 +137,10 @@ class JobServer:
 
     # --- jobs
     def health(self) -> dict[str, Any]:
-        from backend.cli import _versions
-
         m = self.models
         return {"status": "ok" if m is not None else "degraded", "api": API_VERSION,
                 "device": m.device if m else None, "device_reason": m.device_reason if m else None,
-                "weights": self.weights_status, "load_error": self.load_error, "versions": _versions(),
+                "weights": self.weights_status, "load_error": self.load_error, "versions": backend_versions(),
                 "capabilities": {"input_kinds": list(INPUT_KINDS) if m is not None and m.sketch2mask is not None
                                  else (["mask_png"] if m is not None else []),
                                  "resolutions": list(RESOLUTIONS), "formats": list(MESH_FORMATS),
