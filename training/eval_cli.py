@@ -284,20 +284,29 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
             "count": len(data)}
 
 
+def frame_sketch(path: Path) -> np.ndarray:
+    """A real sketch as the product frames it (backend/sketch/intake.py + backend/framing.py: content box
+    -> canonical framing) -> ``(512, 512)`` float32 in [0, 1], 1 = paper."""
+    import cv2
+
+    from backend.framing import framing_transform
+    from backend.sketch.intake import load_sketch
+
+    grey = load_sketch(str(path)).image
+    t = framing_transform(grey < 128, 512)
+    framed = cv2.warpAffine(grey, t.as_array(), (512, 512), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=255)
+    return framed.astype(np.float32) / 255.0
+
+
 @torch.no_grad()
 def real_sketch_sheet(net, folder: Path, path: Path) -> list[str]:
-    """Contact sheet of real sketches (letterboxed to 512 px, no auto-framing) and their predicted masks."""
-    from PIL import Image
-
+    """Contact sheet of real sketches (framed as the product does) and their predicted masks."""
     tiles, names = [], []
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             continue
-        im = Image.open(p).convert("L")
-        side = max(im.size)
-        canvas = Image.new("L", (side, side), 255)
-        canvas.paste(im, ((side - im.size[0]) // 2, (side - im.size[1]) // 2))
-        sk = np.asarray(canvas.resize((512, 512), Image.BILINEAR), np.float32) / 255.0
+        sk = frame_sketch(p)
         pred = net(torch.from_numpy(sk)[None, None])[0].argmax(1)[0].numpy().astype(np.uint8)
         tiles.append(np.concatenate([np.repeat(_to_uint8(sk)[..., None], 3, -1), colorize(pred)], 1)[::2, ::2])
         names.append(p.name)
