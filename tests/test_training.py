@@ -323,3 +323,36 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     from backend.models.loading import load_sketch2mask
 
     load_sketch2mask(weights)  # checksum still matches after the card update
+
+
+def test_published_layout_readers(tmp_path):
+    """MM-CelebA-HQ (sketch/ + mask/ id maps) and CelebAMask-HQ (per-part annotations) read as documented."""
+    from training.datasets import CelebAMaskHQ, DataError, open_sketch_data
+
+    mm = tmp_path / "mm"
+    (mm / "sketch").mkdir(parents=True)
+    (mm / "mask").mkdir()
+    for i in range(10):
+        Image.fromarray(np.full((256, 256), 255, np.uint8)).save(mm / "sketch" / f"{i}.jpg")
+        ids = np.zeros((1024, 1024), np.uint8)
+        ids[200:800, 300:700] = 1
+        Image.fromarray(ids).save(mm / "mask" / f"{i}.png")
+    train, test = open_sketch_data(mm, "train"), open_sketch_data(mm, "test")
+    assert (len(train), len(test)) == (9, 1)
+    item = test.sketch_item(0)
+    assert item["sketch"].shape == (512, 512) and item["mask"].shape == (512, 512) and item["mask"][250, 250] == 1
+
+    ce = tmp_path / "celeba"
+    (ce / "CelebA-HQ-img").mkdir(parents=True)
+    (ce / "CelebAMask-HQ-mask-anno" / "0").mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(ce / "CelebA-HQ-img" / "3.jpg")
+    skin = np.zeros((512, 512), np.uint8)
+    skin[100:400, 100:400] = 255
+    nose = np.zeros((512, 512), np.uint8)
+    nose[200:250, 200:250] = 255
+    Image.fromarray(skin).save(ce / "CelebAMask-HQ-mask-anno" / "0" / "00003_skin.png")
+    Image.fromarray(nose).save(ce / "CelebAMask-HQ-mask-anno" / "0" / "00003_nose.png")
+    m = CelebAMaskHQ(ce).mask(0)
+    assert m[150, 150] == 1 and m[220, 220] == 2 and m[0, 0] == 0
+    with pytest.raises(DataError, match="neither"):
+        open_sketch_data(tmp_path, "train")

@@ -346,19 +346,29 @@ class CelebAMaskHQ:
 class MMCelebAHQSketches:
     """Reader of MM-CelebA-HQ's sketch + mask layout (Xia et al., TediGAN, CVPR 2021), 2D only.
 
-    Expects ``DIR/sketch/<i>.jpg|png`` with masks ``DIR/mask/<i>.png`` (ids or palette colours).
-    Items as :meth:`SynHead.sketch_item` (no strokes).
+    Expects ``DIR/sketch/<i>.jpg|png`` with masks ``DIR/mask/<i>.png`` (ids or palette colours). The
+    last ``test_fraction`` of the sorted file list is the test split. Items as :meth:`SynHead.sketch_item`
+    (no strokes, style ``real``).
     """
 
-    def __init__(self, root: str | Path, limit: int | None = None):
+    def __init__(self, root: str | Path, split: str = "train", limit: int | None = None, test_fraction: float = 0.1):
         self.root = Path(root)
         sk = self.root / "sketch"
         if not sk.is_dir() or not (self.root / "mask").is_dir():
             raise DataError(f"expected {sk}/ and {self.root / 'mask'}/ (MM-CelebA-HQ sketch + mask layout)")
-        self.sketches = sorted([p for p in sk.iterdir() if p.suffix.lower() in (".jpg", ".png")])[:limit]
+        files = sorted([p for p in sk.iterdir() if p.suffix.lower() in (".jpg", ".png")])
+        cut = int(round(len(files) * (1.0 - test_fraction)))
+        files = files[:cut] if split == "train" else files[cut:] if split == "test" else files
+        self.sketches = files[:limit]
+        self.split = split
+        if not self.sketches:
+            raise DataError(f"{sk} holds no sketch of split {split!r}")
 
     def __len__(self) -> int:
         return len(self.sketches)
+
+    def describe(self) -> dict[str, Any]:
+        return {"generator": "mm-celeba-hq", "root": str(self.root), "split": self.split, "count": len(self)}
 
     def sketch_item(self, index: int) -> dict[str, Any]:
         p = self.sketches[index]
@@ -366,3 +376,13 @@ class MMCelebAHQSketches:
         if mask.shape[0] != 512:
             mask = mode_pool(mask, 512)
         return {"sketch": resize_grey(read_grey(p), 512), "mask": mask, "strokes": None, "style": "real"}
+
+
+def open_sketch_data(root: str | Path, split: str, limit: int | None = None):
+    """A SynHead folder (``manifest.json``) or an MM-CelebA-HQ folder (``sketch/`` + ``mask/``)."""
+    root = Path(root)
+    if (root / "manifest.json").is_file():
+        return SynHead(root, split, limit)
+    if (root / "sketch").is_dir():
+        return MMCelebAHQSketches(root, split, limit)
+    raise DataError(f"{root} is neither a SynHead folder (manifest.json) nor MM-CelebA-HQ (sketch/, mask/)")

@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from backend.models.loading import load_mask2triplane, load_sketch2mask
     from backend.weights import WeightsError, atomic_write_text
-    from training.datasets import DataError, SynHead
+    from training.datasets import DataError, SynHead, open_sketch_data
     from training.loop import command_line
 
     out = Path(args.out)
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                                                              real_masks=args.real_masks)
             report["mask2triplane"]["weights_sha256"] = card["sha256"]
         if args.only != "mask2triplane":
-            data = SynHead(args.data, "test", limit=args.sketch_limit)
+            data = open_sketch_data(args.data, "test", limit=args.sketch_limit)
             report.setdefault("data", data.describe())
             report["sketch_data"] = data.describe()
             net, card = load_sketch2mask(args.weights)

@@ -19,7 +19,7 @@ from backend.models.config import get_config
 from backend.models.mask2triplane import Mask2Triplane
 from backend.models.sketch2mask import SketchToMask
 from training.augment import augmented_sketch
-from training.datasets import DataError, SynHead, onehot_area, resize_grey
+from training.datasets import DataError, SynHead, onehot_area, open_sketch_data, resize_grey
 from training.losses import sketch_to_mask_loss
 from training.loop import LoopLimits, RunContext, command_line, load_checkpoint, machine_description, run_loop
 
@@ -115,7 +115,7 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
     if args.no_aug:
         recipe.augment = False
     torch.manual_seed(args.seed)
-    data = SynHead(args.data, "train", limit=args.limit)
+    data = open_sketch_data(args.data, "train", limit=args.limit)
     encoder, enc_info = (None, None)
     if recipe.sv_weight > 0:
         if not args.mask_encoder:
