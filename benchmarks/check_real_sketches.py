@@ -45,7 +45,7 @@ def check(result: dict, out: Path) -> dict:
             "missing": missing, "ok": ok}
 
 
-def sheet_row(out: Path, tile: int = 160) -> np.ndarray:
+def sheet_row(out: Path, tile: int = 128) -> np.ndarray:
     from PIL import Image
 
     names = ["sketch_framed.png", "mask_color.png", "views/front.png", "views/left.png", "views/right.png",
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--from-mask", action="store_true")
+    p.add_argument("--tile", type=int, default=128, help="pixels a side of each sheet tile")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from PIL import Image
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{q.name:<28} {'ok  ' if c['ok'] else 'FAIL'} main component {c['main_component']:.1%}, "
               f"head width {c['width_m']:.3f} m, mesh bbox {' x '.join(f'{v:.3f}' for v in r['bbox_m']['size'])} m, "
               f"missing {c['missing'] or 'none'}, {r['timings_s']['total']:.1f} s, framing {r['framing']['method']}")
-        rows.append(sheet_row(out))
+        rows.append(sheet_row(out, args.tile))
     print(f"{len(inputs) - failures} of {len(inputs)} sketches meet every criterion")
     if args.sheet and rows:
         Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
