@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import bpy
 
-from . import generation
 from .preferences import backend_python_problem, get_preferences
 
 

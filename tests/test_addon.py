@@ -8,7 +8,6 @@ add-on's "backend Python" (it runs the real ``backend.cli serve``).
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -16,7 +15,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
