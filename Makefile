@@ -11,7 +11,7 @@ export BLENDER_USER_EXTENSIONS := $(CURDIR)/.cache/blender/extensions
 export MESA_SHADER_CACHE_DIR := $(CURDIR)/.cache/mesa
 export XDG_CACHE_HOME := $(CURDIR)/.cache/xdg
 
-.PHONY: setup test demo info clean-venv
+.PHONY: setup test demo info dist clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	@bash scripts/find_python311.sh > /dev/null
@@ -40,6 +40,10 @@ demo: setup
 	done; done
 	$(VENV)/bin/s3d generate $(DEMO_INPUT) --out out/demo --format ply,glb,obj
 	@echo "demo: open out/demo/mesh.ply (or mesh.glb) in Blender; renders in out/demo/views/, the mask in out/demo/mask_color.png"
+
+# The installable Blender extension zip (add-on + backend source + lite weights) -> dist/
+dist: setup
+	$(PY) build_addon.py
 
 clean-venv:
 	rm -rf $(VENV)
