@@ -263,20 +263,24 @@ def refine_with_landmarks(first: FramingTransform, framed_mask: np.ndarray,
                           max_change: float = 2.0) -> FramingTransform | None:
     """Second framing pass from a first mask (in ``first``'s framed square); None if not usable.
 
-    Eye and mouth landmarks are used when the mask has them, else its head box (head top and chin).
+    Eye and mouth landmarks are used when the mask has them and their scale agrees within 25 % with the
+    head box's (head top and chin), else the head box.
     The refined scale must stay within ``max_change`` times the first pass's scale (otherwise the mask is
     more likely wrong than the first framing).
     """
     lm = input_landmarks(framed_mask, first)
-    if lm is not None:
-        t = landmark_transform(lm, first.input_size, first.output_size, content=first.content_box)
-    else:
-        box = mask_head_box(framed_mask)
-        if box is None:
-            return None
+    box = mask_head_box(framed_mask)
+    t_box = None
+    if box is not None:
         s, tx, ty = first.scale, first.matrix[0][2], first.matrix[1][2]
         box_in = {"top": (box["top"] - ty) / s, "chin": (box["chin"] - ty) / s, "center_x": (box["center_x"] - tx) / s}
-        t = head_box_transform(box_in, first.input_size, first.output_size, first.content_box)
+        t_box = head_box_transform(box_in, first.input_size, first.output_size, first.content_box)
+    t = landmark_transform(lm, first.input_size, first.output_size, content=first.content_box) if lm else None
+    if t is not None and t_box is not None and not (1 / 1.25 <= t.scale / t_box.scale <= 1.25):
+        t = t_box  # eyes or mouth mislabelled (e.g. a moustache read as mouth): trust the large regions
+    t = t or t_box
+    if t is None:
+        return None
     if not (1.0 / max_change <= t.scale / first.scale <= max_change):
         return None
     return t
