@@ -333,3 +333,17 @@ def test_head_box_fallback_when_eyes_are_missing():
     c = DEFAULT_CANONICAL_HEAD_BOX
     assert abs(got["top"] - (c["top"] * 512 - 0.5)) < 1.5 and abs(got["chin"] - (c["chin"] * 512 - 0.5)) < 1.5
     assert abs(got["center_x"] - (c["center_x"] * 512 - 0.5)) < 1.5
+
+
+def test_landmarks_that_disagree_with_the_head_box_are_not_trusted():
+    from backend.framing import refine_with_landmarks
+
+    ids = np.zeros((600, 500), np.uint8)
+    ids[100:250, 150:350] = 13
+    ids[180:400, 180:320] = 1
+    ids[240:250, 200:225] = 4
+    ids[240:250, 275:300] = 5
+    ids[262:268, 230:270] = 11  # a "mouth" just under the eyes: a moustache or nose mislabelled
+    first = framing_transform(ids > 0, 512)
+    refined = refine_with_landmarks(first, apply_first(ids, first))
+    assert refined is not None and refined.method == "head_box"
