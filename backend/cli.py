@@ -16,38 +16,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for mod in ("torch", "numpy", "mcubes", "cv2", "PIL", "trimesh", "safetensors", "bpy", "anny"):
-        try:
-            m = __import__(mod)
-            out[mod] = getattr(m, "__version__", None) or getattr(getattr(m, "app", None), "version_string", "present")
-        except Exception:  # absent or broken: report, never fail `info`
-            out[mod] = None
-    return out
-
-
 def cmd_info(args: argparse.Namespace) -> int:
     """Print versions, the device that would be used and why, and the weights with checksum status."""
     from backend.device import choose_device
+    from backend.versions import package_versions
     from backend.weights import DEFAULT_WEIGHTS_DIR, list_weights
 
     choice = choose_device("auto")
     weights = list_weights(args.weights or DEFAULT_WEIGHTS_DIR)
-    info = {"versions": _versions(), "device": choice.device, "device_reason": choice.reason,
+    info = {"versions": package_versions(), "device": choice.device, "device_reason": choice.reason,
             "weights_dir": str(args.weights or DEFAULT_WEIGHTS_DIR), "weights": weights}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     print("S3D for Blender")
     for k, v in info["versions"].items():
-        print(f"  {k:<12} {v if v is not None else 'not installed'}")
+        print(f"  {k:<24} {v if v is not None else 'not installed'}")
     print(f"device: {choice.device} ({choice.reason})")
     print(f"weights in {info['weights_dir']}:")
     if not weights:
@@ -219,7 +208,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     try:
         return serve(args.host, args.port, args.token_file, args.weights, args.device, args.jobs_dir,
-                     args.max_queue, args.allow_remote, quiet=not args.verbose)
+                     args.max_queue, args.allow_remote, quiet=not args.verbose,
+                     exit_with_parent=args.exit_with_parent)
     except ValueError as e:
         print(f"s3d serve: error: {e}", file=sys.stderr)
         return 2
@@ -272,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--jobs-dir", default=None, help="folder for job outputs (default: a new temp folder)")
     srv.add_argument("--max-queue", type=int, default=8, help="waiting jobs before 429 queue_full (8)")
     srv.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (explicit opt-in)")
+    srv.add_argument("--exit-with-parent", action="store_true",
+                     help="shut down when the starting process (e.g. Blender) exits, even if it was killed")
     srv.add_argument("--threads", type=int, default=0, help="torch CPU threads")
     srv.add_argument("--verbose", action="store_true", help="log every request to stderr")
     srv.set_defaults(func=cmd_serve)

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from backend.versions import package_versions
+
 from backend.pipeline import (MESH_FORMATS, RESOLUTIONS, GenerateOptions, JobCancelled, ModelBundle,
                               PipelineError, generate)
 
@@ -49,26 +51,6 @@ DEFAULT_MAX_QUEUE = 8
 MAX_FINISHED_JOBS = 100
 INPUT_KINDS = ("sketch_png", "strokes", "mask_png")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-#: Distributions whose versions /v1/health reports (read from package metadata, nothing is imported).
-VERSION_PACKAGES = ("torch", "numpy", "scipy", "PyMCubes", "opencv-python-headless", "pillow", "safetensors",
-                    "fast-simplification", "s3d-blender")
-
-
-def backend_versions() -> dict[str, str | None]:
-    """Python and package versions of the backend environment, from installed metadata (no imports,
-    so a health check never loads a heavy or crash-prone module such as bpy)."""
-    import platform
-    from importlib import metadata
-
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 class ApiError(Exception):
@@ -140,7 +122,7 @@ class JobServer:
         m = self.models
         return {"status": "ok" if m is not None else "degraded", "api": API_VERSION,
                 "device": m.device if m else None, "device_reason": m.device_reason if m else None,
-                "weights": self.weights_status, "load_error": self.load_error, "versions": backend_versions(),
+                "weights": self.weights_status, "load_error": self.load_error, "versions": package_versions(),
                 "capabilities": {"input_kinds": list(INPUT_KINDS) if m is not None and m.sketch2mask is not None
                                  else (["mask_png"] if m is not None else []),
                                  "resolutions": list(RESOLUTIONS), "formats": list(MESH_FORMATS),
@@ -433,8 +415,12 @@ def write_token_file(token: str, path: str | Path | None = None) -> Path:
 
 def serve(host: str = "127.0.0.1", port: int = 0, token_file: str | Path | None = None,
           weights_dir: str | Path | None = None, device: str = "auto", jobs_dir: str | Path | None = None,
-          max_queue: int = DEFAULT_MAX_QUEUE, allow_remote: bool = False, quiet: bool = True) -> int:
+          max_queue: int = DEFAULT_MAX_QUEUE, allow_remote: bool = False, quiet: bool = True,
+          exit_with_parent: bool = False) -> int:
     """Load the models once, bind, print ``S3D_READY {...}`` and serve until interrupted.
+
+    With ``exit_with_parent`` the server shuts down when the process that started it is gone (its
+    parent pid changes), so a Blender that is killed hard does not leave an orphaned backend.
 
     Raises:
         ValueError: a non-loopback host without ``allow_remote``.
@@ -462,6 +448,8 @@ def serve(host: str = "127.0.0.1", port: int = 0, token_file: str | Path | None 
     bound_host, bound_port = httpd.server_address[:2]
     print("S3D_READY " + json.dumps({"host": bound_host, "port": bound_port, "token_file": str(tf),
                                      "jobs_dir": str(jobs)}), flush=True)
+    if exit_with_parent:
+        _watch_parent(httpd)
     try:
         httpd.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -470,3 +458,18 @@ def serve(host: str = "127.0.0.1", port: int = 0, token_file: str | Path | None 
         app.shutdown()
         httpd.server_close()
     return 0
+
+
+def _watch_parent(httpd, interval_s: float = 1.0) -> threading.Thread:
+    """Shut ``httpd`` down once this process's parent has exited (the parent pid changes on reparenting)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        print("s3d serve: the parent process is gone; shutting down", file=sys.stderr, flush=True)
+        httpd.shutdown()
+
+    t = threading.Thread(target=watch, name="s3d-parent-watch", daemon=True)
+    t.start()
+    return t

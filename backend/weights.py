@@ -17,6 +17,15 @@ from typing import Any
 DEFAULT_WEIGHTS_DIR = Path(os.environ.get("S3D_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 class WeightsError(RuntimeError):
     """Missing, corrupted or mismatched weights. ``code`` is a stable identifier for APIs."""
 
@@ -97,6 +106,7 @@ def save_weights(state_dict: dict, card: dict[str, Any], name: str, weights_dir:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     fd, tmp = tempfile.mkstemp(dir=weights_dir, suffix=".safetensors.tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         save_file(tensors, tmp)
         card = dict(card, sha256=sha256_file(tmp), name=name)
@@ -130,6 +140,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the user's usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

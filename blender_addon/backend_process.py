@@ -159,7 +159,8 @@ class BackendProcess:
         if cfg.weights_dir:
             env["S3D_WEIGHTS_DIR"] = str(cfg.weights_dir)
         env.update(cfg.extra_env)
-        cmd = [python, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--token-file", token_file]
+        cmd = [python, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--token-file", token_file,
+               "--exit-with-parent"]
         log = open(self.log_path, "ab")
         try:
             self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,

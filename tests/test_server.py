@@ -297,3 +297,41 @@ def test_old_finished_jobs_are_forgotten_with_their_files(server, monkeypatch):
     assert not first_dir.exists()
     assert call(port, "GET", f"/v1/jobs/{ids[1]}")[0] == 200
     wait(port, body["job_id"])
+
+
+def test_serve_exits_when_its_parent_is_killed(tmp_path):
+    """A Blender killed hard must not leave an orphaned backend (--exit-with-parent)."""
+    wdir = make_tiny_weights(tmp_path / "w", empty=True)
+    pid_file = tmp_path / "server.pid"
+    # the parent: starts the server, writes its pid once ready, then sleeps until killed
+    parent_code = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'backend.cli', 'serve', '--port', '0', '--threads', '1', "
+        f"'--exit-with-parent'], stdout=subprocess.PIPE, text=True)\n"
+        "assert p.stdout.readline().startswith('S3D_READY ')\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(600)\n")
+    env = dict(os.environ, S3D_WEIGHTS_DIR=str(wdir))
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=ROOT, env=env)
+    try:
+        t0 = time.time()
+        while not pid_file.exists() and time.time() - t0 < 120 and parent.poll() is None:
+            time.sleep(0.1)
+        assert pid_file.exists(), "the server never became ready"
+        server_pid = int(pid_file.read_text())
+        os.kill(server_pid, 0)  # alive while its parent lives
+        parent.kill()
+        parent.wait(timeout=20)
+        t0 = time.time()
+        while time.time() - t0 < 30:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(server_pid, 9)
+            pytest.fail("the server outlived its killed parent by 30 s")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
