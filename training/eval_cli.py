@@ -342,7 +342,7 @@ def update_cards(weights_dir: Path, report: dict[str, Any], command: str) -> Non
         else:
             metrics = {k: v for k, v in r.items() if k != "ablation"}
         metrics["eval_command"] = command
-        metrics["eval_split"] = report["data"]
+        metrics["eval_split"] = report.get("sketch_data", report["data"]) if key == "sketch2mask" else report["data"]
         card["metrics"] = metrics
         atomic_write_text(weights_dir / f"{name}.json", json.dumps(card, indent=2) + "\n")
 
