@@ -43,6 +43,8 @@ def load_mask(source: Any) -> np.ndarray:
 
     if isinstance(source, np.ndarray):
         arr = np.asarray(source)
+        if arr.ndim >= 2:
+            _check_size(arr.shape[1], arr.shape[0])
         return _check(_from_array(arr))
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -59,11 +61,15 @@ def load_mask(source: Any) -> np.ndarray:
             im.load()
         except IntakeError:
             raise
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        except Image.DecompressionBombError as e:
+            raise IntakeError("image_too_large", f"the mask declares too many pixels ({e}); the largest accepted "
+                              f"side is {MAX_SIDE_PX} px") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise IntakeError("image_unreadable", f"the mask is not an image Pillow can read ({e}); give a PNG "
                               "label map (ids 0-18) or a CelebAMask-HQ colour map") from None
         source = im
     if isinstance(source, Image.Image):
+        _check_size(source.size[0], source.size[1])
         return _check(_from_pil(source))
     raise IntakeError("input_bad_type", f"cannot read a mask from a {type(source).__name__}")
 
@@ -134,10 +140,16 @@ def _ids(a: np.ndarray) -> np.ndarray:
     return a.astype(np.uint8)
 
 
-def _check(ids: np.ndarray) -> np.ndarray:
-    h, w = ids.shape
+def _check_size(w: int, h: int) -> None:
+    """Size limits first, so a tiny or huge map gets the size error and not a colour or id error."""
     if min(h, w) < MIN_SIDE_PX:
         raise IntakeError("image_too_small", f"mask is {w}x{h} px; it needs at least {MIN_SIDE_PX} px a side")
+    if max(h, w) > MAX_SIDE_PX:
+        raise IntakeError("image_too_large", f"mask is {w}x{h} px; the largest accepted side is {MAX_SIDE_PX} px")
+
+
+def _check(ids: np.ndarray) -> np.ndarray:
+    _check_size(ids.shape[1], ids.shape[0])
     if not (ids > 0).any():
         raise IntakeError("mask_empty", "the mask is all background (id 0); label at least the face")
     return ids

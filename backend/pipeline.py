@@ -323,8 +323,106 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
         PipelineError: with a stable code: intake codes (``image_unreadable``, ``image_blank``,
             ``strokes_*``, ``mask_id_out_of_range``, ...), ``framing_no_content``, weights codes,
             ``empty_surface`` / ``surface_fills_box`` / ``degenerate_surface``, ``bad_option``;
+            ``output_not_writable`` / ``disk_full`` / ``output_write_failed`` (no incomplete set of files
+            is left: the job removes what it wrote), ``out_of_memory`` (suggests a lower resolution);
             :class:`JobCancelled` (code ``cancelled``).
     """
+    try:
+        return _generate(source, out_dir, options, models, weights_dir, device, progress, cancel, input_name)
+    except PipelineError:
+        raise
+    except BaseException as e:
+        if not _is_out_of_memory(e):
+            raise
+        res = options.resolution if isinstance(options, GenerateOptions) else GenerateOptions().resolution
+        lower = [r for r in RESOLUTIONS if r < res]
+        hint = (f"try a lower resolution (--resolution {lower[-1]})" if lower else
+                "close other programs, lower view_resolution / color_resolution, or use the CPU")
+        raise PipelineError("out_of_memory", f"out of memory at grid resolution {res} ({type(e).__name__}: "
+                            f"{str(e)[:200]}); {hint}") from None
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    """True for host or GPU allocation failures (numpy MemoryError, torch's OutOfMemoryError / allocator errors)."""
+    if isinstance(e, MemoryError):
+        return True
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(e, oom):
+        return True
+    msg = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg
+                                            or "not enough memory" in msg)
+
+
+def _writable_out_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` and check it can be written, before any expensive stage runs.
+
+    Raises:
+        PipelineError: ``output_not_writable`` naming the folder and what to do.
+    """
+    import os
+    import tempfile
+
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".s3d-write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise PipelineError("output_not_writable", f"cannot write to the output folder {out_dir} "
+                            f"({e.strerror or e}); choose a folder you can write to") from None
+    return out_dir
+
+
+def _output_error(out_dir: Path, e: OSError) -> PipelineError:
+    import errno
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return PipelineError("disk_full", f"the disk holding {out_dir} is full ({e.strerror}); free some space "
+                             "or choose another output folder; no partial files were left")
+    return PipelineError("output_write_failed", f"writing the results into {out_dir} failed ({e.strerror or e}); "
+                         "no partial files were left")
+
+
+def _snapshot(out_dir: Path) -> dict[str, tuple[int, int] | None]:
+    """``{relative path: (inode, mtime ns)}`` of the files under ``out_dir``, folders as ``None``."""
+    snap: dict[str, tuple[int, int] | None] = {}
+    for p in out_dir.rglob("*"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        snap[str(p.relative_to(out_dir))] = None if p.is_dir() else (st.st_ino, st.st_mtime_ns)
+    return snap
+
+
+def _remove_new_files(out_dir: Path, before: dict[str, tuple[int, int] | None]) -> None:
+    """Delete the files (and new empty folders) that appeared or were replaced under ``out_dir`` since ``before``.
+
+    Every file is written by rename, so a replaced file has a new inode; the previous run's version of a
+    replaced file cannot be brought back, but no incomplete set of this job's outputs is left behind.
+    """
+    after = _snapshot(out_dir)
+    for rel, sig in after.items():
+        if sig is not None and before.get(rel) != sig:
+            try:
+                (out_dir / rel).unlink()
+            except OSError:
+                pass
+    for rel in sorted((r for r, sig in after.items() if sig is None and r not in before), key=len, reverse=True):
+        try:
+            (out_dir / rel).rmdir()  # only when empty
+        except OSError:
+            pass
+
+
+def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None, models: ModelBundle | None,
+              weights_dir: str | Path | None, device: str, progress: Callable[[str, float], None] | None,
+              cancel: Callable[[], bool] | None, input_name: str | None) -> dict[str, Any]:
+    """:func:`generate` without the out-of-memory translation."""
     import torch
 
     from backend import export
@@ -339,8 +437,7 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
                                        vertex_normals)
 
     options = (options or GenerateOptions()).validate()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _writable_out_dir(out_dir)
     prog = _Progress(progress, cancel)
     t_start = time.perf_counter()
     rng = np.random.default_rng(options.seed)
@@ -428,16 +525,25 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
     rgb, seen = blend_vertex_colors(vb.astype(np.float64), normals, renders, at_vertices["rgb"])
     prog.end()
 
-    # --- export
+    # --- export: a job that fails here takes back the files it wrote, so no incomplete set is left
     prog.start("export")
-    files = export.write_mesh_files(out_dir, list(options.formats), mesh.vertices, mesh.faces, rgb, labels, normals)
-    files += export.write_mask_files(out_dir, mask_input_frame)
-    if sketch512 is not None:
-        export.atomic_write_bytes(out_dir / "sketch_framed.png", export.png_bytes(sketch512))
-        files.append("sketch_framed.png")
-    prog.check_cancel()
-    view_imgs = render_previews(raster_mesh, None, normals, rgb, views, options.view_resolution)
-    files += export.write_view_files(out_dir, view_imgs)
+    files: list[str] = []
+    before = _snapshot(out_dir)
+    try:
+        files += export.write_mesh_files(out_dir, list(options.formats), mesh.vertices, mesh.faces, rgb, labels,
+                                         normals)
+        files += export.write_mask_files(out_dir, mask_input_frame)
+        if sketch512 is not None:
+            export.atomic_write_bytes(out_dir / "sketch_framed.png", export.png_bytes(sketch512))
+            files.append("sketch_framed.png")
+        prog.check_cancel()
+        view_imgs = render_previews(raster_mesh, None, normals, rgb, views, options.view_resolution)
+        files += export.write_view_files(out_dir, view_imgs)
+    except BaseException as e:
+        _remove_new_files(out_dir, before)
+        if isinstance(e, OSError):
+            raise _output_error(out_dir, e) from None
+        raise
     prog.end()
 
     input_info["sha256"] = input_sha256(source)
@@ -466,7 +572,11 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
         "frame": {"units": "metres", "up": "+Z", "face_towards": "-Y", "box_size_m": BOX_SIZE_M},
         "files": sorted(files + ["result.json"]),
     }
-    export.write_result(out_dir, result)
+    try:
+        export.write_result(out_dir, result)
+    except OSError as e:
+        _remove_new_files(out_dir, before)
+        raise _output_error(out_dir, e) from None
     if progress:
         progress("done", 1.0)
     return result

@@ -47,6 +47,8 @@ API_VERSION = 1
 MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Jobs waiting (not counting the running one) before POST /v1/jobs answers 429.
 DEFAULT_MAX_QUEUE = 8
+#: Seconds a connection may sit idle while a request or its body is read (slow or stalled clients).
+REQUEST_TIMEOUT_S = 30.0
 #: Finished jobs kept (status and files); older ones are forgotten and their folders deleted.
 MAX_FINISHED_JOBS = 100
 INPUT_KINDS = ("sketch_png", "strokes", "mask_png")
@@ -152,6 +154,8 @@ class JobServer:
         extra = set(body) - {"input", "options"}
         if extra:
             raise ApiError(400, "bad_request", f"unknown top-level keys {sorted(extra)}")
+        if not isinstance(body.get("options", {}), (dict, type(None))):
+            raise ApiError(400, "bad_option", "options must be a JSON object such as {\"seed\": 0}")
         opts = dict(body.get("options") or {})
         if "from_mask" in opts:
             raise ApiError(400, "bad_option", "set input.kind to 'mask_png' instead of options.from_mask")
@@ -181,7 +185,7 @@ class JobServer:
             load_mask(source) if kind == "mask_png" else load_sketch(source)
         except IntakeError as e:
             raise ApiError(400, e.code, str(e)) from None
-        name = inp.get("name") if isinstance(inp.get("name"), str) else kind
+        name = inp.get("name") if isinstance(inp.get("name"), str) and inp.get("name") else kind
         job_id = uuid.uuid4().hex[:16]
         job = Job(job_id, source, options, self.jobs_dir / job_id, name[:200])
         with self.lock:
@@ -252,9 +256,9 @@ class JobServer:
                 job_id = self.queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            job = self.jobs[job_id]
             with self.lock:
-                if job.state == "cancelled":
+                job = self.jobs.get(job_id)  # a job cancelled while queued may already be forgotten
+                if job is None or job.state == "cancelled":
                     continue
                 job.state, job.stage = "running", "starting"
 
@@ -292,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "S3D/1"
     app: JobServer  # set on the class made by make_server
     quiet = True
+    #: socket time-out for reading a request (StreamRequestHandler applies it to the connection)
+    timeout = REQUEST_TIMEOUT_S
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         if not self.quiet:
@@ -306,6 +312,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own errors (malformed request line, unknown method, huge headers) as JSON too."""
+        stable = {400: "bad_request", 408: "request_timeout", 414: "uri_too_long", 431: "headers_too_large",
+                  501: "method_not_allowed", 505: "http_version_not_supported"}
+        status = 405 if code == 501 else code
+        body = json.dumps({"error": {"code": stable.get(code, f"http_{code}"),
+                                     "message": message or self.responses.get(code, ("error",))[0]}}).encode("utf-8")
+        try:
+            self.send_response(status, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and status >= 200 and status not in (204, 304):
+                self.wfile.write(body)
+        except OSError:  # the client is gone
+            pass
+        self.close_connection = True
+
     def _send_error(self, e: ApiError) -> None:
         self._send_json(e.status, {"error": {"code": e.code, "message": e.message}})
 
@@ -319,11 +344,20 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "bad_request", "Content-Length is not a number") from None
         if n > MAX_BODY_BYTES:
             raise ApiError(413, "body_too_large", f"the body is {n} bytes; the limit is {MAX_BODY_BYTES}")
-        raw = self.rfile.read(n) if n > 0 else b""
+        if n < 0:
+            raise ApiError(400, "bad_request", "Content-Length is negative")
+        try:
+            raw = self.rfile.read(n) if n > 0 else b""
+        except TimeoutError:
+            self.close_connection = True
+            raise ApiError(408, "request_timeout", f"the body did not arrive within {self.timeout:.0f} s") from None
+        if len(raw) < n:
+            self.close_connection = True
+            raise ApiError(400, "body_incomplete", f"the body ended after {len(raw)} of {n} bytes")
         try:
             return json.loads(raw.decode("utf-8")) if raw else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ApiError(400, "bad_json", f"the body is not valid JSON: {e}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise ApiError(400, "bad_json", f"the body is not valid JSON: {type(e).__name__}: {e}"[:500]) from None
 
     def _route(self, method: str) -> None:
         try:

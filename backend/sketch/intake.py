@@ -152,6 +152,8 @@ def _parse_json(data: bytes, where: str) -> dict:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise IntakeError("strokes_bad_json", f"{where} is not valid stroke JSON: {e}") from None
+    except RecursionError:
+        raise IntakeError("strokes_bad_json", f"{where} is nested too deeply to be a stroke document") from None
     if not isinstance(doc, dict):
         raise IntakeError("strokes_not_object", "stroke JSON must be an object with a 'strokes' list")
     return doc
@@ -179,7 +181,10 @@ def _from_image_bytes(data: bytes, where: str) -> SketchInput:
         im.load()
     except IntakeError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise IntakeError("image_too_large", f"{where} declares too many pixels ({e}); the largest accepted "
+                          f"side is {MAX_SIDE_PX} px, scale it down") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise IntakeError("image_unreadable", f"{where} is not an image Pillow can read ({e}); "
                           "give a PNG, JPEG or WebP sketch") from None
     grey, notes = _pil_to_grey(im)
