@@ -519,6 +519,8 @@ def test_concurrent_clients_every_job_completes_or_is_refused(models, tmp_path):
         assert not errors, errors
         assert len(outcomes) == clients * per_client  # none lost
         states = [s for s, _ in outcomes]
+        print(f"load: {clients} clients x {per_client} jobs, queue 2: done {states.count('done')}, "
+              f"refused {states.count('refused')}, lost {clients * per_client - len(outcomes)}")
         assert set(states) <= {"done", "refused"}, states
         assert states.count("done") >= 1 and states.count("refused") >= 1  # both paths were exercised
         done_ids = [jid for s, jid in outcomes if s == "done"]
