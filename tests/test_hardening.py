@@ -616,3 +616,29 @@ def test_failing_jobs_leave_no_partial_files(models, tmp_path, monkeypatch):
     # and the same call without the fault writes the complete set, result.json included
     result = generate(STROKES, tmp_path / "late", opts, models=models)
     assert "result.json" in _job_files(tmp_path / "late") and set(result["files"]) == set(_job_files(tmp_path / "late"))
+
+
+def test_a_cancelled_queued_job_that_is_forgotten_does_not_stop_the_worker(server, monkeypatch):
+    import backend.server as srv
+
+    app, port = server
+    entered, release = threading.Event(), threading.Event()
+    original = backend.mesh.density_grid
+
+    def gated(*a, **kw):
+        entered.set()
+        assert release.wait(60)
+        return original(*a, **kw)
+
+    monkeypatch.setattr(backend.mesh, "density_grid", gated)
+    job = {"input": {"kind": "strokes", "data": STROKES}, "options": FAST}
+    _, running = call(port, "POST", "/v1/jobs", job)
+    assert entered.wait(60)
+    _, queued = call(port, "POST", "/v1/jobs", job)
+    assert call(port, "POST", f"/v1/jobs/{queued['job_id']}/cancel")[1]["state"] == "cancelled"
+    monkeypatch.setattr(srv, "MAX_FINISHED_JOBS", 0)
+    code, last = call(port, "POST", "/v1/jobs", job)  # prunes the cancelled job while its id is still queued
+    assert code == 202 and call(port, "GET", f"/v1/jobs/{queued['job_id']}")[0] == 404
+    release.set()
+    assert wait(port, running["job_id"])["state"] == "done"
+    assert wait(port, last["job_id"])["state"] == "done" and app.worker.is_alive()
