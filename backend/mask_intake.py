@@ -13,7 +13,6 @@ map with values above 18), ``mask_colors_unknown`` (a colour map whose colours a
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from backend.labels import NUM_CLASSES, PALETTE
-from backend.sketch.intake import MAX_SIDE_PX, MIN_SIDE_PX, IntakeError
+from backend.sketch.intake import MAX_SIDE_PX, MIN_SIDE_PX, IntakeError, open_image_bytes
 
 #: A colour pixel farther than this (Euclidean RGB distance, 0..441) from every palette entry is unknown.
 MAX_SNAP_DISTANCE = 60.0
@@ -39,7 +38,7 @@ def load_mask(source: Any) -> np.ndarray:
         IntakeError: unreadable image, ids outside 0..18, colours that are not the CelebAMask-HQ
             palette, or a map with no foreground.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if isinstance(source, np.ndarray):
         arr = np.asarray(source)
@@ -52,22 +51,8 @@ def load_mask(source: Any) -> np.ndarray:
             raise IntakeError("input_not_found", f"mask file {path} does not exist")
         source = path.read_bytes()
     if isinstance(source, (bytes, bytearray, memoryview)):
-        Image.MAX_IMAGE_PIXELS = MAX_SIDE_PX * MAX_SIDE_PX
-        try:
-            im = Image.open(io.BytesIO(bytes(source)))
-            if max(im.size) > MAX_SIDE_PX:
-                raise IntakeError("image_too_large", f"mask is {im.size[0]}x{im.size[1]} px; the largest "
-                                  f"accepted side is {MAX_SIDE_PX} px")
-            im.load()
-        except IntakeError:
-            raise
-        except Image.DecompressionBombError as e:
-            raise IntakeError("image_too_large", f"the mask declares too many pixels ({e}); the largest accepted "
-                              f"side is {MAX_SIDE_PX} px") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise IntakeError("image_unreadable", f"the mask is not an image Pillow can read ({e}); give a PNG "
-                              "label map (ids 0-18) or a CelebAMask-HQ colour map") from None
-        source = im
+        source = open_image_bytes(bytes(source), "the mask", "give a PNG label map (ids 0-18) or a "
+                                  "CelebAMask-HQ colour map")
     if isinstance(source, Image.Image):
         _check_size(source.size[0], source.size[1])
         return _check(_from_pil(source))

@@ -34,7 +34,7 @@ from backend.sketch.raster import StrokeError, rasterize_strokes
 
 #: Largest accepted image side in pixels (decompression-bomb guard) and smallest useful side.
 MAX_SIDE_PX = 8192
-MIN_SIDE_PX = 16
+MIN_SIDE_PX = 32
 #: Side of the square raster used for stroke documents, pixels.
 STROKE_RASTER_PX = 512
 #: Pixels lighter than this fraction of the way from ink to paper become pure paper (noise removal).
@@ -167,11 +167,20 @@ def _from_strokes(doc: dict) -> SketchInput:
     return _finish(img.astype(np.float64) / 255.0, "strokes", "strokes", [], normalise=False)
 
 
-def _from_image_bytes(data: bytes, where: str) -> SketchInput:
+def open_image_bytes(data: bytes, where: str, hint: str):
+    """Decode image bytes with Pillow under the size limits; return the loaded ``PIL.Image.Image``.
+
+    ``where`` names the input in messages ("sketch.png", "the mask") and ``hint`` says what to give
+    instead when the bytes are not an image. Shared by sketch and mask intake.
+
+    Raises:
+        IntakeError: ``image_unreadable`` (empty, truncated or not an image), ``image_too_large`` (a side
+            over ``MAX_SIDE_PX`` or a decompression bomb).
+    """
     from PIL import Image, UnidentifiedImageError
 
     if not data:
-        raise IntakeError("image_unreadable", f"{where} is empty; give a PNG, JPEG or WebP sketch")
+        raise IntakeError("image_unreadable", f"{where} is empty; {hint}")
     Image.MAX_IMAGE_PIXELS = MAX_SIDE_PX * MAX_SIDE_PX
     try:
         im = Image.open(io.BytesIO(data))
@@ -185,15 +194,19 @@ def _from_image_bytes(data: bytes, where: str) -> SketchInput:
         raise IntakeError("image_too_large", f"{where} declares too many pixels ({e}); the largest accepted "
                           f"side is {MAX_SIDE_PX} px, scale it down") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise IntakeError("image_unreadable", f"{where} is not an image Pillow can read ({e}); "
-                          "give a PNG, JPEG or WebP sketch") from None
+        raise IntakeError("image_unreadable", f"{where} is not an image Pillow can read ({e}); {hint}") from None
+    return im
+
+
+def _from_image_bytes(data: bytes, where: str) -> SketchInput:
+    im = open_image_bytes(data, where, "give a PNG, JPEG or WebP sketch")
     grey, notes = _pil_to_grey(im)
     return _finish(grey, "image", im.mode, notes)
 
 
 def _pil_to_grey(im) -> tuple[np.ndarray, list[str]]:
     """Any Pillow image -> ``(H, W)`` float64 grey in [0, 1], transparency composited on white."""
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     notes: list[str] = []
     try:
