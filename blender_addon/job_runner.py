@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import queue
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -136,13 +138,20 @@ def run_job(config: BackendConfig, request: JobRequest, *, cancel_event: threadi
     out = Path(request.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = [_safe_relative(str(f)) for f in status.get("files") or []]
-    for rel in files:
-        data = client.file(job_id, rel, timeout_s=max(config.call_timeout_s, 60.0))
-        target = out / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + f".part{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+    # download everything into a staging folder first: a failure midway leaves no partial result behind
+    staging = Path(tempfile.mkdtemp(prefix=".s3d-download-", dir=out))
+    try:
+        for rel in files:
+            data = client.file(job_id, rel, timeout_s=max(config.call_timeout_s, 60.0))
+            staged = staging / rel
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_bytes(data)
+        for rel in files:
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / rel, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if isinstance(status.get("result"), dict) and "result.json" not in files:
         (out / "result.json").write_text(json.dumps(status["result"], indent=2))
     return JobResult(request=request, job_id=job_id, status=status, files=files)

@@ -646,3 +646,41 @@ def test_loopback_client_ignores_proxy_settings(monkeypatch):
     remote = BackendClient("http://example.invalid:8765", "t")
     assert not any(isinstance(h, ProxyHandler) and h.proxies for h in local._opener.handlers)
     assert any(isinstance(h, ProxyHandler) and h.proxies for h in remote._opener.handlers)
+
+
+def test_failed_download_leaves_no_partial_result(tmp_path, monkeypatch):
+    """A connection lost while fetching a job's files must not leave some of them in the output folder."""
+    from blender_addon import job_runner
+    from blender_addon.backend_process import BackendConfig
+    from blender_addon.http_client import BackendError
+
+    class FlakyClient:
+        def submit(self, job_input, options):
+            return "job1"
+
+        def status(self, job_id, **kw):
+            return {"state": "done", "stage": "done", "progress": 1.0,
+                    "files": ["mesh.ply", "views/front.png", "result.json"], "result": {"seed": 0}}
+
+        def file(self, job_id, rel, **kw):
+            if rel == "views/front.png":
+                raise BackendError("backend_unreachable", "connection lost")
+            return b"data of " + rel.encode()
+
+    class FakeBackend:
+        def client(self):
+            return FlakyClient()
+
+    monkeypatch.setattr(job_runner, "backend_for", lambda config: FakeBackend())
+    out = tmp_path / "job"
+    req = job_runner.JobRequest(job_input={"kind": "strokes", "data": {}}, options={}, out_dir=str(out), name="head")
+    with pytest.raises(BackendError):
+        job_runner.run_job(BackendConfig(backend_python=sys.executable), req, poll_interval_s=0.0)
+    assert list(out.rglob("*")) == []
+    # and a download that succeeds puts every file in place
+    monkeypatch.setattr(FlakyClient, "file", lambda self, job_id, rel, **kw: b"data of " + rel.encode())
+    res = job_runner.run_job(BackendConfig(backend_python=sys.executable), req, poll_interval_s=0.0)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
+        ["mesh.ply", "result.json", "views/front.png"]
+    assert (out / "views" / "front.png").read_bytes() == b"data of views/front.png"
+    assert res.files == ["mesh.ply", "views/front.png", "result.json"]
