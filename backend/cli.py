@@ -1,4 +1,4 @@
-"""The ``s3d`` command: ``info``, ``generate``, ``batch`` and ``serve``.
+"""The ``s3d`` command: ``info``, ``generate``, ``batch``, ``bench`` and ``serve``.
 
 * ``s3d generate INPUT --out DIR [--from-mask] [--seed N] [--resolution 128|192|256] [--no-frame]
   [--views K] [--format ply,glb,obj] [--device auto|cpu|cuda]``: one sketch (image or stroke JSON) or
@@ -230,6 +230,13 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Per-stage times, FLOPs and compute floors, naive baseline (backend/bench.py)."""
+    from backend.bench import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s3d", description="S3D: sketch -> 3D head (CVPRW 2025) backend")
     sub = p.add_subparsers(dest="command", required=True)
@@ -252,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     bat.add_argument("--force", action="store_true", help="redo inputs whose result.json exists")
     _add_job_options(bat)
     bat.set_defaults(func=cmd_batch)
+
+    from backend.bench import add_arguments as add_bench_arguments
+
+    ben = sub.add_parser("bench", help="per-stage times, FLOPs vs the matmul rate, naive per-block baseline")
+    add_bench_arguments(ben)
+    ben.set_defaults(func=cmd_bench)
 
     srv = sub.add_parser("serve", help="local job server for the Blender add-on (HTTP JSON API v1)")
     srv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

@@ -1,0 +1,296 @@
+"""``s3d bench``: per-stage wall time of ``generate``, FLOP counts, compute floors and the naive baseline.
+
+What one bench run measures, in one process (models loaded once, as ``s3d serve`` and ``s3d batch`` do):
+
+* per-stage wall time of :func:`backend.pipeline.generate` (the stage timings of its result.json),
+  median of ``repeats`` runs after one warm-up run, at each grid resolution asked for;
+* the machine's float32 matrix-multiply rate (``torch.mm`` of two ``2048 x 2048`` matrices, GFLOP/s);
+* a FLOP count per network stage: convolutions and linear layers of the sketch U-Net and of the
+  mask encoder + tri-plane synthesis by forward hooks (``2 * C_in * C_out * k^2`` per output pixel,
+  ``2 * in * out`` per linear row), attributed to the stage running when the hook fires; the decoder
+  MLP analytically per queried point (``2 * (in*h + h*h + h*out)`` + bilinear plane sampling
+  ``3 planes * C * 4 taps * 2``) times the points the pipeline queried in that stage; each stage's time
+  as a multiple of its compute floor (``flops / matmul rate``);
+* the naive baseline of the published pix2pix3D / EG3D extraction code: the tri-plane generator
+  (mask encoder + synthesis) re-run for every block of ``32^3`` points of the dense ``(res+1)^3`` grid,
+  then the decoder on the block. A few blocks are timed and the time is extrapolated to all blocks
+  (stated in the output); the speed ratio is against this pipeline's ``planes`` + ``density_grid``.
+* threads used and the peak resident memory of the process (``ru_maxrss``).
+
+Stage FLOPs not counted (numpy / OpenCV work: intake, mesh, export; the z-buffer part of vertex_colors)
+are reported as ``null``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INPUT = ROOT / "examples" / "head_front.json"
+NAIVE_BLOCK = 32
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Measured float32 ``torch.mm`` rate in GFLOP/s (``2 n^3`` FLOPs per product; best of ``repeats``)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def decoder_flops_per_point(cfg: dict[str, Any]) -> int:
+    """Analytic FLOPs of one decoder query: plane sampling (3 planes x C x 4 taps x mul+add) + the MLP."""
+    c, h, k = cfg["plane_channels"], cfg["decoder_hidden"], cfg["num_classes"]
+    fin = 3 * c + (3 if cfg.get("decoder_xyz", False) else 0)
+    return 3 * c * 4 * 2 + 2 * (fin * h + h * h + h * (1 + 3 + k))
+
+
+class ConvFlopCounter:
+    """Forward hooks on Conv2d / ConvTranspose2d / Linear / ModulatedConv2d; FLOPs summed per current stage.
+
+    Modules under ``skip`` (the decoder, counted analytically) are not hooked.
+    """
+
+    def __init__(self, modules: list[Any], skip: Any = None):
+        import torch.nn as nn
+
+        from backend.models.mask2triplane import ModulatedConv2d
+
+        self.stage = ""
+        self.flops: dict[str, float] = {}
+        self.handles = []
+        skipped = {id(m) for m in skip.modules()} if skip is not None else set()
+        for root in modules:
+            for m in root.modules():
+                if id(m) in skipped:
+                    continue
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) or isinstance(m, ModulatedConv2d):
+                    self.handles.append(m.register_forward_hook(self._hook))
+
+    def _hook(self, m: Any, inputs: tuple, out: Any) -> None:
+        import torch.nn as nn
+
+        if isinstance(m, nn.Linear):
+            f = 2.0 * out.numel() * m.in_features
+        elif isinstance(m, nn.ConvTranspose2d):
+            x = inputs[0]
+            f = 2.0 * x.numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1] / m.groups
+        else:  # Conv2d or ModulatedConv2d: weight (Cout, Cin/groups, k, k)
+            w = m.weight
+            f = 2.0 * out.numel() * w.shape[1] * w.shape[2] * w.shape[3]
+        self.flops[self.stage] = self.flops.get(self.stage, 0.0) + f
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def naive_baseline(models: Any, mask512: np.ndarray, resolution: int, seed: int = 0, max_blocks: int = 4) -> dict:
+    """Time the published extraction loop: generator re-run per ``32^3`` block of the dense grid.
+
+    Times ``max_blocks`` blocks (each: mask encoder + synthesis, then the decoder on the block's points)
+    and extrapolates to all ``ceil((res+1)^3 / 32^3)`` blocks.
+    """
+    import torch
+
+    m2t, dev = models.mask2triplane, models.device
+    n = resolution + 1
+    total_points = n ** 3
+    block = NAIVE_BLOCK ** 3
+    n_blocks = math.ceil(total_points / block)
+    lin = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    g = np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3)
+    ids = torch.from_numpy(mask512.astype(np.int64))[None].to(dev)
+    timed = min(max_blocks, n_blocks)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        z = m2t.sample_z(seed, 1, dev)
+        for i in range(timed):
+            planes = m2t.planes_from_mask(ids, z)
+            xyz = torch.from_numpy(g[i * block:(i + 1) * block]).to(dev)[None]
+            m2t.query(planes, xyz)["sigma"].cpu()
+    per_block = (time.perf_counter() - t0) / timed
+    return {"blocks": n_blocks, "blocks_timed": timed, "block_points": block, "seconds_per_block": per_block,
+            "seconds_estimated": per_block * n_blocks, "points": total_points}
+
+
+def bench_resolution(source: Any, models: Any, resolution: int, repeats: int, views: int, workdir: Path,
+                     rate_gflops: float, naive_blocks: int = 4) -> dict:
+    """Bench one grid resolution: warm-up + ``repeats`` timed generate runs, FLOPs, naive baseline."""
+    from backend.pipeline import GenerateOptions, generate
+
+    opts = GenerateOptions(resolution=resolution, views=views)
+    generate(source, workdir / f"warm{resolution}", opts, models=models)  # warm-up
+    runs = []
+    for i in range(repeats):
+        runs.append(generate(source, workdir / f"r{resolution}_{i}", opts, models=models))
+    stages = [k for k in runs[0]["timings_s"] if k != "total"]
+    med = {k: statistics.median(r["timings_s"][k] for r in runs) for k in stages}
+    med["total"] = statistics.median(r["timings_s"]["total"] for r in runs)
+
+    # FLOP count in one more run with hooks (not timed)
+    m2t = models.mask2triplane
+    nets = [m2t] + ([models.sketch2mask] if models.sketch2mask is not None else [])
+    counter = ConvFlopCounter(nets, skip=m2t.decoder)
+    try:
+        def progress(stage: str, _f: float) -> None:
+            counter.stage = stage
+        res = generate(source, workdir / f"flops{resolution}", opts, models=models, progress=progress)
+    finally:
+        counter.remove()
+    per_point = decoder_flops_per_point(m2t.cfg)
+    grid_pts = int(sum(res["mesh"]["grid_points_evaluated"]))
+    color_pts = int(res["mesh"]["field_points_queried"]) - grid_pts
+    flops: dict[str, float | None] = {k: None for k in stages}
+    flops["sketch_to_mask"] = counter.flops.get("sketch_to_mask", 0.0)
+    flops["planes"] = counter.flops.get("planes", 0.0)
+    flops["density_grid"] = float(grid_pts * per_point)
+    flops["vertex_colors"] = float(color_pts * per_point)
+    floor = {k: (None if f is None else f / (rate_gflops * 1e9)) for k, f in flops.items()}
+    multiple = {k: (None if floor[k] in (None, 0.0) else med[k] / floor[k]) for k in stages}
+
+    from PIL import Image
+
+    mask512 = np.asarray(Image.open(workdir / f"flops{resolution}" / "mask.png"))
+    # the generator's cost does not depend on the mask's content; the job's mask, resized, stands in
+    mask512 = np.asarray(mask512)
+    if mask512.shape != (512, 512):
+        mask512 = np.asarray(Image.fromarray(mask512.astype(np.uint8)).resize((512, 512), Image.NEAREST))
+    naive = naive_baseline(models, mask512, resolution, max_blocks=naive_blocks)
+    ours = med["planes"] + med["density_grid"]
+    naive["ours_planes_plus_density_grid_s"] = ours
+    naive["speed_ratio"] = naive["seconds_estimated"] / ours if ours > 0 else None
+    return {"resolution": resolution, "repeats": repeats, "median_s": med, "flops": flops,
+            "compute_floor_s": floor, "time_over_floor": multiple,
+            "decoder_flops_per_point": per_point, "grid_points_evaluated": grid_pts,
+            "grid_points_dense": int(res["mesh"]["grid_points_dense"]), "color_points_queried": color_pts,
+            "vertices": res["vertex_count"], "faces": res["face_count"], "naive_baseline": naive}
+
+
+def run_bench(source: Any = None, resolutions: tuple[int, ...] = (128,), repeats: int = 3, threads: int = 0,
+              weights_dir: str | Path | None = None, device: str = "cpu", views: int = 6,
+              naive_blocks: int = 4, log: Any = None) -> dict:
+    """Run the whole bench; returns the JSON-able report (see the module docstring).
+
+    Args:
+        source: sketch image / stroke JSON path (default ``examples/head_front.json``).
+        resolutions: grid resolutions (each one of backend.pipeline.RESOLUTIONS).
+        repeats: timed runs per resolution after one warm-up (>= 1).
+        threads: torch CPU threads (0 = leave torch's choice).
+
+    Raises:
+        ValueError: repeats < 1 or an unknown resolution; PipelineError from loading or generating.
+    """
+    import torch
+
+    from backend.pipeline import RESOLUTIONS, load_models
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, not {repeats}")
+    bad = [r for r in resolutions if r not in RESOLUTIONS]
+    if bad:
+        raise ValueError(f"resolutions {bad} not allowed; choose from {RESOLUTIONS}")
+    if threads:
+        torch.set_num_threads(threads)
+    source = str(source or DEFAULT_INPUT)
+    t0 = time.perf_counter()
+    models = load_models(weights_dir, device)
+    load_s = time.perf_counter() - t0
+    rate = matmul_gflops()
+    report = {"input": source, "device": models.device, "threads": torch.get_num_threads(),
+              "cpu_count": os.cpu_count(), "load_models_s": load_s, "matmul_gflops": rate,
+              "load_average_before": os.getloadavg()[0], "resolutions": []}
+    with tempfile.TemporaryDirectory(prefix="s3d-bench-") as tmp:
+        for r in resolutions:
+            if log:
+                log(f"resolution {r}: warm-up + {repeats} runs ...")
+            report["resolutions"].append(bench_resolution(source, models, r, repeats, views, Path(tmp), rate,
+                                                          naive_blocks))
+    report["peak_rss_mb"] = _peak_rss_mb()
+    return report
+
+
+def format_report(rep: dict) -> str:
+    """The report as plain-text tables."""
+    lines = [f"input {rep['input']}; device {rep['device']}; threads {rep['threads']} of {rep['cpu_count']} cores; "
+             f"matmul {rep['matmul_gflops']:.1f} GFLOP/s; load average before {rep['load_average_before']:.2f}; "
+             f"models loaded in {rep['load_models_s']:.2f} s; peak RSS {rep['peak_rss_mb']:.0f} MB"]
+    for r in rep["resolutions"]:
+        lines.append(f"\nresolution {r['resolution']} (median of {r['repeats']} after a warm-up; {r['vertices']} "
+                     f"vertices; grid points {r['grid_points_evaluated']} of {r['grid_points_dense']} dense; "
+                     f"colour points {r['color_points_queried']})")
+        lines.append(f"{'stage':<16}{'median s':>10}{'share':>8}{'GFLOP':>10}{'floor s':>10}{'x floor':>10}")
+        for k, v in r["median_s"].items():
+            if k == "total":
+                continue
+            f, fl, m = r["flops"].get(k), r["compute_floor_s"].get(k), r["time_over_floor"].get(k)
+            lines.append(f"{k:<16}{v:>10.3f}{v / r['median_s']['total']:>8.1%}"
+                         f"{'-' if f is None else f'{f / 1e9:.2f}':>10}{'-' if fl is None else f'{fl:.4f}':>10}"
+                         f"{'-' if m is None else f'{m:.0f}':>10}")
+        lines.append(f"{'total':<16}{r['median_s']['total']:>10.3f}")
+        nb = r["naive_baseline"]
+        lines.append(f"naive baseline (generator re-run per {NAIVE_BLOCK}^3 block, {nb['blocks']} blocks, "
+                     f"{nb['blocks_timed']} timed, {nb['seconds_per_block']:.3f} s each): {nb['seconds_estimated']:.1f} s "
+                     f"vs planes + density_grid {nb['ours_planes_plus_density_grid_s']:.2f} s -> "
+                     f"{nb['speed_ratio']:.0f}x faster")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", nargs="?", default=None, help="sketch (default examples/head_front.json)")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON to OUT")
+    p.add_argument("--resolutions", default="128", help="comma separated grid resolutions (128)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per resolution after one warm-up (3)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--weights", default=None, help="weights folder (default: bundled)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--views", type=int, default=6)
+    p.add_argument("--naive-blocks", type=int, default=4, help="naive-baseline blocks timed (4)")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """CLI entry: run, print the tables, write ``--json`` atomically. Exit 2 on bad options."""
+    from backend.weights import atomic_write_text
+
+    try:
+        res = tuple(int(x) for x in args.resolutions.split(",") if x.strip())
+        rep = run_bench(args.input, res, args.repeats, args.threads, args.weights, args.device, args.views,
+                        args.naive_blocks, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except ValueError as e:
+        print(f"s3d bench: error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(rep))
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(rep, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="s3d bench", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run_from_args(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
