@@ -33,6 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from backend.errors import CodedError
+
 #: Where the SynHead generator writes the content-box statistics of its sketches.
 CANONICAL_FRAMING_PATH = Path(__file__).resolve().parent / "canonical_framing.json"
 #: Defaults used while ``canonical_framing.json`` is absent: normalised image coords, y down.
@@ -58,12 +60,8 @@ MIN_LANDMARK_PIXELS = 12
 CONTENT_PERCENTILES = (0.2, 99.8)
 
 
-class FramingError(ValueError):
+class FramingError(CodedError, ValueError):
     """Content that cannot be framed (e.g. nothing drawn). ``code`` is a stable identifier for APIs."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 def canonical_content_box(path: str | Path | None = None) -> dict:

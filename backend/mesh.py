@@ -27,16 +27,14 @@ from typing import Callable
 
 import numpy as np
 
+from backend.errors import CodedError
+
 #: A density function: ``(N, 3)`` float32 normalised box coordinates -> ``(N,)`` float32 density.
 DensityFn = Callable[[np.ndarray], np.ndarray]
 
 
-class MeshError(RuntimeError):
+class MeshError(CodedError, RuntimeError):
     """No usable surface. ``code`` is a stable identifier for APIs (``empty_surface``, ...)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from backend.errors import CodedError
 from backend.labels import LABEL_NAMES, NUM_CLASSES
 
 #: Stages and their share of a typical CPU job's time (for the progress fraction).
@@ -41,12 +42,8 @@ QUERY_CHUNK = 131_072  # points per decoder call on a GPU: bounded memory (about
 QUERY_CHUNK_CPU = 16_384
 
 
-class PipelineError(RuntimeError):
+class PipelineError(CodedError, RuntimeError):
     """A job that cannot finish. ``code`` is stable (intake, weights, mesh, device codes pass through)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 class JobCancelled(PipelineError):
@@ -431,15 +428,26 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
     import torch
 
     from backend import export
-    from backend.framing import frame_mask, frame_sketch, refine_with_landmarks, resample_sketch, unframe_mask
+    from backend.frame import BOX_SIZE_M, metres_to_box
+    from backend.framing import (
+        FramingError,
+        frame_mask,
+        frame_sketch,
+        refine_with_landmarks,
+        resample_sketch,
+        unframe_mask,
+    )
     from backend.mask_intake import load_mask
     from backend.mesh import MeshError, density_grid, extract_mesh, vertex_classes
-    from backend.sketch.intake import IntakeError, load_sketch
-    from backend.framing import FramingError
     from backend.previews import render_previews
-    from backend.frame import BOX_SIZE_M, metres_to_box
-    from backend.vertex_colors import (RasterMesh, blend_vertex_colors, render_views, standard_views,
-                                       vertex_normals)
+    from backend.sketch.intake import IntakeError, load_sketch
+    from backend.vertex_colors import (
+        RasterMesh,
+        blend_vertex_colors,
+        render_views,
+        standard_views,
+        vertex_normals,
+    )
 
     options = (options or GenerateOptions()).validate()
     out_dir = _writable_out_dir(out_dir)

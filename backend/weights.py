@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from backend.errors import CodedError
+
 #: Default folder of the bundled weights (the repository's ``weights/``); override with S3D_WEIGHTS_DIR.
 DEFAULT_WEIGHTS_DIR = Path(os.environ.get("S3D_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 
@@ -26,12 +28,8 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-class WeightsError(RuntimeError):
+class WeightsError(CodedError, RuntimeError):
     """Missing, corrupted or mismatched weights. ``code`` is a stable identifier for APIs."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

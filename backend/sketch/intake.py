@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.errors import CodedError
 from backend.sketch.raster import StrokeError, rasterize_strokes
 
 #: Largest accepted image side in pixels (decompression-bomb guard) and smallest useful side.
@@ -43,12 +44,8 @@ PAPER_CUTOFF = 0.85
 MIN_INK_FRACTION = 1e-4
 
 
-class IntakeError(ValueError):
+class IntakeError(CodedError, ValueError):
     """An input that cannot be turned into a sketch or a mask. ``code`` is a stable identifier for APIs."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass

@@ -11,16 +11,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from backend.errors import CodedError
+
 _SHIFT = 4  # sub-pixel bits for cv2 drawing: coordinates are multiplied by 2**_SHIFT
 MAX_POINTS = 1_000_000
 
 
-class StrokeError(ValueError):
+class StrokeError(CodedError, ValueError):
     """A stroke document that cannot be drawn. ``code`` is a stable identifier for APIs."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 def _validated(doc: Any) -> tuple[str, float, float, list[dict]]:
