@@ -216,3 +216,33 @@ def test_modulated_conv_equals_per_sample_weight_modulation():
         w = w / torch.sqrt(w.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
         ref = torch.nn.functional.conv2d(x[i:i + 1], w, padding=1) + conv.bias[None, :, None, None]
         assert torch.allclose(conv(x, wg, wa)[i:i + 1], ref, atol=1e-5)
+
+
+def test_depth_interval_prior_puts_the_surface_at_the_interval_ends():
+    """With the MLP's occupancy output zeroed, the decoder's occupancy logit is k * (h - |y - c|) from
+    channels 0 and 1 of the X-Z plane: inside the interval positive, zero at y = c +- h, negative beyond."""
+    from backend.models.config import get_config
+    from backend.models.mask2triplane import Mask2Triplane
+
+    cfg = get_config("lite", "mask2triplane")
+    k = cfg["depth_interval_slope"]
+    assert k > 0
+    model = Mask2Triplane(cfg).eval()
+    with torch.no_grad():
+        model.decoder.out.weight[0].zero_()
+        model.decoder.out.bias[0] = 0.0
+    r, c = cfg["plane_resolution"], cfg["plane_channels"]
+    planes = torch.zeros(1, 3, c, r, r)
+    planes[:, 1, 0] = 0.1   # centre
+    planes[:, 1, 1] = 0.3   # half-thickness
+    assert torch.equal(model.depth_interval(planes), planes[:, 1, :2])
+    y = torch.tensor([0.1, 0.4, -0.2, 0.6])
+    xyz = torch.stack([torch.zeros(4), y, torch.zeros(4)], -1)[None]
+    with torch.no_grad():
+        logit = model.query(planes, xyz)["occupancy_logit"][0, :, 0]
+    assert torch.allclose(logit, k * (0.3 - (y - 0.1).abs()), atol=1e-4)
+    assert logit[0] > 0 and abs(float(logit[1])) < 1e-3 and abs(float(logit[2])) < 1e-3 and logit[3] < 0
+    off = Mask2Triplane({**cfg, "depth_interval_slope": 0.0}).eval()
+    off.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(off.query(planes, xyz)["occupancy_logit"], torch.zeros(1, 4, 1), atol=1e-6)

@@ -156,7 +156,62 @@ def test_mask2triplane_item_shapes_and_ray_targets(fake_data):
     assert mode_pool(ids, 2).tolist() == [[0, 1], [3, 1]]
 
 
+def test_depth_interval_targets_match_the_ellipsoid(fake_data):
+    """Front/back depth maps -> (centre, half-thickness) per front pixel: for the fake ellipsoid heads the
+    interval along Y is [-b sqrt(1-q), +b sqrt(1-q)] in normalised units, and off the silhouette h < 0."""
+    from training.datasets import SynHead
+
+    data = SynHead(fake_data, "train")
+    interval, fg = data.depth_interval(0)
+    seed = data.samples[0].entry["seed"]
+    a, b, c = _head_params(seed)["radii"]
+    vc = (np.arange(32) + 0.5) / 32 * 2 - 1
+    uu, vv = np.meshgrid(vc, -vc)
+    q = (uu / a) ** 2 + (vv / c) ** 2
+    assert interval.shape == (2, 32, 32) and fg.shape == (32, 32)
+    assert np.array_equal(fg > 0, q < 1)
+    inside = q < 1
+    # float16 depth maps: about 1e-3 normalised units (0.2 mm) of rounding
+    assert np.allclose(interval[1][inside], b * np.sqrt(1 - q[inside]), atol=3e-3)
+    assert np.allclose(interval[0][inside], 0.0, atol=3e-3)
+    assert (interval[1][~inside] < 0).all()
+    item = data.mask2triplane_item(0, np.random.default_rng(0), 32, 16, 300, with_interval=True)
+    assert np.array_equal(item["interval"], interval) and "on_surface" in item
+
+
 # ---- losses and metrics on known values ------------------------------------------------------------
+
+def test_interval_point_and_class_weight_losses_known_values():
+    from training.losses import SMALL_CLASSES, depth_interval_loss, point_losses, small_class_weights
+
+    target = torch.zeros(1, 2, 4, 4)
+    target[:, 1] = 0.3
+    fg = torch.zeros(1, 4, 4)
+    fg[:, :2] = 1.0
+    pred = target.clone()
+    pred[:, 0] += 0.1  # centre off by 0.1, counted on the silhouette only
+    pred[:, 1, 2:] += 0.2  # half-thickness off by 0.2 on half of the pixels, counted everywhere
+    assert float(depth_interval_loss(pred, target, fg)) == pytest.approx(0.1 + 0.1)
+    # a finer prediction is area-averaged to the target's size
+    assert float(depth_interval_loss(torch.nn.functional.interpolate(pred, scale_factor=2.0), target, fg)) == \
+        pytest.approx(0.2)
+
+    w = small_class_weights(19, 3.0)
+    assert small_class_weights(19, 1.0) is None
+    assert w is not None and float(w.sum()) == 19 + 2 * len(SMALL_CLASSES) and float(w[4]) == 3.0 and float(w[1]) == 1.0
+
+    # occupancy weight 0 removes a point from the BCE (on-surface points have no inside/outside)
+    logit = torch.tensor([[[5.0], [5.0]]])
+    out = {"occupancy_logit": logit, "rgb": torch.zeros(1, 2, 3), "semantic": torch.zeros(1, 2, 19)}
+    occ = torch.tensor([[1.0, 0.0]])
+    args = (occ, torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, 3), torch.ones(1, 2))
+    both = float(point_losses(out, *args)["occ"])
+    first = float(point_losses(out, *args, occ_weight=torch.tensor([[1.0, 0.0]]))["occ"])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    assert first == pytest.approx(float(bce(torch.tensor(5.0), torch.tensor(1.0))))
+    assert both == pytest.approx((first + float(bce(torch.tensor(5.0), torch.tensor(0.0)))) / 2)
+
+
 
 def test_losses_known_values():
     from training.losses import kl_to_standard_normal, sketch_to_mask_loss, soft_dice_loss
@@ -234,7 +289,7 @@ def _args(**kw):
 
     base = dict(profile="lite", steps=None, minutes=None, resume=False, batch=None, seed=0, threads=1, device="cpu",
                 limit=None, checkpoint_minutes=10.0, log_every=1, config_override=None, recipe_override=None,
-                no_render_loss=False, mask_encoder=None, no_sv=False, no_aug=False)
+                no_render_loss=False, mask_encoder=None, no_sv=False, no_aug=False, init_from=None)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -283,6 +338,18 @@ def test_mask2triplane_steps_lower_the_loss_and_resume(fake_data, tmp_path):
     assert s2["steps"] == 5
     ck = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ck["step"] == 5 and ck["meta"]["data"]["split"] == "train" and ck["meta"]["config"]["plane_resolution"] == 32
+    assert any("interval" in json.loads(line) for line in (out / "log.jsonl").read_text().splitlines())
+
+    # warm start: a new run begins with the earlier run's parameters and records where they came from
+    from training.loop import warm_start
+
+    fresh = Mask2Triplane(ck["meta"]["config"])
+    info = warm_start(fresh, out / "checkpoint.pt", "mask2triplane")
+    assert info["steps"] == 5 and all(torch.equal(fresh.state_dict()[k], v) for k, v in ck["model"].items())
+    with pytest.raises(RuntimeError):
+        warm_start(Mask2Triplane({**ck["meta"]["config"], "plane_channels": 6}), out / "checkpoint.pt", "mask2triplane")
+    with pytest.raises(FileNotFoundError):
+        warm_start(fresh, tmp_path / "nowhere", "mask2triplane")
 
 
 def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_path):

@@ -195,7 +195,7 @@ class SynHead:
     def mask2triplane_item(self, index: int, rng: np.random.Generator, mask_resolution: int,
                            appearance_resolution: int, num_points: int, near_fraction: float = 0.7,
                            rays_per_view: int = 0, views: Sequence[str] = ("front", "back", "left", "right"),
-                           num_ray_views: int = 1) -> dict[str, np.ndarray]:
+                           num_ray_views: int = 1, with_interval: bool = False) -> dict[str, np.ndarray]:
         """Arrays for one training example of the mask -> tri-plane network.
 
         Returns: ``mask (19, Rm, Rm)`` class fractions, ``rgb (3, Ra, Ra)`` float in [0, 1] (input view),
@@ -214,7 +214,36 @@ class SynHead:
         out.update(self._points(s, rng, num_points, near_fraction))
         if rays_per_view > 0:
             out.update(self._rays(s, rng, rays_per_view, views, num_ray_views))
+        if with_interval:
+            out["interval"], out["interval_fg"] = self.depth_interval(index)
         return out
+
+    def depth_interval(self, index: int, background_half_thickness: float = -0.05) -> tuple[np.ndarray, np.ndarray]:
+        """The occupied depth interval along Y per front-view pixel, from the front and back depth maps.
+
+        Returns ``interval (2, Rv, Rv)`` float32 = (centre c, half-thickness h) in normalised box units
+        (y_front = c - h, y_back = c + h; the front camera looks along +Y from the box face y = -1, the
+        back one along -Y with its image mirrored in x, which is undone here) and ``fg (Rv, Rv)`` float32,
+        1 where both rays hit. Off the silhouette c = 0 and h = ``background_half_thickness`` (< 0: the
+        decoder's interval prior then says "outside" everywhere along the ray).
+
+        Raises:
+            DataError: a missing or unreadable front/back depth map.
+        """
+        s = self.samples[index]
+        views = {v.get("name"): v for v in s.entry.get("views", [])}
+        try:
+            front = np.load(s.root / views["front"]["depth"]).astype(np.float32)
+            back = np.load(s.root / views["back"]["depth"]).astype(np.float32)[:, ::-1]
+            half = 0.5 * float(views["front"]["camera"]["ortho_size_m"])
+        except (KeyError, OSError, ValueError) as e:
+            raise DataError(f"sample {s.entry.get('id')}: no readable front/back depth map ({e})") from None
+        fg = np.isfinite(front) & np.isfinite(back)
+        y_front = np.where(fg, -1.0 + front / half, 0.0)
+        y_back = np.where(fg, 1.0 - back / half, 0.0)
+        centre = np.where(fg, 0.5 * (y_front + y_back), 0.0)
+        half_thickness = np.where(fg, 0.5 * (y_back - y_front), background_half_thickness)
+        return np.stack([centre, half_thickness]).astype(np.float32), fg.astype(np.float32)
 
     def _points(self, s: Sample, rng: np.random.Generator, n: int, near_fraction: float) -> dict[str, np.ndarray]:
         try:
@@ -230,7 +259,7 @@ class SynHead:
                                rng.choice(far, n_far, replace=len(far) < n_far) if n_far and len(far) else np.zeros(0, int)])
         return {"xyz": xyz[pick].astype(np.float32), "occ": occ[pick].astype(np.float32),
                 "label": label[pick].astype(np.int64), "point_rgb": srgb_to_linear(prgb[pick].astype(np.float32) / 255.0),
-                "surface": (kind[pick] >= 1).astype(np.float32)}
+                "surface": (kind[pick] >= 1).astype(np.float32), "on_surface": (kind[pick] == 2).astype(np.float32)}
 
     def _rays(self, s: Sample, rng: np.random.Generator, m: int, names: Sequence[str], k: int) -> dict[str, np.ndarray]:
         available = [v for v in s.entry.get("views", []) if v.get("name") in names]

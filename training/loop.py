@@ -101,6 +101,39 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def warm_start(model: torch.nn.Module, source: str | Path, kind: str) -> dict[str, Any]:
+    """Copy the parameters of an earlier run into ``model`` (same architecture, same tensor shapes).
+
+    ``source`` is a training ``checkpoint.pt`` or a weights folder holding ``<kind>_<profile>`` (the
+    card is verified first). Returns what to record in the new card: source, its steps, minutes, command
+    and sha256 where known, so that the whole training history stays reproducible.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        RuntimeError: the tensors do not fit ``model`` (a different architecture).
+    """
+    p = Path(source)
+    if p.is_file():
+        ck = load_checkpoint(p)
+        state = ck["model"]
+        info: dict[str, Any] = {"source": str(p), "steps": int(ck["step"]),
+                                "minutes": round(float(ck["elapsed_s"]) / 60, 1),
+                                "command": ck.get("meta", {}).get("command")}
+    elif p.is_dir():
+        from backend.models.loading import load_model
+
+        earlier, card = load_model(kind, p, "cpu")
+        state = earlier.state_dict()
+        info = {"source": str(p), "sha256": card.get("sha256"), "steps": card["training"]["steps"],
+                "minutes": card["training"]["minutes"], "command": card["training"]["command"]}
+        if card["training"].get("init_from"):
+            info["init_from"] = card["training"]["init_from"]
+    else:
+        raise FileNotFoundError(f"--init-from {p}: no checkpoint file or weights folder there")
+    model.load_state_dict(state)
+    return info
+
+
 @dataclass
 class LoopLimits:
     """Stop after ``steps`` optimiser steps or ``minutes`` of training wall-clock time, whichever first."""

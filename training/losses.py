@@ -39,30 +39,55 @@ def style_vector_loss(style: torch.Tensor, target_ws: torch.Tensor) -> torch.Ten
     return F.mse_loss(style, target_ws.detach())
 
 
+#: Face-part classes that cover few pixels (eye_g, eyes, brows, mouth, lips): ``small_class_weights`` boosts them.
+SMALL_CLASSES: tuple[int, ...] = (3, 4, 5, 6, 7, 10, 11, 12)
+
+
+def small_class_weights(num_classes: int, boost: float, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """Cross-entropy class weights ``(num_classes,)`` float32: ``boost`` for :data:`SMALL_CLASSES`, 1 elsewhere;
+    None when ``boost == 1`` (plain cross-entropy)."""
+    if boost == 1.0:
+        return None
+    w = torch.ones(num_classes, device=device)
+    w[list(SMALL_CLASSES)] = boost
+    return w
+
+
 def sketch_to_mask_loss(logits: torch.Tensor, style: torch.Tensor, target: torch.Tensor,
-                        target_ws: torch.Tensor | None, sv_weight: float = 1.0) -> dict[str, torch.Tensor]:
-    """S3D's L = L_SV + L_CE + L_Dice. ``target_ws`` None (or ``sv_weight`` 0) drops L_SV (ablation).
+                        target_ws: torch.Tensor | None, sv_weight: float = 1.0,
+                        class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """S3D's L = L_SV + L_CE + L_Dice. ``target_ws`` None (or ``sv_weight`` 0) drops L_SV (ablation);
+    ``class_weights (K,)`` weights the cross-entropy per class (see :func:`small_class_weights`).
 
     Returns ``{"loss", "ce", "dice", "sv"}`` scalars.
     """
-    ce = F.cross_entropy(logits, target)
+    ce = F.cross_entropy(logits, target, weight=class_weights)
     dice = soft_dice_loss(logits, target)
     sv = style_vector_loss(style, target_ws) if target_ws is not None and sv_weight > 0 else logits.new_zeros(())
     return {"loss": ce + dice + sv_weight * sv, "ce": ce, "dice": dice, "sv": sv}
 
 
 def point_losses(out: dict[str, torch.Tensor], occ: torch.Tensor, label: torch.Tensor, rgb: torch.Tensor,
-                 surface: torch.Tensor) -> dict[str, torch.Tensor]:
+                 surface: torch.Tensor, occ_weight: torch.Tensor | None = None,
+                 class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """3D supervision on points: ``out`` from ``Mask2Triplane.query`` on ``(B, P)`` points; ``occ (B, P)``
-    in {0, 1}; ``label (B, P)`` ids; ``rgb (B, P, 3)`` in [0, 1]; ``surface (B, P)`` 1 near the surface.
+    in {0, 1}; ``label (B, P)`` ids; ``rgb (B, P, 3)`` in [0, 1]; ``surface (B, P)`` 1 near the surface;
+    ``occ_weight (B, P)`` optional per-point weight of the occupancy term (0 drops a point: points lying
+    exactly on the surface have no meaningful inside/outside label); ``class_weights (K,)`` optional
+    per-class weights of the semantic term.
 
-    Occupancy: BCE on the occupancy logit over all points. Colour L1 and semantic CE: near/on-surface
+    Occupancy: BCE on the occupancy logit (weighted mean). Colour L1 and semantic CE: near/on-surface
     points only (their targets are those of the nearest surface).
     """
-    occ_loss = F.binary_cross_entropy_with_logits(out["occupancy_logit"][..., 0], occ)
+    bce = F.binary_cross_entropy_with_logits(out["occupancy_logit"][..., 0], occ, reduction="none")
+    if occ_weight is None:
+        occ_loss = bce.mean()
+    else:
+        occ_loss = (bce * occ_weight).sum() / occ_weight.sum().clamp(min=1.0)
     w = surface / surface.sum().clamp(min=1.0)
     rgb_loss = ((out["rgb"] - rgb).abs().mean(-1) * w).sum()
-    sem = F.cross_entropy(out["semantic"].reshape(-1, out["semantic"].shape[-1]), label.reshape(-1), reduction="none")
+    sem = F.cross_entropy(out["semantic"].reshape(-1, out["semantic"].shape[-1]), label.reshape(-1),
+                          weight=class_weights, reduction="none")
     sem_loss = (sem.view_as(w) * w).sum()
     return {"occ": occ_loss, "point_rgb": rgb_loss, "point_sem": sem_loss}
 
@@ -78,3 +103,19 @@ def render_losses(img: dict[str, torch.Tensor], rgb: torch.Tensor, alpha: torch.
     nll = F.nll_loss(torch.log(img["semantic"].clamp(min=1e-6)).reshape(-1, img["semantic"].shape[-1]), label.reshape(-1))
     return {"ray_rgb": (img["rgb"] - rgb).abs().mean(), "ray_alpha": (img["alpha"] - alpha).abs().mean(),
             "ray_depth": depth_l1, "ray_sem": nll}
+
+
+def depth_interval_loss(pred: torch.Tensor, target: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+    """L1 between the X-Z plane's depth-interval channels and SynHead's front/back depth interval.
+
+    ``pred (B, 2, R, R)`` (centre, half-thickness; area-resampled to the target size when it differs),
+    ``target (B, 2, Rv, Rv)``, ``fg (B, Rv, Rv)`` 1 on the silhouette. The half-thickness is compared
+    everywhere (off the silhouette its target is negative), the centre on the silhouette only.
+    Normalised box units: 0.01 = 2 mm in the 0.4 m box.
+    """
+    if pred.shape[-1] != target.shape[-1]:
+        pred = F.adaptive_avg_pool2d(pred, target.shape[-1]) if pred.shape[-1] > target.shape[-1] else \
+            F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    centre = ((pred[:, 0] - target[:, 0]).abs() * fg).sum() / fg.sum().clamp(min=1.0)
+    half = (pred[:, 1] - target[:, 1]).abs().mean()
+    return centre + half

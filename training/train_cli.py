@@ -35,6 +35,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, help="stop after this many minutes of training")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--init-from", help="warm start: parameters of an earlier run's checkpoint.pt or weights folder "
+                                       "(recorded in the card; optimiser and schedule start afresh)")
     p.add_argument("--batch", type=int, help="examples per step (default from the recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -84,6 +86,8 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None) ->
     }
     if meta.get("mask_encoder"):
         card["training"]["mask_encoder"] = meta["mask_encoder"]
+    if meta.get("init_from"):
+        card["training"]["init_from"] = meta["init_from"]
     return save_weights(ck["model"], card, name, weights_dir)
 
 

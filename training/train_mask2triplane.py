@@ -27,8 +27,8 @@ from backend.models.config import get_config
 from backend.models.mask2triplane import Mask2Triplane
 from backend.models.renderer import VolumeRenderer
 from training.datasets import SynHead
-from training.losses import kl_to_standard_normal, point_losses, render_losses
-from training.loop import LoopLimits, RunContext, command_line, machine_description, run_loop
+from training.losses import depth_interval_loss, kl_to_standard_normal, point_losses, render_losses, small_class_weights
+from training.loop import LoopLimits, RunContext, command_line, machine_description, run_loop, warm_start
 
 
 @dataclass
@@ -54,6 +54,9 @@ class Mask2TriplaneRecipe:
     w_ray_sem: float = 0.1
     render_warmup_steps: int = 30    # render losses off while the occupancy takes shape ...
     render_ramp_steps: int = 100     # ... then ramped in linearly
+    w_interval: float = 10.0         # depth-interval channels of the X-Z plane (when the config has the prior)
+    occ_on_surface: bool = False     # on-surface points have no inside/outside: left out of the occupancy BCE
+    small_class_weight: float = 3.0  # semantic CE weight of eye_g, eyes, brows, mouth, lips on the points
 
 
 class Mask2TriplaneLoss(torch.nn.Module):
@@ -64,6 +67,8 @@ class Mask2TriplaneLoss(torch.nn.Module):
         self.model = model
         self.recipe = recipe
         self.renderer = VolumeRenderer(recipe.render_samples, recipe.render_importance, background_rgb=1.0)
+        weights = small_class_weights(model.num_classes, recipe.small_class_weight)
+        self.register_buffer("class_weights", weights if weights is not None else torch.ones(model.num_classes))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r, m = self.recipe, self.model
@@ -71,12 +76,17 @@ class Mask2TriplaneLoss(torch.nn.Module):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         planes = m.synthesize(m.encode(batch["mask"], z))
         out = m.query(planes, batch["xyz"])
-        terms = point_losses(out, batch["occ"], batch["label"], batch["point_rgb"], batch["surface"])
+        occ_weight = None if r.occ_on_surface else 1.0 - batch["on_surface"]
+        terms = point_losses(out, batch["occ"], batch["label"], batch["point_rgb"], batch["surface"], occ_weight,
+                             self.class_weights)
         terms["kl"] = kl_to_standard_normal(mu, logvar)
         step = int(batch.get("step", 10 ** 9))
         kl_w = r.kl_weight * min(1.0, step / max(r.kl_warmup_steps, 1))
         loss = (r.w_occ * terms["occ"] + r.w_point_rgb * terms["point_rgb"] + r.w_point_sem * terms["point_sem"]
                 + kl_w * terms["kl"])
+        if "interval" in batch:
+            terms["interval"] = depth_interval_loss(m.depth_interval(planes), batch["interval"], batch["interval_fg"])
+            loss = loss + r.w_interval * terms["interval"]
         ramp = min(1.0, max(0.0, (step - r.render_warmup_steps) / max(r.render_ramp_steps, 1)))
         if "ray_o" in batch and ramp > 0:
             img = self.renderer.render_rays(lambda x: m.query(planes, x), batch["ray_o"], batch["ray_d"],
@@ -100,7 +110,8 @@ def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: Mask2TriplaneRecip
         idx = rng.choice(len(data), recipe.batch, replace=len(data) < recipe.batch)
         items = [data.mask2triplane_item(int(i), rng, cfg["mask_resolution"], cfg["appearance_resolution"],
                                          recipe.points, recipe.near_fraction, recipe.rays_per_view,
-                                         num_ray_views=recipe.ray_views) for i in idx]
+                                         num_ray_views=recipe.ray_views,
+                                         with_interval=bool(cfg.get("depth_interval_slope", 0.0))) for i in idx]
         batch = {k: torch.from_numpy(np.stack([it[k] for it in items])).to(device) for k in items[0]}
         batch["step_seed"] = torch.tensor(int(rng.integers(2 ** 31)))
         return batch
@@ -119,7 +130,9 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
         recipe.rays_per_view = 0
     torch.manual_seed(args.seed)
     data = SynHead(args.data, "train", limit=args.limit)
-    model = Mask2Triplane(cfg).to(ctx.device)
+    model = Mask2Triplane(cfg)
+    init_info = warm_start(model, args.init_from, "mask2triplane") if getattr(args, "init_from", None) else None
+    model = model.to(ctx.device)
     loss_module: torch.nn.Module = Mask2TriplaneLoss(model, recipe).to(ctx.device)
     if ctx.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -128,7 +141,7 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
                                               find_unused_parameters=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=(0.9, 0.99))
     meta = {"kind": "mask2triplane", "profile": args.profile, "config": cfg, "recipe": asdict(recipe),
-            "data": data.describe(), "command": command_line(), "machine": machine_description(),
+            "data": data.describe(), "init_from": init_info, "command": command_line(), "machine": machine_description(),
             "device": str(ctx.device), "device_reason": ctx.device_reason, "world_size": ctx.world_size,
             "seed": args.seed}
     out = Path(args.out)

@@ -20,8 +20,9 @@ from backend.models.mask2triplane import Mask2Triplane
 from backend.models.sketch2mask import SketchToMask
 from training.augment import augmented_sketch
 from training.datasets import DataError, SynHead, onehot_area, open_sketch_data, resize_grey
-from training.losses import sketch_to_mask_loss
-from training.loop import LoopLimits, RunContext, command_line, load_checkpoint, machine_description, run_loop
+from training.losses import sketch_to_mask_loss, small_class_weights
+from training.loop import (LoopLimits, RunContext, command_line, load_checkpoint, machine_description, run_loop,
+                           warm_start)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class SketchToMaskRecipe:
     augment: bool = True
     stroke_prob: float = 0.5
     framing_prob: float = 0.5
+    small_class_weight: float = 1.0  # cross-entropy weight of eye_g, eyes, brows, mouth, lips (1 = S3D's plain CE)
 
 
 def load_mask_encoder(path: str | Path, device: torch.device) -> tuple[Mask2Triplane, dict[str, Any]]:
@@ -67,10 +69,13 @@ class SketchToMaskLoss(torch.nn.Module):
         super().__init__()
         self.net = net
         self.recipe = recipe
+        weights = small_class_weights(net.cfg["num_classes"], recipe.small_class_weight)
+        self.register_buffer("class_weights", weights if weights is not None else torch.ones(net.cfg["num_classes"]))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         logits, style = self.net(batch["sketch"])
-        return sketch_to_mask_loss(logits, style, batch["mask"], batch.get("target_ws"), self.recipe.sv_weight)
+        return sketch_to_mask_loss(logits, style, batch["mask"], batch.get("target_ws"), self.recipe.sv_weight,
+                                   self.class_weights)
 
 
 def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe, device: torch.device,
@@ -126,7 +131,9 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
         if shape != (cfg["num_ws_geometry"], cfg["w_dim"]):
             raise DataError(f"mask encoder geometry w+ is {shape}, the U-Net style head is "
                             f"{(cfg['num_ws_geometry'], cfg['w_dim'])}: use the same profile for both")
-    net = SketchToMask(cfg).to(ctx.device).to(memory_format=torch.channels_last)
+    net = SketchToMask(cfg)
+    init_info = warm_start(net, args.init_from, "sketch2mask") if getattr(args, "init_from", None) else None
+    net = net.to(ctx.device).to(memory_format=torch.channels_last)
     loss_module: torch.nn.Module = SketchToMaskLoss(net, recipe).to(ctx.device)
     if ctx.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -135,7 +142,7 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
                                               find_unused_parameters=recipe.sv_weight == 0)  # style head idle
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.99))
     meta = {"kind": "sketch2mask", "profile": args.profile, "config": cfg, "recipe": asdict(recipe),
-            "data": data.describe(), "mask_encoder": enc_info, "command": command_line(),
+            "data": data.describe(), "mask_encoder": enc_info, "init_from": init_info, "command": command_line(),
             "machine": machine_description(), "device": str(ctx.device), "device_reason": ctx.device_reason,
             "world_size": ctx.world_size, "seed": args.seed}
     out = Path(args.out)

@@ -25,6 +25,16 @@ Coordinates: ``xyz`` are normalised box coordinates in [-1, 1]^3 (backend/frame.
 * plane 1, X-Z: image-aligned with the front mask: rows index -z (row 0 at z = +1), columns x;
   sampled at ``(x, -z)``;
 * plane 2, Y-Z: rows index -z, columns index y; sampled at ``(y, -z)``.
+
+Depth-interval prior (config ``depth_interval_slope`` k > 0; this project's addition, measured in
+docs/models.md): seen from the front, a head is nearly "one interval deep": along the viewing ray
+through front-view pixel (x, z) the occupied part is [y_front, y_back], which SynHead's front and back
+depth maps give exactly (99 % of its uniform occupancy points agree). Channels 0 and 1 of the X-Z plane
+are trained to hold that interval's centre c and half-thickness h (normalised units; h < 0 off the
+silhouette), and the decoder adds ``k * (h - |y - c|)`` to its occupancy logit, so the MLP only learns
+the residual (ears, overhanging hair). The X-Z plane is the pixel-aligned one, so the mask's outline
+reaches the silhouette and the depth at once, instead of through the blurred depth expansion of the
+two other planes. All plane channels, these two included, stay outputs of the w+-modulated synthesis.
 """
 from __future__ import annotations
 
@@ -290,7 +300,9 @@ class TriplaneDecoder(nn.Module):
 
     The three bilinear samples are concatenated (3 x plane_channels; plus the point's coordinates when
     ``decoder_xyz`` is set, a cheap shape prior that speeds up CPU training) and go through a
-    2-hidden-layer softplus MLP. ``sigma = density_scale * softplus(occupancy_logit)`` (per unit of normalised box length),
+    2-hidden-layer softplus MLP. With ``depth_interval_slope`` k > 0 the occupancy logit also gets
+    ``k * (h - |y - c|)`` from X-Z plane channels 0, 1 (the depth-interval prior, module docstring).
+    ``sigma = density_scale * softplus(occupancy_logit)`` (per unit of normalised box length),
     so the surface ``occupancy_logit = 0`` sits at ``sigma = density_scale * ln 2``
     (:attr:`Mask2Triplane.surface_sigma`).
     """
@@ -301,6 +313,8 @@ class TriplaneDecoder(nn.Module):
         self.num_classes = k
         self.density_scale = float(cfg["density_scale"])
         self.with_xyz = bool(cfg.get("decoder_xyz", False))
+        self.plane_channels = c
+        self.interval_slope = float(cfg.get("depth_interval_slope", 0.0))
         self.fc1 = nn.Linear(3 * c + (3 if self.with_xyz else 0), h)
         self.fc2 = nn.Linear(h, h)
         self.out = nn.Linear(h, 1 + 3 + k)
@@ -317,12 +331,15 @@ class TriplaneDecoder(nn.Module):
 
     def forward(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.sample_planes(planes, xyz)
+        interval = feats[..., self.plane_channels:self.plane_channels + 2]  # X-Z plane channels 0, 1: c, h
         if self.with_xyz:
             feats = torch.cat([feats, xyz], dim=-1)
         h = F.softplus(self.fc1(feats))
         h = F.softplus(self.fc2(h))
         out = self.out(h)
         occ = out[..., :1]
+        if self.interval_slope:
+            occ = occ + self.interval_slope * (interval[..., 1:2] - (xyz[..., 1:2] - interval[..., 0:1]).abs())
         return {"occupancy_logit": occ, "sigma": self.density_scale * F.softplus(occ),
                 "rgb": torch.sigmoid(out[..., 1:4]), "semantic": out[..., 4:]}
 
@@ -357,6 +374,12 @@ class Mask2Triplane(nn.Module):
     def surface_sigma(self) -> float:
         """Density sigma at the surface (occupancy logit 0): the marching-cubes level for ``sigma``."""
         return self.decoder.density_scale * math.log(2.0)
+
+    def depth_interval(self, planes: torch.Tensor) -> torch.Tensor:
+        """The depth-interval channels ``(B, 2, R, R)`` of ``planes (B, 3, C, R, R)``: centre c and
+        half-thickness h along Y (normalised box units) per front-view pixel (row 0 = top, column 0 = x -1).
+        Meaningful only with ``depth_interval_slope > 0`` (see the module docstring)."""
+        return planes[:, 1, :2]
 
     def sample_z(self, seed: int, batch: int = 1, device: str | torch.device = "cpu") -> torch.Tensor:
         """z ~ N(0, I), ``(batch, z_dim)`` float32, drawn from a CPU generator seeded with ``seed``."""
