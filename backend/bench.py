@@ -15,7 +15,13 @@ What one bench run measures, in one process (models loaded once, as ``s3d serve`
   (mask encoder + synthesis) re-run for every block of ``32^3`` points of the dense ``(res+1)^3`` grid,
   then the decoder on the block. A few blocks are timed and the time is extrapolated to all blocks
   (stated in the output); the speed ratio is against this pipeline's ``planes`` + ``density_grid``.
-* threads used and the peak resident memory of the process (``ru_maxrss``).
+* threads used and the peak resident memory of the process (``ru_maxrss``);
+* the Blender import of the mesh the bench just generated (per resolution, the last timed job folder):
+  when ``bpy`` is importable by this Python (checked with ``importlib.util.find_spec``; bpy is never
+  imported into this process, which also holds torch), ``scripts/bench_addon_import.py --job-dir``
+  runs in a subprocess and imports the folder with the add-on's ``import_job_folder`` into an empty
+  scene ``blender_repeats`` times (median reported). It is a separate row, not part of the job total;
+  without bpy the row says "bpy not installed".
 
 Stage FLOPs not counted (numpy / OpenCV work: intake, mesh, export; the z-buffer part of vertex_colors)
 are reported as ``null``.
@@ -23,11 +29,13 @@ are reported as ``null``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +47,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUT = ROOT / "examples" / "head_front.json"
 NAIVE_BLOCK = 32
+BLENDER_SCRIPT = ROOT / "scripts" / "bench_addon_import.py"
+NO_BPY = "bpy not installed"
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -135,9 +145,52 @@ def naive_baseline(models: Any, mask512: np.ndarray, resolution: int, seed: int 
             "seconds_estimated": per_block * n_blocks, "points": total_points}
 
 
+def bpy_available() -> bool:
+    """True when ``bpy`` can be imported by this Python (``importlib.util.find_spec``; bpy is not imported)."""
+    return importlib.util.find_spec("bpy") is not None
+
+
+def blender_import_time(job_dir: str | Path, repeats: int = 3, timeout: float = 600.0) -> dict:
+    """Time the add-on's import of a job folder under bpy, in a subprocess.
+
+    Runs ``sys.executable scripts/bench_addon_import.py --job-dir JOB_DIR --repeats N --json``: each repeat
+    imports ``mesh.ply`` + ``result.json`` with ``blender_addon.importer.import_job_folder`` into an empty
+    factory scene.
+
+    Args:
+        job_dir: a job folder of ``s3d generate`` (``mesh.ply``, ``result.json``).
+        repeats: imports (>= 1); the median is reported.
+        timeout: seconds before the subprocess is killed.
+
+    Returns:
+        ``{"median_s", "import_s" (list), "read_ply_median_s", "vertices", "faces", "repeats", "bpy_version",
+        "job_dir"}`` (seconds), or ``{"skipped": "bpy not installed"}`` when bpy is not importable.
+
+    Raises:
+        RuntimeError: the subprocess failed, timed out or printed no JSON (the message has its stderr tail).
+    """
+    if not bpy_available():
+        return {"skipped": NO_BPY}
+    cmd = [sys.executable, str(BLENDER_SCRIPT), "--job-dir", str(job_dir), "--repeats", str(int(repeats)), "--json"]
+    try:
+        r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired as e:
+        raise RuntimeError(f"Blender import timed out after {timeout:.0f} s") from e
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        tail = (r.stderr.strip() or r.stdout.strip())[-500:]
+        raise RuntimeError(f"Blender import failed (exit {r.returncode}): {tail}")
+    return json.loads(lines[-1])
+
+
 def bench_resolution(source: Any, models: Any, resolution: int, repeats: int, views: int, workdir: Path,
-                     rate_gflops: float, naive_blocks: int = 4) -> dict:
-    """Bench one grid resolution: warm-up + ``repeats`` timed generate runs, FLOPs, naive baseline."""
+                     rate_gflops: float, naive_blocks: int = 4, blender: bool = True,
+                     blender_repeats: int = 3) -> dict:
+    """Bench one grid resolution: warm-up + ``repeats`` timed generate runs, FLOPs, naive baseline.
+
+    ``blender``: also time the Blender import of the last timed job's folder (:func:`blender_import_time`);
+    a failure is recorded as ``{"error": message}`` instead of stopping the bench.
+    """
     from backend.pipeline import GenerateOptions, generate
 
     opts = GenerateOptions(resolution=resolution, views=views)
@@ -181,16 +234,24 @@ def bench_resolution(source: Any, models: Any, resolution: int, repeats: int, vi
     ours = med["planes"] + med["density_grid"]
     naive["ours_planes_plus_density_grid_s"] = ours
     naive["speed_ratio"] = naive["seconds_estimated"] / ours if ours > 0 else None
+    if not blender:
+        blend: dict[str, Any] = {"skipped": "--no-blender"}
+    else:
+        try:
+            blend = blender_import_time(workdir / f"r{resolution}_{repeats - 1}", blender_repeats)
+        except RuntimeError as e:
+            blend = {"error": str(e)}
     return {"resolution": resolution, "repeats": repeats, "median_s": med, "flops": flops,
             "compute_floor_s": floor, "time_over_floor": multiple,
             "decoder_flops_per_point": per_point, "grid_points_evaluated": grid_pts,
             "grid_points_dense": int(res["mesh"]["grid_points_dense"]), "color_points_queried": color_pts,
-            "vertices": res["vertex_count"], "faces": res["face_count"], "naive_baseline": naive}
+            "vertices": res["vertex_count"], "faces": res["face_count"], "naive_baseline": naive,
+            "blender_import": blend}
 
 
 def run_bench(source: Any = None, resolutions: tuple[int, ...] = (128,), repeats: int = 3, threads: int = 0,
               weights_dir: str | Path | None = None, device: str = "cpu", views: int = 6,
-              naive_blocks: int = 4, log: Any = None) -> dict:
+              naive_blocks: int = 4, log: Any = None, blender: bool = True, blender_repeats: int = 3) -> dict:
     """Run the whole bench; returns the JSON-able report (see the module docstring).
 
     Args:
@@ -198,9 +259,11 @@ def run_bench(source: Any = None, resolutions: tuple[int, ...] = (128,), repeats
         resolutions: grid resolutions (each one of backend.pipeline.RESOLUTIONS).
         repeats: timed runs per resolution after one warm-up (>= 1).
         threads: torch CPU threads (0 = leave torch's choice).
+        blender: time the Blender import of each resolution's mesh when bpy is importable (subprocess).
+        blender_repeats: imports per resolution (>= 1; median reported).
 
     Raises:
-        ValueError: repeats < 1 or an unknown resolution; PipelineError from loading or generating.
+        ValueError: repeats or blender_repeats < 1 or an unknown resolution; PipelineError from loading or generating.
     """
     import torch
 
@@ -208,6 +271,8 @@ def run_bench(source: Any = None, resolutions: tuple[int, ...] = (128,), repeats
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, not {repeats}")
+    if blender_repeats < 1:
+        raise ValueError(f"blender repeats must be >= 1, not {blender_repeats}")
     bad = [r for r in resolutions if r not in RESOLUTIONS]
     if bad:
         raise ValueError(f"resolutions {bad} not allowed; choose from {RESOLUTIONS}")
@@ -226,9 +291,20 @@ def run_bench(source: Any = None, resolutions: tuple[int, ...] = (128,), repeats
             if log:
                 log(f"resolution {r}: warm-up + {repeats} runs ...")
             report["resolutions"].append(bench_resolution(source, models, r, repeats, views, Path(tmp), rate,
-                                                          naive_blocks))
+                                                          naive_blocks, blender, blender_repeats))
     report["peak_rss_mb"] = _peak_rss_mb()
     return report
+
+
+def format_blender_row(b: dict) -> str:
+    """The ``blender_import`` row of the text report (not part of the job total)."""
+    if "median_s" in b:
+        return (f"{'blender_import':<16}{b['median_s']:>10.3f}  not in the total: add-on import_job_folder into an "
+                f"empty scene, bpy {b['bpy_version']}, median of {b['repeats']}")
+    if "skipped" in b:
+        return f"{'blender_import':<16}{'-':>10}  {b['skipped']}"
+    err = " ".join(str(b.get("error", "unknown")).split())
+    return f"{'blender_import':<16}{'-':>10}  {err[:300]}"
 
 
 def format_report(rep: dict) -> str:
@@ -249,6 +325,8 @@ def format_report(rep: dict) -> str:
                          f"{'-' if f is None else f'{f / 1e9:.2f}':>10}{'-' if fl is None else f'{fl:.4f}':>10}"
                          f"{'-' if m is None else f'{m:.0f}':>10}")
         lines.append(f"{'total':<16}{r['median_s']['total']:>10.3f}")
+        if "blender_import" in r:
+            lines.append(format_blender_row(r["blender_import"]))
         nb = r["naive_baseline"]
         lines.append(f"naive baseline (generator re-run per {NAIVE_BLOCK}^3 block, {nb['blocks']} blocks, "
                      f"{nb['blocks_timed']} timed, {nb['seconds_per_block']:.3f} s each): {nb['seconds_estimated']:.1f} s "
@@ -267,6 +345,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--views", type=int, default=6)
     p.add_argument("--naive-blocks", type=int, default=4, help="naive-baseline blocks timed (4)")
+    p.add_argument("--no-blender", action="store_true",
+                   help="skip the Blender import row (default: timed in a subprocess when bpy is installed)")
+    p.add_argument("--blender-repeats", type=int, default=3, help="Blender imports per resolution (3)")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -276,7 +357,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         res = tuple(int(x) for x in args.resolutions.split(",") if x.strip())
         rep = run_bench(args.input, res, args.repeats, args.threads, args.weights, args.device, args.views,
-                        args.naive_blocks, log=lambda s: print(s, file=sys.stderr, flush=True))
+                        args.naive_blocks, log=lambda s: print(s, file=sys.stderr, flush=True),
+                        blender=not args.no_blender, blender_repeats=args.blender_repeats)
     except ValueError as e:
         print(f"s3d bench: error: {e}", file=sys.stderr)
         return 2

@@ -1,29 +1,51 @@
-"""``s3d bench`` on tiny random weights (with the analytic ellipsoid surface) at resolution 64."""
+"""``s3d bench`` on tiny random weights (with the analytic ellipsoid surface) at resolution 64.
+
+The Blender import row runs bpy in a subprocess (never in this process, which holds torch); where bpy is
+not installed those checks expect the "bpy not installed" note instead.
+"""
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 
+import numpy as np
 import pytest
 import torch
 
+from backend import bench
 from backend.bench import main
 from backend.models.mask2triplane import Mask2Triplane
 from backend.pipeline import STAGES
 from s3d_tiny_weights import make_tiny_weights, sphere_query
 
 
-def test_bench_json_has_every_stage_positive_times_and_matmul_rate(tmp_path, monkeypatch):
+HAS_BPY = importlib.util.find_spec("bpy") is not None
+ROOT = bench.ROOT
+sys.path.insert(0, str(ROOT))
+
+
+def _tiny_bench(tmp_path, monkeypatch, *extra):
     monkeypatch.setattr(Mask2Triplane, "query", sphere_query(Mask2Triplane.query))
     old = torch.get_num_threads()
     weights = make_tiny_weights(tmp_path / "w")
     out = tmp_path / "bench.json"
     try:
         rc = main(["--resolutions", "64", "--repeats", "1", "--threads", "1", "--views", "4",
-                   "--naive-blocks", "1", "--weights", str(weights), "--json", str(out)])
+                   "--naive-blocks", "1", "--weights", str(weights), "--json", str(out), *extra])
     finally:
         torch.set_num_threads(old)
     assert rc == 0
-    rep = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def _no_bpy(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == "bpy" else real(name, *a, **k))
+
+
+def test_bench_json_has_every_stage_positive_times_and_matmul_rate(tmp_path, monkeypatch, capsys):
+    rep = _tiny_bench(tmp_path, monkeypatch, "--blender-repeats", "2")
     assert rep["matmul_gflops"] > 0 and rep["peak_rss_mb"] > 0 and rep["threads"] == 1
     (r,) = rep["resolutions"]
     assert r["resolution"] == 64
@@ -35,8 +57,93 @@ def test_bench_json_has_every_stage_positive_times_and_matmul_rate(tmp_path, mon
         assert r["flops"][stage] > 0 and r["time_over_floor"][stage] > 0, stage
     assert 0 < r["grid_points_evaluated"] <= r["grid_points_dense"] == 65 ** 3
     assert r["naive_baseline"]["speed_ratio"] > 0
+    # the Blender import of the mesh this bench generated: a separate row, not in the job total
+    b = r["blender_import"]
+    text = capsys.readouterr().out
+    row = next(ln for ln in text.splitlines() if ln.startswith("blender_import"))
+    if HAS_BPY:
+        assert b["median_s"] > 0 and len(b["import_s"]) == b["repeats"] == 2, b
+        assert b["vertices"] == r["vertices"] and b["faces"] == r["faces"]
+        assert f"{b['median_s']:.3f}" in row and "not in the total" in row
+    else:
+        assert b == {"skipped": "bpy not installed"} and "bpy not installed" in row
+    assert "blender_import" not in r["median_s"]
+
+
+def test_bench_without_bpy_or_with_no_blender_says_so(tmp_path, monkeypatch, capsys):
+    real_run = bench.subprocess.run
+
+    def run(cmd, *a, **k):
+        assert str(bench.BLENDER_SCRIPT) not in map(str, cmd), "no Blender subprocess may run"
+        return real_run(cmd, *a, **k)
+
+    monkeypatch.setattr(bench.subprocess, "run", run)
+    _no_bpy(monkeypatch)
+    assert bench.blender_import_time(tmp_path) == {"skipped": "bpy not installed"}
+    assert bench.format_blender_row({"skipped": "bpy not installed"}).split() == ["blender_import", "-", "bpy",
+                                                                                  "not", "installed"]
+    monkeypatch.undo()
+    rep = _tiny_bench(tmp_path, monkeypatch, "--no-blender")
+    assert rep["resolutions"][0]["blender_import"] == {"skipped": "--no-blender"}
+    assert "blender_import           -  --no-blender" in capsys.readouterr().out
+
+
+def _ico_job(folder):
+    import trimesh
+
+    from blender_addon.ply_reader import write_ply
+
+    folder.mkdir(parents=True)
+    s = trimesh.creation.icosphere(subdivisions=2, radius=0.1)
+    v, f = np.asarray(s.vertices, np.float32), np.asarray(s.faces, np.int32)
+    write_ply(folder / "mesh.ply", v, f, np.full((len(v), 3), 200, np.uint8), (np.arange(len(v)) % 3 + 1).astype(np.uint8))
+    (folder / "result.json").write_text(json.dumps({"seed": 0}))
+    return len(v), len(f)
+
+
+@pytest.mark.skipif(not HAS_BPY, reason="bpy not installed")
+def test_blender_import_time_on_a_tiny_job_and_a_failure(tmp_path):
+    n_v, n_f = _ico_job(tmp_path / "job")
+    b = bench.blender_import_time(tmp_path / "job", repeats=2)
+    assert b["median_s"] > 0 and b["read_ply_median_s"] > 0 and len(b["import_s"]) == 2
+    assert (b["vertices"], b["faces"]) == (n_v, n_f) and b["bpy_version"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError, match=r"exit 1.*mesh\.ply"):
+        bench.blender_import_time(tmp_path / "empty", repeats=1)
 
 
 def test_bench_rejects_bad_resolution(capsys):
     assert main(["--resolutions", "100", "--repeats", "1"]) == 2
     assert "resolution" in capsys.readouterr().err
+
+
+def _make_sheet_module():
+    spec = importlib.util.spec_from_file_location("make_sheet", ROOT / "benchmarks" / "make_sheet.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_make_sheet_blender_column_reuses_a_fresh_render_and_fails_loudly(tmp_path, monkeypatch):
+    from PIL import Image
+
+    ms = _make_sheet_module()
+    calls, real_run = [], ms.subprocess.run
+
+    def run(cmd, *a, **k):  # only the render is refused; other subprocesses (numpy's lscpu) pass
+        if str(ms.RENDER_SCRIPT) in map(str, cmd):
+            calls.append(cmd)
+            raise AssertionError("no render expected")
+        return real_run(cmd, *a, **k)
+
+    monkeypatch.setattr(ms.subprocess, "run", run)
+    _ico_job(tmp_path / "job")
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(tmp_path / "job" / "blender.png")  # newer than mesh.ply
+    assert ms.main([str(tmp_path / "job"), "--out", str(tmp_path / "s.png"), "--tile", "32", "--blender"]) == 0
+    sheet = np.asarray(Image.open(tmp_path / "s.png"))
+    assert sheet.shape == (32, 9 * 32, 3) and not calls
+    assert (sheet[:, 8 * 32:] == [255, 0, 0]).all()           # the Blender column, last
+    assert (sheet[:, 2 * 32:8 * 32] == 255).all()              # no previews in this job folder: white tiles
+    (tmp_path / "nomesh").mkdir()
+    assert ms.main([str(tmp_path / "nomesh"), "--out", str(tmp_path / "t.png"), "--blender"]) == 1
+    assert not (tmp_path / "t.png").exists()
