@@ -246,3 +246,20 @@ def test_depth_interval_prior_puts_the_surface_at_the_interval_ends():
     off.load_state_dict(model.state_dict())
     with torch.no_grad():
         assert torch.allclose(off.query(planes, xyz)["occupancy_logit"], torch.zeros(1, 4, 1), atol=1e-6)
+
+
+def test_depth_interval_does_not_change_with_the_seed():
+    """The interval channels (and so the prior's shape) come from the geometry ws with a neutral
+    appearance: two seeds give the same interval but different colour channels."""
+    from backend.models.config import get_config
+    from backend.models.mask2triplane import Mask2Triplane
+
+    torch.manual_seed(0)
+    model = Mask2Triplane(get_config("lite", "mask2triplane")).eval()
+    ids = torch.zeros(1, 64, 64, dtype=torch.long)
+    ids[:, 16:48, 20:44] = 1
+    ids[:, 10:20, 18:46] = 13
+    a = model.planes_from_mask(ids, model.sample_z(1))
+    b = model.planes_from_mask(ids, model.sample_z(2))
+    assert torch.allclose(model.depth_interval(a), model.depth_interval(b), atol=1e-6)
+    assert not torch.allclose(a[:, 1, 2:], b[:, 1, 2:], atol=1e-4)

@@ -270,9 +270,27 @@ class TriplaneSynthesis(nn.Module):
         nn.init.normal_(self.appearance_bias.weight, 0.0, 0.1 / math.sqrt(wd))
         nn.init.zeros_(self.appearance_bias.bias)
 
-    def forward(self, w_plus: torch.Tensor, pixel_features: torch.Tensor) -> torch.Tensor:
+    def _plane(self, p: int, x: torch.Tensor, w_plus: torch.Tensor) -> torch.Tensor:
+        """One plane's synthesis: base 1x1 conv, modulated 3x3 convs at ``synthesis_resolution``, to-plane."""
+        r, rs, ng = x.shape[-1], self.synthesis_resolution, self.cfg["num_ws_geometry"]
+        base = _lrelu(self.base[p](x))
+        h = F.adaptive_avg_pool2d(base, rs) if rs < r else base
+        for i, conv in enumerate(self.convs[p]):
+            h = _lrelu(conv(h, w_plus[:, i], w_plus[:, ng + i]))
+        if rs < r:
+            h = F.interpolate(h, size=(r, r), mode="bilinear", align_corners=False)
+        return self.to_plane[p](h + base, w_plus[:, ng - 1], w_plus[:, -1])
+
+    def forward(self, w_plus: torch.Tensor, pixel_features: torch.Tensor,
+                w_plus_neutral: torch.Tensor | None = None) -> torch.Tensor:
+        """``w_plus (B, num_ws, w_dim)``, ``pixel_features (B, Cp, R, R)`` -> planes ``(B, 3, C, R, R)``.
+
+        ``w_plus_neutral``: the same geometry ws with the appearance ws of z = 0. When given, X-Z
+        channels 0 and 1 (the depth interval, module docstring) are synthesised with it, so that the
+        interval, and with it the shape, does not change with the seed: the cVAE code sees the
+        ground-truth render, whose shading carries shape, and would otherwise leak shape into z.
+        """
         b, cp, r, _ = pixel_features.shape
-        ng = self.cfg["num_ws_geometry"]
         f = pixel_features
         # pool along image rows (z) -> a function of x; along columns (x) -> a function of z
         along_x = torch.cat([f.mean(dim=2), f.amax(dim=2)], dim=1)  # (B, 2Cp, R_x)
@@ -281,18 +299,14 @@ class TriplaneSynthesis(nn.Module):
                         self.depth_code_xy.expand(b, -1, r, r)], dim=1)  # rows y, cols x
         yz = torch.cat([along_z[:, :, :, None].expand(b, 2 * cp, r, r),
                         self.depth_code_yz.expand(b, -1, r, r)], dim=1)  # rows -z, cols y
-        rs = self.synthesis_resolution
-        planes = []
-        for p, x in enumerate((xy, f, yz)):
-            base = _lrelu(self.base[p](x))
-            h = F.adaptive_avg_pool2d(base, rs) if rs < r else base
-            for i, conv in enumerate(self.convs[p]):
-                h = _lrelu(conv(h, w_plus[:, i], w_plus[:, ng + i]))
-            if rs < r:
-                h = F.interpolate(h, size=(r, r), mode="bilinear", align_corners=False)
-            planes.append(self.to_plane[p](h + base, w_plus[:, ng - 1], w_plus[:, -1]))
-        shift = self.appearance_bias(w_plus[:, -1]).view(b, 3, -1, 1, 1)
-        return torch.stack(planes, dim=1) + shift
+        planes = torch.stack([self._plane(p, x, w_plus) for p, x in enumerate((xy, f, yz))], dim=1)
+        planes = planes + self.appearance_bias(w_plus[:, -1]).view(b, 3, -1, 1, 1)
+        if w_plus_neutral is not None:
+            interval = self._plane(1, f, w_plus_neutral)[:, :2]
+            interval = interval + self.appearance_bias(w_plus_neutral[:, -1]).view(b, 3, -1, 1, 1)[:, 1, :2]
+            planes = torch.cat([planes[:, :1], torch.cat([interval, planes[:, 1, 2:]], dim=1)[:, None],
+                                planes[:, 2:]], dim=1)
+        return planes
 
 
 class TriplaneDecoder(nn.Module):
@@ -407,8 +421,15 @@ class Mask2Triplane(nn.Module):
         return self.mask_encoder.geometry_ws(mask_onehot)
 
     def synthesize(self, encoding: MaskEncoding) -> torch.Tensor:
-        """:class:`MaskEncoding` -> planes ``(B, 3, plane_channels, R, R)`` float32."""
-        return self.synthesis(encoding.w_plus, encoding.pixel_features)
+        """:class:`MaskEncoding` -> planes ``(B, 3, plane_channels, R, R)`` float32. With the depth-interval
+        prior, its two channels are synthesised with the appearance ws of z = 0 (seed-independent shape)."""
+        neutral = None
+        if self.decoder.interval_slope:
+            w = encoding.w_plus
+            zero = w.new_zeros(w.shape[0], self.z_dim)
+            app = self.mask_encoder.appearance_mapping(zero).view(w.shape[0], -1, self.w_dim)
+            neutral = torch.cat([w[:, :self.num_ws_geometry], app], dim=1)
+        return self.synthesis(encoding.w_plus, encoding.pixel_features, neutral)
 
     def query(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
         """Decode ``xyz (B, N, 3)`` normalised box coordinates on ``planes (B, 3, C, R, R)``.
