@@ -22,7 +22,8 @@ def tiny_configs() -> dict[str, dict]:
     m2t = get_config("lite", "mask2triplane")
     m2t.update(mask_resolution=64, encoder_channels=[8, 8, 8, 8, 8], pixel_feature_channels=8, z_dim=8, w_dim=16,
                num_ws_geometry=2, num_ws_appearance=2, plane_resolution=32, plane_channels=8, synthesis_channels=8,
-               depth_code_channels=4, decoder_hidden=16, appearance_resolution=32, appearance_channels=[4, 8, 8, 8])
+               depth_code_channels=4, decoder_hidden=16, appearance_resolution=32, appearance_channels=[4, 8, 8, 8],
+               depth_interval_slope=0.0)  # the analytic ellipsoid of sphere_query is the only shape
     s2m = get_config("lite", "sketch2mask")
     s2m.update(channels=[4, 4, 4, 4, 4, 4, 4, 4], num_ws_geometry=2, w_dim=16)
     return {"mask2triplane": m2t, "sketch2mask": s2m}
