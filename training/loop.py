@@ -101,35 +101,44 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def warm_start(model: torch.nn.Module, source: str | Path, kind: str) -> dict[str, Any]:
-    """Copy the parameters of an earlier run into ``model`` (same architecture, same tensor shapes).
+def read_parameters(source: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """The parameters of an earlier run: ``(state_dict, architecture config, info)``.
 
     ``source`` is a training ``checkpoint.pt`` or a weights folder holding ``<kind>_<profile>`` (the
-    card is verified first). Returns what to record in the new card: source, its steps, minutes, command
-    and sha256 where known, so that the whole training history stays reproducible.
+    card is verified first). ``info`` is what to record in a new card: source, steps, minutes, command
+    and, for weights, sha256 and the card's own ``init_from``, so the training history stays reproducible.
+
+    Raises:
+        FileNotFoundError: ``source`` is neither a file nor a folder.
+    """
+    p = Path(source)
+    if p.is_file():
+        ck = load_checkpoint(p)
+        info: dict[str, Any] = {"source": str(p), "steps": int(ck["step"]),
+                                "minutes": round(float(ck["elapsed_s"]) / 60, 1),
+                                "command": ck.get("meta", {}).get("command")}
+        return ck["model"], ck["meta"]["config"], info
+    if p.is_dir():
+        from backend.models.loading import load_model
+
+        earlier, card = load_model(kind, p, "cpu")
+        info = {"source": str(p), "sha256": card.get("sha256"), "steps": card["training"]["steps"],
+                "minutes": card["training"]["minutes"], "command": card["training"]["command"]}
+        if card["training"].get("init_from"):
+            info["init_from"] = card["training"]["init_from"]
+        return earlier.state_dict(), card["config"], info
+    raise FileNotFoundError(f"{p}: no checkpoint file or weights folder there")
+
+
+def warm_start(model: torch.nn.Module, source: str | Path, kind: str) -> dict[str, Any]:
+    """Copy the parameters of an earlier run (:func:`read_parameters`) into ``model`` (same architecture,
+    same tensor shapes); returns the info to record in the new card as ``training.init_from``.
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
         RuntimeError: the tensors do not fit ``model`` (a different architecture).
     """
-    p = Path(source)
-    if p.is_file():
-        ck = load_checkpoint(p)
-        state = ck["model"]
-        info: dict[str, Any] = {"source": str(p), "steps": int(ck["step"]),
-                                "minutes": round(float(ck["elapsed_s"]) / 60, 1),
-                                "command": ck.get("meta", {}).get("command")}
-    elif p.is_dir():
-        from backend.models.loading import load_model
-
-        earlier, card = load_model(kind, p, "cpu")
-        state = earlier.state_dict()
-        info = {"source": str(p), "sha256": card.get("sha256"), "steps": card["training"]["steps"],
-                "minutes": card["training"]["minutes"], "command": card["training"]["command"]}
-        if card["training"].get("init_from"):
-            info["init_from"] = card["training"]["init_from"]
-    else:
-        raise FileNotFoundError(f"--init-from {p}: no checkpoint file or weights folder there")
+    state, _, info = read_parameters(source, kind)
     model.load_state_dict(state)
     return info
 

@@ -21,7 +21,7 @@ from backend.models.sketch2mask import SketchToMask
 from training.augment import augmented_sketch
 from training.datasets import DataError, SynHead, onehot_area, open_sketch_data, resize_grey
 from training.losses import sketch_to_mask_loss, small_class_weights
-from training.loop import (LoopLimits, RunContext, command_line, load_checkpoint, machine_description, run_loop,
+from training.loop import (LoopLimits, RunContext, command_line, machine_description, read_parameters, run_loop,
                            warm_start)
 
 
@@ -40,24 +40,18 @@ class SketchToMaskRecipe:
 
 def load_mask_encoder(path: str | Path, device: torch.device) -> tuple[Mask2Triplane, dict[str, Any]]:
     """The frozen mask -> tri-plane model whose geometry w+ is the L_SV target, from a training
-    checkpoint (``checkpoint.pt``) or a weights folder holding ``mask2triplane_lite``.
+    checkpoint (``checkpoint.pt``) or a weights folder holding ``mask2triplane_lite``
+    (:func:`training.loop.read_parameters`; its info is recorded in the card).
 
     Raises:
         DataError: the path holds neither.
     """
-    p = Path(path)
-    if p.is_file():
-        ck = load_checkpoint(p)
-        model = Mask2Triplane(ck["meta"]["config"])
-        model.load_state_dict(ck["model"])
-        info = {"source": str(p), "step": int(ck["step"])}
-    elif p.is_dir():
-        from backend.models.loading import load_mask2triplane
-
-        model, card = load_mask2triplane(p)
-        info = {"source": str(p), "sha256": card.get("sha256")}
-    else:
-        raise DataError(f"--mask-encoder {p} is neither a checkpoint file nor a weights folder")
+    try:
+        state, cfg, info = read_parameters(path, "mask2triplane")
+    except FileNotFoundError:
+        raise DataError(f"--mask-encoder {path} is neither a checkpoint file nor a weights folder") from None
+    model = Mask2Triplane(cfg)
+    model.load_state_dict(state)
     model.eval().requires_grad_(False)
     return model.to(device), info
 
