@@ -224,7 +224,7 @@ def test_depth_interval_prior_puts_the_surface_at_the_interval_ends():
     from backend.models.config import get_config
     from backend.models.mask2triplane import Mask2Triplane
 
-    cfg = get_config("lite", "mask2triplane")
+    cfg = {**get_config("lite", "mask2triplane"), "decoder_relative_depth": False}  # same MLP as "off" below
     k = cfg["depth_interval_slope"]
     assert k > 0
     model = Mask2Triplane(cfg).eval()
@@ -263,3 +263,20 @@ def test_depth_interval_does_not_change_with_the_seed():
     b = model.planes_from_mask(ids, model.sample_z(2))
     assert torch.allclose(model.depth_interval(a), model.depth_interval(b), atol=1e-6)
     assert not torch.allclose(a[:, 1, 2:], b[:, 1, 2:], atol=1e-4)
+
+
+def test_relative_depth_tells_front_from_back():
+    """The decoder's extra input: -1 on the front end of a pixel's depth interval (facing -Y), +1 on the
+    back end, 0 at the centre; clamped far outside; absent when the config turns it off."""
+    from backend.models.config import get_config
+    from backend.models.mask2triplane import Mask2Triplane, TriplaneDecoder
+
+    interval = torch.tensor([[[0.1, 0.3]] * 5])  # c = 0.1, h = 0.3 at every point
+    y = torch.tensor([-0.2, 0.1, 0.4, 5.0, -5.0])
+    xyz = torch.stack([torch.zeros(5), y, torch.zeros(5)], -1)[None]
+    t = TriplaneDecoder.relative_depth(interval, xyz)[0, :, 0]
+    half = 0.3 + 0.02
+    assert torch.allclose(t, torch.tensor([-0.3 / half, 0.0, 0.3 / half, 2.0, -2.0]), atol=1e-6)
+    cfg = get_config("lite", "mask2triplane")
+    on, off = Mask2Triplane(cfg), Mask2Triplane({**cfg, "decoder_relative_depth": False})
+    assert on.decoder.fc1.in_features == off.decoder.fc1.in_features + 1

@@ -150,6 +150,14 @@ def test_mask2triplane_item_shapes_and_ray_targets(fake_data):
     assert item["ray_o"].shape == (128, 3) and item["ray_rgb"].shape == (128, 3)
     covered = item["ray_alpha"] > 0.5
     assert covered.any() and (item["ray_depth"][covered] > 0).all() and (item["ray_depth"][~covered] == 0).all()
+    # focus rays: a quarter of each view's rays land on the pixels of the chosen (rare) labels
+    labels, counts = np.unique(item["ray_label"][covered], return_counts=True)
+    rare = int(labels[np.argmin(counts)])
+    plain = data.mask2triplane_item(0, np.random.default_rng(1), 32, 16, 100, rays_per_view=64, num_ray_views=2)
+    focused = data.mask2triplane_item(0, np.random.default_rng(1), 32, 16, 100, rays_per_view=64, num_ray_views=2,
+                                      focus_labels=(rare,), focus_fraction=0.25)
+    assert focused["ray_o"].shape == (128, 3)
+    assert (focused["ray_label"] == rare).mean() >= 0.25 > (plain["ray_label"] == rare).mean()
     ids = np.array([[0, 0, 1, 1], [0, 2, 1, 1], [3, 3, 1, 1], [3, 3, 1, 0]], np.uint8)
     frac = onehot_area(ids, 2)
     assert frac[0, 0, 0] == 0.75 and frac[1, 0, 1] == 1.0 and frac[3, 1, 0] == 1.0
@@ -423,3 +431,73 @@ def test_published_layout_readers(tmp_path):
     assert m[150, 150] == 1 and m[220, 220] == 2 and m[0, 0] == 0
     with pytest.raises(DataError, match="neither"):
         open_sketch_data(tmp_path, "train")
+
+
+def test_warm_start_refits_only_the_named_tensors(tmp_path):
+    """A 128 px sketch U-Net warm-starts a 256 px one: the convolutions carry over, the style head (whose
+    input grows with the bottleneck) starts fresh and is recorded; without ``refit`` the same load fails."""
+    from backend.models.config import PROFILES
+    from backend.models.sketch2mask import SketchToMask
+    from training.loop import warm_start
+
+    torch.manual_seed(0)
+    cfg = {**PROFILES["lite"]["sketch2mask"], "channels": [4, 4, 4, 4, 4, 4, 4, 8]}
+    small = SketchToMask(cfg)
+    torch.save({"model": small.state_dict(), "step": 3, "elapsed_s": 6.0, "meta": {"kind": "sketch2mask", "config": cfg}},
+               tmp_path / "checkpoint.pt")
+    big = SketchToMask({**cfg, "internal_resolution": 256})
+    before = {k: v.clone() for k, v in big.state_dict().items()}
+    info = warm_start(big, tmp_path / "checkpoint.pt", "sketch2mask", refit=("style_head.",))
+    assert info["refit"] == ["style_head.1.weight"]
+    after = big.state_dict()
+    assert torch.equal(after["style_head.1.weight"], before["style_head.1.weight"])
+    assert torch.equal(after["stem.0.weight"], small.state_dict()["stem.0.weight"])
+    assert torch.equal(after["style_head.3.weight"], small.state_dict()["style_head.3.weight"])
+    with pytest.raises(RuntimeError):
+        warm_start(SketchToMask({**cfg, "internal_resolution": 256}), tmp_path / "checkpoint.pt", "sketch2mask")
+
+
+def test_warm_start_expands_the_decoder_without_changing_its_output(tmp_path):
+    """Adding the relative-depth input to a trained decoder: the warm-started network gives the same
+    occupancy, colour and semantics as the earlier one (the new input's weights start at zero)."""
+    from backend.models.config import PROFILES
+    from backend.models.mask2triplane import Mask2Triplane
+    from training.loop import warm_start
+
+    torch.manual_seed(0)
+    cfg = {**PROFILES["lite"]["mask2triplane"], "decoder_relative_depth": False}
+    before = Mask2Triplane(cfg).eval()
+    torch.save({"model": before.state_dict(), "step": 2, "elapsed_s": 1.0, "meta": {"kind": "mask2triplane", "config": cfg}},
+               tmp_path / "checkpoint.pt")
+    after = Mask2Triplane({**cfg, "decoder_relative_depth": True}).eval()
+    assert after.decoder.fc1.in_features == before.decoder.fc1.in_features + 1
+    info = warm_start(after, tmp_path / "checkpoint.pt", "mask2triplane", expand=("decoder.fc1.weight",))
+    assert info["expanded"] == ["decoder.fc1.weight"]
+    planes = torch.randn(1, 3, cfg["plane_channels"], 16, 16)
+    xyz = torch.rand(1, 200, 3) * 2 - 1
+    with torch.no_grad():
+        a, b = before.query(planes, xyz), after.query(planes, xyz)
+    for key in ("occupancy_logit", "rgb", "semantic"):
+        assert torch.allclose(a[key], b[key], atol=1e-6)
+    with torch.no_grad():  # and the new input is live: a non-zero weight changes the output
+        after.decoder.fc1.weight[:, -1] = 1.0
+        assert not torch.allclose(after.query(planes, xyz)["semantic"], a["semantic"], atol=1e-4)
+
+
+def test_ground_truth_samples_keep_only_the_outer_surface(tmp_path):
+    """A ground-truth mesh of two closed parts, a 40 mm sphere inside an 80 mm one (like an eyeball in
+    the skull): the reference samples lie on the outer sphere only; without ``outer_only`` about a fifth
+    lie on the inner one (its share of the area)."""
+    import trimesh
+
+    from training.eval_cli import mesh_surface_points
+
+    outer = trimesh.creation.icosphere(subdivisions=4, radius=0.08)
+    inner = trimesh.creation.icosphere(subdivisions=4, radius=0.04)
+    path = tmp_path / "mesh.ply"
+    trimesh.util.concatenate([outer, inner]).export(path)
+    pts = mesh_surface_points(path, 3000, np.random.default_rng(0))
+    r = np.linalg.norm(pts, axis=1)
+    assert len(pts) == 3000 and np.all(r > 0.075)
+    r_all = np.linalg.norm(mesh_surface_points(path, 3000, np.random.default_rng(0), outer_only=False), axis=1)
+    assert 0.1 < (r_all < 0.05).mean() < 0.3

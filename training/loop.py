@@ -130,16 +130,42 @@ def read_parameters(source: str | Path, kind: str) -> tuple[dict[str, torch.Tens
     raise FileNotFoundError(f"{p}: no checkpoint file or weights folder there")
 
 
-def warm_start(model: torch.nn.Module, source: str | Path, kind: str) -> dict[str, Any]:
+def warm_start(model: torch.nn.Module, source: str | Path, kind: str, refit: tuple[str, ...] = (),
+               expand: tuple[str, ...] = ()) -> dict[str, Any]:
     """Copy the parameters of an earlier run (:func:`read_parameters`) into ``model`` (same architecture,
     same tensor shapes); returns the info to record in the new card as ``training.init_from``.
 
+    Two kinds of named parameter (prefixes) may differ in shape from the source, and are listed in the info:
+
+    * ``refit``: they keep their fresh initialisation (for example the sketch U-Net's style head, whose
+      input grows with ``internal_resolution``);
+    * ``expand``: a layer that gained trailing inputs (for example the tri-plane decoder's first layer
+      when ``decoder_relative_depth`` adds one): the old weights fill the leading block and the new
+      entries are zero, so the warm-started network computes exactly what the earlier one did.
+
     Raises:
         FileNotFoundError: ``source`` does not exist.
-        RuntimeError: the tensors do not fit ``model`` (a different architecture).
+        RuntimeError: the tensors do not fit ``model`` (a different architecture), or an ``expand``
+            tensor shrank.
     """
     state, _, info = read_parameters(source, kind)
+    own = model.state_dict()
+    changed = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    refitted = [k for k in changed if refit and k.startswith(refit)]
+    expanded = [k for k in changed if expand and k.startswith(expand) and k not in refitted]
+    for k in refitted:
+        state[k] = own[k]
+    for k in expanded:
+        old, new = state[k], torch.zeros_like(own[k])
+        if old.dim() != new.dim() or any(a > b for a, b in zip(old.shape, new.shape)):
+            raise RuntimeError(f"{k}: cannot expand {tuple(old.shape)} to {tuple(new.shape)}")
+        new[tuple(slice(0, d) for d in old.shape)] = old
+        state[k] = new
     model.load_state_dict(state)
+    if refitted:
+        info = {**info, "refit": sorted(refitted)}
+    if expanded:
+        info = {**info, "expanded": sorted(expanded)}
     return info
 
 

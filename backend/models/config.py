@@ -38,6 +38,7 @@ _LITE_M2T: dict[str, Any] = {
     "decoder_hidden": 64,
     "decoder_xyz": True,              # the decoder also sees the point's coordinates
     "depth_interval_slope": 100.0,    # X-Z plane channels 0, 1 = depth interval (centre, half-thickness); 0 = off
+    "decoder_relative_depth": True,   # the decoder sees (y - c) / h: front or back of the head
     "density_scale": 20.0,            # sigma = density_scale * softplus(occupancy logit), per box half-size
     "appearance_resolution": 64,      # training-only cVAE appearance encoder input size
     "appearance_channels": [16, 32, 64, 64],
@@ -62,6 +63,7 @@ _PAPER_M2T: dict[str, Any] = {
     "depth_code_channels": 32,
     "decoder_hidden": 64,
     "depth_interval_slope": 100.0,
+    "decoder_relative_depth": True,
     "density_scale": 20.0,
     "appearance_resolution": 128,
     "appearance_channels": [32, 64, 128, 256, 256],

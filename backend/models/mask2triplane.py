@@ -315,7 +315,9 @@ class TriplaneDecoder(nn.Module):
     The three bilinear samples are concatenated (3 x plane_channels; plus the point's coordinates when
     ``decoder_xyz`` is set, a cheap shape prior that speeds up CPU training) and go through a
     2-hidden-layer softplus MLP. With ``depth_interval_slope`` k > 0 the occupancy logit also gets
-    ``k * (h - |y - c|)`` from X-Z plane channels 0, 1 (the depth-interval prior, module docstring).
+    ``k * (h - |y - c|)`` from X-Z plane channels 0, 1 (the depth-interval prior, module docstring), and
+    with ``decoder_relative_depth`` the MLP also sees the point's place in that interval
+    (:meth:`relative_depth`).
     ``sigma = density_scale * softplus(occupancy_logit)`` (per unit of normalised box length),
     so the surface ``occupancy_logit = 0`` sits at ``sigma = density_scale * ln 2``
     (:attr:`Mask2Triplane.surface_sigma`).
@@ -329,7 +331,8 @@ class TriplaneDecoder(nn.Module):
         self.with_xyz = bool(cfg.get("decoder_xyz", False))
         self.plane_channels = c
         self.interval_slope = float(cfg.get("depth_interval_slope", 0.0))
-        self.fc1 = nn.Linear(3 * c + (3 if self.with_xyz else 0), h)
+        self.with_relative_depth = bool(cfg.get("decoder_relative_depth", False)) and self.interval_slope > 0
+        self.fc1 = nn.Linear(3 * c + (3 if self.with_xyz else 0) + (1 if self.with_relative_depth else 0), h)
         self.fc2 = nn.Linear(h, h)
         self.out = nn.Linear(h, 1 + 3 + k)
 
@@ -343,11 +346,25 @@ class TriplaneDecoder(nn.Module):
                               mode="bilinear", padding_mode="zeros", align_corners=False)  # (B*3, C, 1, N)
         return feats.view(b, 3 * c, -1).transpose(1, 2)
 
+    @staticmethod
+    def relative_depth(interval: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+        """Where a point lies in its pixel's depth interval: ``(B, N, 1)``, -1 on the front surface
+        (facing -Y), 0 at the centre, +1 on the back surface, clamped to [-2, 2].
+
+        The X-Z plane is shared by the front and the back of the head; this one number tells the MLP which
+        side a point is on, so the face's labels and colours need not leak onto the back of the head.
+        ``interval (B, N, 2)`` holds (c, h) in normalised units, ``xyz (B, N, 3)``.
+        """
+        half = interval[..., 1:2].abs() + 0.02  # 4 mm floor: thin or empty intervals stay finite
+        return ((xyz[..., 1:2] - interval[..., 0:1]) / half).clamp(-2.0, 2.0)
+
     def forward(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.sample_planes(planes, xyz)
         interval = feats[..., self.plane_channels:self.plane_channels + 2]  # X-Z plane channels 0, 1: c, h
         if self.with_xyz:
             feats = torch.cat([feats, xyz], dim=-1)
+        if self.with_relative_depth:
+            feats = torch.cat([feats, self.relative_depth(interval, xyz)], dim=-1)
         h = F.softplus(self.fc1(feats))
         h = F.softplus(self.fc2(h))
         out = self.out(h)
