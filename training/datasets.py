@@ -195,7 +195,8 @@ class SynHead:
     def mask2triplane_item(self, index: int, rng: np.random.Generator, mask_resolution: int,
                            appearance_resolution: int, num_points: int, near_fraction: float = 0.7,
                            rays_per_view: int = 0, views: Sequence[str] = ("front", "back", "left", "right"),
-                           num_ray_views: int = 1, with_interval: bool = False) -> dict[str, np.ndarray]:
+                           num_ray_views: int = 1, with_interval: bool = False, focus_labels: Sequence[int] = (),
+                           focus_fraction: float = 0.0) -> dict[str, np.ndarray]:
         """Arrays for one training example of the mask -> tri-plane network.
 
         Returns: ``mask (19, Rm, Rm)`` class fractions, ``rgb (3, Ra, Ra)`` float in [0, 1] (input view),
@@ -204,7 +205,10 @@ class SynHead:
         field's colour is linear by contract), ``surface (P,)`` float32 (1 for near/on-surface points);
         with ``rays_per_view > 0`` also ``ray_o, ray_d (V*M, 3)``, ``ray_fwd (V*M, 3)``, ``ray_rgb (V*M, 3)``,
         ``ray_alpha (V*M,)``, ``ray_depth (V*M,)`` metres (0 where empty), ``ray_label (V*M,)``; ray colours
-        are linear, composited on white.
+        are linear, composited on white. Of each view's ``M`` rays, half fall on the silhouette and half
+        anywhere; with ``focus_fraction`` > 0 that share of the silhouette half is drawn from the pixels of
+        ``focus_labels`` instead (small classes such as the eyes cover about 1 % of a head's pixels and
+        would otherwise get one or two rays per view).
         """
         s = self.samples[index]
         ids = read_ids(s.path("mask"))
@@ -213,7 +217,7 @@ class SynHead:
         out["rgb"] = np.transpose(_resize_rgb(rgb, appearance_resolution), (2, 0, 1))
         out.update(self._points(s, rng, num_points, near_fraction))
         if rays_per_view > 0:
-            out.update(self._rays(s, rng, rays_per_view, views, num_ray_views))
+            out.update(self._rays(s, rng, rays_per_view, views, num_ray_views, focus_labels, focus_fraction))
         if with_interval:
             out["interval"], out["interval_fg"] = self.depth_interval(index)
         return out
@@ -261,7 +265,8 @@ class SynHead:
                 "label": label[pick].astype(np.int64), "point_rgb": srgb_to_linear(prgb[pick].astype(np.float32) / 255.0),
                 "surface": (kind[pick] >= 1).astype(np.float32), "on_surface": (kind[pick] == 2).astype(np.float32)}
 
-    def _rays(self, s: Sample, rng: np.random.Generator, m: int, names: Sequence[str], k: int) -> dict[str, np.ndarray]:
+    def _rays(self, s: Sample, rng: np.random.Generator, m: int, names: Sequence[str], k: int,
+              focus_labels: Sequence[int] = (), focus_fraction: float = 0.0) -> dict[str, np.ndarray]:
         available = [v for v in s.entry.get("views", []) if v.get("name") in names]
         if not available:
             raise DataError(f"sample {s.entry.get('id')} has none of the views {list(names)}")
@@ -277,11 +282,14 @@ class SynHead:
             depth = np.load(s.root / v["depth"]).astype(np.float32) if v.get("depth") else np.zeros(rgb.shape[:2], np.float32)
             depth = np.where(np.isfinite(depth) & (alpha > 0.5), depth, 0.0)
             label = read_ids(s.root / v["label"]) if v.get("label") else np.zeros(rgb.shape[:2], np.uint8)
-            # half the rays on the silhouette, half anywhere
+            # half the rays on the silhouette (a share of them on the focus classes), half anywhere
+            focus = np.flatnonzero(np.isin(label.reshape(-1), list(focus_labels))) if focus_fraction > 0 else []
+            n_focus = min(int(m * focus_fraction), len(focus), m // 2)
             fg = np.flatnonzero(alpha.reshape(-1) > 0.5)
-            n_fg = min(m // 2, len(fg))
-            pix = np.concatenate([rng.choice(fg, n_fg, replace=False) if n_fg else np.zeros(0, int),
-                                  rng.choice(res * res, m - n_fg, replace=False)])
+            n_fg = min(m // 2 - n_focus, len(fg))
+            pix = np.concatenate([rng.choice(focus, n_focus, replace=False) if n_focus else np.zeros(0, int),
+                                  rng.choice(fg, n_fg, replace=False) if n_fg else np.zeros(0, int),
+                                  rng.choice(res * res, m - n_focus - n_fg, replace=False)])
             # linear colour (the field's contract), composited on white as the renderer does
             comp = srgb_to_linear(rgb) * alpha[..., None] + (1.0 - alpha[..., None])
             parts["ray_o"].append(origins.numpy()[pix])

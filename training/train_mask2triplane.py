@@ -27,7 +27,8 @@ from backend.models.config import get_config
 from backend.models.mask2triplane import Mask2Triplane
 from backend.models.renderer import VolumeRenderer
 from training.datasets import SynHead
-from training.losses import depth_interval_loss, kl_to_standard_normal, point_losses, render_losses, small_class_weights
+from training.losses import (SMALL_CLASSES, depth_interval_loss, kl_to_standard_normal, point_losses, render_losses,
+                             small_class_weights)
 from training.loop import LoopLimits, RunContext, command_line, machine_description, run_loop, warm_start
 
 
@@ -57,6 +58,7 @@ class Mask2TriplaneRecipe:
     w_interval: float = 10.0         # depth-interval channels of the X-Z plane (when the config has the prior)
     occ_on_surface: bool = False     # on-surface points have no inside/outside: left out of the occupancy BCE
     small_class_weight: float = 3.0  # semantic CE weight of eye_g, eyes, brows, mouth, lips on the points
+    small_class_rays: float = 0.25   # share of each view's rays drawn from those classes' pixels (session 3)
 
 
 class Mask2TriplaneLoss(torch.nn.Module):
@@ -111,7 +113,9 @@ def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: Mask2TriplaneRecip
         items = [data.mask2triplane_item(int(i), rng, cfg["mask_resolution"], cfg["appearance_resolution"],
                                          recipe.points, recipe.near_fraction, recipe.rays_per_view,
                                          num_ray_views=recipe.ray_views,
-                                         with_interval=bool(cfg.get("depth_interval_slope", 0.0))) for i in idx]
+                                         with_interval=bool(cfg.get("depth_interval_slope", 0.0)),
+                                         focus_labels=SMALL_CLASSES, focus_fraction=recipe.small_class_rays)
+                 for i in idx]
         batch = {k: torch.from_numpy(np.stack([it[k] for it in items])).to(device) for k in items[0]}
         batch["step_seed"] = torch.tensor(int(rng.integers(2 ** 31)))
         return batch
@@ -131,7 +135,7 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     data = SynHead(args.data, "train", limit=args.limit)
     model = Mask2Triplane(cfg)
-    init_info = warm_start(model, args.init_from, "mask2triplane") if getattr(args, "init_from", None) else None
+    init_info = warm_start(model, args.init_from, "mask2triplane", expand=("decoder.fc1.weight",)) if getattr(args, "init_from", None) else None
     model = model.to(ctx.device)
     loss_module: torch.nn.Module = Mask2TriplaneLoss(model, recipe).to(ctx.device)
     if ctx.world_size > 1:
