@@ -71,13 +71,38 @@ def inside_box(pts: np.ndarray, margin: float = BOX_FACE_MARGIN_M) -> np.ndarray
     return pts[(np.abs(pts - np.asarray(BOX_CENTER_M)) < BOX_SIZE_M / 2 - margin).all(1)]
 
 
-def mesh_surface_points(path: Path, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Area-uniform samples ``(<= n, 3)`` of a ground-truth mesh (metres), cropped by :func:`inside_box`."""
+def mesh_surface_points(path: Path, n: int, rng: np.random.Generator, outer_only: bool = True) -> np.ndarray:
+    """Area-uniform samples ``(<= n, 3)`` of a ground-truth mesh (metres), cropped by :func:`inside_box`.
+
+    A SynHead mesh is several closed parts (head, hair, eyeballs, ...) that overlap: the scalp runs under
+    the hair, the back halves of the eyeballs sit inside the skull. With ``outer_only`` (the default used
+    by ``s3d-eval``) samples that lie inside another closed part are dropped, so the reference is the
+    outer surface of the solid head, which is what an occupancy field and its marching-cubes mesh can
+    represent at all. Measured on test heads 0 and 1: 32-36 % of the plain samples lie more than 5 mm from
+    that outer surface, which capped even a perfect occupancy at F@5mm 0.77-0.80 (docs/evaluation.md).
+    """
     import trimesh
 
     mesh = trimesh.load(path, force="mesh", process=False)
-    pts, _ = trimesh.sample.sample_surface(mesh, int(n * 1.5), seed=int(rng.integers(2 ** 31)))
-    return inside_box(np.asarray(pts))[:n]
+    if not outer_only:
+        pts, _ = trimesh.sample.sample_surface(mesh, int(n * 1.5), seed=int(rng.integers(2 ** 31)))
+        return inside_box(np.asarray(pts))[:n]
+    parts = mesh.split(only_watertight=False)
+    closed = [i for i, part in enumerate(parts) if part.is_watertight]
+    area = np.array([part.area for part in parts])
+    kept = []
+    for i, part in enumerate(parts):
+        m = max(int(np.ceil(n * 3.0 * area[i] / area.sum())), 1)
+        pts, _ = trimesh.sample.sample_surface(part, m, seed=int(rng.integers(2 ** 31)))
+        pts = inside_box(np.asarray(pts))
+        covered = np.zeros(len(pts), bool)
+        for j in closed:
+            if j != i and len(pts):
+                covered |= parts[j].contains(pts)
+        kept.append(pts[~covered])
+    pts = np.concatenate(kept)
+    # the parts were sampled in turn: shuffle before truncating so every part keeps its share
+    return pts[rng.permutation(len(pts))[:n]]
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -89,6 +114,11 @@ def _render_srgb(render: dict[str, torch.Tensor]) -> np.ndarray:
     from training.datasets import linear_to_srgb
 
     return linear_to_srgb(render["rgb"][0].permute(1, 2, 0).numpy())
+
+
+def hair_style(sample) -> str | None:
+    """The SynHead hair style of a sample (``params.hair.style`` of its manifest entry), or None."""
+    return ((sample.entry.get("params") or {}).get("hair") or {}).get("style")
 
 
 @torch.no_grad()
@@ -113,7 +143,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         mu, _ = model.appearance_encoder(rgb_in, onehot)
         planes = model.synthesize(model.encode(onehot, mu))
         field = lambda x: model.query(planes, x)  # noqa: E731
-        row: dict[str, Any] = {"id": s.entry.get("id"), "seed": s.seed}
+        row: dict[str, Any] = {"id": s.entry.get("id"), "seed": s.seed, "hair_style": hair_style(s)}
         pred_pts = predicted_surface_points(model, planes, grid, 20000, rng)
         row.update(chamfer_fscore(pred_pts, mesh_surface_points(s.path("mesh"), 20000, rng)))
         renders = {v: renderer.render(field, orthographic_camera(v, view_res)) for v in ("front", "left", "back")}
@@ -166,6 +196,11 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
     keys = ["chamfer_mm", "fscore_2mm", "fscore_5mm", "psnr_front", "ssim_front", "psnr_back", "ssim_back",
             "seed_colour_std", "label_miou"]
     summary = {f"mean_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys if any(k in r for r in rows)}
+    # SynHead's curly hair carries random 1-1.6 cm surface noise that no mask can predict: geometry by style
+    styles = sorted({r["hair_style"] for r in rows if r.get("hair_style")})
+    summary["geometry_by_hair_style"] = {
+        st: {"count": len(sel), **{f"mean_{k}": float(np.mean([r[k] for r in sel])) for k in ("chamfer_mm", "fscore_5mm")}}
+        for st in styles for sel in [[r for r in rows if r.get("hair_style") == st]]}
     summary.update({"label_consistency_miou": seg["miou"], "label_per_class_iou": _per_class(seg["per_class_iou"]),
                     "count": len(rows), "grid": grid, "view_resolution": view_res,
                     "seconds": round(time.time() - t0, 1), "per_sample": rows})
