@@ -288,6 +288,11 @@ def test_augmentation_is_deterministic_under_a_seed_and_changes_the_sketch(fake_
     for s in range(20):
         g = {st["group"] for st in augment_strokes(doc, np.random.default_rng(s), group_drop=1.0)["strokes"]}
         assert g <= groups and "hair" not in g
+    # the framing range is the caller's: a fixed half scale shrinks the face to a quarter of its area
+    fg = float((item["mask"] > 0).sum())
+    _, small = augmented_sketch(item, np.random.default_rng(3), stroke_prob=0.0, framing_prob=1.0,
+                                scale_range=(0.5, 0.5), max_shift=0.0)
+    assert 0.2 < (small > 0).sum() / fg < 0.3
 
 
 # ---- training, export, evaluation ------------------------------------------------------------------
@@ -501,3 +506,35 @@ def test_ground_truth_samples_keep_only_the_outer_surface(tmp_path):
     assert len(pts) == 3000 and np.all(r > 0.075)
     r_all = np.linalg.norm(mesh_surface_points(path, 3000, np.random.default_rng(0), outer_only=False), axis=1)
     assert 0.1 < (r_all < 0.05).mean() < 0.3
+
+
+def test_mask_plausibility_accepts_a_face_and_names_what_is_wrong():
+    """One skin region with brows above eyes above nose above lips passes; each broken criterion fails
+    with its own reason."""
+    from backend.labels import LABEL_IDS as L
+    from training.eval_cli import mask_plausibility
+
+    face = np.zeros((128, 128), np.uint8)
+    face[10:30, 30:98] = L["hair"]
+    face[30:110, 34:94] = L["skin"]
+    face[40:44, 44:58] = L["l_brow"]
+    face[48:54, 46:56] = L["l_eye"]
+    face[48:54, 72:82] = L["r_eye"]
+    face[55:75, 60:68] = L["nose"]
+    face[84:88, 54:74] = L["u_lip"]
+    face[88:92, 54:74] = L["l_lip"]
+    good = mask_plausibility(face)
+    assert good["ok"] and good["failed"] == [] and good["skin_main_fraction"] > 0.99
+
+    swapped = face.copy()
+    swapped[84:92, 54:74] = L["skin"]
+    swapped[32:38, 54:74] = L["u_lip"]  # lips on the forehead
+    assert any("not above lips" in f for f in mask_plausibility(swapped)["failed"])
+
+    no_brows = face.copy()
+    no_brows[no_brows == L["l_brow"]] = L["skin"]
+    assert mask_plausibility(no_brows)["failed"] == ["brows: missing (0 px)"]
+
+    split = face.copy()
+    split[30:110, 62:66] = L["background"]  # the face cut in two halves
+    assert any(f.startswith("face region") for f in mask_plausibility(split)["failed"])

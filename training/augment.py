@@ -115,10 +115,12 @@ def random_framing(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generato
 
 
 def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob: float = 0.5,
-                     framing_prob: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                     framing_prob: float = 0.5, scale_range: tuple[float, float] = (0.92, 1.08),
+                     max_shift: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes, else the
-    stored sketch (any style) is used; then S3D's morphology; then, with ``framing_prob``, random framing.
+    stored sketch (any style) is used; then S3D's morphology; then, with ``framing_prob``, random framing
+    (:func:`random_framing` with ``scale_range`` and ``max_shift``).
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
     """
@@ -127,5 +129,5 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
         sketch = rasterize_strokes(augment_strokes(item["strokes"], rng), size=sketch.shape[0]).astype(np.float32) / 255.0
     sketch = s3d_morphology(np.ascontiguousarray(sketch, dtype=np.float32), rng)
     if rng.random() < framing_prob:
-        sketch, mask = random_framing(sketch, mask, rng)
+        sketch, mask = random_framing(sketch, mask, rng, scale_range=scale_range, max_shift=max_shift)
     return sketch, mask

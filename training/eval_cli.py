@@ -334,6 +334,71 @@ def frame_sketch(path: Path) -> np.ndarray:
     return framed.astype(np.float32) / 255.0
 
 
+#: Face parts the sketch issue asks for on every real sketch's mask, as label-name alternatives.
+REQUIRED_PARTS: dict[str, tuple[str, ...]] = {"hair": ("hair",), "eyes": ("l_eye", "r_eye"),
+                                              "brows": ("l_brow", "r_brow"), "nose": ("nose",),
+                                              "lips": ("u_lip", "l_lip")}
+
+
+def mask_plausibility(ids: np.ndarray, min_pixels: int = 20, main_fraction: float = 0.95) -> dict[str, Any]:
+    """Does a predicted label map ``ids (H, W)`` (ids of backend/labels.py) look like one face?
+
+    The sketch issue's criteria, made measurable: one face region (the largest 8-connected ``skin``
+    component holds at least ``main_fraction`` of the skin pixels); hair, eyes, brows, nose and lips each
+    present with at least ``min_pixels`` pixels; brows above eyes above nose above lips (centroid rows);
+    eyes, nose and lips centred inside the main skin component's bounding box. Returns
+    ``{"ok", "failed": [reasons], "skin_main_fraction", "part_pixels": {part: count}}``.
+    """
+    import cv2
+
+    from backend.labels import LABEL_IDS
+
+    failed: list[str] = []
+    skin = (ids == LABEL_IDS["skin"]).astype(np.uint8)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(skin, connectivity=8)
+    main_frac, box = 0.0, None
+    if n > 1:
+        k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        main_frac = float(stats[k, cv2.CC_STAT_AREA] / skin.sum())
+        x, y, w, h = (int(stats[k, c]) for c in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+        box = (x, y, x + w, y + h)
+    if main_frac < main_fraction:
+        failed.append(f"face region: largest skin component {main_frac:.0%} of the skin (< {main_fraction:.0%})")
+    centre: dict[str, tuple[float, float]] = {}
+    counts: dict[str, int] = {}
+    for part, names in REQUIRED_PARTS.items():
+        sel = np.isin(ids, [LABEL_IDS[nm] for nm in names])
+        counts[part] = int(sel.sum())
+        if counts[part] < min_pixels:
+            failed.append(f"{part}: missing ({counts[part]} px)")
+            continue
+        rows, cols = np.nonzero(sel)
+        centre[part] = (float(rows.mean()), float(cols.mean()))
+    order = [p for p in ("brows", "eyes", "nose", "lips") if p in centre]
+    for upper, lower in zip(order, order[1:]):
+        if centre[upper][0] >= centre[lower][0]:
+            failed.append(f"{upper} not above {lower}")
+    if box is not None:
+        for part in ("eyes", "nose", "lips"):
+            if part in centre:
+                r, c = centre[part]
+                if not (box[0] <= c <= box[2] and box[1] <= r <= box[3]):
+                    failed.append(f"{part} outside the face region")
+    return {"ok": not failed, "failed": failed, "skin_main_fraction": round(main_frac, 4), "part_pixels": counts}
+
+
+@torch.no_grad()
+def real_sketch_checks(net, folder: Path) -> dict[str, dict[str, Any]]:
+    """:func:`mask_plausibility` of the predicted mask of every real sketch in ``folder`` (framed as the
+    product frames it), by file name."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
+            pred = net(torch.from_numpy(frame_sketch(p))[None, None])[0].argmax(1)[0].numpy()
+            out[p.name] = mask_plausibility(pred)
+    return out
+
+
 @torch.no_grad()
 def real_sketch_sheet(net, folder: Path, path: Path) -> list[str]:
     """Contact sheet of real sketches (framed as the product does) and their predicted masks."""
@@ -430,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
                  "weights_sha256": card["sha256"]}
             if args.real_sketches:
                 r["real_sketches_sheet"] = real_sketch_sheet(net, args.real_sketches, out.with_name(out.stem + "_real_sketches.png"))
+                r["real_sketches_checks"] = real_sketch_checks(net, args.real_sketches)
+                bad = {k: v["failed"] for k, v in r["real_sketches_checks"].items() if not v["ok"]}
+                print(f"  real sketches: {len(r['real_sketches_checks']) - len(bad)} of {len(r['real_sketches_checks'])} "
+                      f"masks pass the face checks" + (f"; failing: {bad}" if bad else ""), file=sys.stderr)
             ablation = {}
             for spec in args.ablation:
                 label, _, run = spec.partition("=")

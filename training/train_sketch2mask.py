@@ -36,6 +36,11 @@ class SketchToMaskRecipe:
     stroke_prob: float = 0.5
     framing_prob: float = 0.5
     small_class_weight: float = 1.0  # cross-entropy weight of eye_g, eyes, brows, mouth, lips (1 = S3D's plain CE)
+    # random framing (scale, shift as a fraction of the image): real sketches framed by their ink's box
+    # (wide hair, long necks) put the face smaller or lower than SynHead's canonical framing
+    framing_scale_min: float = 0.92
+    framing_scale_max: float = 1.08
+    framing_shift: float = 0.04
 
 
 def load_mask_encoder(path: str | Path, device: torch.device) -> tuple[Mask2Triplane, dict[str, Any]]:
@@ -85,7 +90,8 @@ def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe
         for i in idx:
             item = data.sketch_item(int(i))
             if recipe.augment:
-                sk, mk = augmented_sketch(item, rng, recipe.stroke_prob, recipe.framing_prob)
+                sk, mk = augmented_sketch(item, rng, recipe.stroke_prob, recipe.framing_prob,
+                                          (recipe.framing_scale_min, recipe.framing_scale_max), recipe.framing_shift)
             else:
                 sk, mk = item["sketch"], item["mask"]
             sketches.append(resize_grey(sk, r))
