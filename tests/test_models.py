@@ -280,3 +280,24 @@ def test_relative_depth_tells_front_from_back():
     cfg = get_config("lite", "mask2triplane")
     on, off = Mask2Triplane(cfg), Mask2Triplane({**cfg, "decoder_relative_depth": False})
     assert on.decoder.fc1.in_features == off.decoder.fc1.in_features + 1
+
+
+def test_detached_appearance_leaves_the_density_gradient_to_geometry():
+    """With ``detach_appearance`` a loss on the rendered semantics (or RGB) reaches the semantic logits
+    but not the density; without it, it reaches both."""
+    from backend.models.renderer import VolumeRenderer
+
+    r = VolumeRenderer(8, 0)
+    origins = torch.tensor([[[0.0, -1.5, 0.0]]])
+    dirs = torch.tensor([[[0.0, 1.0, 0.0]]])
+    grads = {}
+    for detach in (False, True):
+        sigma = torch.full((1, 8, 1), 2.0, requires_grad=True)
+        sem = torch.zeros((1, 8, 3), requires_grad=True)
+        field = lambda x: {"sigma": sigma.expand(1, x.shape[1], 1), "rgb": torch.zeros(1, x.shape[1], 3),  # noqa: E731
+                           "semantic": sem}
+        out = r.render_rays(field, origins, dirs, detach_appearance=detach)
+        (-torch.log(out["semantic"][0, 0, 1])).backward()
+        grads[detach] = tuple(0.0 if g is None else g.abs().sum().item() for g in (sigma.grad, sem.grad))
+    assert grads[False][0] > 0 and grads[False][1] > 0
+    assert grads[True][0] == 0 and grads[True][1] > 0

@@ -59,6 +59,7 @@ class Mask2TriplaneRecipe:
     occ_on_surface: bool = False     # on-surface points have no inside/outside: left out of the occupancy BCE
     small_class_weight: float = 3.0  # semantic CE weight of eye_g, eyes, brows, mouth, lips on the points
     small_class_rays: float = 0.25   # share of each view's rays drawn from those classes' pixels (session 3)
+    render_appearance_detached: bool = True  # RGB / semantic render losses cannot move the density (session 3)
 
 
 class Mask2TriplaneLoss(torch.nn.Module):
@@ -92,7 +93,8 @@ class Mask2TriplaneLoss(torch.nn.Module):
         ramp = min(1.0, max(0.0, (step - r.render_warmup_steps) / max(r.render_ramp_steps, 1)))
         if "ray_o" in batch and ramp > 0:
             img = self.renderer.render_rays(lambda x: m.query(planes, x), batch["ray_o"], batch["ray_d"],
-                                            batch["ray_fwd"], generator=None if not self.training else _gen(batch))
+                                            batch["ray_fwd"], generator=None if not self.training else _gen(batch),
+                                            detach_appearance=r.render_appearance_detached)
             rt = render_losses(img, batch["ray_rgb"], batch["ray_alpha"], batch["ray_depth"], batch["ray_label"])
             terms.update(rt)
             loss = loss + ramp * (r.w_ray_rgb * rt["ray_rgb"] + r.w_ray_alpha * rt["ray_alpha"]

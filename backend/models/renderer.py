@@ -138,11 +138,15 @@ class VolumeRenderer:
         return alpha * trans
 
     def render_rays(self, field: Field, origins: torch.Tensor, dirs: torch.Tensor,
-                    forward: torch.Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                    forward: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                    detach_appearance: bool = False) -> dict[str, torch.Tensor]:
         """Render rays ``origins, dirs (B, M, 3)`` (normalised box coordinates, unit directions).
 
         ``forward (B, 3)`` or ``(B, M, 3)`` is the camera's viewing axis for depth (default: the ray direction).
         ``generator``: stratified jitter and importance draws; None = deterministic mid-bin samples.
+        ``detach_appearance`` (training): RGB and semantics are composited with the weights detached, so
+        their losses train colour and labels on the surface that is there and cannot move the density
+        (measured in docs/models.md: semantic render losses otherwise traded geometry for labels).
 
         Returns ``{"rgb": (B, M, 3), "semantic": (B, M, K) probabilities, "depth": (B, M) metres along
         the viewing axis (0 where nothing is hit), "alpha": (B, M)}``.
@@ -171,9 +175,10 @@ class VolumeRenderer:
             t = t_all
         weights = self.composite(out["sigma"][..., 0], t, far) * hit[..., None]
         acc = weights.sum(-1)
-        rgb = (weights[..., None] * out["rgb"]).sum(2) + (1.0 - acc[..., None]) * self.background_rgb
-        probs = (weights[..., None] * torch.softmax(out["semantic"], dim=-1)).sum(2)
-        probs = probs + (1.0 - acc[..., None]) * F.one_hot(
+        w_app, acc_app = (weights.detach(), acc.detach()) if detach_appearance else (weights, acc)
+        rgb = (w_app[..., None] * out["rgb"]).sum(2) + (1.0 - acc_app[..., None]) * self.background_rgb
+        probs = (w_app[..., None] * torch.softmax(out["semantic"], dim=-1)).sum(2)
+        probs = probs + (1.0 - acc_app[..., None]) * F.one_hot(
             torch.tensor(self.background_class, device=probs.device), probs.shape[-1]).to(probs.dtype)
         fwd = dirs if forward is None else (forward if forward.dim() == 3 else forward[:, None, :].expand_as(dirs))
         axial = (dirs * fwd).sum(-1)  # cosine between the ray and the viewing axis
