@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -390,10 +391,18 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     assert card["kind"] == "mask2triplane" and card["data"]["count"] == 5 and card["training"]["steps"] == 2
     export(s2m_run, weights, "sketch2mask_lite")
     report = tmp_path / "report.json"
+    real = tmp_path / "real_sketches"  # a stand-in for a folder of real drawings: one SynHead sketch as PNG
+    real.mkdir()
+    shutil.copy(next(fake_data.glob("*/sketch.png")), real / "drawing.png")
     rc = eval_main(["--data", str(fake_data), "--weights", str(weights), "--out", str(report), "--limit", "1",
-                    "--grid", "24", "--view-resolution", "32", "--update-cards", "--threads", "1"])
+                    "--grid", "24", "--view-resolution", "32", "--update-cards", "--threads", "1",
+                    "--real-sketches", str(real)])
     assert rc == 0
     rep = json.loads(report.read_text())
+    checks = rep["sketch2mask"]["real_sketches_checks"]
+    assert list(checks) == ["drawing.png"] and isinstance(checks["drawing.png"]["ok"], bool)
+    assert rep["sketch2mask"]["real_sketches_sheet"] == ["drawing.png"]
+    assert (tmp_path / "report_real_sketches.png").is_file()
     m = rep["mask2triplane"]
     assert m["count"] == 1 and "mean_chamfer_mm" in m and 0 <= m["label_consistency_miou"] <= 1
     s = rep["sketch2mask"]

@@ -355,7 +355,7 @@ def mask_plausibility(ids: np.ndarray, min_pixels: int = 20, main_fraction: floa
 
     failed: list[str] = []
     skin = (ids == LABEL_IDS["skin"]).astype(np.uint8)
-    n, comp, stats, _ = cv2.connectedComponentsWithStats(skin, connectivity=8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(skin, connectivity=8)
     main_frac, box = 0.0, None
     if n > 1:
         k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
@@ -388,31 +388,25 @@ def mask_plausibility(ids: np.ndarray, min_pixels: int = 20, main_fraction: floa
 
 
 @torch.no_grad()
-def real_sketch_checks(net, folder: Path) -> dict[str, dict[str, Any]]:
-    """:func:`mask_plausibility` of the predicted mask of every real sketch in ``folder`` (framed as the
-    product frames it), by file name."""
-    out = {}
+def predict_real_sketches(net, folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(file name, framed sketch (512, 512) float32, predicted ids (512, 512) uint8)`` for every real
+    sketch image in ``folder``, framed as the product frames it (:func:`frame_sketch`)."""
+    out = []
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
-            pred = net(torch.from_numpy(frame_sketch(p))[None, None])[0].argmax(1)[0].numpy()
-            out[p.name] = mask_plausibility(pred)
+            sk = frame_sketch(p)
+            pred = net(torch.from_numpy(sk)[None, None])[0].argmax(1)[0].numpy().astype(np.uint8)
+            out.append((p.name, sk, pred))
     return out
 
 
-@torch.no_grad()
-def real_sketch_sheet(net, folder: Path, path: Path) -> list[str]:
-    """Contact sheet of real sketches (framed as the product does) and their predicted masks."""
-    tiles, names = [], []
-    for p in sorted(folder.iterdir()):
-        if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            continue
-        sk = frame_sketch(p)
-        pred = net(torch.from_numpy(sk)[None, None])[0].argmax(1)[0].numpy().astype(np.uint8)
-        tiles.append(np.concatenate([np.repeat(_to_uint8(sk)[..., None], 3, -1), colorize(pred)], 1)[::2, ::2])
-        names.append(p.name)
+def real_sketch_sheet(predictions: list[tuple[str, np.ndarray, np.ndarray]], path: Path) -> list[str]:
+    """Contact sheet of :func:`predict_real_sketches`' sketches and masks; returns the file names."""
+    tiles = [np.concatenate([np.repeat(_to_uint8(sk)[..., None], 3, -1), colorize(pred)], 1)[::2, ::2]
+             for _, sk, pred in predictions]
     if tiles:
         _save_png(path, np.concatenate(tiles, 0))
-    return names
+    return [name for name, _, _ in predictions]
 
 
 def _load_s2m_checkpoint(run: Path):
@@ -494,8 +488,9 @@ def main(argv: list[str] | None = None) -> int:
             r = {"clean": evaluate_sketch2mask(net, data, False), "augmented": evaluate_sketch2mask(net, data, True),
                  "weights_sha256": card["sha256"]}
             if args.real_sketches:
-                r["real_sketches_sheet"] = real_sketch_sheet(net, args.real_sketches, out.with_name(out.stem + "_real_sketches.png"))
-                r["real_sketches_checks"] = real_sketch_checks(net, args.real_sketches)
+                predictions = predict_real_sketches(net, args.real_sketches)
+                r["real_sketches_sheet"] = real_sketch_sheet(predictions, out.with_name(out.stem + "_real_sketches.png"))
+                r["real_sketches_checks"] = {name: mask_plausibility(pred) for name, _, pred in predictions}
                 bad = {k: v["failed"] for k, v in r["real_sketches_checks"].items() if not v["ok"]}
                 print(f"  real sketches: {len(r['real_sketches_checks']) - len(bad)} of {len(r['real_sketches_checks'])} "
                       f"masks pass the face checks" + (f"; failing: {bad}" if bad else ""), file=sys.stderr)
