@@ -137,7 +137,9 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     data = SynHead(args.data, "train", limit=args.limit)
     model = Mask2Triplane(cfg)
-    init_info = warm_start(model, args.init_from, "mask2triplane", expand=("decoder.fc1.weight",)) if getattr(args, "init_from", None) else None
+    init_info = None
+    if getattr(args, "init_from", None):
+        init_info = warm_start(model, args.init_from, "mask2triplane", expand=Mask2Triplane.WARM_START_EXPANDABLE)
     model = model.to(ctx.device)
     loss_module: torch.nn.Module = Mask2TriplaneLoss(model, recipe).to(ctx.device)
     if ctx.world_size > 1:

@@ -132,7 +132,9 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
             raise DataError(f"mask encoder geometry w+ is {shape}, the U-Net style head is "
                             f"{(cfg['num_ws_geometry'], cfg['w_dim'])}: use the same profile for both")
     net = SketchToMask(cfg)
-    init_info = warm_start(net, args.init_from, "sketch2mask", refit=("style_head.",)) if getattr(args, "init_from", None) else None
+    init_info = None
+    if getattr(args, "init_from", None):
+        init_info = warm_start(net, args.init_from, "sketch2mask", refit=SketchToMask.WARM_START_REFIT)
     net = net.to(ctx.device).to(memory_format=torch.channels_last)
     loss_module: torch.nn.Module = SketchToMaskLoss(net, recipe).to(ctx.device)
     if ctx.world_size > 1:

@@ -316,8 +316,8 @@ class TriplaneDecoder(nn.Module):
     ``decoder_xyz`` is set, a cheap shape prior that speeds up CPU training) and go through a
     2-hidden-layer softplus MLP. With ``depth_interval_slope`` k > 0 the occupancy logit also gets
     ``k * (h - |y - c|)`` from X-Z plane channels 0, 1 (the depth-interval prior, module docstring), and
-    with ``decoder_relative_depth`` the MLP also sees the point's place in that interval
-    (:meth:`relative_depth`).
+    with ``decoder_relative_depth`` (which needs that prior) the MLP also sees the point's place in the
+    interval (:meth:`relative_depth`).
     ``sigma = density_scale * softplus(occupancy_logit)`` (per unit of normalised box length),
     so the surface ``occupancy_logit = 0`` sits at ``sigma = density_scale * ln 2``
     (:attr:`Mask2Triplane.surface_sigma`).
@@ -384,6 +384,11 @@ class Mask2Triplane(nn.Module):
         planes = model.planes_from_mask(mask_ids, model.sample_z(seed))  # once per job
         out = model.query(planes, xyz_chunk)                               # many times
     """
+
+    #: Parameters whose shape a config change may grow by trailing inputs: a warm start from an earlier
+    #: run zero-fills the new part (training.loop.warm_start ``expand``); today the decoder's first layer,
+    #: which gains one input with ``decoder_relative_depth``.
+    WARM_START_EXPANDABLE: tuple[str, ...] = ("decoder.fc1.weight",)
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()

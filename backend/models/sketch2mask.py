@@ -31,6 +31,10 @@ class SketchToMask(nn.Module):
     encoder levels (each halves the resolution: 128 px -> 1 px in ``lite``, 512 px -> 4 px in ``paper``).
     """
 
+    #: Parameters whose shape depends on ``internal_resolution`` (the style head reads the pooled
+    #: bottleneck): a warm start across resolutions re-initialises them (training.loop.warm_start ``refit``).
+    WARM_START_REFIT: tuple[str, ...] = ("style_head.",)
+
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()
         missing = [k for k in REQUIRED_KEYS if k not in cfg]
