@@ -3,6 +3,7 @@
     s3d-data synth --out DIR --num N --seed S --views V --workers W [--persp P]
     s3d-data preview DIR --out sheet.png [--count 8] [--sketches-only [--real FOLDER]]
     s3d-data framing DIR --out backend/canonical_framing.json
+    s3d-data relabel DIR [--workers W]
 """
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ def main(argv=None) -> int:
                                       "eye-mouth distance of the masks) of a SynHead folder")
     f.add_argument("dir", help="a SynHead folder (reads s*/sample.json)")
     f.add_argument("--out", required=True, help="JSON to write, e.g. backend/canonical_framing.json")
+    r = sub.add_parser("relabel", help="upgrade the 3D point labels and colours of an older SynHead folder "
+                                       "(< 0.3.0) to those of the visible surface, without re-rendering")
+    r.add_argument("dir", help="a SynHead folder with manifest.json")
+    r.add_argument("--workers", type=int, default=1, help="worker processes")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     _default_cache_env()
     if args.cmd == "synth":
@@ -70,6 +76,18 @@ def main(argv=None) -> int:
             print(f"s3d-data preview: {e}", file=sys.stderr)
             return 2
         print(f"wrote {args.out}")
+        return 0
+    if args.cmd == "relabel":
+        if args.workers < 1:
+            parser.error("--workers must be >= 1")
+        from training.synhead.writer import relabel_folder
+
+        try:
+            n = relabel_folder(args.dir, args.workers, progress=not args.no_progress)
+        except FileNotFoundError as e:
+            print(f"s3d-data relabel: {e} (a SynHead folder has manifest.json and s*/sample.json)", file=sys.stderr)
+            return 2
+        print(f"relabelled {n} samples in {args.dir} (points_labels: visible)")
         return 0
     if args.cmd == "framing":
         import json

@@ -3,7 +3,8 @@
 About 16k points: uniform in the box (kind 0), near the surface (kind 1: surface samples plus Gaussian
 offsets of 2 mm and 10 mm), on the surface (kind 2). ``occ`` is 1 inside any closed part of the ground
 truth (per-part ray-parity inside tests on one embree scene, see :func:`inside_any_part`); ``label`` and ``rgb`` come from the nearest
-surface sample (KD-tree over area-weighted samples of all parts).
+*visible* surface sample (KD-tree over area-weighted samples of the surface a camera outside the head can
+see, :func:`visible_surface`; since generator 0.3.0, before that of all parts' whole surfaces).
 """
 from __future__ import annotations
 
@@ -13,24 +14,65 @@ import zipfile
 import numpy as np
 from scipy.spatial import cKDTree
 
-from backend.frame import metres_to_box, BOX_SIZE_M
+from backend.frame import BOX_SIZE_M, box_to_metres, metres_to_box
 
 N_UNIFORM, N_NEAR, N_SURFACE = 6000, 6000, 4000
+#: ``points_labels`` of samples and manifests whose point labels come from the visible surface (0.3.0 on,
+#: or upgraded by ``s3d-data relabel``); absent: labels of the nearest of all surfaces.
+POINTS_LABELS_VISIBLE = "visible"
 
 
-def _surface_samples(scene, n: int, rng: np.random.Generator):
-    _, vlab, vcol, _ = scene.combined()
-    tri = scene.vertices[scene.faces]
+def surface_samples(vertices: np.ndarray, faces: np.ndarray, vertex_labels: np.ndarray, vertex_colors: np.ndarray,
+                    n: int, rng: np.random.Generator):
+    """``n`` area-uniform samples of a triangle mesh: ``(pts (n, 3) float64 metres, labels (n,) uint8 of the
+    nearest corner, colours (n, 3) barycentric mix of the vertex colours, face index (n,) int)``."""
+    tri = np.asarray(vertices, np.float64)[faces]
     area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) / 2
     fi = rng.choice(len(area), size=n, p=area / area.sum())
     r1, r2 = rng.random(n), rng.random(n)
     s = np.sqrt(r1)
     bary = np.stack([1 - s, s * (1 - r2), s * r2], 1)
     pts = (tri[fi] * bary[..., None]).sum(1)
-    f = scene.faces[fi]
-    lab = vlab[f][np.arange(n), np.argmax(bary, 1)]
-    col = (vcol[f] * bary[..., None]).sum(1)
-    return pts, lab, col
+    f = faces[fi]
+    lab = vertex_labels[f][np.arange(n), np.argmax(bary, 1)]
+    col = (vertex_colors[f] * bary[..., None]).sum(1)
+    return pts, lab, col, fi
+
+
+#: Directions of the visibility test: the 26 neighbours of a cube cell (axes, edge and corner diagonals).
+VISIBILITY_DIRECTIONS = np.array([(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)
+                                  if (x, y, z) != (0, 0, 0)], np.float64)
+VISIBILITY_DIRECTIONS /= np.linalg.norm(VISIBILITY_DIRECTIONS, axis=1, keepdims=True)
+
+
+def visible_surface(ray_scene, pts: np.ndarray, start_offset_m: float = 1e-4) -> np.ndarray:
+    """(N,) bool: surface samples ``pts (N, 3)`` metres from which a ray escapes the scene along at least
+    one of :data:`VISIBILITY_DIRECTIONS`, i.e. surface a camera outside the head can see. Hidden: the
+    scalp under the hair and the eyeballs inside the skull (inside another closed part), but also the
+    walls of cavities open to the outside only through a slit (the mouth cavity behind the lips, the
+    eye socket around the eyeball behind the lids). Measured on SynHead head 0: of the eye-labelled
+    surface only 12 of 654 samples are visible from the front and 283 are outside every other part; of
+    the mouth-labelled surface 20 of 3501 are visible from the front, all 3501 outside every other part."""
+    visible = np.zeros(len(pts), bool)
+    for d in VISIBILITY_DIRECTIONS:
+        todo = np.flatnonzero(~visible)
+        if not len(todo):
+            break
+        hit, _, _, _ = ray_scene.first_hits(pts[todo] + d * start_offset_m, np.broadcast_to(d, (len(todo), 3)))
+        visible[todo[~hit]] = True
+    return visible
+
+
+def visible_surface_labels(xyz: np.ndarray, surf: np.ndarray, slab: np.ndarray, scol: np.ndarray,
+                           visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label (N,) uint8 and colour (N, 3) uint8 of points ``xyz (N, 3)`` metres: those of the nearest
+    *visible* surface sample (``surf (S, 3)`` metres, ``slab (S,)``, ``scol (S, 3)`` in [0, 1], ``visible
+    (S,)`` bool from :func:`visible_surface`). Labels of hidden surfaces (eyeballs under the lids, the
+    mouth cavity, the scalp under the hair) would otherwise leak into the near-surface points around
+    them: the generator learnt eyes 4-9x the size of the visible eye (SynHead < 0.3.0)."""
+    tree = cKDTree(surf[visible])
+    _, nn = tree.query(xyz, k=1)
+    return slab[visible][nn].astype(np.uint8), (np.clip(scol[visible][nn], 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def inside_any_part(scene, xyz: np.ndarray) -> np.ndarray:
@@ -49,7 +91,8 @@ def sample_points(scene, rng: np.random.Generator) -> dict:
     """Points of one scene: dict of ``xyz`` float16 (N, 3) normalised box coordinates, ``occ`` uint8,
     ``label`` uint8, ``rgb`` uint8 (N, 3), ``kind`` uint8 (see module docstring)."""
     half = BOX_SIZE_M / 2
-    surf, slab, scol = _surface_samples(scene, 30000, rng)
+    _, vlab, vcol, _ = scene.combined()
+    surf, slab, scol, _ = surface_samples(scene.vertices, scene.faces, vlab, vcol, 30000, rng)
     inside = (np.abs(surf) < half).all(1)
     surf_in = np.flatnonzero(inside)
     uni = rng.uniform(-half, half, (N_UNIFORM, 3))
@@ -60,11 +103,24 @@ def sample_points(scene, rng: np.random.Generator) -> dict:
     xyz = np.concatenate([uni, near, on])
     kind = np.concatenate([np.zeros(N_UNIFORM), np.ones(N_NEAR), np.full(N_SURFACE, 2)]).astype(np.uint8)
     occ = inside_any_part(scene, xyz)
-    tree = cKDTree(surf)
-    _, nn = tree.query(xyz, k=1)
-    return {"xyz": metres_to_box(xyz).astype(np.float16), "occ": occ.astype(np.uint8),
-            "label": slab[nn].astype(np.uint8), "rgb": (np.clip(scol[nn], 0, 1) * 255 + 0.5).astype(np.uint8),
+    label, rgb = visible_surface_labels(xyz, surf, slab, scol, visible_surface(scene.ray_scene(), surf))
+    return {"xyz": metres_to_box(xyz).astype(np.float16), "occ": occ.astype(np.uint8), "label": label, "rgb": rgb,
             "kind": kind}
+
+
+def relabel_points(points: dict, mesh: dict, rng: np.random.Generator, n_samples: int = 30000) -> dict:
+    """``points`` (a ``points.npz`` dict) with ``label`` and ``rgb`` recomputed from the visible surface of the
+    ground-truth ``mesh`` (:func:`backend.export.read_ply` dict: ``vertices`` metres, ``faces``, ``label``,
+    ``rgb`` uint8), as generator 0.3.0 writes them; ``xyz``, ``occ`` and ``kind`` unchanged. Upgrades data
+    of SynHead 0.1.0 / 0.2.0 without re-rendering (``s3d-data relabel``)."""
+    from .raycast import RayScene
+
+    vertices = np.asarray(mesh["vertices"], np.float64)
+    faces = np.asarray(mesh["faces"], np.int64)
+    surf, slab, scol, _ = surface_samples(vertices, faces, mesh["label"], mesh["rgb"] / 255.0, n_samples, rng)
+    xyz_m = box_to_metres(np.asarray(points["xyz"], np.float64))
+    label, rgb = visible_surface_labels(xyz_m, surf, slab, scol, visible_surface(RayScene(vertices, faces), surf))
+    return {**points, "label": label, "rgb": rgb}
 
 
 def npz_bytes(arrays: dict) -> bytes:

@@ -21,7 +21,7 @@ from backend.frame import BOX_SIZE_M, box_xz_to_pixel
 from backend.weights import atomic_write_text
 
 from . import GENERATOR_VERSION, TEST_SEEDS, split_of_seed
-from .points import npz_bytes, sample_points
+from .points import POINTS_LABELS_VISIBLE, npz_bytes, sample_points
 
 INPUT_RESOLUTION = 512
 VIEW_RESOLUTION = 128
@@ -161,7 +161,7 @@ def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4, n
         "id": sid, "seed": int(seed), "split": split_of_seed(seed), "generator_version": GENERATOR_VERSION,
         "sketch": f"{sid}/sketch.png", "sketch_style": style, "strokes": f"{sid}/strokes.json",
         "mask": f"{sid}/mask.png", "rgb": f"{sid}/rgb.png", "views": views, "points": f"{sid}/points.npz",
-        "mesh": f"{sid}/mesh.ply",
+        "mesh": f"{sid}/mesh.ply", "points_labels": POINTS_LABELS_VISIBLE,
         "camera": {**ortho_camera("front", INPUT_RESOLUTION), "box_size_m": BOX_SIZE_M},
         "appearance": scene.appearance, "params": scene.params, "placement": scene.placement,
         "content_box": content_box(sketch), "ink_fraction": round(ink_fraction(sketch), 5),
@@ -237,6 +237,8 @@ def write_manifest(out_dir: str | os.PathLike) -> dict:
                 "label_set": "celebamask-hq-19", "input_resolution": INPUT_RESOLUTION,
                 "view_resolution": VIEW_RESOLUTION, "test_seeds": list(TEST_SEEDS),
                 "canonical_framing": canonical_framing(entries), "samples": entries}
+    if all(e.get("points_labels") == POINTS_LABELS_VISIBLE for e in entries):
+        manifest["points_labels"] = POINTS_LABELS_VISIBLE
     atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
     return manifest
 
@@ -287,3 +289,56 @@ def synthesise(out_dir: str | os.PathLike, num: int, seed: int = 0, views: int =
                     write_manifest(out_dir)
     bar.close()
     return write_manifest(out_dir)
+
+
+def _relabel_one(args: tuple[str, str]) -> str:
+    root, rel = args
+    from backend.export import read_ply
+
+    from .points import relabel_points
+
+    d = Path(root) / rel
+    entry = json.loads((d / "sample.json").read_text())
+    with np.load(Path(root) / entry["points"]) as z:
+        points = {k: z[k] for k in z.files}
+    mesh = read_ply((Path(root) / entry["mesh"]).read_bytes())
+    rng = np.random.default_rng(np.random.SeedSequence([int(entry["seed"]), 0x1ABE1]))
+    _write_file(Path(root) / entry["points"], npz_bytes(relabel_points(points, mesh, rng)))
+    entry["points_labels"] = POINTS_LABELS_VISIBLE
+    atomic_write_text(d / "sample.json", json.dumps(entry, indent=1))
+    return rel
+
+
+def relabel_folder(root: str | Path, workers: int = 1, progress: bool = True) -> int:
+    """Rewrite ``label`` and ``rgb`` of every sample's ``points.npz`` in a SynHead folder from the visible
+    surface of its ``mesh.ply`` (:func:`training.synhead.points.relabel_points`, what generator 0.3.0
+    writes), keeping ``xyz``/``occ``/``kind``; marks each ``sample.json`` and the manifest with
+    ``"points_labels": "visible"``. Resumable (marked samples are skipped), each file replaced atomically.
+    Returns the number of samples relabelled.
+
+    Raises:
+        FileNotFoundError: no ``manifest.json`` in ``root``.
+    """
+    import multiprocessing as mp
+
+    from tqdm import tqdm
+
+    root = Path(root)
+    man_path = root / "manifest.json"
+    manifest = json.loads(man_path.read_text())
+    todo = [e["id"] for e in manifest["samples"] if e.get("points_labels") != POINTS_LABELS_VISIBLE
+            and json.loads((root / e["id"] / "sample.json").read_text()).get("points_labels") != POINTS_LABELS_VISIBLE]
+    jobs = [(str(root), sid) for sid in todo]
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            it = pool.imap_unordered(_relabel_one, jobs)
+            for _ in tqdm(it, total=len(jobs), disable=not progress, desc="relabel"):
+                pass
+    else:
+        for job in tqdm(jobs, disable=not progress, desc="relabel"):
+            _relabel_one(job)
+    for e in manifest["samples"]:
+        e["points_labels"] = POINTS_LABELS_VISIBLE
+    manifest["points_labels"] = POINTS_LABELS_VISIBLE
+    atomic_write_text(man_path, json.dumps(manifest, indent=1))
+    return len(jobs)
