@@ -8,8 +8,10 @@ smoothing) and is scored like a network's mesh against
 
 * ``all``: area-uniform samples of every part's surface, interior surfaces included (the scalp under the
   hair, the back halves of the eyeballs inside the skull): what ``s3d-eval`` used in sessions 1 and 2;
-* ``outer``: samples of the outer surface of the solid only (``mesh_surface_points(..., outer_only=True)``),
-  what ``s3d-eval`` uses since session 3.
+* ``outer``: samples of the outer surface of the solid only (``mesh_surface_points(..., reference="outer")``),
+  what ``s3d-eval`` used in session 3;
+* ``visible``: samples of the surface a camera outside can see, on both sides (the extracted mesh's
+  samples filtered the same way, ``visible_samples``): what ``s3d-eval`` uses since session 4.
 
 The occupancy here is binary (0 or 1), so marching cubes staircases it: the numbers are a lower bound on
 what a smooth field with the same surface reaches, not a fit.
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from backend.mesh import density_grid, extract_mesh
     from backend.labels import NUM_CLASSES
     from training.datasets import SynHead, mode_pool, read_ids
-    from training.eval_cli import inside_box, mesh_surface_points
+    from training.eval_cli import inside_box, mesh_surface_points, visible_samples
     from training.metrics import chamfer_fscore, confusion_matrix, segmentation_scores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = SynHead(args.data, "test", limit=args.limit)
     keys = ("chamfer_mm", "fscore_2mm", "fscore_5mm", "recall_5mm")
-    rows: dict[str, list[dict[str, float]]] = {"all": [], "outer": []}
+    rows: dict[str, list[dict[str, float]]] = {"all": [], "outer": [], "visible": []}
     conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     for s in data.samples:
         t0 = time.time()
@@ -81,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         pred, _ = trimesh.sample.sample_surface(tm, 30000, seed=1)
         pred = inside_box(np.asarray(pred))[:20000]
         line = [f"{s.entry.get('id')}:"]
-        for name, outer in (("all", False), ("outer", True)):
-            r = chamfer_fscore(pred, mesh_surface_points(s.path("mesh"), 20000, rng, outer_only=outer))
+        pred_visible = visible_samples(tm, 20000, rng)
+        for name in rows:
+            r = chamfer_fscore(pred_visible if name == "visible" else pred,
+                               mesh_surface_points(s.path("mesh"), 20000, rng, reference=name))
             rows[name].append(r)
             line.append(f"{name} " + " ".join(f"{k} {r[k]:.3f}" for k in keys))
         front = next((v for v in s.entry.get("views", []) if v.get("name") == "front" and v.get("label")), None)

@@ -404,7 +404,8 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     assert rep["sketch2mask"]["real_sketches_sheet"] == ["drawing.png"]
     assert (tmp_path / "report_real_sketches.png").is_file()
     m = rep["mask2triplane"]
-    assert m["count"] == 1 and "mean_chamfer_mm" in m and 0 <= m["label_consistency_miou"] <= 1
+    assert m["count"] == 1 and "mean_chamfer_mm" in m and "mean_chamfer_mm_outer" in m
+    assert 0 <= m["label_consistency_miou"] <= 1
     s = rep["sketch2mask"]
     assert s["clean"]["count"] == 3 and len(s["clean"]["per_class_iou"]) == 19
     saved = json.loads((weights / "sketch2mask_lite.json").read_text())
@@ -500,8 +501,8 @@ def test_warm_start_expands_the_decoder_without_changing_its_output(tmp_path):
 
 def test_ground_truth_samples_keep_only_the_outer_surface(tmp_path):
     """A ground-truth mesh of two closed parts, a 40 mm sphere inside an 80 mm one (like an eyeball in
-    the skull): the reference samples lie on the outer sphere only; without ``outer_only`` about a fifth
-    lie on the inner one (its share of the area)."""
+    the skull): the outer and visible reference samples lie on the outer sphere only; with the ``all``
+    reference about a fifth lie on the inner one (its share of the area)."""
     import trimesh
 
     from training.eval_cli import mesh_surface_points
@@ -510,11 +511,41 @@ def test_ground_truth_samples_keep_only_the_outer_surface(tmp_path):
     inner = trimesh.creation.icosphere(subdivisions=4, radius=0.04)
     path = tmp_path / "mesh.ply"
     trimesh.util.concatenate([outer, inner]).export(path)
-    pts = mesh_surface_points(path, 3000, np.random.default_rng(0))
-    r = np.linalg.norm(pts, axis=1)
-    assert len(pts) == 3000 and np.all(r > 0.075)
-    r_all = np.linalg.norm(mesh_surface_points(path, 3000, np.random.default_rng(0), outer_only=False), axis=1)
+    for reference in ("outer", "visible"):
+        pts = mesh_surface_points(path, 3000, np.random.default_rng(0), reference=reference)
+        r = np.linalg.norm(pts, axis=1)
+        assert len(pts) == 3000 and np.all(r > 0.075), reference
+    r_all = np.linalg.norm(mesh_surface_points(path, 3000, np.random.default_rng(0), reference="all"), axis=1)
     assert 0.1 < (r_all < 0.05).mean() < 0.3
+
+
+def test_visible_reference_leaves_out_a_cavity(tmp_path):
+    """An 8 cm cube holding a 3 cm cavity that opens to the outside only through a kinked 4 mm tunnel
+    (one closed mesh, like the mouth cavity behind the lips): the cavity's walls lie outside every
+    closed part, so the ``outer`` reference keeps them, but no camera outside sees them, so the
+    ``visible`` reference drops them."""
+    import mcubes
+    import trimesh
+
+    from training.eval_cli import mesh_surface_points
+
+    n, h = 101, 0.05  # grid points a side over [-h, h], 1 mm apart
+    x, y, z = np.meshgrid(*[np.linspace(-h, h, n)] * 3, indexing="ij")
+    solid = (np.abs(x) < 0.04) & (np.abs(y) < 0.04) & (np.abs(z) < 0.04)
+    cavity = (np.abs(x) < 0.015) & (np.abs(y) < 0.015) & (np.abs(z) < 0.015)
+    up = (np.abs(x) < 0.002) & (np.abs(y) < 0.002) & (z > 0) & (z < 0.03)
+    out = (x > -0.002) & (np.abs(y) < 0.002) & (np.abs(z - 0.028) < 0.002)
+    vol = (solid & ~cavity & ~up & ~out).astype(np.float32)
+    verts, faces = mcubes.marching_cubes(vol, 0.5)
+    path = tmp_path / "mesh.ply"
+    trimesh.Trimesh(verts * (2 * h / (n - 1)) - h, faces).export(path)
+    in_cavity = lambda p: (np.abs(p) < 0.0175).all(1)  # noqa: E731
+    outer = mesh_surface_points(path, 3000, np.random.default_rng(0), reference="outer")
+    visible = mesh_surface_points(path, 3000, np.random.default_rng(0), reference="visible")
+    assert in_cavity(outer).mean() > 0.1  # 6 x 9 cm^2 of about 6 x 64 + 6 x 9 cm^2
+    assert not in_cavity(visible).any() and len(visible) == 3000
+    with pytest.raises(ValueError, match="reference"):
+        mesh_surface_points(path, 10, np.random.default_rng(0), reference="inner")
 
 
 def test_mask_plausibility_accepts_a_face_and_names_what_is_wrong():

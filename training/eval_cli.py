@@ -7,9 +7,10 @@ Mask -> 3D (weights ``mask2triplane_lite``), per test head:
 
 * geometry: the mesh ``s3d generate`` would make (backend/mesh.py: coarse-to-fine density grid of
   ``--grid`` cells a side, marching cubes at the surface density, largest component, smoothing) ->
-  20k surface samples; Chamfer distance (mm) and F-score at 2 and 5 mm against 20k samples of the
-  ground-truth mesh (hair included); both sample sets leave out the 3 mm next to the box faces (the
-  truth's shoulders continue outside the box, the prediction is capped there);
+  20k samples of its visible surface; Chamfer distance (mm) and F-score at 2 and 5 mm against 20k samples
+  of the ground-truth mesh's visible surface (hair included; :func:`mesh_surface_points`), and, as
+  ``*_outer``, against session 3's outer reference; the sample sets leave out the 3 mm next to the box
+  faces (the truth's shoulders continue outside the box, the prediction is capped there);
 * label consistency (pix2pix3D's measure): the rendered semantic front view (argmax) against the input
   mask, mIoU over the whole split;
 * PSNR and SSIM (sRGB) of the front and back renders against SynHead's views, with z the cVAE posterior mean of
@@ -36,10 +37,12 @@ import torch
 from backend.labels import LABEL_NAMES, NUM_CLASSES, colorize
 
 
-def predicted_surface_points(model, planes: torch.Tensor, grid: int, n: int, rng: np.random.Generator) -> np.ndarray:
+def predicted_surface_points(model, planes: torch.Tensor, grid: int, n: int, rng: np.random.Generator,
+                             visible_only: bool = True) -> np.ndarray:
     """The product's mesh (backend/mesh.py: coarse-to-fine density grid with ``grid`` cells a side,
     marching cubes at the surface density, largest component, Taubin smoothing) -> ``(n, 3)``
-    area-uniform surface samples in metres (empty when the field has no surface)."""
+    area-uniform surface samples in metres (empty when the field has no surface). ``visible_only``: only
+    samples a camera outside the mesh can see (:func:`visible_samples`), as the ``visible`` reference."""
     import trimesh
 
     from backend.mesh import MeshError, density_grid, extract_mesh
@@ -55,8 +58,26 @@ def predicted_surface_points(model, planes: torch.Tensor, grid: int, n: int, rng
     except MeshError:
         return np.zeros((0, 3))
     tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    if visible_only:
+        return visible_samples(tm, n, rng)
     pts, _ = trimesh.sample.sample_surface(tm, int(n * 1.5), seed=int(rng.integers(2 ** 31)))
     return inside_box(np.asarray(pts))[:n]
+
+
+def visible_samples(mesh, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Area-uniform samples ``(<= n, 3)`` metres of the part of a trimesh's surface that a camera outside
+    it can see: a ray from the sample escapes along one of 26 directions
+    (:func:`training.synhead.points.visible_surface`), cropped by :func:`inside_box`, shuffled."""
+    import trimesh
+
+    from training.synhead.points import visible_surface
+    from training.synhead.raycast import RayScene
+
+    pts, _ = trimesh.sample.sample_surface(mesh, int(n * 2.5), seed=int(rng.integers(2 ** 31)))
+    pts = inside_box(np.asarray(pts, np.float64))
+    scene = RayScene(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64))
+    pts = pts[visible_surface(scene, pts)]
+    return pts[rng.permutation(len(pts))[:n]]
 
 
 #: Surface samples within this distance (metres) of a box face are left out of the geometry metrics:
@@ -71,20 +92,35 @@ def inside_box(pts: np.ndarray, margin: float = BOX_FACE_MARGIN_M) -> np.ndarray
     return pts[(np.abs(pts - np.asarray(BOX_CENTER_M)) < BOX_SIZE_M / 2 - margin).all(1)]
 
 
-def mesh_surface_points(path: Path, n: int, rng: np.random.Generator, outer_only: bool = True) -> np.ndarray:
+#: Ground-truth surfaces the geometry metrics can compare against (:func:`mesh_surface_points`).
+SURFACE_REFERENCES = ("visible", "outer", "all")
+
+
+def mesh_surface_points(path: Path, n: int, rng: np.random.Generator, reference: str = "visible") -> np.ndarray:
     """Area-uniform samples ``(<= n, 3)`` of a ground-truth mesh (metres), cropped by :func:`inside_box`.
 
     A SynHead mesh is several closed parts (head, hair, eyeballs, ...) that overlap: the scalp runs under
-    the hair, the back halves of the eyeballs sit inside the skull. With ``outer_only`` (the default used
-    by ``s3d-eval``) samples that lie inside another closed part are dropped, so the reference is the
-    outer surface of the solid head, which is what an occupancy field and its marching-cubes mesh can
-    represent at all. Measured on test heads 0 and 1: 32-36 % of the plain samples lie more than 5 mm from
-    that outer surface, which capped even a perfect occupancy at F@5mm 0.77-0.80 (docs/evaluation.md).
+    the hair, the back halves of the eyeballs sit inside the skull, the hair shell leaves a gap over the
+    scalp, the mouth and eye sockets are cavities. ``reference``:
+
+    * ``"visible"`` (``s3d-eval`` since session 4): only surface a camera outside the head can see
+      (:func:`visible_samples`; the prediction is filtered the same way), what an artist gets to see;
+    * ``"outer"`` (session 3): samples inside another closed part dropped, cavities and gaps kept;
+      measured on test heads 0-9, 10-17 % of these samples are not visible from any direction;
+    * ``"all"`` (sessions 1-2): every part's whole surface; 32-36 % of it lies more than 5 mm from the
+      outer surface (heads 0 and 1), which capped even a perfect occupancy at F@5mm 0.77-0.80.
+
+    Raises:
+        ValueError: an unknown ``reference``.
     """
     import trimesh
 
+    if reference not in SURFACE_REFERENCES:
+        raise ValueError(f"reference must be one of {SURFACE_REFERENCES}, got {reference!r}")
     mesh = trimesh.load(path, force="mesh", process=False)
-    if not outer_only:
+    if reference == "visible":
+        return visible_samples(mesh, n, rng)
+    if reference == "all":
         pts, _ = trimesh.sample.sample_surface(mesh, int(n * 1.5), seed=int(rng.integers(2 ** 31)))
         return inside_box(np.asarray(pts))[:n]
     parts = mesh.split(only_watertight=False)
@@ -123,8 +159,9 @@ def hair_style(sample) -> str | None:
 
 @torch.no_grad()
 def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Path | None, sheet_rows: int = 6,
-                           real_masks: Path | None = None) -> dict[str, Any]:
-    """Metrics of a :class:`Mask2Triplane` on a :class:`SynHead` test split (see the module docstring)."""
+                           real_masks: Path | None = None, outer_reference: bool = True) -> dict[str, Any]:
+    """Metrics of a :class:`Mask2Triplane` on a :class:`SynHead` test split (see the module docstring);
+    ``outer_reference`` adds the geometry against session 3's outer reference (``*_outer`` keys)."""
     from backend.models.mask2triplane import ids_to_onehot
     from backend.models.renderer import VolumeRenderer, orthographic_camera
     from training.datasets import mode_pool, read_ids, read_rgb, onehot_area
@@ -144,8 +181,12 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         planes = model.synthesize(model.encode(onehot, mu))
         field = lambda x: model.query(planes, x)  # noqa: E731
         row: dict[str, Any] = {"id": s.entry.get("id"), "seed": s.seed, "hair_style": hair_style(s)}
-        pred_pts = predicted_surface_points(model, planes, grid, 20000, rng)
-        row.update(chamfer_fscore(pred_pts, mesh_surface_points(s.path("mesh"), 20000, rng)))
+        row.update(chamfer_fscore(predicted_surface_points(model, planes, grid, 20000, rng),
+                                  mesh_surface_points(s.path("mesh"), 20000, rng)))
+        if outer_reference:  # session 3's reference, for comparison across sessions
+            outer = chamfer_fscore(predicted_surface_points(model, planes, grid, 20000, rng, visible_only=False),
+                                   mesh_surface_points(s.path("mesh"), 20000, rng, reference="outer"))
+            row.update({f"{k}_outer": outer[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
         renders = {v: renderer.render(field, orthographic_camera(v, view_res)) for v in ("front", "left", "back")}
         sem = renders["front"]["semantic"][0].argmax(0).numpy()
         target = mode_pool(ids, view_res) if ids.shape[0] % view_res == 0 else ids
@@ -193,7 +234,8 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         _save_png(sheet_path, np.concatenate(sheet, 0))
         seed_sheet(model, renderer, data.samples[0], view_res, sheet_path.with_name(sheet_path.stem + "_seeds.png"))
     seg = segmentation_scores(conf)
-    keys = ["chamfer_mm", "fscore_2mm", "fscore_5mm", "psnr_front", "ssim_front", "psnr_back", "ssim_back",
+    keys = ["chamfer_mm", "fscore_2mm", "fscore_5mm", "chamfer_mm_outer", "fscore_2mm_outer", "fscore_5mm_outer",
+            "psnr_front", "ssim_front", "psnr_back", "ssim_back",
             "seed_colour_std", "label_miou"]
     summary = {f"mean_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys if any(k in r for r in rows)}
     # SynHead's curly hair carries random 1-1.6 cm surface noise that no mask can predict: geometry by style
