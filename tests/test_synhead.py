@@ -274,7 +274,7 @@ def test_visible_surface_hides_an_enclosed_part():
 
     mesh = _box_with_inner_sphere(0.004)
     v = mesh["vertices"].astype(np.float64)
-    pts, lab, _, _ = surface_samples(v, mesh["faces"], mesh["label"], mesh["rgb"] / 255.0, 4000, np.random.default_rng(0))
+    pts, lab, _ = surface_samples(v, mesh["faces"], mesh["label"], mesh["rgb"] / 255.0, 4000, np.random.default_rng(0))
     vis = visible_surface(RayScene(v, mesh["faces"]), pts)
     assert vis[lab == 1].all() and not vis[lab == 4].any()
 

@@ -37,12 +37,10 @@ import torch
 from backend.labels import LABEL_NAMES, NUM_CLASSES, colorize
 
 
-def predicted_surface_points(model, planes: torch.Tensor, grid: int, n: int, rng: np.random.Generator,
-                             visible_only: bool = True) -> np.ndarray:
-    """The product's mesh (backend/mesh.py: coarse-to-fine density grid with ``grid`` cells a side,
-    marching cubes at the surface density, largest component, Taubin smoothing) -> ``(n, 3)``
-    area-uniform surface samples in metres (empty when the field has no surface). ``visible_only``: only
-    samples a camera outside the mesh can see (:func:`visible_samples`), as the ``visible`` reference."""
+def predicted_mesh(model, planes: torch.Tensor, grid: int):
+    """The product's mesh of a tri-plane field (backend/mesh.py: coarse-to-fine density grid with ``grid``
+    cells a side, marching cubes at the surface density, largest component, Taubin smoothing) as a
+    trimesh in metres, or None when the field has no surface."""
     import trimesh
 
     from backend.mesh import MeshError, density_grid, extract_mesh
@@ -56,11 +54,21 @@ def predicted_surface_points(model, planes: torch.Tensor, grid: int, n: int, rng
         mesh = extract_mesh(density_grid(density, grid, model.surface_sigma, levels=3 if grid >= 64 else 2),
                             max_faces=None)
     except MeshError:
+        return None
+    return trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+
+
+def mesh_samples(mesh, n: int, rng: np.random.Generator, visible_only: bool = True) -> np.ndarray:
+    """``(<= n, 3)`` area-uniform surface samples in metres of a (predicted) trimesh, cropped by
+    :func:`inside_box`; ``visible_only``: only those a camera outside can see (:func:`visible_samples`),
+    as the ``visible`` reference; empty for ``mesh`` None."""
+    import trimesh
+
+    if mesh is None:
         return np.zeros((0, 3))
-    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
     if visible_only:
-        return visible_samples(tm, n, rng)
-    pts, _ = trimesh.sample.sample_surface(tm, int(n * 1.5), seed=int(rng.integers(2 ** 31)))
+        return visible_samples(mesh, n, rng)
+    pts, _ = trimesh.sample.sample_surface(mesh, int(n * 1.5), seed=int(rng.integers(2 ** 31)))
     return inside_box(np.asarray(pts))[:n]
 
 
@@ -181,10 +189,10 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         planes = model.synthesize(model.encode(onehot, mu))
         field = lambda x: model.query(planes, x)  # noqa: E731
         row: dict[str, Any] = {"id": s.entry.get("id"), "seed": s.seed, "hair_style": hair_style(s)}
-        row.update(chamfer_fscore(predicted_surface_points(model, planes, grid, 20000, rng),
-                                  mesh_surface_points(s.path("mesh"), 20000, rng)))
+        pred_mesh = predicted_mesh(model, planes, grid)
+        row.update(chamfer_fscore(mesh_samples(pred_mesh, 20000, rng), mesh_surface_points(s.path("mesh"), 20000, rng)))
         if outer_reference:  # session 3's reference, for comparison across sessions
-            outer = chamfer_fscore(predicted_surface_points(model, planes, grid, 20000, rng, visible_only=False),
+            outer = chamfer_fscore(mesh_samples(pred_mesh, 20000, rng, visible_only=False),
                                    mesh_surface_points(s.path("mesh"), 20000, rng, reference="outer"))
             row.update({f"{k}_outer": outer[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
         renders = {v: renderer.render(field, orthographic_camera(v, view_res)) for v in ("front", "left", "back")}

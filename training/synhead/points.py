@@ -25,7 +25,7 @@ POINTS_LABELS_VISIBLE = "visible"
 def surface_samples(vertices: np.ndarray, faces: np.ndarray, vertex_labels: np.ndarray, vertex_colors: np.ndarray,
                     n: int, rng: np.random.Generator):
     """``n`` area-uniform samples of a triangle mesh: ``(pts (n, 3) float64 metres, labels (n,) uint8 of the
-    nearest corner, colours (n, 3) barycentric mix of the vertex colours, face index (n,) int)``."""
+    nearest corner, colours (n, 3) barycentric mix of the vertex colours)``."""
     tri = np.asarray(vertices, np.float64)[faces]
     area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) / 2
     fi = rng.choice(len(area), size=n, p=area / area.sum())
@@ -36,7 +36,7 @@ def surface_samples(vertices: np.ndarray, faces: np.ndarray, vertex_labels: np.n
     f = faces[fi]
     lab = vertex_labels[f][np.arange(n), np.argmax(bary, 1)]
     col = (vertex_colors[f] * bary[..., None]).sum(1)
-    return pts, lab, col, fi
+    return pts, lab, col
 
 
 #: Directions of the visibility test: the 26 neighbours of a cube cell (axes, edge and corner diagonals).
@@ -92,7 +92,7 @@ def sample_points(scene, rng: np.random.Generator) -> dict:
     ``label`` uint8, ``rgb`` uint8 (N, 3), ``kind`` uint8 (see module docstring)."""
     half = BOX_SIZE_M / 2
     _, vlab, vcol, _ = scene.combined()
-    surf, slab, scol, _ = surface_samples(scene.vertices, scene.faces, vlab, vcol, 30000, rng)
+    surf, slab, scol = surface_samples(scene.vertices, scene.faces, vlab, vcol, 30000, rng)
     inside = (np.abs(surf) < half).all(1)
     surf_in = np.flatnonzero(inside)
     uni = rng.uniform(-half, half, (N_UNIFORM, 3))
@@ -117,7 +117,7 @@ def relabel_points(points: dict, mesh: dict, rng: np.random.Generator, n_samples
 
     vertices = np.asarray(mesh["vertices"], np.float64)
     faces = np.asarray(mesh["faces"], np.int64)
-    surf, slab, scol, _ = surface_samples(vertices, faces, mesh["label"], mesh["rgb"] / 255.0, n_samples, rng)
+    surf, slab, scol = surface_samples(vertices, faces, mesh["label"], mesh["rgb"] / 255.0, n_samples, rng)
     xyz_m = box_to_metres(np.asarray(points["xyz"], np.float64))
     label, rgb = visible_surface_labels(xyz_m, surf, slab, scol, visible_surface(RayScene(vertices, faces), surf))
     return {**points, "label": label, "rgb": rgb}
