@@ -326,9 +326,9 @@ def relabel_folder(root: str | Path, workers: int = 1, progress: bool = True) ->
     root = Path(root)
     man_path = root / "manifest.json"
     manifest = json.loads(man_path.read_text())
-    todo = [e["id"] for e in manifest["samples"] if e.get("points_labels") != POINTS_LABELS_VISIBLE
-            and json.loads((root / e["id"] / "sample.json").read_text()).get("points_labels") != POINTS_LABELS_VISIBLE]
-    jobs = [(str(root), sid) for sid in todo]
+    # each sample.json is marked as its points are rewritten: it alone says what is left to do
+    jobs = [(str(root), e["id"]) for e in manifest["samples"]
+            if json.loads((root / e["id"] / "sample.json").read_text()).get("points_labels") != POINTS_LABELS_VISIBLE]
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
             it = pool.imap_unordered(_relabel_one, jobs)
