@@ -11,7 +11,9 @@ smoothing) and is scored like a network's mesh against
 * ``outer``: samples of the outer surface of the solid only (``mesh_surface_points(..., reference="outer")``),
   what ``s3d-eval`` used in session 3;
 * ``visible``: samples of the surface a camera outside can see, on both sides (the extracted mesh's
-  samples filtered the same way, ``visible_samples``): what ``s3d-eval`` uses since session 4.
+  samples filtered the same way, ``visible_samples``): what ``s3d-eval`` uses since session 4; also
+  restricted to the truth's face and hair (``visible_face``, ``visible_hair``, as s3d-eval's ``*_face``,
+  ``*_hair``).
 
 The occupancy here is binary (0 or 1), so marching cubes staircases it: the numbers are a lower bound on
 what a smooth field with the same surface reaches, not a fit.
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from backend.mesh import density_grid, extract_mesh
     from backend.labels import NUM_CLASSES
     from training.datasets import SynHead, mode_pool, read_ids
-    from training.eval_cli import inside_box, mesh_surface_points, visible_samples
+    from training.eval_cli import GEOMETRY_REGIONS, inside_box, mesh_surface_points, visible_samples
     from training.metrics import chamfer_fscore, confusion_matrix, segmentation_scores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = SynHead(args.data, "test", limit=args.limit)
     keys = ("chamfer_mm", "fscore_2mm", "fscore_5mm", "recall_5mm")
-    rows: dict[str, list[dict[str, float]]] = {"all": [], "outer": [], "visible": []}
+    rows: dict[str, list[dict[str, float]]] = {k: [] for k in ("all", "outer", "visible", "visible_face", "visible_hair")}
     conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     for s in data.samples:
         t0 = time.time()
@@ -84,11 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         pred = inside_box(np.asarray(pred))[:20000]
         line = [f"{s.entry.get('id')}:"]
         pred_visible = visible_samples(tm, 20000, rng)
-        for name in rows:
-            r = chamfer_fscore(pred_visible if name == "visible" else pred,
-                               mesh_surface_points(s.path("mesh"), 20000, rng, reference=name))
-            rows[name].append(r)
-            line.append(f"{name} " + " ".join(f"{k} {r[k]:.3f}" for k in keys))
+        for name in ("all", "outer", "visible"):
+            if name != "visible":
+                results = {name: chamfer_fscore(pred, mesh_surface_points(s.path("mesh"), 20000, rng, reference=name))}
+            else:  # and s3d-eval's region-restricted metrics (*_face, *_hair)
+                gt, labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
+                results = {name: chamfer_fscore(pred_visible, gt)}
+                for region, ids in GEOMETRY_REGIONS.items():
+                    if np.isin(labels, ids).any():
+                        results[f"{name}_{region}"] = chamfer_fscore(pred_visible, gt, gt_region=np.isin(labels, ids))
+            for key, r in results.items():
+                rows[key].append(r)
+                line.append(f"{key} " + " ".join(f"{k} {r[k]:.3f}" for k in keys))
         front = next((v for v in s.entry.get("views", []) if v.get("name") == "front" and v.get("label")), None)
         if front is not None:
             render = read_ids(s.root / front["label"])

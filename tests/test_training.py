@@ -98,9 +98,14 @@ def write_fake_synhead(root: Path, seeds: list[int], res: int = 64, view_res: in
                           "alpha": f"{sid}/{name}_alpha.png", "depth": f"{sid}/{name}_depth.npy", "camera": cam})
         import trimesh
 
+        from backend.export import ply_bytes
+
         mesh = trimesh.creation.icosphere(subdivisions=3)
         mesh.vertices = mesh.vertices * np.array([a, b, c]) * BOX_SIZE_M / 2
-        mesh.export(d / "mesh.ply")
+        # SynHead's layout: a labelled PLY (hair on the upper third, skin below) for the face/hair metrics
+        top = mesh.vertices[:, 2] > c * BOX_SIZE_M / 6
+        (d / "mesh.ply").write_bytes(ply_bytes(mesh.vertices, mesh.faces, np.full((len(mesh.vertices), 3), 0.5),
+                                               np.where(top, 13, 1).astype(np.uint8)))
         samples.append({"id": sid, "seed": seed, "split": "test" if seed < 3 else "train",
                         "sketch": f"{sid}/sketch.png", "sketch_style": "clean", "strokes": f"{sid}/strokes.json",
                         "mask": f"{sid}/mask.png", "rgb": f"{sid}/rgb.png", "views": views,
@@ -405,6 +410,7 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     assert (tmp_path / "report_real_sketches.png").is_file()
     m = rep["mask2triplane"]
     assert m["count"] == 1 and "mean_chamfer_mm" in m and "mean_chamfer_mm_outer" in m
+    assert "mean_chamfer_mm_face" in m and "mean_fscore_5mm_hair" in m
     assert 0 <= m["label_consistency_miou"] <= 1
     s = rep["sketch2mask"]
     assert s["clean"]["count"] == 3 and len(s["clean"]["per_class_iou"]) == 19
@@ -497,6 +503,55 @@ def test_warm_start_expands_the_decoder_without_changing_its_output(tmp_path):
     with torch.no_grad():  # and the new input is live: a non-zero weight changes the output
         after.decoder.fc1.weight[:, -1] = 1.0
         assert not torch.allclose(after.query(planes, xyz)["semantic"], a["semantic"], atol=1e-4)
+
+
+def test_region_restricted_chamfer_fscore():
+    """Truth = two 10 cm patches 50 cm apart (a "face" and a "hair" region); the prediction matches the
+    face exactly and sits 1 cm off the hair: restricted to the face the metrics are perfect, restricted to
+    the hair they see the 1 cm, and the whole lies in between."""
+    from training.metrics import chamfer_fscore
+
+    rng = np.random.default_rng(0)
+    face = np.c_[rng.uniform(0, 0.1, (3000, 2)), np.zeros(3000)]
+    hair = face + np.array([0.5, 0, 0])
+    gt = np.concatenate([face, hair])
+    pred = np.concatenate([face, hair + np.array([0, 0, 0.01])])
+    in_face = np.arange(len(gt)) < len(face)
+    f = chamfer_fscore(pred, gt, gt_region=in_face)
+    h = chamfer_fscore(pred, gt, gt_region=~in_face)
+    whole = chamfer_fscore(pred, gt)
+    assert f["chamfer_mm"] == 0.0 and f["fscore_5mm"] == 1.0
+    assert h["chamfer_mm"] == pytest.approx(10.0, abs=0.5) and h["fscore_5mm"] == 0.0
+    assert f["chamfer_mm"] < whole["chamfer_mm"] < h["chamfer_mm"] and whole["fscore_5mm"] == pytest.approx(0.5, abs=0.01)
+    # a prediction of the face alone has no sample near the hair: infinite distance, F 0, no crash
+    assert chamfer_fscore(face, gt, gt_region=~in_face)["chamfer_mm"] == float("inf")
+    with pytest.raises(ValueError, match="gt_region"):
+        chamfer_fscore(pred, gt, gt_region=np.zeros(len(gt), bool))
+
+
+def test_labelled_visible_samples_carry_the_part_labels(tmp_path):
+    """A SynHead-style PLY of two labelled spheres side by side (skin at x < 0, hair at x > 0): every
+    visible sample carries the label of the sphere it lies on, and the points are the very samples of
+    the unlabelled call with the same seed (the face and hair metrics refine the visible reference)."""
+    import trimesh
+
+    from backend.export import ply_bytes
+    from training.eval_cli import mesh_surface_points
+
+    left = trimesh.creation.icosphere(subdivisions=3, radius=0.04)
+    left.apply_translation([-0.06, 0, 0])
+    right = trimesh.creation.icosphere(subdivisions=3, radius=0.04)
+    right.apply_translation([0.06, 0, 0])
+    both = trimesh.util.concatenate([left, right])
+    labels = np.r_[np.full(len(left.vertices), 1), np.full(len(right.vertices), 13)].astype(np.uint8)
+    path = tmp_path / "mesh.ply"
+    path.write_bytes(ply_bytes(both.vertices, both.faces, np.full((len(both.vertices), 3), 0.5), labels))
+    pts, lab = mesh_surface_points(path, 2000, np.random.default_rng(0), with_labels=True)
+    assert len(pts) == len(lab) == 2000 and set(np.unique(lab)) == {1, 13}
+    assert np.all(lab[pts[:, 0] < 0] == 1) and np.all(lab[pts[:, 0] > 0] == 13)
+    np.testing.assert_array_equal(pts, mesh_surface_points(path, 2000, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="visible"):
+        mesh_surface_points(path, 10, np.random.default_rng(0), reference="outer", with_labels=True)
 
 
 def test_ground_truth_samples_keep_only_the_outer_surface(tmp_path):

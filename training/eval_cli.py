@@ -10,7 +10,8 @@ Mask -> 3D (weights ``mask2triplane_lite``), per test head:
   20k samples of its visible surface; Chamfer distance (mm) and F-score at 2 and 5 mm against 20k samples
   of the ground-truth mesh's visible surface (hair included; :func:`mesh_surface_points`), and, as
   ``*_outer``, against session 3's outer reference; the sample sets leave out the 3 mm next to the box
-  faces (the truth's shoulders continue outside the box, the prediction is capped there);
+  faces (the truth's shoulders continue outside the box, the prediction is capped there); the same
+  restricted to the face and to the hair of the truth (``*_face``, ``*_hair``: :data:`GEOMETRY_REGIONS`);
 * label consistency (pix2pix3D's measure): the rendered semantic front view (argmax) against the input
   mask, mIoU over the whole split;
 * PSNR and SSIM (sRGB) of the front and back renders against SynHead's views, with z the cVAE posterior mean of
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.labels import LABEL_NAMES, NUM_CLASSES, colorize
+from backend.labels import LABEL_IDS, LABEL_NAMES, NUM_CLASSES, colorize
 
 
 def predicted_mesh(model, planes: torch.Tensor, grid: int):
@@ -72,20 +73,25 @@ def mesh_samples(mesh, n: int, rng: np.random.Generator, visible_only: bool = Tr
     return inside_box(np.asarray(pts))[:n]
 
 
-def visible_samples(mesh, n: int, rng: np.random.Generator) -> np.ndarray:
+def visible_samples(mesh, n: int, rng: np.random.Generator, return_faces: bool = False):
     """Area-uniform samples ``(<= n, 3)`` metres of the part of a trimesh's surface that a camera outside
     it can see: a ray from the sample escapes along one of 26 directions
-    (:func:`training.synhead.points.visible_surface`), cropped by :func:`inside_box`, shuffled."""
+    (:func:`training.synhead.points.visible_surface`), cropped by :func:`inside_box`, shuffled;
+    ``return_faces``: also the index ``(<= n,)`` int64 of the triangle each sample lies on."""
     import trimesh
 
     from training.synhead.points import visible_surface
     from training.synhead.raycast import RayScene
 
-    pts, _ = trimesh.sample.sample_surface(mesh, int(n * 2.5), seed=int(rng.integers(2 ** 31)))
-    pts = inside_box(np.asarray(pts, np.float64))
+    pts, faces = trimesh.sample.sample_surface(mesh, int(n * 2.5), seed=int(rng.integers(2 ** 31)))
+    pts, faces = np.asarray(pts, np.float64), np.asarray(faces, np.int64)
+    keep = inside_box_mask(pts)
+    pts, faces = pts[keep], faces[keep]
     scene = RayScene(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64))
-    pts = pts[visible_surface(scene, pts)]
-    return pts[rng.permutation(len(pts))[:n]]
+    seen = visible_surface(scene, pts)
+    pts, faces = pts[seen], faces[seen]
+    order = rng.permutation(len(pts))[:n]
+    return (pts[order], faces[order]) if return_faces else pts[order]
 
 
 #: Surface samples within this distance (metres) of a box face are left out of the geometry metrics:
@@ -93,19 +99,27 @@ def visible_samples(mesh, n: int, rng: np.random.Generator) -> np.ndarray:
 BOX_FACE_MARGIN_M = 0.003
 
 
-def inside_box(pts: np.ndarray, margin: float = BOX_FACE_MARGIN_M) -> np.ndarray:
-    """Points ``(N, 3)`` metres kept by the geometry metrics: farther than ``margin`` inside every box face."""
+def inside_box_mask(pts: np.ndarray, margin: float = BOX_FACE_MARGIN_M) -> np.ndarray:
+    """Bool ``(N,)``: which points ``(N, 3)`` metres lie farther than ``margin`` inside every box face."""
     from backend.frame import BOX_CENTER_M, BOX_SIZE_M
 
-    return pts[(np.abs(pts - np.asarray(BOX_CENTER_M)) < BOX_SIZE_M / 2 - margin).all(1)]
+    return (np.abs(pts - np.asarray(BOX_CENTER_M)) < BOX_SIZE_M / 2 - margin).all(1)
+
+
+def inside_box(pts: np.ndarray, margin: float = BOX_FACE_MARGIN_M) -> np.ndarray:
+    """Points ``(N, 3)`` metres kept by the geometry metrics: farther than ``margin`` inside every box face."""
+    return pts[inside_box_mask(pts, margin)]
 
 
 #: Ground-truth surfaces the geometry metrics can compare against (:func:`mesh_surface_points`).
 SURFACE_REFERENCES = ("visible", "outer", "all")
 
 
-def mesh_surface_points(path: Path, n: int, rng: np.random.Generator, reference: str = "visible") -> np.ndarray:
-    """Area-uniform samples ``(<= n, 3)`` of a ground-truth mesh (metres), cropped by :func:`inside_box`.
+def mesh_surface_points(path: Path, n: int, rng: np.random.Generator, reference: str = "visible",
+                        with_labels: bool = False):
+    """Area-uniform samples ``(<= n, 3)`` of a ground-truth mesh (metres), cropped by :func:`inside_box`;
+    ``with_labels`` (``visible`` reference only): ``(points, labels (<= n,) uint8)``, each sample with the
+    label id of its triangle's first vertex (the PLY's ``label`` vertex property).
 
     A SynHead mesh is several closed parts (head, hair, eyeballs, ...) that overlap: the scalp runs under
     the hair, the back halves of the eyeballs sit inside the skull, the hair shell leaves a gap over the
@@ -119,15 +133,25 @@ def mesh_surface_points(path: Path, n: int, rng: np.random.Generator, reference:
       outer surface (heads 0 and 1), which capped even a perfect occupancy at F@5mm 0.77-0.80.
 
     Raises:
-        ValueError: an unknown ``reference``.
+        ValueError: an unknown ``reference``; ``with_labels`` for another reference or a mesh without labels.
     """
     import trimesh
 
     if reference not in SURFACE_REFERENCES:
         raise ValueError(f"reference must be one of {SURFACE_REFERENCES}, got {reference!r}")
+    if with_labels and reference != "visible":
+        raise ValueError(f"labelled samples are made for the visible reference only, not {reference!r}")
     mesh = trimesh.load(path, force="mesh", process=False)
     if reference == "visible":
-        return visible_samples(mesh, n, rng)
+        if not with_labels:
+            return visible_samples(mesh, n, rng)
+        from backend.export import read_ply
+
+        labels = read_ply(Path(path).read_bytes())["label"]
+        if len(labels) != len(mesh.vertices):
+            raise ValueError(f"{path}: {len(labels)} vertex labels for {len(mesh.vertices)} vertices")
+        pts, faces = visible_samples(mesh, n, rng, return_faces=True)
+        return pts, labels[np.asarray(mesh.faces)[faces, 0]]
     if reference == "all":
         pts, _ = trimesh.sample.sample_surface(mesh, int(n * 1.5), seed=int(rng.integers(2 ** 31)))
         return inside_box(np.asarray(pts))[:n]
@@ -165,6 +189,16 @@ def hair_style(sample) -> str | None:
     return ((sample.entry.get("params") or {}).get("hair") or {}).get("style")
 
 
+#: Regions of the visible ground truth with their own geometry metrics (``*_face``, ``*_hair``; the
+#: region-restricted :func:`training.metrics.chamfer_fscore`): the face and ears, which the mask pins down
+#: in outline, and the hair, whose depth, curls and hidden back it can only hint at.
+GEOMETRY_REGIONS: dict[str, tuple[int, ...]] = {
+    "face": tuple(LABEL_IDS[n] for n in ("skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear",
+                                         "r_ear", "mouth", "u_lip", "l_lip")),
+    "hair": (LABEL_IDS["hair"], LABEL_IDS["hat"]),
+}
+
+
 @torch.no_grad()
 def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Path | None, sheet_rows: int = 6,
                            real_masks: Path | None = None, outer_reference: bool = True) -> dict[str, Any]:
@@ -190,7 +224,14 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         field = lambda x: model.query(planes, x)  # noqa: E731
         row: dict[str, Any] = {"id": s.entry.get("id"), "seed": s.seed, "hair_style": hair_style(s)}
         pred_mesh = predicted_mesh(model, planes, grid)
-        row.update(chamfer_fscore(mesh_samples(pred_mesh, 20000, rng), mesh_surface_points(s.path("mesh"), 20000, rng)))
+        pred_pts = mesh_samples(pred_mesh, 20000, rng)
+        gt_pts, gt_labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
+        row.update(chamfer_fscore(pred_pts, gt_pts))
+        for region, region_ids in GEOMETRY_REGIONS.items():
+            inside = np.isin(gt_labels, region_ids)
+            if inside.any():
+                r = chamfer_fscore(pred_pts, gt_pts, gt_region=inside)
+                row.update({f"{k}_{region}": r[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
         if outer_reference:  # session 3's reference, for comparison across sessions
             outer = chamfer_fscore(mesh_samples(pred_mesh, 20000, rng, visible_only=False),
                                    mesh_surface_points(s.path("mesh"), 20000, rng, reference="outer"))
@@ -243,13 +284,14 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         seed_sheet(model, renderer, data.samples[0], view_res, sheet_path.with_name(sheet_path.stem + "_seeds.png"))
     seg = segmentation_scores(conf)
     keys = ["chamfer_mm", "fscore_2mm", "fscore_5mm", "chamfer_mm_outer", "fscore_2mm_outer", "fscore_5mm_outer",
+            *[f"{k}_{region}" for region in GEOMETRY_REGIONS for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")],
             "psnr_front", "ssim_front", "psnr_back", "ssim_back",
             "seed_colour_std", "label_miou"]
     summary = {f"mean_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys if any(k in r for r in rows)}
     # SynHead's curly hair carries random 1-1.6 cm surface noise that no mask can predict: geometry by style
     styles = sorted({r["hair_style"] for r in rows if r.get("hair_style")})
     summary["geometry_by_hair_style"] = {
-        st: {"count": len(sel), **{f"mean_{k}": float(np.mean([r[k] for r in sel])) for k in ("chamfer_mm", "fscore_5mm")}}
+        st: {"count": len(sel), **{f"mean_{k}": float(np.mean([r[k] for r in sel])) for k in ("chamfer_mm", "fscore_5mm", "chamfer_mm_face", "fscore_5mm_face")}}
         for st in styles for sel in [[r for r in rows if r.get("hair_style") == st]]}
     summary.update({"label_consistency_miou": seg["miou"], "label_per_class_iou": _per_class(seg["per_class_iou"]),
                     "count": len(rows), "grid": grid, "view_resolution": view_res,

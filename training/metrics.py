@@ -17,25 +17,42 @@ from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
 
-def chamfer_fscore(pred: np.ndarray, gt: np.ndarray, thresholds_m: tuple[float, ...] = (0.002, 0.005)) -> dict[str, float]:
+def chamfer_fscore(pred: np.ndarray, gt: np.ndarray, thresholds_m: tuple[float, ...] = (0.002, 0.005),
+                   gt_region: np.ndarray | None = None) -> dict[str, float]:
     """Geometry metrics between surface samples ``pred (N, 3)`` and ``gt (M, 3)`` in metres.
 
     Returns ``{"chamfer_mm", "fscore_2mm", "fscore_5mm", "precision_5mm", "recall_5mm"}`` (keys follow
     ``thresholds_m``). An empty prediction gives an infinite Chamfer distance and F-scores of 0.
+
+    ``gt_region`` (bool ``(M,)``, optional) restricts both directions to one region of the truth (for
+    instance the face without the hair): recall and the truth-to-prediction distance over the truth
+    samples in the region, precision and the prediction-to-truth distance over the predicted samples
+    whose nearest truth sample lies in it (a region-restricted Chamfer distance / F-score).
+
+    Raises:
+        ValueError: an empty truth, a ``gt_region`` of the wrong length or with no sample in it.
     """
     pred = np.asarray(pred, np.float64).reshape(-1, 3)
     gt = np.asarray(gt, np.float64).reshape(-1, 3)
     if len(gt) == 0:
         raise ValueError("ground-truth point set is empty")
+    if gt_region is not None:
+        gt_region = np.asarray(gt_region, bool).reshape(-1)
+        if gt_region.shape != (len(gt),) or not gt_region.any():
+            raise ValueError(f"gt_region must be a bool array of {len(gt)} entries with at least one True, "
+                             f"got shape {gt_region.shape} with {int(gt_region.sum())} True")
     out: dict[str, float] = {}
-    if len(pred) == 0:
+    if len(pred):
+        d_pred, nearest = cKDTree(gt).query(pred, workers=1)
+        d_gt = cKDTree(pred).query(gt, workers=1)[0]
+        if gt_region is not None:
+            d_pred, d_gt = d_pred[gt_region[nearest]], d_gt[gt_region]
+    if len(pred) == 0 or len(d_pred) == 0:  # nothing predicted (near the region)
         out["chamfer_mm"] = float("inf")
         for t in thresholds_m:
             mm = int(round(t * 1000))
             out.update({f"fscore_{mm}mm": 0.0, f"precision_{mm}mm": 0.0, f"recall_{mm}mm": 0.0})
         return out
-    d_pred = cKDTree(gt).query(pred, workers=1)[0]
-    d_gt = cKDTree(pred).query(gt, workers=1)[0]
     out["chamfer_mm"] = float((d_pred.mean() + d_gt.mean()) / 2.0 * 1000.0)
     for t in thresholds_m:
         p, r = float((d_pred < t).mean()), float((d_gt < t).mean())
