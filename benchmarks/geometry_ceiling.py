@@ -30,6 +30,7 @@ Prints one line per head and the means.
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 import sys
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from backend.mesh import density_grid, extract_mesh
     from backend.labels import NUM_CLASSES
     from training.datasets import SynHead, mode_pool, read_ids
-    from training.eval_cli import GEOMETRY_REGIONS, inside_box, mesh_surface_points, visible_samples
+    from training.eval_cli import inside_box, mesh_surface_points, region_geometry, visible_samples
     from training.metrics import chamfer_fscore, confusion_matrix, segmentation_scores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = SynHead(args.data, "test", limit=args.limit)
     keys = ("chamfer_mm", "fscore_2mm", "fscore_5mm", "recall_5mm")
-    rows: dict[str, list[dict[str, float]]] = {k: [] for k in ("all", "outer", "visible", "visible_face", "visible_hair")}
+    rows: dict[str, list[dict[str, float]]] = defaultdict(list)
     conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     for s in data.samples:
         t0 = time.time()
@@ -86,18 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         pred = inside_box(np.asarray(pred))[:20000]
         line = [f"{s.entry.get('id')}:"]
         pred_visible = visible_samples(tm, 20000, rng)
-        for name in ("all", "outer", "visible"):
-            if name != "visible":
-                results = {name: chamfer_fscore(pred, mesh_surface_points(s.path("mesh"), 20000, rng, reference=name))}
-            else:  # and s3d-eval's region-restricted metrics (*_face, *_hair)
-                gt, labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
-                results = {name: chamfer_fscore(pred_visible, gt)}
-                for region, ids in GEOMETRY_REGIONS.items():
-                    if np.isin(labels, ids).any():
-                        results[f"{name}_{region}"] = chamfer_fscore(pred_visible, gt, gt_region=np.isin(labels, ids))
-            for key, r in results.items():
-                rows[key].append(r)
-                line.append(f"{key} " + " ".join(f"{k} {r[k]:.3f}" for k in keys))
+        results = {name: chamfer_fscore(pred, mesh_surface_points(s.path("mesh"), 20000, rng, reference=name))
+                   for name in ("all", "outer")}
+        gt, labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
+        results["visible"] = chamfer_fscore(pred_visible, gt)
+        results.update({f"visible_{region}": r for region, r in region_geometry(pred_visible, gt, labels).items()})
+        for key, r in results.items():
+            rows[key].append(r)
+            line.append(f"{key} " + " ".join(f"{k} {r[k]:.3f}" for k in keys))
         front = next((v for v in s.entry.get("views", []) if v.get("name") == "front" and v.get("label")), None)
         if front is not None:
             render = read_ids(s.root / front["label"])

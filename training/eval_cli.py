@@ -199,6 +199,16 @@ GEOMETRY_REGIONS: dict[str, tuple[int, ...]] = {
 }
 
 
+def region_geometry(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """:func:`training.metrics.chamfer_fscore` restricted to each of :data:`GEOMETRY_REGIONS`, for the
+    regions the truth has samples in: ``{region: metrics}``. ``pred (N, 3)``, ``gt (M, 3)`` metres,
+    ``gt_labels (M,)`` label ids of the truth samples (``mesh_surface_points(..., with_labels=True)``)."""
+    from training.metrics import chamfer_fscore
+
+    inside = {region: np.isin(gt_labels, ids) for region, ids in GEOMETRY_REGIONS.items()}
+    return {region: chamfer_fscore(pred, gt, gt_region=sel) for region, sel in inside.items() if sel.any()}
+
+
 @torch.no_grad()
 def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Path | None, sheet_rows: int = 6,
                            real_masks: Path | None = None, outer_reference: bool = True) -> dict[str, Any]:
@@ -206,7 +216,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
     ``outer_reference`` adds the geometry against session 3's outer reference (``*_outer`` keys)."""
     from backend.models.mask2triplane import ids_to_onehot
     from backend.models.renderer import VolumeRenderer, orthographic_camera
-    from training.datasets import mode_pool, read_ids, read_rgb, onehot_area
+    from training.datasets import mode_pool, read_ids, read_rgb
     from training.metrics import chamfer_fscore, confusion_matrix, psnr, segmentation_scores, ssim
 
     cfg = model.cfg
@@ -227,11 +237,8 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         pred_pts = mesh_samples(pred_mesh, 20000, rng)
         gt_pts, gt_labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
         row.update(chamfer_fscore(pred_pts, gt_pts))
-        for region, region_ids in GEOMETRY_REGIONS.items():
-            inside = np.isin(gt_labels, region_ids)
-            if inside.any():
-                r = chamfer_fscore(pred_pts, gt_pts, gt_region=inside)
-                row.update({f"{k}_{region}": r[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
+        for region, r in region_geometry(pred_pts, gt_pts, gt_labels).items():
+            row.update({f"{k}_{region}": r[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
         if outer_reference:  # session 3's reference, for comparison across sessions
             outer = chamfer_fscore(mesh_samples(pred_mesh, 20000, rng, visible_only=False),
                                    mesh_surface_points(s.path("mesh"), 20000, rng, reference="outer"))
