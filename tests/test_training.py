@@ -411,6 +411,7 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     m = rep["mask2triplane"]
     assert m["count"] == 1 and "mean_chamfer_mm" in m and "mean_chamfer_mm_outer" in m
     assert "mean_chamfer_mm_face" in m and "mean_fscore_5mm_hair" in m
+    assert sum(g["count"] for g in m["geometry_by_pose"].values()) == 1
     assert 0 <= m["label_consistency_miou"] <= 1
     s = rep["sketch2mask"]
     assert s["clean"]["count"] == 3 and len(s["clean"]["per_class_iou"]) == 19
@@ -419,6 +420,25 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     from backend.models.loading import load_sketch2mask
 
     load_sketch2mask(weights)  # checksum still matches after the card update
+
+
+def test_geometry_grouped_by_head_pose():
+    from types import SimpleNamespace
+
+    from training.eval_cli import geometry_by, head_pose
+
+    def sample(pose):
+        return SimpleNamespace(entry={"placement": {"pose_deg": pose} if pose is not None else {}})
+
+    assert head_pose(sample(None)) == "frontal"  # generator 0.1.0: no pose
+    assert head_pose(sample({"yaw": 0.0, "pitch": 0.4, "roll": -0.2})) == "frontal"
+    assert head_pose(sample({"yaw": 0.0, "pitch": -6.0, "roll": 0.0})) == "turned"
+    rows = [{"pose": "turned", "chamfer_mm": 4.0, "fscore_5mm": 0.6}, {"pose": "turned", "chamfer_mm": 6.0, "fscore_5mm": 0.8},
+            {"pose": "frontal", "chamfer_mm": 3.0, "fscore_5mm": 0.9}, {"chamfer_mm": 9.0, "fscore_5mm": 0.1}]
+    groups = geometry_by(rows, "pose")
+    assert sorted(groups) == ["frontal", "turned"]
+    assert groups["turned"]["count"] == 2 and groups["turned"]["mean_chamfer_mm"] == pytest.approx(5.0)
+    assert groups["frontal"]["mean_fscore_5mm"] == pytest.approx(0.9) and "mean_chamfer_mm_face" not in groups["frontal"]
 
 
 def test_published_layout_readers(tmp_path):
