@@ -10,6 +10,7 @@ import math
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -299,6 +300,33 @@ def test_augmentation_is_deterministic_under_a_seed_and_changes_the_sketch(fake_
     _, small = augmented_sketch(item, np.random.default_rng(3), stroke_prob=0.0, framing_prob=1.0,
                                 scale_range=(0.5, 0.5), max_shift=0.0)
     assert 0.2 < (small > 0).sum() / fg < 0.3
+
+
+def test_face_marks_shade_only_the_skin_and_are_seeded():
+    from backend.labels import LABEL_IDS
+    from training.augment import augmented_sketch, face_marks
+
+    mask = np.zeros((256, 256), np.uint8)
+    mask[40:200, 60:200] = LABEL_IDS["hair"]
+    mask[70:190, 80:180] = LABEL_IDS["skin"]
+    mask[120:135, 115:145] = LABEL_IDS["nose"]
+    sketch = np.ones((256, 256), np.float32)
+    a = face_marks(sketch, mask, np.random.default_rng(4))
+    assert np.array_equal(a, face_marks(sketch, mask, np.random.default_rng(4)))
+    inked = a < 0.9
+    assert inked.sum() > 20  # something was drawn ...
+    grown = cv2.dilate((mask == LABEL_IDS["skin"]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert not (inked & ~grown).any()  # ... only on (the rim of) the skin, never on hair or background
+    nose_inside = cv2.erode((mask == LABEL_IDS["nose"]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert not (inked & nose_inside).any()
+    assert a.dtype == np.float32 and (a <= sketch).all()
+    # no skin, nothing to shade; marks_prob = 0 keeps the earlier recipes' random stream
+    hair_only = np.where(mask > 0, LABEL_IDS["hair"], 0).astype(np.uint8)
+    assert np.array_equal(face_marks(sketch, hair_only, np.random.default_rng(4)), sketch)
+    item = {"sketch": sketch, "mask": mask}
+    plain = augmented_sketch(item, np.random.default_rng(2), framing_prob=0.0)
+    marked = augmented_sketch(item, np.random.default_rng(2), framing_prob=0.0, marks_prob=1.0)
+    assert np.array_equal(plain[1], marked[1]) and (marked[0] < 0.9).sum() > (plain[0] < 0.9).sum()
 
 
 # ---- training, export, evaluation ------------------------------------------------------------------

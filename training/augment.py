@@ -7,6 +7,10 @@
   label boundary while people draw far fewer lines: drop whole stroke groups (brows, lids, nose outline,
   hair flow, ...), drop single strokes, jitter, width changes, simplification, doubled and broken strokes.
 * :func:`random_framing`: small rotation, scale and shift applied to sketch and mask together.
+* :func:`face_marks`: artists' marks that are *not* label boundaries, drawn on the skin: hatching groups,
+  stubble ticks and creases. SynHead 0.3.0 draws dense hair-flow strokes but never shades a face, so a
+  network trained on it reads any patch of dense short lines as hair (session 6: hatched cheeks became
+  hair, docs/models.md); these marks teach it that lines on a face can stay skin.
 
 Every function takes a ``numpy.random.Generator``: the same seed gives the same result.
 """
@@ -19,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from backend.labels import LABEL_IDS
 from backend.sketch.raster import rasterize_strokes
 
 #: Stroke groups that outline the head; dropped rarely (people nearly always draw them).
@@ -114,19 +119,100 @@ def random_framing(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generato
     return sk, mk
 
 
+#: Labels where shading marks may fall: the face's skin and the neck (not lips, eyes, brows or nose).
+MARKABLE_LABELS = (LABEL_IDS["skin"], LABEL_IDS["neck"])
+
+
+def _mark_points(region: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    ys, xs = np.nonzero(region)
+    if len(xs) == 0:
+        return np.zeros((0, 2))
+    pick = rng.integers(0, len(xs), size=n)
+    return np.stack([xs[pick], ys[pick]], -1).astype(np.float64)
+
+
+def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, max_groups: int = 6) -> np.ndarray:
+    """Draw shading marks that do not change the label map onto ``sketch (H, W)`` float32 in [0, 1] (1 = paper).
+
+    Placed on the skin and neck of ``mask (H, W)`` label ids (:data:`MARKABLE_LABELS`, eroded by 1 % of
+    the height) and clipped to that region, 1 to ``max_groups`` groups, each one of:
+
+    * hatching: 3-9 parallel straight strokes 3-10 % of the height long, 0.8-2 % apart, any angle;
+    * stubble: 15-50 ticks 0.8-3 % long on the skin below its median row (the jaw);
+    * creases: one or two (crossing) gently bent strokes 5-15 % long (smile and under-eye lines).
+
+    Stroke widths are 0.2-0.7 % of the height (SynHead draws 0.2-0.6 %), ink 0-0.2 grey; sizes measured by
+    eye on the hatched and stubbled dev sketches. The mask is not
+    changed: the marks are shading, not label boundaries. Returns a new array; without markable pixels the
+    sketch is returned unchanged. Not from S3D: this project's answer to hatched real sketches.
+    """
+    h, w = sketch.shape
+    region = np.isin(mask, MARKABLE_LABELS).astype(np.uint8)
+    k = max(1, int(round(0.01 * h)))
+    region = cv2.erode(region, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
+    if not region.any():
+        return sketch
+    # stubble sits on the jaw: the eroded skin below the skin's median row (the neck would pull it down)
+    skin_rows = np.nonzero(mask == LABEL_IDS["skin"])[0]
+    lower = region * (mask == LABEL_IDS["skin"])
+    if len(skin_rows):
+        lower[: int(np.median(skin_rows))] = 0
+    layer = np.full((h, w), 255, np.uint8)
+    ink = int(rng.uniform(0.0, 0.2) * 255)
+    thick = lambda: max(1, int(round(rng.uniform(0.002, 0.007) * h)))  # noqa: E731
+    for _ in range(int(rng.integers(1, max_groups + 1))):
+        kind = rng.choice(["hatching", "stubble", "crease"], p=[0.5, 0.25, 0.25])
+        if kind == "hatching":
+            (c,) = _mark_points(region, rng, 1)
+            ang = rng.uniform(0, math.pi)
+            d, nrm = np.array([math.cos(ang), math.sin(ang)]), np.array([-math.sin(ang), math.cos(ang)])
+            length, gap, n = rng.uniform(0.03, 0.10) * h, rng.uniform(0.008, 0.02) * h, int(rng.integers(3, 10))
+            t = thick()
+            for i in range(n):
+                o = c + nrm * gap * (i - n / 2) + rng.normal(0, 0.1 * gap, 2)
+                half = d * length * rng.uniform(0.35, 0.6)
+                cv2.line(layer, tuple(np.round(o - half).astype(int)), tuple(np.round(o + half).astype(int)), ink, t,
+                         cv2.LINE_AA)
+        elif kind == "stubble":
+            t = max(1, thick() - 1)
+            for c in _mark_points(lower if lower.any() else region, rng, int(rng.integers(15, 51))):
+                ang = rng.uniform(0.3, 2.8)  # mostly steep ticks
+                half = np.array([math.cos(ang), math.sin(ang)]) * rng.uniform(0.004, 0.015) * h
+                cv2.line(layer, tuple(np.round(c - half).astype(int)), tuple(np.round(c + half).astype(int)), ink, t,
+                         cv2.LINE_AA)
+        else:
+            (c,) = _mark_points(region, rng, 1)
+            ang, t = rng.uniform(0, math.pi), thick()
+            for _ in range(int(rng.integers(1, 3))):
+                length, bend = rng.uniform(0.05, 0.15) * h, rng.uniform(-0.3, 0.3)
+                s_ = np.linspace(-0.5, 0.5, 12)[:, None]
+                d, nrm = np.array([math.cos(ang), math.sin(ang)]), np.array([-math.sin(ang), math.cos(ang)])
+                pts = c + s_ * length * d + (bend * length * (0.25 - s_ ** 2)) * nrm
+                cv2.polylines(layer, [np.round(pts).astype(np.int32)], False, ink, t, cv2.LINE_AA)
+                ang += rng.uniform(0.6, 1.6)  # a second stroke crosses the first
+    # clip to the (un-eroded, slightly grown) skin so marks never spill into hair or background
+    allowed = cv2.dilate(np.isin(mask, MARKABLE_LABELS).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    marks = np.where(allowed, layer.astype(np.float32) / 255.0, 1.0)
+    return np.minimum(sketch, marks).astype(np.float32)
+
+
 def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob: float = 0.5,
                      framing_prob: float = 0.5, scale_range: tuple[float, float] = (0.92, 1.08),
-                     max_shift: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+                     max_shift: float = 0.04, marks_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes, else the
-    stored sketch (any style) is used; then S3D's morphology; then, with ``framing_prob``, random framing
-    (:func:`random_framing` with ``scale_range`` and ``max_shift``).
+    stored sketch (any style) is used; with ``marks_prob``, shading marks on the skin (:func:`face_marks`);
+    then S3D's morphology; then, with ``framing_prob``, random framing (:func:`random_framing` with
+    ``scale_range`` and ``max_shift``). ``marks_prob`` defaults to 0 so earlier recipes draw the same
+    random numbers as before.
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
     """
     sketch, mask = item["sketch"], item["mask"]
     if item.get("strokes") and rng.random() < stroke_prob:
         sketch = rasterize_strokes(augment_strokes(item["strokes"], rng), size=sketch.shape[0]).astype(np.float32) / 255.0
+    if marks_prob > 0 and rng.random() < marks_prob:
+        sketch = face_marks(np.asarray(sketch, np.float32), mask, rng)
     sketch = s3d_morphology(np.ascontiguousarray(sketch, dtype=np.float32), rng)
     if rng.random() < framing_prob:
         sketch, mask = random_framing(sketch, mask, rng, scale_range=scale_range, max_shift=max_shift)

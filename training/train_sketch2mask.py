@@ -41,6 +41,8 @@ class SketchToMaskRecipe:
     framing_scale_min: float = 0.92
     framing_scale_max: float = 1.08
     framing_shift: float = 0.04
+    # shading marks on the skin (training/augment.py face_marks): lines on a face need not mean hair
+    face_marks_prob: float = 0.0
 
 
 def load_mask_encoder(path: str | Path, device: torch.device) -> tuple[Mask2Triplane, dict[str, Any]]:
@@ -91,7 +93,8 @@ def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe
             item = data.sketch_item(int(i))
             if recipe.augment:
                 sk, mk = augmented_sketch(item, rng, recipe.stroke_prob, recipe.framing_prob,
-                                          (recipe.framing_scale_min, recipe.framing_scale_max), recipe.framing_shift)
+                                          (recipe.framing_scale_min, recipe.framing_scale_max), recipe.framing_shift,
+                                          recipe.face_marks_prob)
             else:
                 sk, mk = item["sketch"], item["mask"]
             sketches.append(resize_grey(sk, r))
