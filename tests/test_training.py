@@ -319,6 +319,13 @@ def test_face_marks_shade_only_the_skin_and_are_seeded():
     assert not (inked & ~grown).any()  # ... only on (the rim of) the skin, never on hair or background
     nose_inside = cv2.erode((mask == LABEL_IDS["nose"]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     assert not (inked & nose_inside).any()
+    # marks are placed away from the eyes: with a wide eye band the upper face stays clean
+    eyes = mask.copy()
+    eyes[95:105, 90:170] = LABEL_IDS["l_eye"]
+    near = np.zeros_like(inked)
+    near[90:110, 85:175] = True  # within 3 % (8 px) of the eye band
+    marked = [face_marks(sketch, eyes, np.random.default_rng(s)) < 0.9 for s in range(6)]
+    assert all(m.any() for m in marked) and not any(m[near].any() for m in marked)
     assert a.dtype == np.float32 and (a <= sketch).all()
     # no skin, nothing to shade; marks_prob = 0 keeps the earlier recipes' random stream
     hair_only = np.where(mask > 0, LABEL_IDS["hair"], 0).astype(np.uint8)

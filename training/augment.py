@@ -121,6 +121,8 @@ def random_framing(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generato
 
 #: Labels where shading marks may fall: the face's skin and the neck (not lips, eyes, brows or nose).
 MARKABLE_LABELS = (LABEL_IDS["skin"], LABEL_IDS["neck"])
+#: Labels marks keep away from (3 % of the height): eyes, brows and glasses.
+EYE_LABELS = tuple(LABEL_IDS[n] for n in ("l_eye", "r_eye", "l_brow", "r_brow", "eye_g"))
 
 
 def _mark_points(region: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -135,7 +137,8 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
     """Draw shading marks that do not change the label map onto ``sketch (H, W)`` float32 in [0, 1] (1 = paper).
 
     Placed on the skin and neck of ``mask (H, W)`` label ids (:data:`MARKABLE_LABELS`, eroded by 1 % of
-    the height) and clipped to that region, 1 to ``max_groups`` groups, each one of:
+    the height, and not within 3 % of the height of :data:`EYE_LABELS`, where a lone arc is a closed eye)
+    and clipped to the skin and neck, 1 to ``max_groups`` groups, each one of:
 
     * hatching: 3-9 parallel straight strokes 3-10 % of the height long, 0.8-2 % apart, any angle;
     * stubble: 15-50 ticks 0.8-3 % long on the skin below its median row (the jaw);
@@ -150,6 +153,12 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
     region = np.isin(mask, MARKABLE_LABELS).astype(np.uint8)
     k = max(1, int(round(0.01 * h)))
     region = cv2.erode(region, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
+    # keep marks 3 % of the height away from eyes and brows: a lone arc where an eye belongs is a closed
+    # (laughing) eye, not shading (session 7's first run lost dfdj_hand_4's eyes without this)
+    e = max(1, int(round(0.03 * h)))
+    eyes = np.isin(mask, EYE_LABELS).astype(np.uint8)
+    near_eyes = cv2.dilate(eyes, np.ones((2 * e + 1, 2 * e + 1), np.uint8)).astype(bool)
+    region[near_eyes] = 0
     if not region.any():
         return sketch
     # stubble sits on the jaw: the eroded skin below the skin's median row (the neck would pull it down)
@@ -190,8 +199,9 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
                 pts = c + s_ * length * d + (bend * length * (0.25 - s_ ** 2)) * nrm
                 cv2.polylines(layer, [np.round(pts).astype(np.int32)], False, ink, t, cv2.LINE_AA)
                 ang += rng.uniform(0.6, 1.6)  # a second stroke crosses the first
-    # clip to the (un-eroded, slightly grown) skin so marks never spill into hair or background
+    # clip to the (un-eroded, slightly grown) skin away from the eyes: marks never spill into hair or background
     allowed = cv2.dilate(np.isin(mask, MARKABLE_LABELS).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    allowed &= ~near_eyes
     marks = np.where(allowed, layer.astype(np.float32) / 255.0, 1.0)
     return np.minimum(sketch, marks).astype(np.float32)
 
