@@ -457,6 +457,25 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     load_sketch2mask(weights)  # checksum still matches after the card update
 
 
+def test_update_cards_keeps_same_weights_metrics_from_another_split(tmp_path):
+    from training.eval_cli import update_cards
+
+    card = {"kind": "sketch2mask", "sha256": "abc", "metrics": {"clean": {"miou": 0.8}, "weights_sha256": "abc",
+                                                                  "eval_split": {"version": "0.1.0"}}}
+    (tmp_path / "sketch2mask_lite.json").write_text(json.dumps(card))
+    report = {"data": {"version": "0.3.0"}, "sketch2mask": {"clean": {"miou": 0.7}, "weights_sha256": "abc"}}
+    update_cards(tmp_path, report, "s3d-eval ...")
+    saved = json.loads((tmp_path / "sketch2mask_lite.json").read_text())
+    assert saved["metrics"]["clean"]["miou"] == 0.7 and saved["metrics"]["eval_split"] == {"version": "0.3.0"}
+    assert [m["clean"]["miou"] for m in saved["metrics_history"]] == [0.8]
+    update_cards(tmp_path, report, "s3d-eval ...")  # same split again: replaced, not stacked
+    assert len(json.loads((tmp_path / "sketch2mask_lite.json").read_text())["metrics_history"]) == 1
+    card.update(sha256="new")  # other weights: their old numbers are dropped
+    (tmp_path / "sketch2mask_lite.json").write_text(json.dumps(card))
+    update_cards(tmp_path, report, "s3d-eval ...")
+    assert "metrics_history" not in json.loads((tmp_path / "sketch2mask_lite.json").read_text())
+
+
 def test_geometry_grouped_by_head_pose():
     from types import SimpleNamespace
 

@@ -535,7 +535,12 @@ def _load_s2m_checkpoint(run: Path):
 
 
 def update_cards(weights_dir: Path, report: dict[str, Any], command: str) -> None:
-    """Write the measured numbers into the cards' ``metrics`` (the sha256 of the weights is unchanged)."""
+    """Write the measured numbers into the cards' ``metrics`` (the sha256 of the weights is unchanged).
+
+    When the card already holds metrics of *the same weights* measured on a different split (another
+    SynHead version or folder), those move to ``metrics_history`` (oldest first) instead of being lost, so
+    numbers from different splits are never confused. Metrics of other weights are dropped.
+    """
     from backend.weights import atomic_write_text, read_card
 
     for name, key in (("mask2triplane_lite", "mask2triplane"), ("sketch2mask_lite", "sketch2mask")):
@@ -552,6 +557,10 @@ def update_cards(weights_dir: Path, report: dict[str, Any], command: str) -> Non
             metrics = {k: v for k, v in r.items() if k != "ablation"}
         metrics["eval_command"] = command
         metrics["eval_split"] = report.get("sketch_data", report["data"]) if key == "sketch2mask" else report["data"]
+        old = card.get("metrics") or {}
+        if (old.get("weights_sha256") == card.get("sha256") and "eval_split" in old
+                and old["eval_split"] != metrics["eval_split"]):
+            card.setdefault("metrics_history", []).append(old)
         card["metrics"] = metrics
         atomic_write_text(weights_dir / f"{name}.json", json.dumps(card, indent=2) + "\n")
 
