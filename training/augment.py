@@ -133,6 +133,16 @@ def _mark_points(region: np.ndarray, rng: np.random.Generator, n: int) -> np.nda
     return np.stack([xs[pick], ys[pick]], -1).astype(np.float64)
 
 
+def _direction(ang: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unit direction at ``ang`` radians and its normal, in image (x, y) pixels."""
+    return np.array([math.cos(ang), math.sin(ang)]), np.array([-math.sin(ang), math.cos(ang)])
+
+
+def _segment(layer: np.ndarray, centre: np.ndarray, half: np.ndarray, ink: int, width: int) -> None:
+    cv2.line(layer, tuple(np.round(centre - half).astype(int)), tuple(np.round(centre + half).astype(int)), ink, width,
+             cv2.LINE_AA)
+
+
 def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, max_groups: int = 6) -> np.ndarray:
     """Draw shading marks that do not change the label map onto ``sketch (H, W)`` float32 in [0, 1] (1 = paper).
 
@@ -173,29 +183,24 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
         kind = rng.choice(["hatching", "stubble", "crease"], p=[0.5, 0.25, 0.25])
         if kind == "hatching":
             (c,) = _mark_points(region, rng, 1)
-            ang = rng.uniform(0, math.pi)
-            d, nrm = np.array([math.cos(ang), math.sin(ang)]), np.array([-math.sin(ang), math.cos(ang)])
+            d, nrm = _direction(rng.uniform(0, math.pi))
             length, gap, n = rng.uniform(0.03, 0.10) * h, rng.uniform(0.008, 0.02) * h, int(rng.integers(3, 10))
             t = thick()
             for i in range(n):
                 o = c + nrm * gap * (i - n / 2) + rng.normal(0, 0.1 * gap, 2)
-                half = d * length * rng.uniform(0.35, 0.6)
-                cv2.line(layer, tuple(np.round(o - half).astype(int)), tuple(np.round(o + half).astype(int)), ink, t,
-                         cv2.LINE_AA)
+                _segment(layer, o, d * length * rng.uniform(0.35, 0.6), ink, t)
         elif kind == "stubble":
             t = max(1, thick() - 1)
             for c in _mark_points(lower if lower.any() else region, rng, int(rng.integers(15, 51))):
                 ang = rng.uniform(0.3, 2.8)  # mostly steep ticks
-                half = np.array([math.cos(ang), math.sin(ang)]) * rng.uniform(0.004, 0.015) * h
-                cv2.line(layer, tuple(np.round(c - half).astype(int)), tuple(np.round(c + half).astype(int)), ink, t,
-                         cv2.LINE_AA)
+                _segment(layer, c, _direction(ang)[0] * rng.uniform(0.004, 0.015) * h, ink, t)
         else:
             (c,) = _mark_points(region, rng, 1)
             ang, t = rng.uniform(0, math.pi), thick()
             for _ in range(int(rng.integers(1, 3))):
                 length, bend = rng.uniform(0.05, 0.15) * h, rng.uniform(-0.3, 0.3)
                 s_ = np.linspace(-0.5, 0.5, 12)[:, None]
-                d, nrm = np.array([math.cos(ang), math.sin(ang)]), np.array([-math.sin(ang), math.cos(ang)])
+                d, nrm = _direction(ang)
                 pts = c + s_ * length * d + (bend * length * (0.25 - s_ ** 2)) * nrm
                 cv2.polylines(layer, [np.round(pts).astype(np.int32)], False, ink, t, cv2.LINE_AA)
                 ang += rng.uniform(0.6, 1.6)  # a second stroke crosses the first
