@@ -126,9 +126,8 @@ EYE_LABELS = tuple(LABEL_IDS[n] for n in ("l_eye", "r_eye", "l_brow", "r_brow", 
 
 
 def _mark_points(region: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random pixels ``(n, 2)`` float64 (x, y) of a non-empty boolean ``region``."""
     ys, xs = np.nonzero(region)
-    if len(xs) == 0:
-        return np.zeros((0, 2))
     pick = rng.integers(0, len(xs), size=n)
     return np.stack([xs[pick], ys[pick]], -1).astype(np.float64)
 
@@ -155,14 +154,14 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
     * creases: one or two (crossing) gently bent strokes 5-15 % long (smile and under-eye lines).
 
     Stroke widths are 0.2-0.7 % of the height (SynHead draws 0.2-0.6 %), ink 0-0.2 grey; sizes measured by
-    eye on the hatched and stubbled dev sketches. The mask is not
-    changed: the marks are shading, not label boundaries. Returns a new array; without markable pixels the
-    sketch is returned unchanged. Not from S3D: this project's answer to hatched real sketches.
+    eye on the hatched and stubbled dev sketches. The mask is not changed: the marks are shading, not label
+    boundaries. Returns a new array; without markable pixels the sketch is returned unchanged. Not from
+    S3D: this project's answer to hatched real sketches.
     """
     h, w = sketch.shape
-    region = np.isin(mask, MARKABLE_LABELS).astype(np.uint8)
+    markable = np.isin(mask, MARKABLE_LABELS).astype(np.uint8)
     k = max(1, int(round(0.01 * h)))
-    region = cv2.erode(region, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
+    region = cv2.erode(markable, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
     # keep marks 3 % of the height away from eyes and brows: a lone arc where an eye belongs is a closed
     # (laughing) eye, not shading (session 7's first run lost dfdj_hand_4's eyes without this)
     e = max(1, int(round(0.03 * h)))
@@ -205,7 +204,7 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
                 cv2.polylines(layer, [np.round(pts).astype(np.int32)], False, ink, t, cv2.LINE_AA)
                 ang += rng.uniform(0.6, 1.6)  # a second stroke crosses the first
     # clip to the (un-eroded, slightly grown) skin away from the eyes: marks never spill into hair or background
-    allowed = cv2.dilate(np.isin(mask, MARKABLE_LABELS).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    allowed = cv2.dilate(markable, np.ones((3, 3), np.uint8)).astype(bool)
     allowed &= ~near_eyes
     marks = np.where(allowed, layer.astype(np.float32) / 255.0, 1.0)
     return np.minimum(sketch, marks).astype(np.float32)
