@@ -15,6 +15,13 @@ LABEL_NAMES: tuple[str, ...] = (
 NUM_CLASSES: int = len(LABEL_NAMES)
 LABEL_IDS: dict[str, int] = {name: i for i, name in enumerate(LABEL_NAMES)}
 
+#: Label id -> the id it becomes when the image is mirrored left-right (the person's left eye, brow and
+#: ear become the right ones; every other label is its own mirror image). An involution.
+MIRROR_IDS: tuple[int, ...] = tuple(
+    LABEL_IDS[{"l_eye": "r_eye", "r_eye": "l_eye", "l_brow": "r_brow", "r_brow": "l_brow",
+               "l_ear": "r_ear", "r_ear": "l_ear"}.get(name, name)] for name in LABEL_NAMES
+)
+
 #: The colour palette CelebAMask-HQ's colour-coded maps use (RGB uint8, one row per id).
 PALETTE: np.ndarray = np.array(
     [
@@ -25,6 +32,19 @@ PALETTE: np.ndarray = np.array(
     ],
     dtype=np.uint8,
 )
+
+
+def mirror_mask(mask: np.ndarray) -> np.ndarray:
+    """Mirror a label map left-right: ``(H, W)`` uint8 ids -> ``(H, W)`` uint8, columns reversed and the
+    left/right labels swapped (:data:`MIRROR_IDS`), so it is the label map of the mirrored face.
+
+    Raises:
+        ValueError: if an id is outside 0..18.
+    """
+    mask = np.asarray(mask)
+    if mask.size and int(mask.max()) >= NUM_CLASSES:
+        raise ValueError(f"label id {int(mask.max())} is outside the label set 0..{NUM_CLASSES - 1}")
+    return np.ascontiguousarray(np.asarray(MIRROR_IDS, np.uint8)[mask[:, ::-1]])
 
 
 def colorize(mask: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@
   label boundary while people draw far fewer lines: drop whole stroke groups (brows, lids, nose outline,
   hair flow, ...), drop single strokes, jitter, width changes, simplification, doubled and broken strokes.
 * :func:`random_framing`: small rotation, scale and shift applied to sketch and mask together.
+* :func:`mirror`: the left-right mirror image of sketch and mask (left/right labels swapped); faces are
+  near-symmetric, so this doubles the poses, hair partings and turn directions the network sees.
 * :func:`face_marks`: artists' marks that are *not* label boundaries, drawn on the skin: hatching groups,
   stubble ticks and creases. SynHead 0.3.0 draws dense hair-flow strokes but never shades a face, so a
   network trained on it reads any patch of dense short lines as hair (session 6: hatched cheeks became
@@ -23,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from backend.labels import LABEL_IDS
+from backend.labels import LABEL_IDS, mirror_mask
 from backend.sketch.raster import rasterize_strokes
 
 #: Stroke groups that outline the head; dropped rarely (people nearly always draw them).
@@ -210,15 +212,24 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
     return np.minimum(sketch, marks).astype(np.float32)
 
 
+def mirror(sketch: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left-right mirror image of a sketch ``(H, W)`` (any dtype) and its label map ``(H, W)`` uint8, with the
+    left/right labels swapped (:func:`backend.labels.mirror_mask`). Deterministic; applying it twice
+    gives the input back."""
+    return np.ascontiguousarray(np.asarray(sketch)[:, ::-1]), mirror_mask(mask)
+
+
 def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob: float = 0.5,
                      framing_prob: float = 0.5, scale_range: tuple[float, float] = (0.92, 1.08),
-                     max_shift: float = 0.04, marks_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                     max_shift: float = 0.04, marks_prob: float = 0.0,
+                     mirror_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes, else the
     stored sketch (any style) is used; with ``marks_prob``, shading marks on the skin (:func:`face_marks`);
     then S3D's morphology; then, with ``framing_prob``, random framing (:func:`random_framing` with
-    ``scale_range`` and ``max_shift``). ``marks_prob`` defaults to 0 so earlier recipes draw the same
-    random numbers as before.
+    ``scale_range`` and ``max_shift``); last, with ``mirror_prob``, the mirror image (:func:`mirror`).
+    ``marks_prob`` and ``mirror_prob`` default to 0 so earlier recipes draw the same random numbers as
+    before.
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
     """
@@ -230,4 +241,6 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     sketch = s3d_morphology(np.ascontiguousarray(sketch, dtype=np.float32), rng)
     if rng.random() < framing_prob:
         sketch, mask = random_framing(sketch, mask, rng, scale_range=scale_range, max_shift=max_shift)
+    if mirror_prob > 0 and rng.random() < mirror_prob:
+        sketch, mask = mirror(sketch, mask)
     return sketch, mask
