@@ -266,13 +266,13 @@ class FieldQuery:
 
 
 def _sketch_to_mask(net: Any, sketch512: np.ndarray, device: str) -> np.ndarray:
-    """SketchToMask on a framed ``(512, 512)`` uint8 sketch -> ``(512, 512)`` uint8 label ids (argmax)."""
+    """SketchToMask on a framed ``(512, 512)`` uint8 sketch -> ``(512, 512)`` uint8 label ids (argmax; mirror
+    averaged when the card says so, :meth:`SketchToMask.predict_ids`)."""
     import torch
 
     with torch.inference_mode():
         x = torch.from_numpy(sketch512.astype(np.float32) / 255.0)[None, None].to(device)
-        logits, _style = net(x)
-        return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+        return net.predict_ids(x)[0].to(torch.uint8).cpu().numpy()
 
 
 def _as_input(source: Any) -> tuple[Any, str]:

@@ -103,6 +103,27 @@ def test_sketch2mask_shapes_for_both_input_sizes():
         net(torch.rand(1, 3, 64, 64))
 
 
+def test_mirror_averaged_prediction_is_mirror_equivariant():
+    from backend.labels import MIRROR_IDS
+
+    torch.manual_seed(0)
+    net = SketchToMask(_tiny_s2m_config()).eval()
+    x = torch.rand(2, 1, 128, 128)
+    mirrored_back = lambda s: s.flip(-1)[:, list(MIRROR_IDS)]  # noqa: E731
+    # averaged: the prediction for the mirrored sketch is the mirrored prediction, left/right labels swapped
+    a = net.label_scores(x, mirror_average=True)
+    b = net.label_scores(x.flip(-1), mirror_average=True)
+    assert torch.allclose(mirrored_back(b), a, atol=1e-5)
+    assert torch.allclose(a.exp().sum(1), torch.ones(2, 128, 128), atol=1e-4)  # log of a distribution
+    # plain logits of an untrained network are not equivariant: the test above can fail
+    plain = net.label_scores(x, mirror_average=False)
+    assert torch.equal(plain, net(x)[0])
+    assert not torch.allclose(mirrored_back(net.label_scores(x.flip(-1), mirror_average=False)), plain, atol=1e-3)
+    # the model's own setting is the default
+    net.mirror_average = True
+    assert torch.equal(net.predict_ids(x), a.argmax(1))
+
+
 def _sphere_field(radius: float, density: float):
     def field(xyz):
         inside = (xyz.norm(dim=-1, keepdim=True) < radius).float()
@@ -182,6 +203,16 @@ def test_weights_roundtrip_and_clear_errors(tmp_path):
     x = torch.rand(1, 1, 128, 128)
     net.eval()
     assert torch.allclose(net(x)[0], net2(x)[0])
+
+    # the card's inference section sets mirror averaging; a malformed one is refused
+    card = _card("sketch2mask", net.cfg)
+    card["inference"] = {"mirror_average": True}
+    save_weights(net.state_dict(), card, "s_mirror", tmp_path)
+    assert load_sketch2mask(tmp_path, name="s_mirror")[0].mirror_average and not net2.mirror_average
+    card["inference"] = {"mirror_average": "yes"}
+    save_weights(net.state_dict(), card, "s_bad_inference", tmp_path)
+    with pytest.raises(WeightsError, match="mirror_average"):
+        load_sketch2mask(tmp_path, name="s_bad_inference")
 
     # a card for another box size is refused with the reason
     bad = _card("mask2triplane", model.cfg)

@@ -302,6 +302,31 @@ def test_augmentation_is_deterministic_under_a_seed_and_changes_the_sketch(fake_
     assert 0.2 < (small > 0).sum() / fg < 0.3
 
 
+def test_mirror_swaps_left_and_right_labels_and_is_an_involution(fake_data):
+    from backend.labels import LABEL_IDS, MIRROR_IDS, mirror_mask
+    from training.augment import augmented_sketch, mirror
+    from training.datasets import SynHead
+
+    assert all(MIRROR_IDS[MIRROR_IDS[i]] == i for i in range(len(MIRROR_IDS)))
+    mask = np.zeros((8, 10), np.uint8)
+    mask[2, 1] = LABEL_IDS["l_eye"]
+    mask[2, 8] = LABEL_IDS["r_brow"]
+    mask[5, 3] = LABEL_IDS["nose"]
+    m = mirror_mask(mask)
+    assert m[2, 8] == LABEL_IDS["r_eye"] and m[2, 1] == LABEL_IDS["l_brow"] and m[5, 6] == LABEL_IDS["nose"]
+    assert np.array_equal(mirror_mask(m), mask)
+    with pytest.raises(ValueError, match="outside the label set"):
+        mirror_mask(np.full((2, 2), 19, np.uint8))
+    sk = np.linspace(0, 1, 80, dtype=np.float32).reshape(8, 10)
+    s2, m2 = mirror(sk, mask)
+    assert np.array_equal(s2, sk[:, ::-1]) and np.array_equal(mirror(s2, m2)[0], sk)
+    # in the full augmentation: mirror_prob 1 gives the mirror image of what mirror_prob 0 gives
+    item = SynHead(fake_data, "train").sketch_item(0)
+    plain = augmented_sketch(item, np.random.default_rng(7))
+    flipped = augmented_sketch(item, np.random.default_rng(7), mirror_prob=1.0)
+    assert np.array_equal(flipped[0], plain[0][:, ::-1]) and np.array_equal(flipped[1], mirror_mask(plain[1]))
+
+
 def test_face_marks_shade_only_the_skin_and_are_seeded():
     from backend.labels import LABEL_IDS
     from training.augment import augmented_sketch, face_marks
@@ -429,7 +454,9 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     weights = tmp_path / "weights"
     card = export(m2t_run, weights, "mask2triplane_lite")
     assert card["kind"] == "mask2triplane" and card["data"]["count"] == 5 and card["training"]["steps"] == 2
-    export(s2m_run, weights, "sketch2mask_lite")
+    assert export(s2m_run, weights, "sketch2mask_lite", mirror_average=True)["inference"] == {"mirror_average": True}
+    with pytest.raises(ValueError, match="sketch2mask runs"):
+        export(m2t_run, tmp_path / "w_bad", mirror_average=True)
     report = tmp_path / "report.json"
     real = tmp_path / "real_sketches"  # a stand-in for a folder of real drawings: one SynHead sketch as PNG
     real.mkdir()
@@ -450,6 +477,9 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     assert 0 <= m["label_consistency_miou"] <= 1
     s = rep["sketch2mask"]
     assert s["clean"]["count"] == 3 and len(s["clean"]["per_class_iou"]) == 19
+    # measured with the card's mirror averaging, and without it for comparison
+    assert s["mirror_average"] is True and s["mirror_average_other"]["mirror_average"] is False
+    assert 0 <= s["mirror_average_other"]["clean_miou"] <= 1 and s["mirror_average_other"]["real_sketches_pass"] in (0, 1)
     saved = json.loads((weights / "sketch2mask_lite.json").read_text())
     assert saved["metrics"]["clean"]["miou"] == s["clean"]["miou"]
     from backend.models.loading import load_sketch2mask

@@ -21,7 +21,8 @@ Mask -> 3D (weights ``mask2triplane_lite``), per test head:
 
 Sketch -> mask (weights ``sketch2mask_lite``): mIoU and mAP (training/metrics.py) with a per-class table
 on the clean test sketches and on augmented ones (stroke-level + S3D morphology + framing, fixed seed),
-and per sketch style; ablation runs (``--ablation``) are measured on the same split.
+and per sketch style, with the card's inference setting (``mirror_average``) and, for comparison, the
+other one; ablation runs (``--ablation``) are measured on the same split, without mirror averaging.
 """
 from __future__ import annotations
 
@@ -398,8 +399,10 @@ def _per_class(values: list) -> dict[str, float | None]:
 
 
 @torch.no_grad()
-def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: int = 8) -> dict[str, Any]:
-    """mIoU / mAP with per-class tables of a :class:`SketchToMask` on a SynHead split, overall and per style."""
+def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: int = 8,
+                         mirror_average: bool | None = None) -> dict[str, Any]:
+    """mIoU / mAP with per-class tables of a :class:`SketchToMask` on a SynHead split, overall and per style
+    (``mirror_average``: None = the network's own setting, see :meth:`SketchToMask.predict_ids`)."""
     from training.augment import augmented_sketch
     from training.metrics import confusion_matrix, segmentation_scores
 
@@ -409,7 +412,7 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
 
     def flush():
         x = torch.from_numpy(np.stack([p[0] for p in pending]))[:, None]
-        pred = net(x)[0].argmax(1).numpy()
+        pred = net.predict_ids(x, mirror_average).numpy()
         for (_, mk, style), pr in zip(pending, pred):
             c = confusion_matrix(pr, mk, NUM_CLASSES)
             conf[...] += c
@@ -503,14 +506,15 @@ def mask_plausibility(ids: np.ndarray, min_pixels: int = 20, main_fraction: floa
 
 
 @torch.no_grad()
-def predict_real_sketches(net, folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def predict_real_sketches(net, folder: Path, mirror_average: bool | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(file name, framed sketch (512, 512) float32, predicted ids (512, 512) uint8)`` for every real
-    sketch image in ``folder``, framed as the product frames it (:func:`frame_sketch`)."""
+    sketch image in ``folder``, framed as the product frames it (:func:`frame_sketch`); ``mirror_average``
+    as in :func:`evaluate_sketch2mask`."""
     out = []
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
             sk = frame_sketch(p)
-            pred = net(torch.from_numpy(sk)[None, None])[0].argmax(1)[0].numpy().astype(np.uint8)
+            pred = net.predict_ids(torch.from_numpy(sk)[None, None], mirror_average)[0].numpy().astype(np.uint8)
             out.append((p.name, sk, pred))
     return out
 
@@ -610,11 +614,18 @@ def main(argv: list[str] | None = None) -> int:
             report["sketch_data"] = data.describe()
             net, card = load_sketch2mask(args.weights)
             r = {"clean": evaluate_sketch2mask(net, data, False), "augmented": evaluate_sketch2mask(net, data, True),
-                 "weights_sha256": card["sha256"]}
+                 "weights_sha256": card["sha256"], "mirror_average": net.mirror_average}
+            # the other inference setting on the same split: the evidence for the card's choice
+            other = not net.mirror_average
+            r["mirror_average_other"] = {"mirror_average": other,
+                                         "clean_miou": evaluate_sketch2mask(net, data, False, mirror_average=other)["miou"],
+                                         "augmented_miou": evaluate_sketch2mask(net, data, True, mirror_average=other)["miou"]}
             if args.real_sketches:
                 predictions = predict_real_sketches(net, args.real_sketches)
                 r["real_sketches_sheet"] = real_sketch_sheet(predictions, out.with_name(out.stem + "_real_sketches.png"))
                 r["real_sketches_checks"] = {name: mask_plausibility(pred) for name, _, pred in predictions}
+                r["mirror_average_other"]["real_sketches_pass"] = sum(
+                    mask_plausibility(pred)["ok"] for _, _, pred in predict_real_sketches(net, args.real_sketches, other))
                 bad = {k: v["failed"] for k, v in r["real_sketches_checks"].items() if not v["ok"]}
                 print(f"  real sketches: {len(r['real_sketches_checks']) - len(bad)} of {len(r['real_sketches_checks'])} "
                       f"masks pass the face checks" + (f"; failing: {bad}" if bad else ""), file=sys.stderr)

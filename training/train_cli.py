@@ -3,7 +3,7 @@
     s3d-train mask2triplane --data DIR --profile lite [--steps N | --minutes M] --out DIR [--resume]
     s3d-train sketch2mask   --data DIR --profile lite [--steps N | --minutes M] --out DIR [--resume]
                             --mask-encoder RUN/checkpoint.pt [--no-sv] [--no-aug]
-    s3d-train export RUN_DIR --weights weights/ [--name mask2triplane_lite]
+    s3d-train export RUN_DIR --weights weights/ [--name mask2triplane_lite] [--mirror-average]
 
 Device agnostic (``--device auto|cpu|cuda``); several GPUs with
 ``torchrun --nproc_per_node K -m training.train_cli mask2triplane ...`` (DistributedDataParallel).
@@ -63,11 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run folder holding checkpoint.pt")
     e.add_argument("--weights", default="weights", help="weights folder")
     e.add_argument("--name", help="weights name (default <kind>_<profile>)")
+    e.add_argument("--mirror-average", action="store_true",
+                   help="sketch2mask: the card tells inference to average with the mirrored sketch")
     return p
 
 
-def export(run: str | Path, weights_dir: str | Path, name: str | None = None) -> dict[str, Any]:
-    """Write a run's model to ``<weights_dir>/<name>.safetensors`` with its model card; return the card."""
+def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
+           mirror_average: bool = False) -> dict[str, Any]:
+    """Write a run's model to ``<weights_dir>/<name>.safetensors`` with its model card; return the card.
+
+    ``mirror_average`` (sketch2mask only) writes ``"inference": {"mirror_average": true}`` into the card, so
+    inference averages each prediction with the mirrored sketch's (backend/models/sketch2mask.py).
+
+    Raises:
+        ValueError: ``mirror_average`` for a run that is not a sketch2mask run.
+    """
     from backend.frame import BOX_SIZE_M
     from backend.models.loading import LABEL_SET
     from backend.weights import save_weights
@@ -88,6 +98,10 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None) ->
         card["training"]["mask_encoder"] = meta["mask_encoder"]
     if meta.get("init_from"):
         card["training"]["init_from"] = meta["init_from"]
+    if mirror_average:
+        if meta["kind"] != "sketch2mask":
+            raise ValueError(f"--mirror-average applies to sketch2mask runs; {run} is a {meta['kind']} run")
+        card["inference"] = {"mirror_average": True}
     return save_weights(ck["model"], card, name, weights_dir)
 
 
@@ -96,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         if args.command == "export":
-            card = export(args.run, args.weights, args.name)
+            card = export(args.run, args.weights, args.name, args.mirror_average)
             print(json.dumps({"name": card["name"], "sha256": card["sha256"]}))
             return 0
         if args.steps is None and args.minutes is None:

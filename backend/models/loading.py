@@ -3,7 +3,8 @@
 ``load_mask2triplane(weights_dir, device)`` and ``load_sketch2mask(weights_dir, device)`` read
 ``<weights_dir>/<name>.json``, check the sha256 of ``<name>.safetensors``, check that the card describes
 a network this code can build (kind, label set, box size), build it from the card's ``config`` and load
-the tensors strictly. Every failure raises :class:`backend.weights.WeightsError` with a stable code and
+the tensors strictly, then apply the card's ``inference`` settings (``mirror_average`` for the sketch
+network). Every failure raises :class:`backend.weights.WeightsError` with a stable code and
 a sentence naming the file and what to do.
 """
 from __future__ import annotations
@@ -48,6 +49,9 @@ def check_card(card: dict[str, Any], kind: str, name: str) -> None:
         raise bad("has no 'config' object (the architecture); retrain or restore the card")
     if card["config"].get("num_classes") != NUM_CLASSES:
         raise bad(f"config num_classes is {card['config'].get('num_classes')}, this code uses {NUM_CLASSES}")
+    inference = card.get("inference", {})
+    if not isinstance(inference, dict) or not all(isinstance(inference.get(k, False), bool) for k in ("mirror_average",)):
+        raise bad(f"'inference' must be an object whose mirror_average is true or false, got {inference!r}")
     if kind == "mask2triplane":
         box = card.get("box_size_m")
         if not isinstance(box, (int, float)) or abs(float(box) - BOX_SIZE_M) > 1e-9:
@@ -76,6 +80,8 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
         first = str(e).splitlines()[0:3]
         raise WeightsError("weights_mismatch", f"weights {name}.safetensors do not fit the config in {name}.json: "
                                                f"{' '.join(first)}; retrain or restore both files") from None
+    if kind == "sketch2mask":
+        model.mirror_average = card.get("inference", {}).get("mirror_average", False)
     return model.to(device).eval(), card
 
 

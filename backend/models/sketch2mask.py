@@ -8,6 +8,10 @@ style-vector loss L_SV = MSE(style, geometry w+ of the trained mask encoder on t
 The ``lite`` profile resamples the 512 px sketch to ``internal_resolution`` (128 px) and works there;
 ``paper`` works at 512 px. Images are ``(B, 1, H, W)`` float32 in [0, 1] with 1 = white paper; the
 network sees ink = 1 - sketch.
+
+Inference may average the prediction with that of the mirrored sketch (``mirror_average``, set from the
+model card's ``inference`` section by backend/models/loading.py): faces are near-symmetric, so the
+mirror image is a second, slightly different view of the same drawing.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from backend.labels import MIRROR_IDS
 
 REQUIRED_KEYS = ("num_classes", "internal_resolution", "channels", "num_ws_geometry", "w_dim")
 
@@ -47,6 +53,8 @@ class SketchToMask(nn.Module):
         if res % 128:
             raise ValueError(f"internal_resolution must be a multiple of 128 (7 halvings), got {res}")
         self.cfg = dict(cfg)
+        #: predict_ids / label_scores average with the mirrored sketch (an inference setting, not architecture)
+        self.mirror_average = False
         self.num_classes = cfg["num_classes"]
         self.internal_resolution = res
         self.stem = nn.Sequential(*_conv_bn(1, ch[0]), *_conv_bn(ch[0], ch[0]))
@@ -91,6 +99,21 @@ class SketchToMask(nn.Module):
         return logits, style
 
     @torch.no_grad()
-    def predict_ids(self, sketch: torch.Tensor) -> torch.Tensor:
-        """Label ids ``(B, H, W)`` long: argmax of the logits."""
-        return self.forward(sketch)[0].argmax(dim=1)
+    def label_scores(self, sketch: torch.Tensor, mirror_average: bool | None = None) -> torch.Tensor:
+        """Per-class scores ``(B, K, H, W)`` float32 for ``sketch (B, 1, H, W)`` (as :meth:`forward`).
+
+        Without mirror averaging these are the logits. With it (``mirror_average``, default the model's
+        :attr:`mirror_average`), the log of the mean of two softmaxes: the sketch's and the mirrored
+        sketch's, mirrored back with the left/right labels swapped (:data:`backend.labels.MIRROR_IDS`).
+        Test-time flip averaging, a standard segmentation practice (not in S3D); it costs a second pass.
+        """
+        logits = self.forward(sketch)[0]
+        if not (self.mirror_average if mirror_average is None else mirror_average):
+            return logits
+        mirrored = self.forward(sketch.flip(-1))[0].flip(-1)[:, list(MIRROR_IDS)]
+        return ((logits.softmax(1) + mirrored.softmax(1)) / 2).clamp_min(1e-12).log()
+
+    @torch.no_grad()
+    def predict_ids(self, sketch: torch.Tensor, mirror_average: bool | None = None) -> torch.Tensor:
+        """Label ids ``(B, H, W)`` long: argmax of :meth:`label_scores`."""
+        return self.label_scores(sketch, mirror_average).argmax(dim=1)
