@@ -20,9 +20,10 @@ Mask -> 3D (weights ``mask2triplane_lite``), per test head:
 * contact sheets (mask, ground truth and renders from front, side and back).
 
 Sketch -> mask (weights ``sketch2mask_lite``): mIoU and mAP (training/metrics.py) with a per-class table
-on the clean test sketches and on augmented ones (stroke-level + S3D morphology + framing, fixed seed),
-and per sketch style, with the card's inference setting (``mirror_average``) and, for comparison, the
-other one; ablation runs (``--ablation``) are measured on the same split, without mirror averaging.
+on the clean test sketches, on augmented ones (stroke-level + S3D morphology + framing, fixed seed) and
+on shaded ones (shading marks on the skin, fixed seed), and per sketch style, with the card's inference
+setting (``mirror_average``) and, for comparison, the other one; ablation runs (``--ablation``) are
+measured on the same split, without mirror averaging.
 """
 from __future__ import annotations
 
@@ -400,10 +401,14 @@ def _per_class(values: list) -> dict[str, float | None]:
 
 @torch.no_grad()
 def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: int = 8,
-                         mirror_average: bool | None = None) -> dict[str, Any]:
+                         mirror_average: bool | None = None, shaded: bool = False) -> dict[str, Any]:
     """mIoU / mAP with per-class tables of a :class:`SketchToMask` on a SynHead split, overall and per style
-    (``mirror_average``: None = the network's own setting, see :meth:`SketchToMask.predict_ids`)."""
-    from training.augment import augmented_sketch
+    (``mirror_average``: None = the network's own setting, see :meth:`SketchToMask.predict_ids`).
+
+    ``augmented``: each test sketch through the training augmentation (fixed seed); ``shaded``: each
+    stored test sketch with shading marks on the skin (:func:`training.augment.face_marks`, fixed seed,
+    label map unchanged): SynHead's own sketches never shade a face, people do."""
+    from training.augment import augmented_sketch, face_marks
     from training.metrics import confusion_matrix, segmentation_scores
 
     conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
@@ -425,6 +430,8 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
         sk, mk = item["sketch"], item["mask"]
         if augmented:
             sk, mk = augmented_sketch(item, np.random.default_rng([seed, i]))
+        elif shaded:
+            sk = face_marks(np.asarray(sk, np.float32), mk, np.random.default_rng([seed, i, 1]))
         pending.append((np.ascontiguousarray(sk, np.float32), mk, item["style"]))
         if len(pending) == batch:
             flush()
@@ -614,12 +621,15 @@ def main(argv: list[str] | None = None) -> int:
             report["sketch_data"] = data.describe()
             net, card = load_sketch2mask(args.weights)
             r = {"clean": evaluate_sketch2mask(net, data, False), "augmented": evaluate_sketch2mask(net, data, True),
+                 "shaded": evaluate_sketch2mask(net, data, False, shaded=True),
                  "weights_sha256": card["sha256"], "mirror_average": net.mirror_average}
             # the other inference setting on the same split: the evidence for the card's choice
             other = not net.mirror_average
             r["mirror_average_other"] = {"mirror_average": other,
                                          "clean_miou": evaluate_sketch2mask(net, data, False, mirror_average=other)["miou"],
-                                         "augmented_miou": evaluate_sketch2mask(net, data, True, mirror_average=other)["miou"]}
+                                         "augmented_miou": evaluate_sketch2mask(net, data, True, mirror_average=other)["miou"],
+                                         "shaded_miou": evaluate_sketch2mask(net, data, False, mirror_average=other,
+                                                                             shaded=True)["miou"]}
             if args.real_sketches:
                 predictions = predict_real_sketches(net, args.real_sketches)
                 r["real_sketches_sheet"] = real_sketch_sheet(predictions, out.with_name(out.stem + "_real_sketches.png"))
