@@ -327,6 +327,25 @@ def test_mirror_swaps_left_and_right_labels_and_is_an_involution(fake_data):
     assert np.array_equal(flipped[0], plain[0][:, ::-1]) and np.array_equal(flipped[1], mirror_mask(plain[1]))
 
 
+def test_close_eyes_keeps_one_arc_per_eye():
+    from training.augment import augment_strokes, close_eyes
+
+    lid = {"group": "lid", "points": [[0.40, 0.50], [0.45, 0.47], [0.50, 0.50]], "width": 0.004}
+    doc = {"version": 1, "frame": "normalized", "width": 1, "height": 1, "strokes": [
+        lid, {"group": "eye", "points": [[0.40, 0.50], [0.45, 0.52], [0.50, 0.50]]},
+        {"group": "iris", "points": [[0.45, 0.50]], "width": 0.01},
+        {"group": "nose", "points": [[0.45, 0.6], [0.46, 0.65]]}]}
+    outs = [close_eyes(doc["strokes"], np.random.default_rng(s)) for s in range(12)]
+    assert all([st["group"] for st in o] == ["lid", "nose"] for o in outs)
+    assert close_eyes(doc["strokes"], np.random.default_rng(3)) == outs[3]  # seeded
+    mids = {round(o[0]["points"][1][1], 6) for o in outs}
+    assert mids == {0.47, 0.53}  # kept as drawn, or reflected across its chord (ends stay put)
+    assert all(o[0]["points"][0] == [0.40, 0.50] and np.allclose(o[0]["points"][-1], [0.50, 0.50]) for o in outs)
+    assert doc["strokes"][0]["points"][1] == [0.45, 0.47]  # the input is not changed
+    groups = {st["group"] for st in augment_strokes(doc, np.random.default_rng(0), 0.0, 0.0, closed_eyes=1.0)["strokes"]}
+    assert groups == {"lid", "nose"}
+
+
 def test_face_marks_shade_only_the_skin_and_are_seeded():
     from backend.labels import LABEL_IDS
     from training.augment import augmented_sketch, face_marks

@@ -6,6 +6,7 @@
 * :func:`augment_strokes`: stroke-level changes on SynHead's clean stroke JSON, because SynHead draws every
   label boundary while people draw far fewer lines: drop whole stroke groups (brows, lids, nose outline,
   hair flow, ...), drop single strokes, jitter, width changes, simplification, doubled and broken strokes.
+* :func:`close_eyes`: eyes drawn closed, one arc each (stroke level; the label map keeps the eyes).
 * :func:`random_framing`: small rotation, scale and shift applied to sketch and mask together.
 * :func:`mirror`: the left-right mirror image of sketch and mask (left/right labels swapped); faces are
   near-symmetric, so this doubles the poses, hair partings and turn directions the network sees.
@@ -49,10 +50,32 @@ def _simplify(points: np.ndarray, eps: float) -> np.ndarray:
     return out if len(out) >= 2 else points[[0, -1]]
 
 
+def close_eyes(strokes: list[dict[str, Any]], rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Closed eyes as people draw them: SynHead's eye strokes without the lower contour (group ``eye``)
+    and the iris (``iris``), each upper lid (``lid``) kept as an arc or, with probability 0.5, reflected
+    across its chord (a lid bulging down: a sleeping or laughing eye). The label map keeps its eyes: people
+    often draw an eye as one arc, and the network must still find the eye there. Returns the new list."""
+    out = []
+    for s in strokes:
+        group = s.get("group")
+        if group in ("eye", "iris"):
+            continue
+        if group == "lid" and len(s.get("points", [])) >= 3 and rng.random() < 0.5:
+            pts = np.asarray(s["points"], np.float64).reshape(-1, 2)
+            a, d = pts[0], pts[-1] - pts[0]
+            d = d / max(float(np.linalg.norm(d)), 1e-9)
+            foot = a + ((pts - a) @ d)[:, None] * d  # each point's foot on the chord
+            s = dict(s, points=(2 * foot - pts).tolist())
+        out.append(s)
+    return out
+
+
 def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: float = 0.2,
-                    stroke_drop: float = 0.1) -> dict[str, Any]:
+                    stroke_drop: float = 0.1, closed_eyes: float = 0.0) -> dict[str, Any]:
     """A changed copy of a normalised-frame stroke document (docs/contracts.md section 2).
 
+    With probability ``closed_eyes`` (default 0, so earlier recipes draw the same numbers) the eyes are
+    first redrawn closed (:func:`close_eyes`).
     Per document: a width factor in [0.5, 2]; a smooth offset field (wobble) of up to 0.4 % of the
     height. Per group: dropped with ``group_drop`` (outline groups with a fifth of it). Per stroke:
     dropped with ``stroke_drop``; Douglas-Peucker simplified (30 %); point jitter (sigma 0.1-0.25 %);
@@ -60,6 +83,8 @@ def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: f
     """
     out = copy.deepcopy(doc)
     strokes = out.get("strokes", [])
+    if closed_eyes > 0 and rng.random() < closed_eyes:
+        strokes = close_eyes(strokes, rng)
     # offsets below are fractions of the image height; "image" frames are in pixels
     unit = float(doc.get("height", 512)) if doc.get("frame") == "image" else 1.0
     groups = sorted({str(s.get("group", "")) for s in strokes})
@@ -222,9 +247,10 @@ def mirror(sketch: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob: float = 0.5,
                      framing_prob: float = 0.5, scale_range: tuple[float, float] = (0.92, 1.08),
                      max_shift: float = 0.04, marks_prob: float = 0.0,
-                     mirror_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                     mirror_prob: float = 0.0, closed_eyes_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
-    with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes, else the
+    with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes (eyes
+    drawn closed with ``closed_eyes_prob``, :func:`close_eyes`), else the
     stored sketch (any style) is used; with ``marks_prob``, shading marks on the skin (:func:`face_marks`);
     then S3D's morphology; then, with ``framing_prob``, random framing (:func:`random_framing` with
     ``scale_range`` and ``max_shift``); last, with ``mirror_prob``, the mirror image (:func:`mirror`).
@@ -235,7 +261,8 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     """
     sketch, mask = item["sketch"], item["mask"]
     if item.get("strokes") and rng.random() < stroke_prob:
-        sketch = rasterize_strokes(augment_strokes(item["strokes"], rng), size=sketch.shape[0]).astype(np.float32) / 255.0
+        doc = augment_strokes(item["strokes"], rng, closed_eyes=closed_eyes_prob)
+        sketch = rasterize_strokes(doc, size=sketch.shape[0]).astype(np.float32) / 255.0
     if marks_prob > 0 and rng.random() < marks_prob:
         sketch = face_marks(np.asarray(sketch, np.float32), mask, rng)
     sketch = s3d_morphology(np.ascontiguousarray(sketch, dtype=np.float32), rng)

@@ -45,6 +45,8 @@ class SketchToMaskRecipe:
     face_marks_prob: float = 0.0
     # left-right mirror image with the left/right labels swapped (training/augment.py mirror)
     mirror_prob: float = 0.0
+    # stroke re-draws with the eyes drawn closed, one arc each (training/augment.py close_eyes)
+    closed_eyes_prob: float = 0.0
 
 
 def load_mask_encoder(path: str | Path, device: torch.device) -> tuple[Mask2Triplane, dict[str, Any]]:
@@ -96,7 +98,7 @@ def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe
             if recipe.augment:
                 sk, mk = augmented_sketch(item, rng, recipe.stroke_prob, recipe.framing_prob,
                                           (recipe.framing_scale_min, recipe.framing_scale_max), recipe.framing_shift,
-                                          recipe.face_marks_prob, recipe.mirror_prob)
+                                          recipe.face_marks_prob, recipe.mirror_prob, recipe.closed_eyes_prob)
             else:
                 sk, mk = item["sketch"], item["mask"]
             sketches.append(resize_grey(sk, r))
