@@ -75,8 +75,7 @@ def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: f
     """A changed copy of a normalised-frame stroke document (docs/contracts.md section 2).
 
     With probability ``closed_eyes`` (default 0, so earlier recipes draw the same numbers) the eyes are
-    first redrawn closed (:func:`close_eyes`).
-    Per document: a width factor in [0.5, 2]; a smooth offset field (wobble) of up to 0.4 % of the
+    first redrawn closed (:func:`close_eyes`). Per document: a width factor in [0.5, 2]; a smooth offset field (wobble) of up to 0.4 % of the
     height. Per group: dropped with ``group_drop`` (outline groups with a fifth of it). Per stroke:
     dropped with ``stroke_drop``; Douglas-Peucker simplified (30 %); point jitter (sigma 0.1-0.25 %);
     width factor in [0.6, 1.6]; broken into pieces with gaps (15 %); doubled with a small offset (10 %).
@@ -254,8 +253,8 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     stored sketch (any style) is used; with ``marks_prob``, shading marks on the skin (:func:`face_marks`);
     then S3D's morphology; then, with ``framing_prob``, random framing (:func:`random_framing` with
     ``scale_range`` and ``max_shift``); last, with ``mirror_prob``, the mirror image (:func:`mirror`).
-    ``marks_prob`` and ``mirror_prob`` default to 0 so earlier recipes draw the same random numbers as
-    before.
+    ``marks_prob``, ``mirror_prob`` and ``closed_eyes_prob`` default to 0 so earlier recipes draw the same
+    random numbers as before.
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
     """

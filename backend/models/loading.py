@@ -50,7 +50,7 @@ def check_card(card: dict[str, Any], kind: str, name: str) -> None:
     if card["config"].get("num_classes") != NUM_CLASSES:
         raise bad(f"config num_classes is {card['config'].get('num_classes')}, this code uses {NUM_CLASSES}")
     inference = card.get("inference", {})
-    if not isinstance(inference, dict) or not all(isinstance(inference.get(k, False), bool) for k in ("mirror_average",)):
+    if not isinstance(inference, dict) or not isinstance(inference.get("mirror_average", False), bool):
         raise bad(f"'inference' must be an object whose mirror_average is true or false, got {inference!r}")
     if kind == "mask2triplane":
         box = card.get("box_size_m")
