@@ -34,6 +34,14 @@ PALETTE: np.ndarray = np.array(
 )
 
 
+def _checked_ids(mask: np.ndarray) -> np.ndarray:
+    """``mask`` as an array; ValueError when an id is outside 0..18."""
+    mask = np.asarray(mask)
+    if mask.size and int(mask.max()) >= NUM_CLASSES:
+        raise ValueError(f"label id {int(mask.max())} is outside the label set 0..{NUM_CLASSES - 1}")
+    return mask
+
+
 def mirror_mask(mask: np.ndarray) -> np.ndarray:
     """Mirror a label map left-right: ``(H, W)`` uint8 ids -> ``(H, W)`` uint8, columns reversed and the
     left/right labels swapped (:data:`MIRROR_IDS`), so it is the label map of the mirrored face.
@@ -41,9 +49,7 @@ def mirror_mask(mask: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: if an id is outside 0..18.
     """
-    mask = np.asarray(mask)
-    if mask.size and int(mask.max()) >= NUM_CLASSES:
-        raise ValueError(f"label id {int(mask.max())} is outside the label set 0..{NUM_CLASSES - 1}")
+    mask = _checked_ids(mask)
     return np.ascontiguousarray(np.asarray(MIRROR_IDS, np.uint8)[mask[:, ::-1]])
 
 
@@ -53,7 +59,5 @@ def colorize(mask: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: if an id is outside 0..18.
     """
-    mask = np.asarray(mask)
-    if mask.size and int(mask.max()) >= NUM_CLASSES:
-        raise ValueError(f"label id {int(mask.max())} is outside the label set 0..{NUM_CLASSES - 1}")
+    mask = _checked_ids(mask)
     return PALETTE[mask]
