@@ -344,6 +344,10 @@ def test_close_eyes_keeps_one_arc_per_eye():
     assert doc["strokes"][0]["points"][1] == [0.45, 0.47]  # the input is not changed
     groups = {st["group"] for st in augment_strokes(doc, np.random.default_rng(0), 0.0, 0.0, closed_eyes=1.0)["strokes"]}
     assert groups == {"lid", "nose"}
+    # empty eyes: only the irises go, the outlines stay
+    groups = [st["group"] for st in augment_strokes(doc, np.random.default_rng(0), 0.0, 0.0, empty_eyes=1.0)["strokes"]]
+    assert groups == ["lid", "eye", "nose"]
+    assert "iris" in {st["group"] for st in augment_strokes(doc, np.random.default_rng(0), 0.0, 0.0)["strokes"]}
 
 
 def test_face_marks_shade_only_the_skin_and_are_seeded():
@@ -398,6 +402,54 @@ def _loss_at(loss_module, batch):
         v = float(loss_module(batch)["loss"])
     loss_module.train()
     return v
+
+
+def test_run_loop_keeps_a_moving_average_of_weights_and_buffers_and_resumes_it(tmp_path):
+    from training.loop import LoopLimits, RunContext, inference_state, load_checkpoint, run_loop
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+            self.seen: list[dict[str, torch.Tensor]] = []  # the weights each step starts from
+
+        def forward(self, batch):
+            self.seen.append({k: v.detach().clone() for k, v in self.net.state_dict().items() if v.is_floating_point()})
+            return {"loss": ((self.net(batch["x"]) - batch["y"]) ** 2).mean()}
+
+    torch.manual_seed(0)
+    toy = Toy()
+    make = lambda rng: {"x": torch.as_tensor(rng.normal(size=(8, 3)), dtype=torch.float32),
+                        "y": torch.as_tensor(rng.normal(size=(8, 1)), dtype=torch.float32)}
+    ctx, decay = RunContext(torch.device("cpu"), "test"), 0.6
+    opt = torch.optim.SGD(toy.net.parameters(), lr=0.1)
+
+    def run(steps, resume):
+        run_loop(ctx, toy, opt, make, tmp_path, 0, LoopLimits(steps=steps, log_every=1), dict, resume, toy.net,
+                 "toy", ema_decay=decay)
+        return load_checkpoint(tmp_path / "checkpoint.pt")
+
+    ck = run(3, False)
+    final = {k: v for k, v in ck["model"].items() if v.is_floating_point()}
+    expected = dict(toy.seen[0])
+    for after_step in toy.seen[1:] + [final]:
+        expected = {k: decay * expected[k] + (1 - decay) * after_step[k] for k in expected}
+    ema = inference_state(ck)
+    assert ema is ck["model_ema"] and ck["ema_decay"] == decay
+    for k in expected:  # parameters and BatchNorm running statistics alike
+        torch.testing.assert_close(ema[k], expected[k])
+    assert not torch.allclose(ema["0.weight"], final["0.weight"])
+
+    toy.seen.clear()  # resuming continues the same average instead of restarting it from the raw weights
+    ck2 = run(5, True)
+    final2 = {k: v for k, v in ck2["model"].items() if v.is_floating_point()}
+    for after_step in toy.seen[1:] + [final2]:
+        expected = {k: decay * expected[k] + (1 - decay) * after_step[k] for k in expected}
+    for k in expected:
+        torch.testing.assert_close(ck2["model_ema"][k], expected[k])
+    with pytest.raises(ValueError, match="ema_decay"):
+        run_loop(ctx, toy, opt, make, tmp_path, 0, LoopLimits(steps=1), dict, False, toy.net, "toy", ema_decay=1.0)
+    assert inference_state({"model": final}) is final  # runs without an average stand for their raw weights
 
 
 def test_mask2triplane_steps_lower_the_loss_and_resume(fake_data, tmp_path):

@@ -537,11 +537,11 @@ def real_sketch_sheet(predictions: list[tuple[str, np.ndarray, np.ndarray]], pat
 
 def _load_s2m_checkpoint(run: Path):
     from backend.models.sketch2mask import SketchToMask
-    from training.loop import load_checkpoint
+    from training.loop import inference_state, load_checkpoint
 
     ck = load_checkpoint(run / "checkpoint.pt" if run.is_dir() else run)
     net = SketchToMask(ck["meta"]["config"])
-    net.load_state_dict(ck["model"])
+    net.load_state_dict(inference_state(ck))
     return net.eval(), ck
 
 

@@ -5,6 +5,10 @@ log of the losses.
 Randomness: step ``s`` on rank ``r`` draws its data and augmentation from
 ``numpy.random.default_rng([seed, s, r])``, so a resumed run sees the same examples it would have seen
 without the interruption; torch's generator state is saved in the checkpoint.
+
+Weight averaging: with ``ema_decay > 0`` the loop keeps an exponential moving average of the parameters
+and buffers (``torch.optim.swa_utils.AveragedModel``, as EG3D and pix2pix3D keep ``G_ema``) and stores it
+as ``model_ema`` in the checkpoint; :func:`inference_state` makes export, evaluation and warm starts use it.
 """
 from __future__ import annotations
 
@@ -101,10 +105,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def inference_state(ck: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint stands for: the moving average ``model_ema`` when the run kept one (a
+    recipe with ``ema_decay > 0``), else the raw ``model`` (``state_dict`` tensors on CPU)."""
+    return ck["model_ema"] if ck.get("model_ema") is not None else ck["model"]
+
+
 def read_parameters(source: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """The parameters of an earlier run: ``(state_dict, architecture config, info)``.
 
-    ``source`` is a training ``checkpoint.pt`` or a weights folder holding ``<kind>_<profile>`` (the
+    ``source`` is a training ``checkpoint.pt`` (its :func:`inference_state`) or a weights folder holding ``<kind>_<profile>`` (the
     card is verified first). ``info`` is what to record in a new card: source, steps, minutes, command
     and, for weights, sha256 and the card's own ``init_from``, so the training history stays reproducible.
 
@@ -117,7 +127,7 @@ def read_parameters(source: str | Path, kind: str) -> tuple[dict[str, torch.Tens
         info: dict[str, Any] = {"source": str(p), "steps": int(ck["step"]),
                                 "minutes": round(float(ck["elapsed_s"]) / 60, 1),
                                 "command": ck.get("meta", {}).get("command")}
-        return ck["model"], ck["meta"]["config"], info
+        return inference_state(ck), ck["meta"]["config"], info
     if p.is_dir():
         from backend.models.loading import load_model
 
@@ -210,35 +220,62 @@ class LoopState:
 def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.optim.Optimizer,
              make_batch: Callable[[np.random.Generator], dict[str, torch.Tensor]], out_dir: Path, seed: int,
              limits: LoopLimits, extra_checkpoint: Callable[[], dict[str, Any]], resume: bool,
-             model_for_state: torch.nn.Module, desc: str) -> LoopState:
+             model_for_state: torch.nn.Module, desc: str, ema_decay: float = 0.0) -> LoopState:
     """Run optimiser steps until a limit; ``loss_module(batch)`` returns a dict with a ``loss`` scalar.
 
     Writes ``out_dir/checkpoint.pt`` (``model``, ``optimizer``, ``step``, ``elapsed_s``, torch RNG and
     whatever ``extra_checkpoint()`` adds) every ``checkpoint_minutes`` and at the end, and appends one
     JSON line per ``log_every`` steps to ``out_dir/log.jsonl``. Returns the final state.
+
+    ``ema_decay`` in (0, 1): after every step the moving average ``ema = decay * ema + (1 - decay) * model``
+    of parameters and buffers (BatchNorm statistics included) is updated, starting from the weights the
+    run starts with; it is saved as ``model_ema`` (and resumed). 0 keeps none.
+
+    Raises:
+        ValueError: ``ema_decay`` outside [0, 1).
     """
     from tqdm import tqdm
+
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1) (0 = no moving average), got {ema_decay}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     state = LoopState()
     base_lrs = [g["lr"] for g in optimizer.param_groups]  # before a resumed (decayed) state overwrites them
+    resumed_ema = None
     if resume and ckpt_path.is_file():
         ck = load_checkpoint(ckpt_path)
         model_for_state.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         state.step, state.elapsed_s = int(ck["step"]), float(ck["elapsed_s"])
         torch.set_rng_state(ck["torch_rng"])
+        resumed_ema = ck.get("model_ema")
         if ctx.is_main:
             print(f"resumed from {ckpt_path} at step {state.step} ({state.elapsed_s / 60:.1f} min)", file=sys.stderr)
     elif ckpt_path.is_file() and ctx.is_main:
         print(f"note: {ckpt_path} exists and will be overwritten (use --resume to continue it)", file=sys.stderr)
+
+    ema = None
+    if ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        # built after a resume has loaded the raw weights; its first update copies them, later ones average
+        ema = AveragedModel(model_for_state, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        if resumed_ema is not None:
+            ema.module.load_state_dict(resumed_ema)
+            ema.n_averaged.fill_(max(state.step, 1))
+        else:
+            ema.update_parameters(model_for_state)
 
     def checkpoint() -> None:
         if not ctx.is_main:
             return
         payload = {"model": model_for_state.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
                    "elapsed_s": state.elapsed_s, "torch_rng": torch.get_rng_state()}
+        if ema is not None:
+            payload["model_ema"] = {k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()}
+            payload["ema_decay"] = ema_decay
         payload.update(extra_checkpoint())
         save_checkpoint(ckpt_path, payload)
 
@@ -272,6 +309,8 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model_for_state.parameters(), 10.0)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model_for_state)
             state.step += 1
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + float(v.detach())

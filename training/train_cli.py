@@ -72,6 +72,9 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
            mirror_average: bool = False) -> dict[str, Any]:
     """Write a run's model to ``<weights_dir>/<name>.safetensors`` with its model card; return the card.
 
+    The weights are the checkpoint's :func:`training.loop.inference_state`: the moving average when the
+    recipe kept one (``ema_decay > 0``), else the raw weights.
+
     ``mirror_average`` (sketch2mask only) writes ``"inference": {"mirror_average": true}`` into the card, so
     inference averages each prediction with the mirrored sketch's (backend/models/sketch2mask.py).
 
@@ -81,7 +84,7 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
     from backend.frame import BOX_SIZE_M
     from backend.models.loading import LABEL_SET
     from backend.weights import save_weights
-    from training.loop import load_checkpoint
+    from training.loop import inference_state, load_checkpoint
 
     ck = load_checkpoint(Path(run) / "checkpoint.pt")
     meta = ck["meta"]
@@ -102,7 +105,7 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
         if meta["kind"] != "sketch2mask":
             raise ValueError(f"--mirror-average applies to sketch2mask runs; {run} is a {meta['kind']} run")
         card["inference"] = {"mirror_average": True}
-    return save_weights(ck["model"], card, name, weights_dir)
+    return save_weights(inference_state(ck), card, name, weights_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,7 @@ class Mask2TriplaneRecipe:
     small_class_weight: float = 3.0  # semantic CE weight of eye_g, eyes, brows, mouth, lips on the points
     small_class_rays: float = 0.25   # share of each view's rays drawn from those classes' pixels (session 3)
     render_appearance_detached: bool = True  # RGB / semantic render losses cannot move the density (session 3)
+    ema_decay: float = 0.0  # moving average of the weights (training/loop.py run_loop); export and eval use it
 
 
 class Mask2TriplaneLoss(torch.nn.Module):
@@ -155,7 +156,7 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
     out = Path(args.out)
     state = run_loop(ctx, loss_module, optimizer, make_batch_fn(data, cfg, recipe, ctx.device), out, args.seed,
                      LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
-                     lambda: {"meta": meta}, args.resume, model, "mask2triplane")
+                     lambda: {"meta": meta}, args.resume, model, "mask2triplane", recipe.ema_decay)
     last = state.history[-1] if state.history else {}
     return {"out": str(out / "checkpoint.pt"), "steps": state.step, "minutes": round(state.elapsed_s / 60, 2),
             "last_losses": last}

@@ -47,6 +47,10 @@ class SketchToMaskRecipe:
     mirror_prob: float = 0.0
     # stroke re-draws with the eyes drawn closed, one arc each (training/augment.py close_eyes)
     closed_eyes_prob: float = 0.0
+    # stroke re-draws with the irises left out: eyes as empty outlines (training/augment.py augment_strokes)
+    empty_eyes_prob: float = 0.0
+    # exponential moving average of the weights (training/loop.py run_loop); export and eval use it; 0 = none
+    ema_decay: float = 0.0
 
 
 def load_mask_encoder(path: str | Path, device: torch.device) -> tuple[Mask2Triplane, dict[str, Any]]:
@@ -98,7 +102,8 @@ def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe
             if recipe.augment:
                 sk, mk = augmented_sketch(item, rng, recipe.stroke_prob, recipe.framing_prob,
                                           (recipe.framing_scale_min, recipe.framing_scale_max), recipe.framing_shift,
-                                          recipe.face_marks_prob, recipe.mirror_prob, recipe.closed_eyes_prob)
+                                          recipe.face_marks_prob, recipe.mirror_prob, recipe.closed_eyes_prob,
+                                          recipe.empty_eyes_prob)
             else:
                 sk, mk = item["sketch"], item["mask"]
             sketches.append(resize_grey(sk, r))
@@ -157,7 +162,7 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
     out = Path(args.out)
     state = run_loop(ctx, loss_module, optimizer, make_batch_fn(data, cfg, recipe, ctx.device, encoder), out,
                      args.seed, LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
-                     lambda: {"meta": meta}, args.resume, net, "sketch2mask")
+                     lambda: {"meta": meta}, args.resume, net, "sketch2mask", recipe.ema_decay)
     last = state.history[-1] if state.history else {}
     return {"out": str(out / "checkpoint.pt"), "steps": state.step, "minutes": round(state.elapsed_s / 60, 2),
             "last_losses": last}
