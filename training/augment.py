@@ -71,11 +71,13 @@ def close_eyes(strokes: list[dict[str, Any]], rng: np.random.Generator) -> list[
 
 
 def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: float = 0.2,
-                    stroke_drop: float = 0.1, closed_eyes: float = 0.0) -> dict[str, Any]:
+                    stroke_drop: float = 0.1, closed_eyes: float = 0.0, empty_eyes: float = 0.0) -> dict[str, Any]:
     """A changed copy of a normalised-frame stroke document (docs/contracts.md section 2).
 
     With probability ``closed_eyes`` (default 0, so earlier recipes draw the same numbers) the eyes are
-    first redrawn closed (:func:`close_eyes`). Per document: a width factor in [0.5, 2]; a smooth offset field (wobble) of up to 0.4 % of the
+    first redrawn closed (:func:`close_eyes`); with probability ``empty_eyes`` (default 0) the iris strokes
+    (group ``iris``) are left out, so both eyes are empty outlines, as quick sketches often draw them
+    (the label map keeps its eyes). Per document: a width factor in [0.5, 2]; a smooth offset field (wobble) of up to 0.4 % of the
     height. Per group: dropped with ``group_drop`` (outline groups with a fifth of it). Per stroke:
     dropped with ``stroke_drop``; Douglas-Peucker simplified (30 %); point jitter (sigma 0.1-0.25 %);
     width factor in [0.6, 1.6]; broken into pieces with gaps (15 %); doubled with a small offset (10 %).
@@ -84,6 +86,8 @@ def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: f
     strokes = out.get("strokes", [])
     if closed_eyes > 0 and rng.random() < closed_eyes:
         strokes = close_eyes(strokes, rng)
+    if empty_eyes > 0 and rng.random() < empty_eyes:
+        strokes = [s for s in strokes if s.get("group") != "iris"]
     # offsets below are fractions of the image height; "image" frames are in pixels
     unit = float(doc.get("height", 512)) if doc.get("frame") == "image" else 1.0
     groups = sorted({str(s.get("group", "")) for s in strokes})
@@ -246,21 +250,23 @@ def mirror(sketch: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob: float = 0.5,
                      framing_prob: float = 0.5, scale_range: tuple[float, float] = (0.92, 1.08),
                      max_shift: float = 0.04, marks_prob: float = 0.0,
-                     mirror_prob: float = 0.0, closed_eyes_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                     mirror_prob: float = 0.0, closed_eyes_prob: float = 0.0,
+                     empty_eyes_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes (eyes
-    drawn closed with ``closed_eyes_prob``, :func:`close_eyes`), else the
-    stored sketch (any style) is used; with ``marks_prob``, shading marks on the skin (:func:`face_marks`);
+    drawn closed with ``closed_eyes_prob``, :func:`close_eyes`, or without irises with ``empty_eyes_prob``),
+    else the stored sketch (any style) is used; with ``marks_prob``, shading marks on the skin (:func:`face_marks`);
     then S3D's morphology; then, with ``framing_prob``, random framing (:func:`random_framing` with
     ``scale_range`` and ``max_shift``); last, with ``mirror_prob``, the mirror image (:func:`mirror`).
-    ``marks_prob``, ``mirror_prob`` and ``closed_eyes_prob`` default to 0 so earlier recipes draw the same
+    ``marks_prob``, ``mirror_prob``, ``closed_eyes_prob`` and ``empty_eyes_prob`` default to 0 so earlier
+    recipes draw the same
     random numbers as before.
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
     """
     sketch, mask = item["sketch"], item["mask"]
     if item.get("strokes") and rng.random() < stroke_prob:
-        doc = augment_strokes(item["strokes"], rng, closed_eyes=closed_eyes_prob)
+        doc = augment_strokes(item["strokes"], rng, closed_eyes=closed_eyes_prob, empty_eyes=empty_eyes_prob)
         sketch = rasterize_strokes(doc, size=sketch.shape[0]).astype(np.float32) / 255.0
     if marks_prob > 0 and rng.random() < marks_prob:
         sketch = face_marks(np.asarray(sketch, np.float32), mask, rng)
