@@ -559,6 +559,49 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     load_sketch2mask(weights)  # checksum still matches after the card update
 
 
+def test_interpolate_mixes_a_run_with_the_weights_it_was_fine_tuned_from(fake_data, tmp_path):
+    from backend.models.loading import load_sketch2mask
+    from backend.weights import load_state_dict
+    from training.loop import RunContext
+    from training.train_cli import export, interpolate, main as train_main
+    from training.train_sketch2mask import train as train_s2m
+
+    ctx = RunContext(torch.device("cpu"), "test")
+    over = {"channels": [4, 8, 8, 8, 8, 8, 8, 8], "num_ws_geometry": 2, "w_dim": 16}
+    base_run, run, base_w = tmp_path / "base", tmp_path / "run", tmp_path / "w_base"
+    common = dict(data=str(fake_data), config_override=over, batch=2, no_sv=True, no_aug=True)
+    train_s2m(_args(out=str(base_run), steps=2, **common), ctx)
+    export(base_run, base_w)
+    train_s2m(_args(out=str(run), steps=3, init_from=str(base_w), recipe_override={"lr": 0.05}, **common), ctx)
+
+    card = interpolate(base_w, run, 0.25, tmp_path / "w_mix", mirror_average=True)
+    base_sd, base_card = load_state_dict("sketch2mask_lite", base_w)
+    run_sd = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    mixed, saved = load_state_dict("sketch2mask_lite", tmp_path / "w_mix")
+    moved = 0
+    for k, v in run_sd.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(mixed[k], 0.75 * base_sd[k] + 0.25 * v)
+            moved += int(not torch.equal(base_sd[k], v))
+        else:
+            assert torch.equal(mixed[k], v)
+    assert moved > 0  # the fine-tune changed something, so the test can tell the mix from either end
+    info = saved["training"]["interpolation"]
+    assert info["alpha"] == 0.25 and info["base"]["sha256"] == base_card["sha256"] and saved == card
+    assert saved["training"]["steps"] == 3 and saved["inference"] == {"mirror_average": True}
+    assert load_sketch2mask(tmp_path / "w_mix")[0].mirror_average is True
+
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate(base_w, run, 0.0, tmp_path / "w_bad")
+    other = tmp_path / "other"  # a different architecture does not interpolate
+    train_s2m(_args(out=str(other), steps=1, **{**common, "config_override": {**over, "w_dim": 8}}), ctx)
+    with pytest.raises(ValueError, match="not the same sketch2mask architecture"):
+        interpolate(base_w, other, 0.5, tmp_path / "w_bad")
+    assert not (tmp_path / "w_bad").exists()
+    assert train_main(["interpolate", str(base_w), str(run), "--alpha", "1", "--weights", str(tmp_path / "w_cli")]) == 0
+    assert torch.equal(load_state_dict("sketch2mask_lite", tmp_path / "w_cli")[0]["head.weight"], run_sd["head.weight"])
+
+
 def test_update_cards_keeps_same_weights_metrics_from_another_split(tmp_path):
     from training.eval_cli import update_cards
 

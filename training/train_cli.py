@@ -4,6 +4,7 @@
     s3d-train sketch2mask   --data DIR --profile lite [--steps N | --minutes M] --out DIR [--resume]
                             --mask-encoder RUN/checkpoint.pt [--no-sv] [--no-aug]
     s3d-train export RUN_DIR --weights weights/ [--name mask2triplane_lite] [--mirror-average]
+    s3d-train interpolate BASE RUN_DIR --alpha 0.5 --weights weights/ [--name ...] [--mirror-average]
 
 Device agnostic (``--device auto|cpu|cuda``); several GPUs with
 ``torchrun --nproc_per_node K -m training.train_cli mask2triplane ...`` (DistributedDataParallel).
@@ -65,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="weights name (default <kind>_<profile>)")
     e.add_argument("--mirror-average", action="store_true",
                    help="sketch2mask: the card tells inference to average with the mirrored sketch")
+    i = sub.add_parser("interpolate", help="export (1 - alpha) * BASE + alpha * RUN (WiSE-FT weight interpolation)")
+    i.add_argument("base", help="the weights RUN was fine-tuned from: a weights folder or a checkpoint.pt")
+    i.add_argument("run", help="run folder holding checkpoint.pt (the fine-tuned network)")
+    i.add_argument("--alpha", type=float, required=True, help="share of RUN in (0, 1]; 0.5 is WiSE-FT's default")
+    i.add_argument("--weights", default="weights", help="weights folder")
+    i.add_argument("--name", help="weights name (default <kind>_<profile>)")
+    i.add_argument("--mirror-average", action="store_true",
+                   help="sketch2mask: the card tells inference to average with the mirrored sketch")
     return p
 
 
@@ -81,14 +90,24 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
     Raises:
         ValueError: ``mirror_average`` for a run that is not a sketch2mask run.
     """
-    from backend.frame import BOX_SIZE_M
-    from backend.models.loading import LABEL_SET
     from backend.weights import save_weights
     from training.loop import inference_state, load_checkpoint
 
     ck = load_checkpoint(Path(run) / "checkpoint.pt")
+    card = _run_card(ck, run, mirror_average)
+    return save_weights(inference_state(ck), card, name or _default_name(ck), weights_dir)
+
+
+def _default_name(ck: dict[str, Any]) -> str:
+    return f"{ck['meta']['kind']}_{ck['meta']['profile']}"
+
+
+def _run_card(ck: dict[str, Any], run: str | Path, mirror_average: bool) -> dict[str, Any]:
+    """The model card of a training checkpoint (without sha256 and name, which ``save_weights`` adds)."""
+    from backend.frame import BOX_SIZE_M
+    from backend.models.loading import LABEL_SET
+
     meta = ck["meta"]
-    name = name or f"{meta['kind']}_{meta['profile']}"
     card = {
         "kind": meta["kind"], "profile": meta["profile"], "config": meta["config"], "label_set": LABEL_SET,
         "box_size_m": BOX_SIZE_M, "data": meta["data"],
@@ -105,15 +124,55 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
         if meta["kind"] != "sketch2mask":
             raise ValueError(f"--mirror-average applies to sketch2mask runs; {run} is a {meta['kind']} run")
         card["inference"] = {"mirror_average": True}
-    return save_weights(inference_state(ck), card, name, weights_dir)
+    return card
+
+
+def interpolate(base: str | Path, run: str | Path, alpha: float, weights_dir: str | Path, name: str | None = None,
+                mirror_average: bool = False) -> dict[str, Any]:
+    """Export ``(1 - alpha) * base + alpha * run`` (every floating-point tensor, BatchNorm statistics
+    included) with ``run``'s model card plus ``training.interpolation`` (alpha, and where ``base`` came
+    from: source, sha256, steps, command); return the card.
+
+    Weight-space interpolation between a network and its fine-tuned descendant (WiSE-FT: Wortsman et al.,
+    "Robust fine-tuning of zero-shot models", CVPR 2022) keeps much of the fine-tuned accuracy and of the
+    original's robustness to inputs unlike the fine-tuning data; here the base is an earlier sketch network
+    and the run a longer-trained one, and the shift is from SynHead's sketches to people's drawings.
+    ``base`` must be an ancestor of ``run`` (its ``--init-from`` chain): unrelated networks of the same
+    shape do not interpolate meaningfully, and this function cannot check that.
+
+    Raises:
+        ValueError: ``alpha`` outside (0, 1], or the two networks differ in kind, tensor names or shapes.
+        FileNotFoundError: ``base`` or ``run`` does not exist.
+    """
+    import torch
+
+    from backend.weights import save_weights
+    from training.loop import command_line, inference_state, load_checkpoint, read_parameters
+
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"--alpha must be in (0, 1] (the share of RUN), got {alpha}")
+    ck = load_checkpoint(Path(run) / "checkpoint.pt")
+    kind = ck["meta"]["kind"]
+    base_state, _, base_info = read_parameters(base, kind)
+    state = inference_state(ck)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes != {k: tuple(v.shape) for k, v in base_state.items()}:
+        raise ValueError(f"{base} and {run} are not the same {kind} architecture (tensor names or shapes differ)")
+    mixed = {k: torch.lerp(base_state[k].to(v.dtype), v, alpha) if v.is_floating_point() else v.clone()
+             for k, v in state.items()}
+    card = _run_card(ck, run, mirror_average)
+    card["training"]["interpolation"] = {"alpha": alpha, "base": base_info, "command": command_line(),
+                                         "method": "WiSE-FT weight interpolation: (1 - alpha) * base + alpha * run"}
+    return save_weights(mixed, card, name or _default_name(ck), weights_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        if args.command == "export":
-            card = export(args.run, args.weights, args.name, args.mirror_average)
+        if args.command in ("export", "interpolate"):
+            card = (export(args.run, args.weights, args.name, args.mirror_average) if args.command == "export" else
+                    interpolate(args.base, args.run, args.alpha, args.weights, args.name, args.mirror_average))
             print(json.dumps({"name": card["name"], "sha256": card["sha256"]}))
             return 0
         if args.steps is None and args.minutes is None:
