@@ -147,3 +147,22 @@ def test_make_sheet_blender_column_reuses_a_fresh_render_and_fails_loudly(tmp_pa
     (tmp_path / "nomesh").mkdir()
     assert ms.main([str(tmp_path / "nomesh"), "--out", str(tmp_path / "t.png"), "--blender"]) == 1
     assert not (tmp_path / "t.png").exists()
+
+
+def test_check_real_sketches_tells_an_enclosed_cavity_from_a_floater():
+    import trimesh
+
+    spec = importlib.util.spec_from_file_location("check_real_sketches", ROOT / "benchmarks" / "check_real_sketches.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    head = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    cavity = trimesh.creation.icosphere(subdivisions=2, radius=0.3)  # inside the head
+    floater = trimesh.creation.icosphere(subdivisions=1, radius=0.2)
+    floater.apply_translation([2.5, 0.0, 0.0])  # beside it
+    both = trimesh.util.concatenate([head, cavity, floater])
+    pieces = mod.classify_pieces(np.asarray(both.vertices), np.asarray(both.faces))
+    total = len(both.faces)
+    assert [p["enclosed"] for p in pieces] == [True, False]
+    assert pieces[0]["face_fraction"] == pytest.approx(len(cavity.faces) / total)
+    assert pieces[1]["face_fraction"] == pytest.approx(len(floater.faces) / total)
+    assert mod.classify_pieces(np.asarray(head.vertices), np.asarray(head.faces)) == []
