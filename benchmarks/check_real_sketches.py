@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also say which dropped surface pieces are enclosed cavities and which are floaters")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from PIL import Image
-
     import backend.mesh as mesh_module
-    from backend.pipeline import GenerateOptions, PipelineError, generate, load_models
 
     pieces: list[dict] = []
     keep_largest = mesh_module.largest_component
@@ -121,6 +118,17 @@ def main(argv: list[str] | None = None) -> int:
             return keep_largest(vertices, faces)
 
         mesh_module.largest_component = recording
+
+    try:
+        return _run(args, pieces)
+    finally:
+        mesh_module.largest_component = keep_largest
+
+
+def _run(args: argparse.Namespace, pieces: list[dict]) -> int:
+    from PIL import Image
+
+    from backend.pipeline import GenerateOptions, PipelineError, generate, load_models
 
     models = load_models(args.weights, "auto", need_sketch=not args.from_mask)
     rows, failures = [], 0
@@ -143,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':<28} dropped pieces: " + (", ".join(
                 f"{d['face_fraction']:.1%} {'enclosed' if d['enclosed'] else 'outside'}" for d in pieces) or "none"))
         rows.append(sheet_row(out, args.tile))
-    mesh_module.largest_component = keep_largest
     print(f"{len(inputs) - failures} of {len(inputs)} sketches meet every criterion")
     if args.sheet and rows:
         Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)

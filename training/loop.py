@@ -114,8 +114,8 @@ def inference_state(ck: dict[str, Any]) -> dict[str, torch.Tensor]:
 def read_parameters(source: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """The parameters of an earlier run: ``(state_dict, architecture config, info)``.
 
-    ``source`` is a training ``checkpoint.pt`` (its :func:`inference_state`) or a weights folder holding ``<kind>_<profile>`` (the
-    card is verified first). ``info`` is what to record in a new card: source, steps, minutes, command
+    ``source`` is a training ``checkpoint.pt`` (its :func:`inference_state`) or a weights folder holding
+    ``<kind>_<profile>`` (the card is verified first). ``info`` is what to record in a new card: source, steps, minutes, command
     and, for weights, sha256 and the card's own ``init_from``, so the training history stays reproducible.
 
     Raises:
@@ -274,7 +274,7 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
         payload = {"model": model_for_state.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
                    "elapsed_s": state.elapsed_s, "torch_rng": torch.get_rng_state()}
         if ema is not None:
-            payload["model_ema"] = {k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()}
+            payload["model_ema"] = ema.module.state_dict()
             payload["ema_decay"] = ema_decay
         payload.update(extra_checkpoint())
         save_checkpoint(ckpt_path, payload)
