@@ -77,8 +77,8 @@ def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: f
     With probability ``closed_eyes`` (default 0, so earlier recipes draw the same numbers) the eyes are
     first redrawn closed (:func:`close_eyes`); with probability ``empty_eyes`` (default 0) the iris strokes
     (group ``iris``) are left out, so both eyes are empty outlines, as quick sketches often draw them
-    (the label map keeps its eyes). Per document: a width factor in [0.5, 2]; a smooth offset field (wobble) of up to 0.4 % of the
-    height. Per group: dropped with ``group_drop`` (outline groups with a fifth of it). Per stroke:
+    (the label map keeps its eyes). Per document: a width factor in [0.5, 2]; a smooth offset field
+    (wobble) of up to 0.4 % of the height. Per group: dropped with ``group_drop`` (outline groups with a fifth of it). Per stroke:
     dropped with ``stroke_drop``; Douglas-Peucker simplified (30 %); point jitter (sigma 0.1-0.25 %);
     width factor in [0.6, 1.6]; broken into pieces with gaps (15 %); doubled with a small offset (10 %).
     """
@@ -255,12 +255,11 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes (eyes
     drawn closed with ``closed_eyes_prob``, :func:`close_eyes`, or without irises with ``empty_eyes_prob``),
-    else the stored sketch (any style) is used; with ``marks_prob``, shading marks on the skin (:func:`face_marks`);
-    then S3D's morphology; then, with ``framing_prob``, random framing (:func:`random_framing` with
-    ``scale_range`` and ``max_shift``); last, with ``mirror_prob``, the mirror image (:func:`mirror`).
-    ``marks_prob``, ``mirror_prob``, ``closed_eyes_prob`` and ``empty_eyes_prob`` default to 0 so earlier
-    recipes draw the same
-    random numbers as before.
+    else the stored sketch (any style) is used; with ``marks_prob``, shading marks on the skin
+    (:func:`face_marks`); then S3D's morphology; then, with ``framing_prob``, random framing
+    (:func:`random_framing` with ``scale_range`` and ``max_shift``); last, with ``mirror_prob``, the mirror
+    image (:func:`mirror`). ``marks_prob``, ``mirror_prob``, ``closed_eyes_prob`` and ``empty_eyes_prob``
+    default to 0 so earlier recipes draw the same random numbers as before.
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
     """

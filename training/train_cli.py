@@ -62,19 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-aug", action="store_true", help="ablation: no augmentation")
     e = sub.add_parser("export", help="write a run's checkpoint to weights/<name>.{safetensors,json}")
     e.add_argument("run", help="run folder holding checkpoint.pt")
-    e.add_argument("--weights", default="weights", help="weights folder")
-    e.add_argument("--name", help="weights name (default <kind>_<profile>)")
-    e.add_argument("--mirror-average", action="store_true",
-                   help="sketch2mask: the card tells inference to average with the mirrored sketch")
+    _weights_output(e)
     i = sub.add_parser("interpolate", help="export (1 - alpha) * BASE + alpha * RUN (WiSE-FT weight interpolation)")
     i.add_argument("base", help="the weights RUN was fine-tuned from: a weights folder or a checkpoint.pt")
     i.add_argument("run", help="run folder holding checkpoint.pt (the fine-tuned network)")
     i.add_argument("--alpha", type=float, required=True, help="share of RUN in (0, 1]; 0.5 is WiSE-FT's default")
-    i.add_argument("--weights", default="weights", help="weights folder")
-    i.add_argument("--name", help="weights name (default <kind>_<profile>)")
-    i.add_argument("--mirror-average", action="store_true",
-                   help="sketch2mask: the card tells inference to average with the mirrored sketch")
+    _weights_output(i)
     return p
+
+
+def _weights_output(p: argparse.ArgumentParser) -> None:
+    """The options of the commands that write a weights file and its card (export, interpolate)."""
+    p.add_argument("--weights", default="weights", help="weights folder")
+    p.add_argument("--name", help="weights name (default <kind>_<profile>)")
+    p.add_argument("--mirror-average", action="store_true",
+                   help="sketch2mask: the card tells inference to average with the mirrored sketch")
 
 
 def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
@@ -141,7 +143,7 @@ def interpolate(base: str | Path, run: str | Path, alpha: float, weights_dir: st
     shape do not interpolate meaningfully, and this function cannot check that.
 
     Raises:
-        ValueError: ``alpha`` outside (0, 1], or the two networks differ in kind, tensor names or shapes.
+        ValueError: ``alpha`` outside (0, 1], or the two networks differ in tensor names or shapes.
         FileNotFoundError: ``base`` or ``run`` does not exist.
     """
     import torch
@@ -171,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         if args.command in ("export", "interpolate"):
-            card = (export(args.run, args.weights, args.name, args.mirror_average) if args.command == "export" else
-                    interpolate(args.base, args.run, args.alpha, args.weights, args.name, args.mirror_average))
+            if args.command == "export":
+                card = export(args.run, args.weights, args.name, args.mirror_average)
+            else:
+                card = interpolate(args.base, args.run, args.alpha, args.weights, args.name, args.mirror_average)
             print(json.dumps({"name": card["name"], "sha256": card["sha256"]}))
             return 0
         if args.steps is None and args.minutes is None:
