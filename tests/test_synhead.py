@@ -322,3 +322,60 @@ def test_relabel_folder_matches_the_generator(synth_dir, manifest, tmp_path):
         print("near/on-surface label agreement", agree)
         assert agree > 0.9  # two draws of 30k surface samples agree on 95 % (head 0); all-surfaces labels on 84 %
     assert json.loads((copy / "manifest.json").read_text())["points_labels"] == POINTS_LABELS_VISIBLE
+
+
+def test_fill_enclosed_cavities_fills_hidden_voids_only():
+    import trimesh
+
+    from backend.frame import metres_to_box
+    from training.synhead.points import fill_enclosed_cavities
+
+    # a box holding a 3 cm sphere, taken as a void (like the mouth cavity), and beside it an open ring
+    mesh = _box_with_inner_sphere(0.02)
+    ring = trimesh.creation.annulus(r_min=0.02, r_max=0.04, height=0.04)
+    ring.apply_translation((0.3, 0, 0))
+    verts = np.concatenate([mesh["vertices"], ring.vertices]).astype(np.float64)
+    faces = np.concatenate([mesh["faces"], ring.faces + len(mesh["vertices"])])
+    ball_centre = (0, -0.1 + 0.02 + 0.03, 0)
+    xyz_m = np.array([ball_centre,            # in the enclosed void, free: filled
+                      ball_centre,            # the same place but on the surface (kind 2): unchanged
+                      (0.05, 0.05, 0.05),     # in the box's solid: stays inside
+                      (0.0, -0.15, 0.0),      # in front of the box: stays outside
+                      (0.3, 0.0, 0.0)])       # in the ring's open hole: stays outside
+    points = {"xyz": metres_to_box(xyz_m).astype(np.float16), "occ": np.array([0, 0, 1, 0, 0], np.uint8),
+              "kind": np.array([1, 2, 0, 0, 1], np.uint8), "label": np.arange(5, dtype=np.uint8),
+              "rgb": np.zeros((5, 3), np.uint8)}
+    out = fill_enclosed_cavities(points, {"vertices": verts, "faces": faces})
+    assert out["occ"].tolist() == [1, 0, 1, 0, 0]
+    for k in ("xyz", "kind", "label", "rgb"):
+        assert np.array_equal(out[k], points[k])
+    assert points["occ"][0] == 0  # the input is not changed in place
+
+
+def test_fill_cavities_folder_only_adds_inside_points(synth_dir, manifest, tmp_path):
+    import shutil
+
+    from training.data_cli import main as data_main
+    from training.datasets import SynHead
+    from training.synhead.points import POINTS_OCCUPANCY_FILLED
+
+    copy = tmp_path / "filled"
+    shutil.copytree(synth_dir, copy)
+    assert data_main(["fill-cavities", str(copy), "--no-progress"]) == 0
+    assert json.loads((copy / "manifest.json").read_text())["points_occupancy"] == POINTS_OCCUPANCY_FILLED
+    filled = 0
+    for e in manifest["samples"]:
+        with np.load(synth_dir / e["points"]) as a, np.load(copy / e["points"]) as b:
+            for k in ("xyz", "label", "rgb", "kind"):
+                assert np.array_equal(a[k], b[k])
+            changed = a["occ"] != b["occ"]
+            assert (b["occ"][changed] == 1).all() and (b["kind"][changed] != 2).all()
+            filled += int(changed.sum())
+        assert json.loads((copy / e["id"] / "sample.json").read_text())["points_occupancy"] == POINTS_OCCUPANCY_FILLED
+    print("points filled", filled)
+    assert filled > 0  # every SynHead head has a mouth cavity behind its lips
+    assert "points_occupancy" not in json.loads((synth_dir / "manifest.json").read_text())
+    from training.synhead.writer import fill_cavities_folder
+
+    assert fill_cavities_folder(copy, progress=False) == 0  # resumable: nothing left to do
+    assert SynHead(copy, split="all").describe()["points_occupancy"] == POINTS_OCCUPANCY_FILLED

@@ -4,6 +4,7 @@
     s3d-data preview DIR --out sheet.png [--count 8] [--sketches-only [--real FOLDER]]
     s3d-data framing DIR --out backend/canonical_framing.json
     s3d-data relabel DIR [--workers W]
+    s3d-data fill-cavities DIR [--workers W]
 """
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ def main(argv=None) -> int:
     r.add_argument("dir", help="a SynHead folder with manifest.json")
     r.add_argument("--workers", type=int, default=1, help="worker processes")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c = sub.add_parser("fill-cavities", help="count the enclosed free space of each head (the mouth cavity behind "
+                                             "the lips, other hidden voids) as inside in its 3D points")
+    c.add_argument("dir", help="a SynHead folder with manifest.json (changed in place; cp -al it first to keep "
+                               "the original)")
+    c.add_argument("--workers", type=int, default=1, help="worker processes")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     _default_cache_env()
     if args.cmd == "synth":
@@ -77,17 +84,22 @@ def main(argv=None) -> int:
             return 2
         print(f"wrote {args.out}")
         return 0
-    if args.cmd == "relabel":
+    if args.cmd in ("relabel", "fill-cavities"):
         if args.workers < 1:
             parser.error("--workers must be >= 1")
-        from training.synhead.writer import relabel_folder
+        from training.synhead import writer
 
+        upgrade, done = {"relabel": (writer.relabel_folder, "relabelled {n} samples in {dir} (points_labels: visible)"),
+                         "fill-cavities": (writer.fill_cavities_folder,
+                                           "filled the cavities of {n} samples in {dir} "
+                                           "(points_occupancy: cavities-filled)")}[args.cmd]
         try:
-            n = relabel_folder(args.dir, args.workers, progress=not args.no_progress)
+            n = upgrade(args.dir, args.workers, progress=not args.no_progress)
         except FileNotFoundError as e:
-            print(f"s3d-data relabel: {e} (a SynHead folder has manifest.json and s*/sample.json)", file=sys.stderr)
+            print(f"s3d-data {args.cmd}: {e} (a SynHead folder has manifest.json and s*/sample.json)",
+                  file=sys.stderr)
             return 2
-        print(f"relabelled {n} samples in {args.dir} (points_labels: visible)")
+        print(done.format(n=n, dir=args.dir))
         return 0
     if args.cmd == "framing":
         import json

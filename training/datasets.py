@@ -186,10 +186,12 @@ class SynHead:
 
     def describe(self) -> dict[str, Any]:
         """What a model card records about the data: version, split, count, seed range, source of the point
-        labels (``points_labels``: "visible", or "all-surfaces" for SynHead < 0.3.0 not relabelled)."""
+        labels (``points_labels``: "visible", or "all-surfaces" for SynHead < 0.3.0 not relabelled) and of their
+        occupancy (``points_occupancy``: "cavities-filled" after ``s3d-data fill-cavities``, else "parts")."""
         seeds = [s.seed for s in self.samples]
         return {"generator": self.manifest.get("generator"), "version": self.manifest.get("version"),
                 "points_labels": self.manifest.get("points_labels", "all-surfaces"),
+                "points_occupancy": self.manifest.get("points_occupancy", "parts"),
                 "root": str(self.root), "split": self.split, "count": len(self.samples),
                 "seed_min": min(seeds), "seed_max": max(seeds), "test_seeds": list(self.test_seeds)}
 

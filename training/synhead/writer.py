@@ -21,7 +21,7 @@ from backend.frame import BOX_SIZE_M, box_xz_to_pixel
 from backend.weights import atomic_write_text
 
 from . import GENERATOR_VERSION, TEST_SEEDS, split_of_seed
-from .points import POINTS_LABELS_VISIBLE, npz_bytes, sample_points
+from .points import POINTS_LABELS_VISIBLE, POINTS_OCCUPANCY_FILLED, npz_bytes, sample_points
 
 INPUT_RESOLUTION = 512
 VIEW_RESOLUTION = 128
@@ -297,16 +297,62 @@ def _relabel_one(args: tuple[str, str]) -> str:
 
     from .points import relabel_points
 
-    d = Path(root) / rel
-    entry = json.loads((d / "sample.json").read_text())
+    entry = json.loads((Path(root) / rel / "sample.json").read_text())
     with np.load(Path(root) / entry["points"]) as z:
         points = {k: z[k] for k in z.files}
     mesh = read_ply((Path(root) / entry["mesh"]).read_bytes())
     rng = np.random.default_rng(np.random.SeedSequence([int(entry["seed"]), 0x1ABE1]))
     _write_file(Path(root) / entry["points"], npz_bytes(relabel_points(points, mesh, rng)))
-    entry["points_labels"] = POINTS_LABELS_VISIBLE
-    atomic_write_text(d / "sample.json", json.dumps(entry, indent=1))
+    return _mark_sample(root, rel, "points_labels", POINTS_LABELS_VISIBLE)
+
+
+def _fill_one(args: tuple[str, str]) -> str:
+    root, rel = args
+    from backend.export import read_ply
+
+    from .points import fill_enclosed_cavities
+
+    entry = json.loads((Path(root) / rel / "sample.json").read_text())
+    with np.load(Path(root) / entry["points"]) as z:
+        points = {k: z[k] for k in z.files}
+    mesh = read_ply((Path(root) / entry["mesh"]).read_bytes())
+    _write_file(Path(root) / entry["points"], npz_bytes(fill_enclosed_cavities(points, mesh)))
+    return _mark_sample(root, rel, "points_occupancy", POINTS_OCCUPANCY_FILLED)
+
+
+def _mark_sample(root: str, rel: str, key: str, value: str) -> str:
+    path = Path(root) / rel / "sample.json"
+    entry = json.loads(path.read_text())
+    entry[key] = value
+    atomic_write_text(path, json.dumps(entry, indent=1))
     return rel
+
+
+def _upgrade_points(root: str | Path, key: str, value: str, upgrade_one, workers: int, progress: bool) -> int:
+    """Run ``upgrade_one((root, sample id))`` on every sample whose ``sample.json`` lacks ``key: value``,
+    then mark the manifest; returns the number of samples upgraded."""
+    import multiprocessing as mp
+
+    from tqdm import tqdm
+
+    root = Path(root)
+    man_path = root / "manifest.json"
+    manifest = json.loads(man_path.read_text())
+    # each sample.json is marked as its points are rewritten: it alone says what is left to do
+    jobs = [(str(root), e["id"]) for e in manifest["samples"]
+            if json.loads((root / e["id"] / "sample.json").read_text()).get(key) != value]
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for _ in tqdm(pool.imap_unordered(upgrade_one, jobs), total=len(jobs), disable=not progress, desc=key):
+                pass
+    else:
+        for job in tqdm(jobs, disable=not progress, desc=key):
+            upgrade_one(job)
+    for e in manifest["samples"]:
+        e[key] = value
+    manifest[key] = value
+    atomic_write_text(man_path, json.dumps(manifest, indent=1))
+    return len(jobs)
 
 
 def relabel_folder(root: str | Path, workers: int = 1, progress: bool = True) -> int:
@@ -319,26 +365,17 @@ def relabel_folder(root: str | Path, workers: int = 1, progress: bool = True) ->
     Raises:
         FileNotFoundError: no ``manifest.json`` in ``root``.
     """
-    import multiprocessing as mp
+    return _upgrade_points(root, "points_labels", POINTS_LABELS_VISIBLE, _relabel_one, workers, progress)
 
-    from tqdm import tqdm
 
-    root = Path(root)
-    man_path = root / "manifest.json"
-    manifest = json.loads(man_path.read_text())
-    # each sample.json is marked as its points are rewritten: it alone says what is left to do
-    jobs = [(str(root), e["id"]) for e in manifest["samples"]
-            if json.loads((root / e["id"] / "sample.json").read_text()).get("points_labels") != POINTS_LABELS_VISIBLE]
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            it = pool.imap_unordered(_relabel_one, jobs)
-            for _ in tqdm(it, total=len(jobs), disable=not progress, desc="relabel"):
-                pass
-    else:
-        for job in tqdm(jobs, disable=not progress, desc="relabel"):
-            _relabel_one(job)
-    for e in manifest["samples"]:
-        e["points_labels"] = POINTS_LABELS_VISIBLE
-    manifest["points_labels"] = POINTS_LABELS_VISIBLE
-    atomic_write_text(man_path, json.dumps(manifest, indent=1))
-    return len(jobs)
+def fill_cavities_folder(root: str | Path, workers: int = 1, progress: bool = True) -> int:
+    """Set ``occ`` to 1 in every sample's ``points.npz`` wherever the free space is enclosed by its
+    ``mesh.ply`` (:func:`training.synhead.points.fill_enclosed_cavities`: the mouth cavity behind the lips
+    and other hidden voids); marks each ``sample.json`` and the manifest with ``"points_occupancy":
+    "cavities-filled"``. Resumable, each file replaced atomically (a hard-linked copy of a folder,
+    ``cp -al``, is upgraded without touching the original). Returns the number of samples changed.
+
+    Raises:
+        FileNotFoundError: no ``manifest.json`` in ``root``.
+    """
+    return _upgrade_points(root, "points_occupancy", POINTS_OCCUPANCY_FILLED, _fill_one, workers, progress)
