@@ -291,31 +291,31 @@ def synthesise(out_dir: str | os.PathLike, num: int, seed: int = 0, views: int =
     return write_manifest(out_dir)
 
 
-def _relabel_one(args: tuple[str, str]) -> str:
-    root, rel = args
+def _load_points_and_mesh(root: str, rel: str):
+    """``(sample.json dict, points.npz dict, mesh.ply dict)`` of one sample."""
     from backend.export import read_ply
-
-    from .points import relabel_points
 
     entry = json.loads((Path(root) / rel / "sample.json").read_text())
     with np.load(Path(root) / entry["points"]) as z:
         points = {k: z[k] for k in z.files}
-    mesh = read_ply((Path(root) / entry["mesh"]).read_bytes())
+    return entry, points, read_ply((Path(root) / entry["mesh"]).read_bytes())
+
+
+def _relabel_one(args: tuple[str, str]) -> str:
+    from .points import relabel_points
+
+    root, rel = args
+    entry, points, mesh = _load_points_and_mesh(root, rel)
     rng = np.random.default_rng(np.random.SeedSequence([int(entry["seed"]), 0x1ABE1]))
     _write_file(Path(root) / entry["points"], npz_bytes(relabel_points(points, mesh, rng)))
     return _mark_sample(root, rel, "points_labels", POINTS_LABELS_VISIBLE)
 
 
 def _fill_one(args: tuple[str, str]) -> str:
-    root, rel = args
-    from backend.export import read_ply
-
     from .points import fill_enclosed_cavities
 
-    entry = json.loads((Path(root) / rel / "sample.json").read_text())
-    with np.load(Path(root) / entry["points"]) as z:
-        points = {k: z[k] for k in z.files}
-    mesh = read_ply((Path(root) / entry["mesh"]).read_bytes())
+    root, rel = args
+    entry, points, mesh = _load_points_and_mesh(root, rel)
     _write_file(Path(root) / entry["points"], npz_bytes(fill_enclosed_cavities(points, mesh)))
     return _mark_sample(root, rel, "points_occupancy", POINTS_OCCUPANCY_FILLED)
 
