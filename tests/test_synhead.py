@@ -378,4 +378,7 @@ def test_fill_cavities_folder_only_adds_inside_points(synth_dir, manifest, tmp_p
     from training.synhead.writer import fill_cavities_folder
 
     assert fill_cavities_folder(copy, progress=False) == 0  # resumable: nothing left to do
+    from training.synhead.writer import write_manifest
+
+    assert write_manifest(copy)["points_occupancy"] == POINTS_OCCUPANCY_FILLED  # as synth rewrites it
     assert SynHead(copy, split="all").describe()["points_occupancy"] == POINTS_OCCUPANCY_FILLED

@@ -239,6 +239,8 @@ def write_manifest(out_dir: str | os.PathLike) -> dict:
                 "canonical_framing": canonical_framing(entries), "samples": entries}
     if all(e.get("points_labels") == POINTS_LABELS_VISIBLE for e in entries):
         manifest["points_labels"] = POINTS_LABELS_VISIBLE
+    if entries and all(e.get("points_occupancy") == POINTS_OCCUPANCY_FILLED for e in entries):
+        manifest["points_occupancy"] = POINTS_OCCUPANCY_FILLED  # kept while no unfilled sample is added
     atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
     return manifest
 
@@ -308,7 +310,7 @@ def _relabel_one(args: tuple[str, str]) -> str:
     entry, points, mesh = _load_points_and_mesh(root, rel)
     rng = np.random.default_rng(np.random.SeedSequence([int(entry["seed"]), 0x1ABE1]))
     _write_file(Path(root) / entry["points"], npz_bytes(relabel_points(points, mesh, rng)))
-    return _mark_sample(root, rel, "points_labels", POINTS_LABELS_VISIBLE)
+    return _mark_sample(root, rel, entry, "points_labels", POINTS_LABELS_VISIBLE)
 
 
 def _fill_one(args: tuple[str, str]) -> str:
@@ -317,14 +319,13 @@ def _fill_one(args: tuple[str, str]) -> str:
     root, rel = args
     entry, points, mesh = _load_points_and_mesh(root, rel)
     _write_file(Path(root) / entry["points"], npz_bytes(fill_enclosed_cavities(points, mesh)))
-    return _mark_sample(root, rel, "points_occupancy", POINTS_OCCUPANCY_FILLED)
+    return _mark_sample(root, rel, entry, "points_occupancy", POINTS_OCCUPANCY_FILLED)
 
 
-def _mark_sample(root: str, rel: str, key: str, value: str) -> str:
-    path = Path(root) / rel / "sample.json"
-    entry = json.loads(path.read_text())
-    entry[key] = value
-    atomic_write_text(path, json.dumps(entry, indent=1))
+def _mark_sample(root: str, rel: str, entry: dict, key: str, value: str) -> str:
+    """Write ``entry`` (the sample's ``sample.json`` dict) back with ``key: value`` added, last: the mark
+    says the sample's points are done."""
+    atomic_write_text(Path(root) / rel / "sample.json", json.dumps({**entry, key: value}, indent=1))
     return rel
 
 
