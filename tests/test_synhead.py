@@ -358,6 +358,7 @@ def test_fill_cavities_folder_only_adds_inside_points(synth_dir, manifest, tmp_p
     from training.data_cli import main as data_main
     from training.datasets import SynHead
     from training.synhead.points import POINTS_OCCUPANCY_FILLED
+    from training.synhead.writer import fill_cavities_folder, write_manifest
 
     copy = tmp_path / "filled"
     shutil.copytree(synth_dir, copy)
@@ -375,10 +376,6 @@ def test_fill_cavities_folder_only_adds_inside_points(synth_dir, manifest, tmp_p
     print("points filled", filled)
     assert filled > 0  # every SynHead head has a mouth cavity behind its lips
     assert "points_occupancy" not in json.loads((synth_dir / "manifest.json").read_text())
-    from training.synhead.writer import fill_cavities_folder
-
     assert fill_cavities_folder(copy, progress=False) == 0  # resumable: nothing left to do
-    from training.synhead.writer import write_manifest
-
     assert write_manifest(copy)["points_occupancy"] == POINTS_OCCUPANCY_FILLED  # as synth rewrites it
     assert SynHead(copy, split="all").describe()["points_occupancy"] == POINTS_OCCUPANCY_FILLED

@@ -78,8 +78,8 @@ def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: f
     first redrawn closed (:func:`close_eyes`); with probability ``empty_eyes`` (default 0) the iris strokes
     (group ``iris``) are left out, so both eyes are empty outlines, as quick sketches often draw them
     (the label map keeps its eyes). Per document: a width factor in [0.5, 2]; a smooth offset field
-    (wobble) of up to 0.4 % of the height. Per group: dropped with ``group_drop`` (outline groups with a fifth of it). Per stroke:
-    dropped with ``stroke_drop``; Douglas-Peucker simplified (30 %); point jitter (sigma 0.1-0.25 %);
+    (wobble) of up to 0.4 % of the height. Per group: dropped with ``group_drop`` (outline groups with a
+    fifth of it). Per stroke: dropped with ``stroke_drop``; Douglas-Peucker simplified (30 %); point jitter (sigma 0.1-0.25 %);
     width factor in [0.6, 1.6]; broken into pieces with gaps (15 %); doubled with a small offset (10 %).
     """
     out = copy.deepcopy(doc)

@@ -115,8 +115,9 @@ def read_parameters(source: str | Path, kind: str) -> tuple[dict[str, torch.Tens
     """The parameters of an earlier run: ``(state_dict, architecture config, info)``.
 
     ``source`` is a training ``checkpoint.pt`` (its :func:`inference_state`) or a weights folder holding
-    ``<kind>_<profile>`` (the card is verified first). ``info`` is what to record in a new card: source, steps, minutes, command
-    and, for weights, sha256 and the card's own ``init_from``, so the training history stays reproducible.
+    ``<kind>_<profile>`` (the card is verified first). ``info`` is what to record in a new card: source,
+    steps, minutes, command and, for weights, sha256 and the card's own ``init_from``, so the training
+    history stays reproducible.
 
     Raises:
         FileNotFoundError: ``source`` is neither a file nor a folder.
