@@ -852,3 +852,29 @@ def test_mask_plausibility_accepts_a_face_and_names_what_is_wrong():
     split = face.copy()
     split[30:110, 62:66] = L["background"]  # the face cut in two halves
     assert any(f.startswith("face region") for f in mask_plausibility(split)["failed"])
+
+
+def test_keep_accessories_never_drops_glasses_strokes_and_changes_nothing_else():
+    from training.augment import augment_strokes
+
+    doc = {"version": 1, "frame": "normalized", "width": 1, "height": 1, "strokes": [
+        {"group": "glasses", "points": [[0.35, 0.45], [0.45, 0.45], [0.45, 0.5], [0.35, 0.45]]},
+        {"group": "glasses", "points": [[0.55, 0.45], [0.65, 0.45], [0.65, 0.5], [0.55, 0.45]]},
+        {"group": "nose", "points": [[0.5, 0.55], [0.5, 0.65]]},
+        {"group": "brow", "points": [[0.35, 0.4], [0.45, 0.38]]}]}
+    # everything droppable is dropped, except the glasses when they are kept
+    gone = augment_strokes(doc, np.random.default_rng(0), group_drop=1.0, stroke_drop=1.0)["strokes"]
+    kept = augment_strokes(doc, np.random.default_rng(0), group_drop=1.0, stroke_drop=1.0, keep_accessories=True)
+    assert gone == [] and {s["group"] for s in kept["strokes"]} == {"glasses"}
+    assert len(kept["strokes"]) >= 2  # both lenses (a stroke may be broken into pieces or doubled)
+    # the default protocol draws the same numbers as before: without drops, both settings agree exactly
+    for seed in range(5):
+        a = augment_strokes(doc, np.random.default_rng(seed), group_drop=0.0, stroke_drop=0.0)
+        b = augment_strokes(doc, np.random.default_rng(seed), group_drop=0.0, stroke_drop=0.0, keep_accessories=True)
+        assert a == b
+    # and glasses dropped by the default protocol in some seeds are always there when kept
+    dropped = [s for s in range(40) if "glasses" not in {st["group"] for st in
+                                                        augment_strokes(doc, np.random.default_rng(s))["strokes"]}]
+    assert dropped, "the default protocol should drop the glasses group in some of 40 seeds"
+    assert all("glasses" in {st["group"] for st in augment_strokes(doc, np.random.default_rng(s),
+                                                                  keep_accessories=True)["strokes"]} for s in dropped)

@@ -31,6 +31,9 @@ from backend.sketch.raster import rasterize_strokes
 
 #: Stroke groups that outline the head; dropped rarely (people nearly always draw them).
 OUTLINE_KEYWORDS = ("outline", "contour", "jaw", "face", "head", "chin")
+#: Stroke groups of accessories: a face without them is drawn as a face without them, so dropping their
+#: strokes while the label map keeps them (eye_g) teaches the network to invent them (session 11).
+ACCESSORY_GROUPS = ("glasses",)
 
 
 def s3d_morphology(sketch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -71,7 +74,8 @@ def close_eyes(strokes: list[dict[str, Any]], rng: np.random.Generator) -> list[
 
 
 def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: float = 0.2,
-                    stroke_drop: float = 0.1, closed_eyes: float = 0.0, empty_eyes: float = 0.0) -> dict[str, Any]:
+                    stroke_drop: float = 0.1, closed_eyes: float = 0.0, empty_eyes: float = 0.0,
+                    keep_accessories: bool = False) -> dict[str, Any]:
     """A changed copy of a normalised-frame stroke document (docs/contracts.md section 2).
 
     With probability ``closed_eyes`` (default 0, so earlier recipes draw the same numbers) the eyes are
@@ -79,8 +83,11 @@ def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: f
     (group ``iris``) are left out, so both eyes are empty outlines, as quick sketches often draw them
     (the label map keeps its eyes). Per document: a width factor in [0.5, 2]; a smooth offset field
     (wobble) of up to 0.4 % of the height. Per group: dropped with ``group_drop`` (outline groups with a
-    fifth of it). Per stroke: dropped with ``stroke_drop``; Douglas-Peucker simplified (30 %); point jitter (sigma 0.1-0.25 %);
-    width factor in [0.6, 1.6]; broken into pieces with gaps (15 %); doubled with a small offset (10 %).
+    fifth of it). Per stroke: dropped with ``stroke_drop``; Douglas-Peucker simplified (30 %); point jitter
+    (sigma 0.1-0.25 %); width factor in [0.6, 1.6]; broken into pieces with gaps (15 %); doubled with a
+    small offset (10 %). With ``keep_accessories`` the strokes of :data:`ACCESSORY_GROUPS` are never
+    dropped (the random numbers drawn stay the same, so only those strokes change); the default (False)
+    keeps the augmented test protocol of ``s3d-eval`` as it was.
     """
     out = copy.deepcopy(doc)
     strokes = out.get("strokes", [])
@@ -94,6 +101,8 @@ def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: f
     dropped = set()
     for g in groups:
         p = group_drop / 5 if any(k in g.lower() for k in OUTLINE_KEYWORDS) else group_drop
+        if keep_accessories and g in ACCESSORY_GROUPS:
+            p = 0.0
         if g and rng.random() < p:
             dropped.add(g)
     doc_width = float(np.exp(rng.uniform(math.log(0.5), math.log(2.0))))
@@ -102,7 +111,8 @@ def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: f
     wob_p = rng.uniform(0, 2 * math.pi, size=2)
     new: list[dict[str, Any]] = []
     for s in strokes:
-        if str(s.get("group", "")) in dropped or rng.random() < stroke_drop:
+        group = str(s.get("group", ""))
+        if group in dropped or (rng.random() < stroke_drop and not (keep_accessories and group in ACCESSORY_GROUPS)):
             continue
         pts = np.asarray(s.get("points", []), np.float64).reshape(-1, 2) / unit  # now fractions of the height
         if len(pts) == 0:
@@ -251,7 +261,7 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
                      framing_prob: float = 0.5, scale_range: tuple[float, float] = (0.92, 1.08),
                      max_shift: float = 0.04, marks_prob: float = 0.0,
                      mirror_prob: float = 0.0, closed_eyes_prob: float = 0.0,
-                     empty_eyes_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                     empty_eyes_prob: float = 0.0, keep_accessories: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes (eyes
     drawn closed with ``closed_eyes_prob``, :func:`close_eyes`, or without irises with ``empty_eyes_prob``),
@@ -259,13 +269,15 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     (:func:`face_marks`); then S3D's morphology; then, with ``framing_prob``, random framing
     (:func:`random_framing` with ``scale_range`` and ``max_shift``); last, with ``mirror_prob``, the mirror
     image (:func:`mirror`). ``marks_prob``, ``mirror_prob``, ``closed_eyes_prob`` and ``empty_eyes_prob``
-    default to 0 so earlier recipes draw the same random numbers as before.
+    default to 0 so earlier recipes draw the same random numbers as before; ``keep_accessories`` (default
+    False) keeps glasses strokes in the re-draw (:func:`augment_strokes`).
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
     """
     sketch, mask = item["sketch"], item["mask"]
     if item.get("strokes") and rng.random() < stroke_prob:
-        doc = augment_strokes(item["strokes"], rng, closed_eyes=closed_eyes_prob, empty_eyes=empty_eyes_prob)
+        doc = augment_strokes(item["strokes"], rng, closed_eyes=closed_eyes_prob, empty_eyes=empty_eyes_prob,
+                              keep_accessories=keep_accessories)
         sketch = rasterize_strokes(doc, size=sketch.shape[0]).astype(np.float32) / 255.0
     if marks_prob > 0 and rng.random() < marks_prob:
         sketch = face_marks(np.asarray(sketch, np.float32), mask, rng)
