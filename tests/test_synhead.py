@@ -302,7 +302,7 @@ def test_relabel_folder_matches_the_generator(synth_dir, manifest, tmp_path):
     from training.synhead.writer import relabel_folder
 
     assert manifest.get("points_labels") == POINTS_LABELS_VISIBLE
-    assert relabel_folder(synth_dir, progress=False) == 0  # generator 0.3.0 output is already visible-labelled
+    assert relabel_folder(synth_dir, progress=False) == 0  # generator >= 0.3.0 output is already visible-labelled
     copy = tmp_path / "old"
     shutil.copytree(synth_dir, copy)
     man = json.loads((copy / "manifest.json").read_text())
@@ -352,30 +352,36 @@ def test_fill_enclosed_cavities_fills_hidden_voids_only():
     assert points["occ"][0] == 0  # the input is not changed in place
 
 
-def test_fill_cavities_folder_only_adds_inside_points(synth_dir, manifest, tmp_path):
-    import shutil
-
+def test_fill_cavities_folder_upgrades_to_what_synth_writes(synth_dir, manifest, tmp_path):
     from training.data_cli import main as data_main
     from training.datasets import SynHead
     from training.synhead.points import POINTS_OCCUPANCY_FILLED
-    from training.synhead.writer import fill_cavities_folder, write_manifest
+    from training.synhead.writer import fill_cavities_folder, generate_sample, write_manifest
 
-    copy = tmp_path / "filled"
-    shutil.copytree(synth_dir, copy)
-    assert data_main(["fill-cavities", str(copy), "--no-progress"]) == 0
-    assert json.loads((copy / "manifest.json").read_text())["points_occupancy"] == POINTS_OCCUPANCY_FILLED
+    # generator 0.4.0 fills the cavities itself; the folder upgrade then has nothing to do
+    assert manifest["points_occupancy"] == POINTS_OCCUPANCY_FILLED
+    assert all(e["points_occupancy"] == POINTS_OCCUPANCY_FILLED for e in manifest["samples"])
+    assert fill_cavities_folder(synth_dir, progress=False) == 0
+    # the same heads without the fill (0.3.0's points), upgraded by the command line, give synth's files
+    old = tmp_path / "unfilled"
+    for e in manifest["samples"]:
+        assert "points_occupancy" not in generate_sample(e["seed"], old, 1, fill_cavities=False)
+    assert "points_occupancy" not in write_manifest(old)
+    before = {e["id"]: dict(np.load(old / e["points"])) for e in manifest["samples"]}
+    assert data_main(["fill-cavities", str(old), "--no-progress"]) == 0
+    assert json.loads((old / "manifest.json").read_text())["points_occupancy"] == POINTS_OCCUPANCY_FILLED
     filled = 0
     for e in manifest["samples"]:
-        with np.load(synth_dir / e["points"]) as a, np.load(copy / e["points"]) as b:
-            for k in ("xyz", "label", "rgb", "kind"):
-                assert np.array_equal(a[k], b[k])
+        a = before[e["id"]]
+        with np.load(synth_dir / e["points"]) as s, np.load(old / e["points"]) as b:
+            for k in ("xyz", "label", "rgb", "kind", "occ"):
+                assert np.array_equal(s[k], b[k]), k
             changed = a["occ"] != b["occ"]
-            assert (b["occ"][changed] == 1).all() and (b["kind"][changed] != 2).all()
+            assert (b["occ"][changed] == 1).all() and (b["kind"][changed] != 2).all()  # only free space -> inside
             filled += int(changed.sum())
-        assert json.loads((copy / e["id"] / "sample.json").read_text())["points_occupancy"] == POINTS_OCCUPANCY_FILLED
+        assert json.loads((old / e["id"] / "sample.json").read_text())["points_occupancy"] == POINTS_OCCUPANCY_FILLED
     print("points filled", filled)
     assert filled > 0  # every SynHead head has a mouth cavity behind its lips
-    assert "points_occupancy" not in json.loads((synth_dir / "manifest.json").read_text())
-    assert fill_cavities_folder(copy, progress=False) == 0  # resumable: nothing left to do
-    assert write_manifest(copy)["points_occupancy"] == POINTS_OCCUPANCY_FILLED  # as synth rewrites it
-    assert SynHead(copy, split="all").describe()["points_occupancy"] == POINTS_OCCUPANCY_FILLED
+    assert fill_cavities_folder(old, progress=False) == 0  # resumable: nothing left to do
+    assert write_manifest(old)["points_occupancy"] == POINTS_OCCUPANCY_FILLED  # as synth rewrites it
+    assert SynHead(old, split="all").describe()["points_occupancy"] == POINTS_OCCUPANCY_FILLED

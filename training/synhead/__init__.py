@@ -21,7 +21,9 @@ from __future__ import annotations
 #: 0.1.0: first data set (/work/data/synhead, 02:00 UTC). 0.2.0: small head turns (scene.py), feature-enhanced line-only pencil style,
 #: more hair-flow strokes, brows drawn as one thick stroke in half of the sketches. 0.3.0: labels and colours
 #: of the 3D points from the visible surface only (points.py; ``s3d-data relabel`` upgrades older folders).
-GENERATOR_VERSION = "0.3.0"
+#: 0.4.0: hidden cavities (mouth, eye sockets, gaps under clothes) inside in the points' occupancy
+#: (points.py ``fill_enclosed_cavities``; ``s3d-data fill-cavities`` upgrades 0.3.0 folders to the same files).
+GENERATOR_VERSION = "0.4.0"
 #: Seeds 0..199 (inclusive) are the test split and are never used for training.
 TEST_SEEDS: tuple[int, int] = (0, 199)
 

@@ -21,7 +21,8 @@ from backend.frame import BOX_SIZE_M, box_xz_to_pixel
 from backend.weights import atomic_write_text
 
 from . import GENERATOR_VERSION, TEST_SEEDS, split_of_seed
-from .points import POINTS_LABELS_VISIBLE, POINTS_OCCUPANCY_FILLED, npz_bytes, sample_points
+from .points import (POINTS_LABELS_VISIBLE, POINTS_OCCUPANCY_FILLED, fill_enclosed_cavities, npz_bytes,
+                     sample_points)
 
 INPUT_RESOLUTION = 512
 VIEW_RESOLUTION = 128
@@ -84,11 +85,15 @@ def content_box(sketch: np.ndarray, threshold: int = 128) -> list[float] | None:
     return [round(xs.min() / w, 5), round(ys.min() / h, 5), round((xs.max() + 1) / w, 5), round((ys.max() + 1) / h, 5)]
 
 
-def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4, num_persp: int = 0) -> dict:
+def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4, num_persp: int = 0,
+                    fill_cavities: bool = True) -> dict:
     """Generate and write sample ``seed`` under ``out_dir``; return its manifest entry.
 
     ``num_views`` orthographic views (front, back, left, right, in this order) and ``num_persp`` random
     perspective views ``persp0..`` at the same resolution, cameras from their own random stream.
+    With ``fill_cavities`` (generator 0.4.0 on) the occupancy of ``points.npz`` counts hidden cavities as
+    inside (:func:`training.synhead.points.fill_enclosed_cavities`); it draws no random numbers, so
+    ``False`` gives generator 0.3.0's points, which ``s3d-data fill-cavities`` upgrades to the same file.
     Deterministic: the same seed gives the same files. Raises ValueError for ``num_views`` outside 1..4
     or a negative ``num_persp``.
     """
@@ -150,8 +155,10 @@ def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4, n
                       "depth": f"{sid}/views/{name}_depth.npy", "normal": f"{sid}/views/{name}_normal.png",
                       "alpha": f"{sid}/views/{name}_alpha.png", "camera": r["camera"]})
     pts = sample_points(scene, rng)
-    files["points.npz"] = npz_bytes(pts)
     mesh, vlab, vcol, _ = scene.combined()
+    if fill_cavities:  # against the float32 vertices mesh.ply stores, as `s3d-data fill-cavities` reads them
+        pts = fill_enclosed_cavities(pts, {"vertices": np.asarray(mesh.vertices, np.float32), "faces": mesh.faces})
+    files["points.npz"] = npz_bytes(pts)
     files["mesh.ply"] = ply_bytes(mesh.vertices, mesh.faces, vcol, vlab)
     for rel, data in files.items():
         _write_file(d / rel, data)
@@ -162,6 +169,7 @@ def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4, n
         "sketch": f"{sid}/sketch.png", "sketch_style": style, "strokes": f"{sid}/strokes.json",
         "mask": f"{sid}/mask.png", "rgb": f"{sid}/rgb.png", "views": views, "points": f"{sid}/points.npz",
         "mesh": f"{sid}/mesh.ply", "points_labels": POINTS_LABELS_VISIBLE,
+        **({"points_occupancy": POINTS_OCCUPANCY_FILLED} if fill_cavities else {}),
         "camera": {**ortho_camera("front", INPUT_RESOLUTION), "box_size_m": BOX_SIZE_M},
         "appearance": scene.appearance, "params": scene.params, "placement": scene.placement,
         "content_box": content_box(sketch), "ink_fraction": round(ink_fraction(sketch), 5),
@@ -314,8 +322,6 @@ def _relabel_one(args: tuple[str, str]) -> str:
 
 
 def _fill_one(args: tuple[str, str]) -> str:
-    from .points import fill_enclosed_cavities
-
     root, rel = args
     entry, points, mesh = _load_points_and_mesh(root, rel)
     _write_file(Path(root) / entry["points"], npz_bytes(fill_enclosed_cavities(points, mesh)))
