@@ -551,6 +551,7 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     # measured with the card's mirror averaging, and without it for comparison
     assert s["mirror_average"] is True and s["mirror_average_other"]["mirror_average"] is False
     assert s["shaded"]["count"] == 3 and 0 <= s["mirror_average_other"]["shaded_miou"] <= 1
+    assert s["augmented_glasses_kept"]["count"] == 3 and len(s["augmented_glasses_kept"]["per_class_iou"]) == 19
     assert 0 <= s["mirror_average_other"]["clean_miou"] <= 1 and s["mirror_average_other"]["real_sketches_pass"] in (0, 1)
     saved = json.loads((weights / "sketch2mask_lite.json").read_text())
     assert saved["metrics"]["clean"]["miou"] == s["clean"]["miou"]

@@ -20,8 +20,9 @@ Mask -> 3D (weights ``mask2triplane_lite``), per test head:
 * contact sheets (mask, ground truth and renders from front, side and back).
 
 Sketch -> mask (weights ``sketch2mask_lite``): mIoU and mAP (training/metrics.py) with a per-class table
-on the clean test sketches, on augmented ones (stroke-level + S3D morphology + framing, fixed seed) and
-on shaded ones (shading marks on the skin, fixed seed), and per sketch style, with the card's inference
+on the clean test sketches, on augmented ones (stroke-level + S3D morphology + framing, fixed seed), on
+the same augmented ones with the glasses strokes kept (session 11: the stroke drop also removes glasses
+the label map keeps), and on shaded ones (shading marks on the skin, fixed seed), and per sketch style, with the card's inference
 setting (``mirror_average``) and, for comparison, the other one; ablation runs (``--ablation``) are
 measured on the same split, without mirror averaging.
 """
@@ -401,11 +402,14 @@ def _per_class(values: list) -> dict[str, float | None]:
 
 @torch.no_grad()
 def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: int = 8,
-                         mirror_average: bool | None = None, shaded: bool = False) -> dict[str, Any]:
+                         mirror_average: bool | None = None, shaded: bool = False,
+                         keep_accessories: bool = False) -> dict[str, Any]:
     """mIoU / mAP with per-class tables of a :class:`SketchToMask` on a SynHead split, overall and per style
     (``mirror_average``: None = the network's own setting, see :meth:`SketchToMask.predict_ids`).
 
-    ``augmented``: each test sketch through the training augmentation (fixed seed); ``shaded``: each
+    ``augmented``: each test sketch through the training augmentation (fixed seed; with ``keep_accessories``
+    the same draws but glasses strokes never dropped, :func:`training.augment.augment_strokes`: the default
+    protocol also tests sketches whose label map has glasses nobody drew); ``shaded``: each
     stored test sketch with shading marks on the skin (:func:`training.augment.face_marks`, fixed seed,
     label map unchanged): SynHead's own sketches never shade a face, people do."""
     from training.augment import augmented_sketch, face_marks
@@ -429,7 +433,7 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
         item = data.sketch_item(i)
         sk, mk = item["sketch"], item["mask"]
         if augmented:
-            sk, mk = augmented_sketch(item, np.random.default_rng([seed, i]))
+            sk, mk = augmented_sketch(item, np.random.default_rng([seed, i]), keep_accessories=keep_accessories)
         elif shaded:
             sk = face_marks(np.asarray(sk, np.float32), mk, np.random.default_rng([seed, i, 1]))
         pending.append((np.ascontiguousarray(sk, np.float32), mk, item["style"]))
@@ -622,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
             net, card = load_sketch2mask(args.weights)
             r = {"clean": evaluate_sketch2mask(net, data, False), "augmented": evaluate_sketch2mask(net, data, True),
                  "shaded": evaluate_sketch2mask(net, data, False, shaded=True),
+                 "augmented_glasses_kept": evaluate_sketch2mask(net, data, True, keep_accessories=True),
                  "weights_sha256": card["sha256"], "mirror_average": net.mirror_average}
             # the other inference setting on the same split: the evidence for the card's choice
             other = not net.mirror_average
