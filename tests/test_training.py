@@ -264,6 +264,7 @@ def test_metrics_known_values():
     s = segmentation_scores(confusion_matrix(pred, true, 4))
     assert s["per_class_iou"][:3] == [1.0, 0.5, 0.5] and s["per_class_iou"][3] is None
     assert s["miou"] == pytest.approx(2 / 3) and s["map"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert s["per_class_precision"][:3] == [1.0, 0.5, 1.0] and s["per_class_recall"][:3] == [1.0, 1.0, 0.5]
     a = np.random.default_rng(1).uniform(size=(32, 32))
     assert psnr(a, a) == float("inf") and psnr(np.zeros(4), np.full(4, 0.1)) == pytest.approx(20.0)
     assert ssim(a, a) == pytest.approx(1.0) and ssim(a, 1 - a) < 0.0
@@ -546,6 +547,7 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     assert "mean_chamfer_mm_face" in m and "mean_fscore_5mm_hair" in m
     assert sum(g["count"] for g in m["geometry_by_pose"].values()) == 1
     assert 0 <= m["label_consistency_miou"] <= 1
+    assert len(m["label_per_class_precision"]) == len(m["label_per_class_recall"]) == 19
     s = rep["sketch2mask"]
     assert s["clean"]["count"] == 3 and len(s["clean"]["per_class_iou"]) == 19
     # measured with the card's mirror averaging, and without it for comparison

@@ -320,6 +320,9 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
     # SynHead >= 0.2.0 turns 60 % of heads by up to 10 degrees, which the mask shows only indirectly
     summary["geometry_by_pose"] = geometry_by(rows, "pose")
     summary.update({"label_consistency_miou": seg["miou"], "label_per_class_iou": _per_class(seg["per_class_iou"]),
+                    # precision < recall: the render paints a class wider than the mask has it
+                    "label_per_class_precision": _per_class(seg["per_class_precision"]),
+                    "label_per_class_recall": _per_class(seg["per_class_recall"]),
                     "count": len(rows), "grid": grid, "view_resolution": view_res,
                     "seconds": round(time.time() - t0, 1), "per_sample": rows})
     if real_masks is not None:
@@ -444,6 +447,7 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
     seg = segmentation_scores(conf)
     return {"miou": seg["miou"], "map": seg["map"], "pixel_accuracy": seg["pixel_accuracy"],
             "per_class_iou": _per_class(seg["per_class_iou"]), "per_class_precision": _per_class(seg["per_class_precision"]),
+            "per_class_recall": _per_class(seg["per_class_recall"]),
             "per_style_miou": {k: segmentation_scores(v)["miou"] for k, v in sorted(by_style.items())},
             "count": len(data)}
 

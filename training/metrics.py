@@ -73,7 +73,7 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.n
 
 
 def segmentation_scores(conf: np.ndarray) -> dict[str, object]:
-    """mIoU, mAP and per-class IoU / precision from a confusion matrix (rows truth, columns prediction).
+    """mIoU, mAP and per-class IoU / precision / recall from a confusion matrix (rows truth, columns prediction).
 
     Classes that occur neither in truth nor prediction are left out of the means (their entries are None).
     """
@@ -84,11 +84,13 @@ def segmentation_scores(conf: np.ndarray) -> dict[str, object]:
     present = union > 0
     iou = np.where(present, tp / np.maximum(union, 1), np.nan)
     prec = np.where(present, tp / np.maximum(pred_n, 1), np.nan)
+    rec = np.where(present, tp / np.maximum(gt_n, 1), np.nan)
     return {"miou": float(np.nanmean(iou)) if present.any() else float("nan"),
             "map": float(np.nanmean(prec)) if present.any() else float("nan"),
             "pixel_accuracy": float(tp.sum() / max(conf.sum(), 1)),
             "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
-            "per_class_precision": [None if np.isnan(v) else float(v) for v in prec]}
+            "per_class_precision": [None if np.isnan(v) else float(v) for v in prec],
+            "per_class_recall": [None if np.isnan(v) else float(v) for v in rec]}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
