@@ -214,6 +214,36 @@ def test_weights_roundtrip_and_clear_errors(tmp_path):
     with pytest.raises(WeightsError, match="mirror_average"):
         load_sketch2mask(tmp_path, name="s_bad_inference")
 
+    # the generator's semantic logit offsets: added to the semantic logits in eval mode only
+    from backend.labels import LABEL_NAMES, NUM_CLASSES
+
+    card = _card("mask2triplane", model.cfg)
+    card["inference"] = {"semantic_logit_offsets": {"l_eye": -1.5, "mouth": 0.5}}
+    save_weights(model.state_dict(), card, "m_offsets", tmp_path)
+    adjusted, _ = load_mask2triplane(tmp_path, name="m_offsets")
+    assert loaded.semantic_logit_offsets is None
+    res = model.cfg["mask_resolution"]
+    planes = loaded.planes_from_mask(torch.zeros(1, res, res, dtype=torch.long), loaded.sample_z(0))
+    xyz = torch.rand(1, 50, 3) * 2 - 1
+    with torch.no_grad():
+        a, b = loaded.query(planes, xyz), adjusted.query(planes, xyz)
+        expected = torch.zeros(NUM_CLASSES)
+        expected[LABEL_NAMES.index("l_eye")], expected[LABEL_NAMES.index("mouth")] = -1.5, 0.5
+        assert torch.allclose(b["semantic"] - a["semantic"], expected.expand(1, 50, NUM_CLASSES), atol=1e-5)
+        assert torch.equal(a["sigma"], b["sigma"]) and torch.equal(a["rgb"], b["rgb"])
+        loaded.train(), adjusted.train()  # training never sees them
+        assert torch.equal(loaded.query(planes, xyz)["semantic"], adjusted.query(planes, xyz)["semantic"])
+    for bad_offsets in ({"nose_tip": -1.0}, {"l_eye": "low"}, {"l_eye": True}):
+        card["inference"] = {"semantic_logit_offsets": bad_offsets}
+        save_weights(model.state_dict(), card, "m_bad_offsets", tmp_path)
+        with pytest.raises(WeightsError, match="semantic_logit_offsets"):
+            load_mask2triplane(tmp_path, name="m_bad_offsets")
+    card = _card("sketch2mask", net.cfg)
+    card["inference"] = {"semantic_logit_offsets": {"l_eye": -1.0}}
+    save_weights(net.state_dict(), card, "s_offsets", tmp_path)
+    with pytest.raises(WeightsError, match="mask2triplane weights only"):
+        load_sketch2mask(tmp_path, name="s_offsets")
+
     # a card for another box size is refused with the reason
     bad = _card("mask2triplane", model.cfg)
     bad["box_size_m"] = 0.5

@@ -529,6 +529,11 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     assert export(s2m_run, weights, "sketch2mask_lite", mirror_average=True)["inference"] == {"mirror_average": True}
     with pytest.raises(ValueError, match="sketch2mask runs"):
         export(m2t_run, tmp_path / "w_bad", mirror_average=True)
+    adjusted = export(m2t_run, tmp_path / "w_adj", semantic_logit_adjustment=1.0)["inference"]
+    assert adjusted["semantic_logit_offsets"]["mouth"] == pytest.approx(-math.log(3.0), abs=1e-4)  # recipe weight 3
+    assert len(adjusted["semantic_logit_offsets"]) == 8 and "skin" not in adjusted["semantic_logit_offsets"]
+    with pytest.raises(ValueError, match="semantic-logit-adjustment"):
+        export(s2m_run, tmp_path / "w_bad", semantic_logit_adjustment=1.0)
     report = tmp_path / "report.json"
     real = tmp_path / "real_sketches"  # a stand-in for a folder of real drawings: one SynHead sketch as PNG
     real.mkdir()

@@ -4,6 +4,7 @@
     s3d-train sketch2mask   --data DIR --profile lite [--steps N | --minutes M] --out DIR [--resume]
                             --mask-encoder RUN/checkpoint.pt [--no-sv] [--no-aug]
     s3d-train export RUN_DIR --weights weights/ [--name mask2triplane_lite] [--mirror-average]
+                     [--semantic-logit-adjustment TAU]
     s3d-train interpolate BASE RUN_DIR --alpha 0.5 --weights weights/ [--name ...] [--mirror-average]
 
 Device agnostic (``--device auto|cpu|cuda``); several GPUs with
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-aug", action="store_true", help="ablation: no augmentation")
     e = sub.add_parser("export", help="write a run's checkpoint to weights/<name>.{safetensors,json}")
     e.add_argument("run", help="run folder holding checkpoint.pt")
+    e.add_argument("--semantic-logit-adjustment", type=float, default=0.0, metavar="TAU",
+                   help="mask2triplane: the card tells inference to subtract TAU * log(small_class_weight) from the "
+                        "semantic logits of the classes the recipe weighted up (0 = off)")
     _weights_output(e)
     i = sub.add_parser("interpolate", help="export (1 - alpha) * BASE + alpha * RUN (WiSE-FT weight interpolation)")
     i.add_argument("base", help="the weights RUN was fine-tuned from: a weights folder or a checkpoint.pt")
@@ -80,7 +84,7 @@ def _weights_output(p: argparse.ArgumentParser) -> None:
 
 
 def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
-           mirror_average: bool = False) -> dict[str, Any]:
+           mirror_average: bool = False, semantic_logit_adjustment: float = 0.0) -> dict[str, Any]:
     """Write a run's model to ``<weights_dir>/<name>.safetensors`` with its model card; return the card.
 
     The weights are the checkpoint's :func:`training.loop.inference_state`: the moving average when the
@@ -88,16 +92,38 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
 
     ``mirror_average`` (sketch2mask only) writes ``"inference": {"mirror_average": true}`` into the card, so
     inference averages each prediction with the mirrored sketch's (backend/models/sketch2mask.py).
+    ``semantic_logit_adjustment`` tau > 0 (mask2triplane only) writes ``inference.semantic_logit_offsets``:
+    ``-tau * log(small_class_weight)`` for :data:`training.losses.SMALL_CLASSES`, the classes the run's
+    recipe weighted up (logit adjustment, Menon et al. ICLR 2021; Mask2Triplane.query).
 
     Raises:
-        ValueError: ``mirror_average`` for a run that is not a sketch2mask run.
+        ValueError: ``mirror_average`` for a run that is not a sketch2mask run; a logit adjustment for a run
+            that is not a mask2triplane run or whose recipe weights no class up.
     """
     from backend.weights import save_weights
     from training.loop import inference_state, load_checkpoint
 
     ck = load_checkpoint(Path(run) / "checkpoint.pt")
     card = _run_card(ck, run, mirror_average)
+    if semantic_logit_adjustment:
+        card.setdefault("inference", {}).update(_semantic_logit_offsets(ck, run, semantic_logit_adjustment))
     return save_weights(inference_state(ck), card, name or _default_name(ck), weights_dir)
+
+
+def _semantic_logit_offsets(ck: dict[str, Any], run: str | Path, tau: float) -> dict[str, Any]:
+    import math
+
+    from backend.labels import LABEL_NAMES
+    from training.losses import SMALL_CLASSES
+
+    weight = float(ck["meta"]["recipe"].get("small_class_weight", 1.0))
+    if ck["meta"]["kind"] != "mask2triplane" or weight <= 1.0 or tau < 0:
+        raise ValueError(f"--semantic-logit-adjustment needs a mask2triplane run whose recipe weights the small "
+                         f"classes up (small_class_weight > 1) and tau >= 0; {run} is a {ck['meta']['kind']} run "
+                         f"with small_class_weight {weight}, tau {tau}")
+    offset = round(-tau * math.log(weight), 4)
+    return {"semantic_logit_adjustment_tau": tau,
+            "semantic_logit_offsets": {LABEL_NAMES[c]: offset for c in SMALL_CLASSES}}
 
 
 def _default_name(ck: dict[str, Any]) -> str:
@@ -174,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("export", "interpolate"):
             if args.command == "export":
-                card = export(args.run, args.weights, args.name, args.mirror_average)
+                card = export(args.run, args.weights, args.name, args.mirror_average, args.semantic_logit_adjustment)
             else:
                 card = interpolate(args.base, args.run, args.alpha, args.weights, args.name, args.mirror_average)
             print(json.dumps({"name": card["name"], "sha256": card["sha256"]}))

@@ -4,18 +4,19 @@
 ``<weights_dir>/<name>.json``, check the sha256 of ``<name>.safetensors``, check that the card describes
 a network this code can build (kind, label set, box size), build it from the card's ``config`` and load
 the tensors strictly, then apply the card's ``inference`` settings (``mirror_average`` for the sketch
-network). Every failure raises :class:`backend.weights.WeightsError` with a stable code and
+network, ``semantic_logit_offsets`` for the generator). Every failure raises :class:`backend.weights.WeightsError` with a stable code and
 a sentence naming the file and what to do.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import torch
 
 from backend.frame import BOX_SIZE_M
-from backend.labels import NUM_CLASSES
+from backend.labels import LABEL_NAMES, NUM_CLASSES
 from backend.weights import DEFAULT_WEIGHTS_DIR, WeightsError, load_state_dict
 
 #: Label-set name the cards use for the CelebAMask-HQ order of backend/labels.py.
@@ -52,6 +53,13 @@ def check_card(card: dict[str, Any], kind: str, name: str) -> None:
     inference = card.get("inference", {})
     if not isinstance(inference, dict) or not isinstance(inference.get("mirror_average", False), bool):
         raise bad(f"'inference' must be an object whose mirror_average is true or false, got {inference!r}")
+    offsets = inference.get("semantic_logit_offsets", {})
+    if not isinstance(offsets, dict) or any(k not in LABEL_NAMES or isinstance(v, bool) or not isinstance(v, (int, float))
+                                            or not math.isfinite(v) for k, v in offsets.items()):
+        raise bad(f"inference.semantic_logit_offsets must map label names of {LABEL_SET!r} to finite numbers, "
+                  f"got {offsets!r}")
+    if offsets and kind != "mask2triplane":
+        raise bad("inference.semantic_logit_offsets applies to mask2triplane weights only")
     if kind == "mask2triplane":
         box = card.get("box_size_m")
         if not isinstance(box, (int, float)) or abs(float(box) - BOX_SIZE_M) > 1e-9:
@@ -82,6 +90,12 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
                                                f"{' '.join(first)}; retrain or restore both files") from None
     if kind == "sketch2mask":
         model.mirror_average = card.get("inference", {}).get("mirror_average", False)
+    offsets = card.get("inference", {}).get("semantic_logit_offsets")
+    if kind == "mask2triplane" and offsets:
+        vec = torch.zeros(NUM_CLASSES)
+        for name, value in offsets.items():
+            vec[LABEL_NAMES.index(name)] = float(value)
+        model.semantic_logit_offsets = vec
     return model.to(device).eval(), card
 
 

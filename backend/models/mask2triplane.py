@@ -405,6 +405,9 @@ class Mask2Triplane(nn.Module):
         self.synthesis = TriplaneSynthesis(cfg)
         self.decoder = TriplaneDecoder(cfg)
         self.appearance_encoder = AppearanceEncoder(cfg)
+        #: ``(num_classes,)`` float32 added to the semantic logits at inference (eval mode only), or None: the
+        #: card's ``inference.semantic_logit_offsets`` (backend/models/loading.py), an inference setting
+        self.semantic_logit_offsets: torch.Tensor | None = None
 
     @property
     def surface_sigma(self) -> float:
@@ -459,8 +462,16 @@ class Mask2Triplane(nn.Module):
         Returns ``{"sigma": (B, N, 1) >= 0, "rgb": (B, N, 3) linear in [0, 1], "semantic": (B, N, 19) logits,
         "occupancy_logit": (B, N, 1)}``. Points outside the box see zero plane features. Call it in
         chunks of a few hundred thousand points under ``torch.no_grad()`` for dense grids.
+
+        In eval mode, :attr:`semantic_logit_offsets` (when set) is added to the semantic logits: logit
+        adjustment (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021). Training weights
+        the small face parts' cross-entropy x3 and aims a quarter of the render rays at them, which paints
+        them wider than the mask has them (docs/models.md, session 11); density and colour are unchanged.
         """
-        return self.decoder(planes, xyz)
+        out = self.decoder(planes, xyz)
+        if self.semantic_logit_offsets is not None and not self.training:
+            out = {**out, "semantic": out["semantic"] + self.semantic_logit_offsets.to(out["semantic"])}
+        return out
 
     @torch.no_grad()
     def planes_from_mask(self, mask_ids: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
