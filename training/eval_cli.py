@@ -22,9 +22,9 @@ Mask -> 3D (weights ``mask2triplane_lite``), per test head:
 Sketch -> mask (weights ``sketch2mask_lite``): mIoU and mAP (training/metrics.py) with a per-class table
 on the clean test sketches, on augmented ones (stroke-level + S3D morphology + framing, fixed seed), on
 the same augmented ones with the glasses strokes kept (session 11: the stroke drop also removes glasses
-the label map keeps), and on shaded ones (shading marks on the skin, fixed seed), and per sketch style, with the card's inference
-setting (``mirror_average``) and, for comparison, the other one; ablation runs (``--ablation``) are
-measured on the same split, without mirror averaging.
+the label map keeps), and on shaded ones (shading marks on the skin, fixed seed), and per sketch style,
+with the card's inference setting (``mirror_average``) and, for comparison, the other one; ablation runs
+(``--ablation``) are measured on the same split, without mirror averaging.
 """
 from __future__ import annotations
 

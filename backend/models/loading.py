@@ -4,8 +4,8 @@
 ``<weights_dir>/<name>.json``, check the sha256 of ``<name>.safetensors``, check that the card describes
 a network this code can build (kind, label set, box size), build it from the card's ``config`` and load
 the tensors strictly, then apply the card's ``inference`` settings (``mirror_average`` for the sketch
-network, ``semantic_logit_offsets`` for the generator). Every failure raises :class:`backend.weights.WeightsError` with a stable code and
-a sentence naming the file and what to do.
+network, ``semantic_logit_offsets`` for the generator). Every failure raises
+:class:`backend.weights.WeightsError` with a stable code and a sentence naming the file and what to do.
 """
 from __future__ import annotations
 
