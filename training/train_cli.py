@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -111,8 +112,6 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
 
 
 def _semantic_logit_offsets(ck: dict[str, Any], run: str | Path, tau: float) -> dict[str, Any]:
-    import math
-
     from backend.labels import LABEL_NAMES
     from training.losses import SMALL_CLASSES
 

@@ -37,6 +37,11 @@ def build_model(kind: str, config: dict[str, Any]) -> torch.nn.Module:
     raise ValueError(f"unknown network kind {kind!r}; expected 'mask2triplane' or 'sketch2mask'")
 
 
+def _finite_number(v: Any) -> bool:
+    """A real int or float (not a bool) that is neither NaN nor infinite."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def check_card(card: dict[str, Any], kind: str, name: str) -> None:
     """Raise :class:`WeightsError` (code ``weights_mismatch``) when the card does not fit this code."""
     def bad(msg: str) -> WeightsError:
@@ -54,8 +59,7 @@ def check_card(card: dict[str, Any], kind: str, name: str) -> None:
     if not isinstance(inference, dict) or not isinstance(inference.get("mirror_average", False), bool):
         raise bad(f"'inference' must be an object whose mirror_average is true or false, got {inference!r}")
     offsets = inference.get("semantic_logit_offsets", {})
-    if not isinstance(offsets, dict) or any(k not in LABEL_NAMES or isinstance(v, bool) or not isinstance(v, (int, float))
-                                            or not math.isfinite(v) for k, v in offsets.items()):
+    if not isinstance(offsets, dict) or not all(k in LABEL_NAMES and _finite_number(v) for k, v in offsets.items()):
         raise bad(f"inference.semantic_logit_offsets must map label names of {LABEL_SET!r} to finite numbers, "
                   f"got {offsets!r}")
     if offsets and kind != "mask2triplane":

@@ -2,8 +2,9 @@
 
 About 16k points: uniform in the box (kind 0), near the surface (kind 1: surface samples plus Gaussian
 offsets of 2 mm and 10 mm), on the surface (kind 2). ``occ`` is 1 inside any closed part of the ground
-truth (per-part ray-parity inside tests on one embree scene, see :func:`inside_any_part`), and after
-``s3d-data fill-cavities`` also in free space the mesh encloses (:func:`fill_enclosed_cavities`);
+truth (per-part ray-parity inside tests on one embree scene, see :func:`inside_any_part`), and since
+generator 0.4.0 (or after ``s3d-data fill-cavities``) also in free space the mesh encloses
+(:func:`fill_enclosed_cavities`);
 ``label`` and ``rgb`` come from the nearest *visible* surface sample (KD-tree over area-weighted samples
 of the surface a camera outside the head can see, :func:`visible_surface`; since generator 0.3.0, before
 that of all parts' whole surfaces).
