@@ -238,11 +238,16 @@ def test_weights_roundtrip_and_clear_errors(tmp_path):
         save_weights(model.state_dict(), card, "m_bad_offsets", tmp_path)
         with pytest.raises(WeightsError, match="semantic_logit_offsets"):
             load_mask2triplane(tmp_path, name="m_bad_offsets")
+    # the sketch network's offsets shift its label scores, with and without mirror averaging
     card = _card("sketch2mask", net.cfg)
-    card["inference"] = {"semantic_logit_offsets": {"l_eye": -1.0}}
+    card["inference"] = {"mirror_average": True, "semantic_logit_offsets": {"l_eye": -1.0, "mouth": 2.0}}
     save_weights(net.state_dict(), card, "s_offsets", tmp_path)
-    with pytest.raises(WeightsError, match="mask2triplane weights only"):
-        load_sketch2mask(tmp_path, name="s_offsets")
+    shifted, _ = load_sketch2mask(tmp_path, name="s_offsets")
+    expected = torch.zeros(NUM_CLASSES)
+    expected[LABEL_NAMES.index("l_eye")], expected[LABEL_NAMES.index("mouth")] = -1.0, 2.0
+    for mirror in (False, True):
+        diff = shifted.label_scores(x, mirror) - net2.label_scores(x, mirror)
+        assert torch.allclose(diff, expected[None, :, None, None].expand_as(diff), atol=1e-5)
 
     # a card for another box size is refused with the reason
     bad = _card("mask2triplane", model.cfg)

@@ -558,6 +558,30 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     # measured with the card's mirror averaging, and without it for comparison
     assert s["mirror_average"] is True and s["mirror_average_other"]["mirror_average"] is False
     assert s["shaded"]["count"] == 3 and 0 <= s["mirror_average_other"]["shaded_miou"] <= 1
+
+    # calibration (training/calibration.py): refused on the weights' own training heads; on fresh heads the
+    # fitted offsets go into the card, the mIoU on those heads does not fall, and the weights still load
+    from backend.models.loading import load_model
+    from backend.weights import read_card
+    from training.calibration import calibrate
+    from training.train_cli import main as train_main
+
+    with pytest.raises(ValueError, match="training heads"):
+        calibrate(weights, "sketch2mask", fake_data)
+    fresh = write_fake_synhead(tmp_path / "fresh", [20, 21])
+    assert train_main(["calibrate", "--kind", "sketch2mask", "--weights", str(weights), "--data", str(fresh),
+                       "--max-offset", "1", "--step", "0.5"]) == 0
+    for kind in ("sketch2mask", "mask2triplane"):
+        if kind == "mask2triplane":
+            calibrate(weights, kind, fresh, limit=1, max_offset=1.0, step=0.5)
+        card = read_card(f"{kind}_lite", weights)
+        cal = card["inference"]["calibration"]
+        assert cal["seed_min"] == 20 and cal["miou_after"] >= cal["miou_before"]
+        assert set(cal["group_offsets"]) == {"eye_g", "eyes", "brows", "mouth", "lips"}
+        model, _ = load_model(kind, weights)
+        offsets = card["inference"].get("semantic_logit_offsets", {})
+        assert (model.semantic_logit_offsets is None) == (not offsets)
+    assert read_card("sketch2mask_lite", weights)["inference"]["mirror_average"] is True  # other settings kept
     assert s["augmented_glasses_kept"]["count"] == 3 and len(s["augmented_glasses_kept"]["per_class_iou"]) == 19
     assert 0 <= s["mirror_average_other"]["clean_miou"] <= 1 and s["mirror_average_other"]["real_sketches_pass"] in (0, 1)
     saved = json.loads((weights / "sketch2mask_lite.json").read_text())

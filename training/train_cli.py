@@ -68,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mask2triplane: the card tells inference to subtract TAU * log(small_class_weight) from the "
                         "semantic logits of the classes the recipe weighted up (0 = off)")
     _weights_output(e)
+    c = sub.add_parser("calibrate", help="fit per-group semantic logit offsets on held-out SynHead heads and write "
+                                         "them into a weights card (training/calibration.py)")
+    c.add_argument("--kind", required=True, choices=["sketch2mask", "mask2triplane"])
+    c.add_argument("--weights", default="weights", help="weights folder (its card is updated in place)")
+    c.add_argument("--name", help="weights name (default <kind>_lite)")
+    c.add_argument("--data", required=True, help="SynHead folder of heads the network never trained on")
+    c.add_argument("--limit", type=int, help="use at most this many heads")
+    c.add_argument("--max-offset", type=float, default=3.0, help="offsets are searched in [-M, M]")
+    c.add_argument("--step", type=float, default=0.25, help="grid step of the search")
+    c.add_argument("--threads", type=int, help="torch CPU threads")
     i = sub.add_parser("interpolate", help="export (1 - alpha) * BASE + alpha * RUN (WiSE-FT weight interpolation)")
     i.add_argument("base", help="the weights RUN was fine-tuned from: a weights folder or a checkpoint.pt")
     i.add_argument("run", help="run folder holding checkpoint.pt (the fine-tuned network)")
@@ -197,6 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        if args.command == "calibrate":
+            from training.calibration import calibrate
+            from training.loop import command_line
+
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            record = calibrate(args.weights, args.kind, args.data, args.limit, args.max_offset, args.step,
+                               args.name, command_line())
+            print(json.dumps(record))
+            return 0
         if args.command in ("export", "interpolate"):
             if args.command == "export":
                 card = export(args.run, args.weights, args.name, args.mirror_average, args.semantic_logit_adjustment)

@@ -4,7 +4,7 @@
 ``<weights_dir>/<name>.json``, check the sha256 of ``<name>.safetensors``, check that the card describes
 a network this code can build (kind, label set, box size), build it from the card's ``config`` and load
 the tensors strictly, then apply the card's ``inference`` settings (``mirror_average`` for the sketch
-network, ``semantic_logit_offsets`` for the generator). Every failure raises
+network, ``semantic_logit_offsets`` for either: per-class logit offsets). Every failure raises
 :class:`backend.weights.WeightsError` with a stable code and a sentence naming the file and what to do.
 """
 from __future__ import annotations
@@ -62,8 +62,6 @@ def check_card(card: dict[str, Any], kind: str, name: str) -> None:
     if not isinstance(offsets, dict) or not all(k in LABEL_NAMES and _finite_number(v) for k, v in offsets.items()):
         raise bad(f"inference.semantic_logit_offsets must map label names of {LABEL_SET!r} to finite numbers, "
                   f"got {offsets!r}")
-    if offsets and kind != "mask2triplane":
-        raise bad("inference.semantic_logit_offsets applies to mask2triplane weights only")
     if kind == "mask2triplane":
         box = card.get("box_size_m")
         if not isinstance(box, (int, float)) or abs(float(box) - BOX_SIZE_M) > 1e-9:
@@ -95,7 +93,7 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
     if kind == "sketch2mask":
         model.mirror_average = card.get("inference", {}).get("mirror_average", False)
     offsets = card.get("inference", {}).get("semantic_logit_offsets")
-    if kind == "mask2triplane" and offsets:
+    if offsets:
         vec = torch.zeros(NUM_CLASSES)
         for name, value in offsets.items():
             vec[LABEL_NAMES.index(name)] = float(value)

@@ -55,6 +55,9 @@ class SketchToMask(nn.Module):
         self.cfg = dict(cfg)
         #: predict_ids / label_scores average with the mirrored sketch (an inference setting, not architecture)
         self.mirror_average = False
+        #: ``(K,)`` float32 added to :meth:`label_scores` (the card's ``inference.semantic_logit_offsets``,
+        #: fitted on held-out heads by training/calibration.py); a plain attribute, not a weight
+        self.semantic_logit_offsets: torch.Tensor | None = None
         self.num_classes = cfg["num_classes"]
         self.internal_resolution = res
         self.stem = nn.Sequential(*_conv_bn(1, ch[0]), *_conv_bn(ch[0], ch[0]))
@@ -106,12 +109,15 @@ class SketchToMask(nn.Module):
         :attr:`mirror_average`), the log of the mean of two softmaxes: the sketch's and the mirrored
         sketch's, mirrored back with the left/right labels swapped (:data:`backend.labels.MIRROR_IDS`).
         Test-time flip averaging, a standard segmentation practice (not in S3D); it costs a second pass.
+        Last, :attr:`semantic_logit_offsets` (when set) is added per class.
         """
-        logits = self.forward(sketch)[0]
-        if not (self.mirror_average if mirror_average is None else mirror_average):
-            return logits
-        mirrored = self.forward(sketch.flip(-1))[0].flip(-1)[:, list(MIRROR_IDS)]
-        return ((logits.softmax(1) + mirrored.softmax(1)) / 2).clamp_min(1e-12).log()
+        scores = self.forward(sketch)[0]
+        if self.mirror_average if mirror_average is None else mirror_average:
+            mirrored = self.forward(sketch.flip(-1))[0].flip(-1)[:, list(MIRROR_IDS)]
+            scores = ((scores.softmax(1) + mirrored.softmax(1)) / 2).clamp_min(1e-12).log()
+        if self.semantic_logit_offsets is not None:
+            scores = scores + self.semantic_logit_offsets.to(scores)[:, None, None]
+        return scores
 
     @torch.no_grad()
     def predict_ids(self, sketch: torch.Tensor, mirror_average: bool | None = None) -> torch.Tensor:
