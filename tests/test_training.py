@@ -910,3 +910,21 @@ def test_keep_accessories_never_drops_glasses_strokes_and_changes_nothing_else()
     assert dropped, "the default protocol should drop the glasses group in some of 40 seeds"
     assert all("glasses" in {st["group"] for st in augment_strokes(doc, np.random.default_rng(s),
                                                                   keep_accessories=True)["strokes"]} for s in dropped)
+
+
+def test_rough_redraws_are_deterministic_and_off_by_default():
+    from training.augment import augmented_sketch
+
+    doc = {"version": 1, "frame": "normalized", "width": 1, "height": 1, "strokes": [
+        {"group": "face_outline", "points": [[0.3, 0.3], [0.3, 0.7], [0.5, 0.85], [0.7, 0.7], [0.7, 0.3]]},
+        {"group": "nose", "points": [[0.5, 0.45], [0.48, 0.6], [0.52, 0.6]]},
+        {"group": "mouth", "points": [[0.42, 0.7], [0.5, 0.72], [0.58, 0.7]]}]}
+    item = {"sketch": np.ones((512, 512), np.float32), "mask": np.zeros((512, 512), np.uint8), "strokes": doc}
+    draw = lambda seed, **kw: augmented_sketch(item, np.random.default_rng(seed), stroke_prob=1.0,  # noqa: E731
+                                               framing_prob=0.0, **kw)[0]
+    changed = 0
+    for seed in range(6):
+        np.testing.assert_array_equal(draw(seed), draw(seed, rough_prob=0.0))  # default: the same draws as before
+        np.testing.assert_array_equal(draw(seed, rough_prob=1.0), draw(seed, rough_prob=1.0))  # seeded
+        changed += not np.array_equal(draw(seed), draw(seed, rough_prob=1.0))
+    assert changed >= 4  # the rough pass changes the drawing (a re-draw may also drop every stroke)

@@ -261,7 +261,8 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
                      framing_prob: float = 0.5, scale_range: tuple[float, float] = (0.92, 1.08),
                      max_shift: float = 0.04, marks_prob: float = 0.0,
                      mirror_prob: float = 0.0, closed_eyes_prob: float = 0.0,
-                     empty_eyes_prob: float = 0.0, keep_accessories: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                     empty_eyes_prob: float = 0.0, keep_accessories: bool = False,
+                     rough_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes (eyes
     drawn closed with ``closed_eyes_prob``, :func:`close_eyes`, or without irises with ``empty_eyes_prob``),
@@ -270,7 +271,10 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     (:func:`random_framing` with ``scale_range`` and ``max_shift``); last, with ``mirror_prob``, the mirror
     image (:func:`mirror`). ``marks_prob``, ``mirror_prob``, ``closed_eyes_prob`` and ``empty_eyes_prob``
     default to 0 so earlier recipes draw the same random numbers as before; ``keep_accessories`` (default
-    False) keeps glasses strokes in the re-draw (:func:`augment_strokes`).
+    False) keeps glasses strokes in the re-draw (:func:`augment_strokes`); with ``rough_prob`` (default 0) a
+    re-draw is also made rough as SynHead's ``rough`` style is (jittered, broken, doubled strokes,
+    :func:`training.synhead.sketch_styles.rough_strokes`), a fresh rough drawing each time where the data
+    set stores one per head.
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
     """
@@ -278,6 +282,10 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     if item.get("strokes") and rng.random() < stroke_prob:
         doc = augment_strokes(item["strokes"], rng, closed_eyes=closed_eyes_prob, empty_eyes=empty_eyes_prob,
                               keep_accessories=keep_accessories)
+        if rough_prob > 0 and rng.random() < rough_prob:
+            from training.synhead.sketch_styles import rough_strokes
+
+            doc = rough_strokes(doc, rng)
         sketch = rasterize_strokes(doc, size=sketch.shape[0]).astype(np.float32) / 255.0
     if marks_prob > 0 and rng.random() < marks_prob:
         sketch = face_marks(np.asarray(sketch, np.float32), mask, rng)

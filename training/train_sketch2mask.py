@@ -51,6 +51,8 @@ class SketchToMaskRecipe:
     empty_eyes_prob: float = 0.0
     # glasses strokes never dropped in stroke re-draws: no glasses drawn means no glasses (session 11)
     keep_accessory_strokes: bool = False
+    # stroke re-draws made rough like SynHead's rough style (training/augment.py augmented_sketch; session 12)
+    rough_redraw_prob: float = 0.0
     # exponential moving average of the weights (training/loop.py run_loop); export and eval use it; 0 = none
     ema_decay: float = 0.0
 
@@ -105,7 +107,8 @@ def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe
                 sk, mk = augmented_sketch(item, rng, recipe.stroke_prob, recipe.framing_prob,
                                           (recipe.framing_scale_min, recipe.framing_scale_max), recipe.framing_shift,
                                           recipe.face_marks_prob, recipe.mirror_prob, recipe.closed_eyes_prob,
-                                          recipe.empty_eyes_prob, recipe.keep_accessory_strokes)
+                                          recipe.empty_eyes_prob, recipe.keep_accessory_strokes,
+                                          recipe.rough_redraw_prob)
             else:
                 sk, mk = item["sketch"], item["mask"]
             sketches.append(resize_grey(sk, r))
