@@ -169,18 +169,14 @@ def collect_scores(model, kind: str, data, max_offset: float = 3.0) -> OffsetSea
                 x = torch.from_numpy(np.ascontiguousarray(item["sketch"], np.float32))[None, None]
                 out.add(model.label_scores(x)[0].numpy(), item["mask"])
             return out
-        from backend.models.mask2triplane import ids_to_onehot
         from backend.models.renderer import VolumeRenderer, orthographic_camera
-        from training.datasets import mode_pool, read_ids, read_rgb
+        from training.datasets import mode_pool
+        from training.eval_cli import posterior_planes
 
         cfg = model.cfg
         renderer = VolumeRenderer(cfg.get("render_samples", 24), cfg.get("render_importance_samples", 24))
         for s in data.samples:
-            ids = read_ids(s.path("mask"))
-            onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), NUM_CLASSES)
-            rgb = torch.from_numpy(read_rgb(s.path("rgb"))).permute(2, 0, 1)[None]
-            mu, _ = model.appearance_encoder(rgb, onehot)
-            planes = model.synthesize(model.encode(onehot, mu))
+            ids, _, planes = posterior_planes(model, s)
             probs = renderer.render(lambda x: model.query(planes, x), orthographic_camera("front", 128))["semantic"][0]
             out.add(probs.clamp_min(1e-12).log().numpy(), mode_pool(ids, 128))
     return out

@@ -230,13 +230,27 @@ def region_geometry(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray) -> 
 
 
 @torch.no_grad()
+def posterior_planes(model, sample) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """A SynHead sample's ``(label ids (H, W) uint8, one-hot mask (1, 19, H, W) float32, planes (1, 3, C, R,
+    R))``, the planes with z = the cVAE posterior mean of the ground-truth input-view RGB (how the
+    evaluation renders a test head)."""
+    from backend.models.mask2triplane import ids_to_onehot
+    from training.datasets import read_ids, read_rgb
+
+    ids = read_ids(sample.path("mask"))
+    onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), NUM_CLASSES)
+    rgb = torch.from_numpy(read_rgb(sample.path("rgb"))).permute(2, 0, 1)[None]
+    mu, _ = model.appearance_encoder(rgb, onehot)
+    return ids, onehot, model.synthesize(model.encode(onehot, mu))
+
+
+@torch.no_grad()
 def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Path | None, sheet_rows: int = 6,
                            real_masks: Path | None = None, outer_reference: bool = True) -> dict[str, Any]:
     """Metrics of a :class:`Mask2Triplane` on a :class:`SynHead` test split (see the module docstring);
     ``outer_reference`` adds the geometry against session 3's outer reference (``*_outer`` keys)."""
-    from backend.models.mask2triplane import ids_to_onehot
     from backend.models.renderer import VolumeRenderer, orthographic_camera
-    from training.datasets import mode_pool, read_ids, read_rgb
+    from training.datasets import mode_pool, read_rgb
     from training.metrics import chamfer_fscore, confusion_matrix, psnr, segmentation_scores, ssim
 
     cfg = model.cfg
@@ -246,11 +260,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
     rows, sheet = [], []
     t0 = time.time()
     for k, s in enumerate(data.samples):
-        ids = read_ids(s.path("mask"))
-        onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), NUM_CLASSES)
-        rgb_in = torch.from_numpy(read_rgb(s.path("rgb"))).permute(2, 0, 1)[None]
-        mu, _ = model.appearance_encoder(rgb_in, onehot)
-        planes = model.synthesize(model.encode(onehot, mu))
+        ids, onehot, planes = posterior_planes(model, s)
         field = lambda x: model.query(planes, x)  # noqa: E731
         row: dict[str, Any] = {"id": s.entry.get("id"), "seed": s.seed, "hair_style": hair_style(s), "pose": head_pose(s)}
         pred_mesh = predicted_mesh(model, planes, grid)
