@@ -198,7 +198,7 @@ def calibrate(weights_dir, kind: str, data_root, limit: int | None = None, max_o
     from pathlib import Path
 
     from backend.models.loading import DEFAULT_NAMES, load_model
-    from backend.weights import atomic_write_text, read_card
+    from backend.weights import atomic_write_text
     from training.datasets import SynHead
 
     name = name or DEFAULT_NAMES[kind]
@@ -216,7 +216,6 @@ def calibrate(weights_dir, kind: str, data_root, limit: int | None = None, max_o
               "max_offset": max_offset, "step": step, "group_offsets": res["group_offsets"],
               "miou_before": round(res["miou_before"], 4), "miou_after": round(res["miou_after"], 4),
               "command": command}
-    card = read_card(name, weights_dir)
     inference = {k: v for k, v in card.get("inference", {}).items()
                  if k not in ("semantic_logit_offsets", "semantic_logit_adjustment_tau", "note", "calibration")}
     if res["semantic_logit_offsets"]:
