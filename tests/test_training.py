@@ -672,6 +672,35 @@ def test_geometry_grouped_by_head_pose():
     assert groups["frontal"]["mean_fscore_5mm"] == pytest.approx(0.9) and "mean_chamfer_mm_face" not in groups["frontal"]
 
 
+def test_geometry_limit_measures_labels_on_every_head_and_geometry_on_the_first(fake_data):
+    from backend.models.config import get_config
+    from backend.models.mask2triplane import Mask2Triplane
+    from training.datasets import SynHead
+    from training.eval_cli import evaluate_mask2triplane
+
+    torch.manual_seed(0)
+    model = Mask2Triplane({**get_config("lite", "mask2triplane"), **_tiny_m2t_override()}).eval()
+    data = SynHead(fake_data, "test")
+    kw = dict(grid=16, view_res=32, sheet_path=None, outer_reference=False)
+    full = evaluate_mask2triplane(model, data, **kw)
+    part = evaluate_mask2triplane(model, data, geometry_limit=1, **kw)
+    assert full["count"] == part["count"] == 3 and full["geometry_count"] == 3 and part["geometry_count"] == 1
+    assert ["chamfer_mm" in r for r in part["per_sample"]] == [True, False, False]
+    # the labels do not depend on the geometry: same confusion over all three heads
+    assert part["label_consistency_miou"] == pytest.approx(full["label_consistency_miou"])
+    assert part["mean_chamfer_mm"] == pytest.approx(full["per_sample"][0]["chamfer_mm"])
+    assert sum(g["count"] for g in part["geometry_by_pose"].values()) == 1
+    labels_only = evaluate_mask2triplane(model, data, geometry_limit=0, **kw)
+    assert labels_only["geometry_count"] == 0 and "mean_chamfer_mm" not in labels_only
+    assert labels_only["label_consistency_miou"] == pytest.approx(full["label_consistency_miou"])
+    with pytest.raises(ValueError, match="geometry_limit"):
+        evaluate_mask2triplane(model, data, geometry_limit=-1, **kw)
+    from training.eval_cli import main as eval_main
+
+    with pytest.raises(SystemExit):  # the command line says what is wrong before loading anything
+        eval_main(["--data", str(fake_data), "--out", "unused.json", "--geometry-limit", "-1"])
+
+
 def test_published_layout_readers(tmp_path):
     """MM-CelebA-HQ (sketch/ + mask/ id maps) and CelebAMask-HQ (per-part annotations) read as documented."""
     from training.datasets import CelebAMaskHQ, DataError, open_sketch_data

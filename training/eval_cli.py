@@ -1,6 +1,6 @@
 """``s3d-eval``: measure the bundled (or any) weights on the SynHead test split and on real inputs.
 
-    s3d-eval --data DIR --weights weights/ --out report.json [--limit 30] [--real-masks DIR]
+    s3d-eval --data DIR --weights weights/ --out report.json [--limit 30] [--geometry-limit N] [--real-masks DIR]
              [--real-sketches DIR] [--ablation LABEL=RUN_DIR ...] [--update-cards]
 
 Mask -> 3D (weights ``mask2triplane_lite``), per test head:
@@ -246,9 +246,19 @@ def posterior_planes(model, sample) -> tuple[np.ndarray, torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Path | None, sheet_rows: int = 6,
-                           real_masks: Path | None = None, outer_reference: bool = True) -> dict[str, Any]:
+                           real_masks: Path | None = None, outer_reference: bool = True,
+                           geometry_limit: int | None = None) -> dict[str, Any]:
     """Metrics of a :class:`Mask2Triplane` on a :class:`SynHead` test split (see the module docstring);
-    ``outer_reference`` adds the geometry against session 3's outer reference (``*_outer`` keys)."""
+    ``outer_reference`` adds the geometry against session 3's outer reference (``*_outer`` keys).
+
+    ``geometry_limit``: measure the geometry (mesh extraction, Chamfer distance, F-score; about 30 s a head
+    on one CPU thread) on the first ``geometry_limit`` heads only, and everything else (label consistency,
+    PSNR/SSIM, seed spread; a few seconds a head) on all of them, so that label-consistency differences
+    of about 0.01 can be resolved on the whole split (session 12: 30 heads cannot). None: geometry on every
+    head. The summary's ``geometry_count`` says on how many heads the geometry was measured.
+    Raises ValueError for a negative ``geometry_limit``."""
+    if geometry_limit is not None and geometry_limit < 0:
+        raise ValueError(f"geometry_limit must be >= 0 (0: no geometry), got {geometry_limit}")
     from backend.models.renderer import VolumeRenderer, orthographic_camera
     from training.datasets import mode_pool, read_rgb
     from training.metrics import chamfer_fscore, confusion_matrix, psnr, segmentation_scores, ssim
@@ -263,16 +273,17 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         ids, onehot, planes = posterior_planes(model, s)
         field = lambda x: model.query(planes, x)  # noqa: E731
         row: dict[str, Any] = {"id": s.entry.get("id"), "seed": s.seed, "hair_style": hair_style(s), "pose": head_pose(s)}
-        pred_mesh = predicted_mesh(model, planes, grid)
-        pred_pts = mesh_samples(pred_mesh, 20000, rng)
-        gt_pts, gt_labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
-        row.update(chamfer_fscore(pred_pts, gt_pts))
-        for region, r in region_geometry(pred_pts, gt_pts, gt_labels).items():
-            row.update({f"{k}_{region}": r[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
-        if outer_reference:  # session 3's reference, for comparison across sessions
-            outer = chamfer_fscore(mesh_samples(pred_mesh, 20000, rng, visible_only=False),
-                                   mesh_surface_points(s.path("mesh"), 20000, rng, reference="outer"))
-            row.update({f"{k}_outer": outer[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
+        if geometry_limit is None or k < geometry_limit:
+            pred_mesh = predicted_mesh(model, planes, grid)
+            pred_pts = mesh_samples(pred_mesh, 20000, rng)
+            gt_pts, gt_labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
+            row.update(chamfer_fscore(pred_pts, gt_pts))
+            for region, r in region_geometry(pred_pts, gt_pts, gt_labels).items():
+                row.update({f"{k}_{region}": r[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
+            if outer_reference:  # session 3's reference, for comparison across sessions
+                outer = chamfer_fscore(mesh_samples(pred_mesh, 20000, rng, visible_only=False),
+                                       mesh_surface_points(s.path("mesh"), 20000, rng, reference="outer"))
+                row.update({f"{k}_outer": outer[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
         renders = {v: renderer.render(field, orthographic_camera(v, view_res)) for v in ("front", "left", "back")}
         sem = renders["front"]["semantic"][0].argmax(0).numpy()
         target = mode_pool(ids, view_res) if ids.shape[0] % view_res == 0 else ids
@@ -314,8 +325,9 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
                 tiles.append(_to_uint8(gt) if gt is not None and gt.shape[0] == view_res else np.zeros((view_res, view_res, 3), np.uint8))
                 tiles.append(_to_uint8(_render_srgb(renders[name])))
             sheet.append(np.concatenate([_resize_tile(t, view_res) for t in tiles], 1))
-        print(f"  m2t {k + 1}/{len(data)} {row.get('id')}: chamfer {row['chamfer_mm']:.2f} mm, "
-              f"F@5mm {row['fscore_5mm']:.3f}, label mIoU {row['label_miou']:.3f}", file=sys.stderr)
+        geometry = (f"chamfer {row['chamfer_mm']:.2f} mm, F@5mm {row['fscore_5mm']:.3f}, " if "chamfer_mm" in row
+                    else "")
+        print(f"  m2t {k + 1}/{len(data)} {row.get('id')}: {geometry}label mIoU {row['label_miou']:.3f}", file=sys.stderr)
     if sheet_path is not None and sheet:
         _save_png(sheet_path, np.concatenate(sheet, 0))
         seed_sheet(model, renderer, data.samples[0], view_res, sheet_path.with_name(sheet_path.stem + "_seeds.png"))
@@ -326,14 +338,15 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
             "seed_colour_std", "label_miou"]
     summary = {f"mean_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys if any(k in r for r in rows)}
     # SynHead's curly hair carries random 1-1.6 cm surface noise that no mask can predict: geometry by style
-    summary["geometry_by_hair_style"] = geometry_by(rows, "hair_style")
+    geometry_rows = [r for r in rows if "chamfer_mm" in r]
+    summary["geometry_by_hair_style"] = geometry_by(geometry_rows, "hair_style")
     # SynHead >= 0.2.0 turns 60 % of heads by up to 10 degrees, which the mask shows only indirectly
-    summary["geometry_by_pose"] = geometry_by(rows, "pose")
+    summary["geometry_by_pose"] = geometry_by(geometry_rows, "pose")
     summary.update({"label_consistency_miou": seg["miou"], "label_per_class_iou": _per_class(seg["per_class_iou"]),
                     # precision < recall: the render paints a class wider than the mask has it
                     "label_per_class_precision": _per_class(seg["per_class_precision"]),
                     "label_per_class_recall": _per_class(seg["per_class_recall"]),
-                    "count": len(rows), "grid": grid, "view_resolution": view_res,
+                    "count": len(rows), "geometry_count": len(geometry_rows), "grid": grid, "view_resolution": view_res,
                     "seconds": round(time.time() - t0, 1), "per_sample": rows})
     if real_masks is not None:
         summary["real_masks"] = evaluate_real_masks(model, renderer, real_masks, view_res, sheet_path)
@@ -600,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="weights", help="weights folder")
     p.add_argument("--out", required=True, help="report JSON path; contact sheets are written beside it")
     p.add_argument("--limit", type=int, help="evaluate the first N test samples (mask -> 3D)")
+    p.add_argument("--geometry-limit", type=int,
+                   help="measure the geometry on the first N of those heads only (about 30 s a head); label "
+                        "consistency, PSNR and the rest on all of them (a few seconds a head). 0: no geometry")
     p.add_argument("--sketch-limit", type=int, help="evaluate the first N test sketches (default: all)")
     p.add_argument("--grid", type=int, default=256, help="density grid cells per side for the geometry metrics")
     p.add_argument("--view-resolution", type=int, default=128)
@@ -614,7 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.geometry_limit is not None and args.geometry_limit < 0:
+        parser.error(f"--geometry-limit must be >= 0 (0: no geometry), got {args.geometry_limit}")
     torch.set_num_threads(args.threads)
     from backend.models.loading import load_mask2triplane, load_sketch2mask
     from backend.weights import WeightsError, atomic_write_text
@@ -631,7 +650,8 @@ def main(argv: list[str] | None = None) -> int:
             model, card = load_mask2triplane(args.weights)
             report["mask2triplane"] = evaluate_mask2triplane(model, data, args.grid, args.view_resolution,
                                                              out.with_name(out.stem + "_mask2triplane.png"),
-                                                             real_masks=args.real_masks)
+                                                             real_masks=args.real_masks,
+                                                             geometry_limit=args.geometry_limit)
             report["mask2triplane"]["weights_sha256"] = card["sha256"]
         if args.only != "mask2triplane":
             data = open_sketch_data(args.data, "test", limit=args.sketch_limit)
