@@ -166,3 +166,27 @@ def test_check_real_sketches_tells_an_enclosed_cavity_from_a_floater():
     assert pieces[0]["face_fraction"] == pytest.approx(len(cavity.faces) / total)
     assert pieces[1]["face_fraction"] == pytest.approx(len(floater.faces) / total)
     assert mod.classify_pieces(np.asarray(head.vertices), np.asarray(head.faces)) == []
+
+
+def test_retrieval_baseline_finds_the_nearest_mask_and_scores_its_mesh(tmp_path):
+    from test_training import write_fake_synhead
+
+    spec = importlib.util.spec_from_file_location("retrieval_baseline", ROOT / "benchmarks" / "retrieval_baseline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    bank = np.array([[0, 0, 1, 1], [0, 1, 1, 1], [2, 2, 2, 2]], np.uint8)
+    order, agreement = mod.nearest_masks(np.array([0, 1, 1, 1], np.uint8), bank, 2)
+    assert order.tolist() == [1, 0] and agreement.tolist() == [1.0, 0.75]
+
+    data = write_fake_synhead(tmp_path / "synhead", [0, 1, 5, 6, 7])
+    out = tmp_path / "retrieval.json"
+    assert mod.main(["--data", str(data), "--limit", "2", "--k", "3", "--mask-resolution", "16",
+                     "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["count"] == 2 and len(report["per_head"]) == 2
+    for row in report["per_head"]:
+        assert row["top1_seed"] in (5, 6, 7) and 0 <= row["top1_agreement"] <= 1
+        assert 0 < row["best_of_k_chamfer_mm"] <= row["top1_chamfer_mm"] < float("inf")
+    assert report["mean_top1_chamfer_mm"] == pytest.approx(np.mean([r["top1_chamfer_mm"] for r in report["per_head"]]))
+    with pytest.raises(SystemExit):
+        mod.main(["--data", str(data), "--k", "0"])
