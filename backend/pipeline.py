@@ -265,14 +265,43 @@ class FieldQuery:
         return self(xyz, rgb=False)["sigma"]
 
 
-def _sketch_to_mask(net: Any, sketch512: np.ndarray, device: str) -> np.ndarray:
+def _sketch_to_mask(net: Any, sketch512: np.ndarray, device: str, mirror_average: bool | None = None) -> np.ndarray:
     """SketchToMask on a framed ``(512, 512)`` uint8 sketch -> ``(512, 512)`` uint8 label ids (argmax; mirror
-    averaged when the card says so, :meth:`SketchToMask.predict_ids`)."""
+    averaged when the card says so or as ``mirror_average`` says, :meth:`SketchToMask.predict_ids`)."""
     import torch
 
     with torch.inference_mode():
         x = torch.from_numpy(sketch512.astype(np.float32) / 255.0)[None, None].to(device)
-        return net.predict_ids(x)[0].to(torch.uint8).cpu().numpy()
+        return net.predict_ids(x, mirror_average)[0].to(torch.uint8).cpu().numpy()
+
+
+def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np.ndarray, transform: Any,
+                                      device: str = "cpu", mirror_average: bool | None = None
+                                      ) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The sketch -> mask step of :func:`generate`, shared with ``s3d-eval``'s real-sketch checks so both
+    see the same mask: predict on the first-pass framing, and when that framing was automatic, reframe
+    from the first mask's eyes and mouth (or head box; :func:`backend.framing.refine_with_landmarks`)
+    and predict again.
+
+    Args:
+        net: a loaded :class:`SketchToMask`.
+        image: the normalised input sketch ``(H, W)`` uint8, dark on white (``load_sketch(...).image``).
+        sketch512, transform: its first-pass framing, ``backend.framing.frame_sketch(image, 512)``.
+        mirror_average: None = the card's setting.
+
+    Returns:
+        ``(sketch (512, 512) uint8, label ids (512, 512) uint8, FramingTransform)`` of the final pass.
+    """
+    from backend.framing import refine_with_landmarks, resample_sketch
+
+    mask512 = _sketch_to_mask(net, sketch512, device, mirror_average)
+    if transform.auto_framed:
+        refined = refine_with_landmarks(transform, mask512)
+        if refined is not None:
+            transform = refined
+            sketch512 = resample_sketch(image, transform)
+            mask512 = _sketch_to_mask(net, sketch512, device, mirror_average)
+    return sketch512, mask512, transform
 
 
 def _as_input(source: Any) -> tuple[Any, str]:
@@ -433,8 +462,6 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
         FramingError,
         frame_mask,
         frame_sketch,
-        refine_with_landmarks,
-        resample_sketch,
         unframe_mask,
     )
     from backend.mask_intake import load_mask
@@ -486,14 +513,9 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
     # --- sketch -> mask
     prog.start("sketch_to_mask")
     if sketch512 is not None:
-        mask512 = _sketch_to_mask(models.sketch2mask, sketch512, dev)
-        if transform.auto_framed:
-            # second framing pass: align the first mask's eyes and mouth with the canonical ones
-            refined = refine_with_landmarks(transform, mask512)
-            if refined is not None:
-                transform = refined
-                sketch512 = resample_sketch(sk.image, transform)
-                mask512 = _sketch_to_mask(models.sketch2mask, sketch512, dev)
+        # with a second framing pass that aligns the first mask's eyes and mouth with the canonical ones
+        sketch512, mask512, transform = predict_mask_with_refined_framing(models.sketch2mask, sk.image, sketch512,
+                                                                          transform, dev)
     mask_input_frame = mask_in if options.from_mask else unframe_mask(mask512, transform)
     prog.end()
 

@@ -309,3 +309,55 @@ def test_vertex_classes_remove_speckles_and_never_pick_background():
     assert ids.min() >= 1
     assert (ids[v[:, 2] > 0.35] == 13).all() and (ids[v[:, 2] < 0.2] == 1).all()
     assert ids[speck] == 1
+
+
+class _FaceMaskNet:
+    """A stand-in SketchToMask: always the same face label map (skin ellipse, hair cap, eyes, lips), with
+    the face smaller and lower than the canonical framing puts it, and a record of its calls."""
+
+    def __init__(self):
+        from backend.labels import LABEL_IDS
+
+        yy, xx = np.mgrid[0:512, 0:512]
+        m = np.zeros((512, 512), np.int64)
+        m[((xx - 256) / 90.0) ** 2 + ((yy - 330) / 120.0) ** 2 <= 1] = LABEL_IDS["skin"]
+        m[(((xx - 256) / 100.0) ** 2 + ((yy - 300) / 140.0) ** 2 <= 1) & (yy < 250)] = LABEL_IDS["hair"]
+        for name, cx in (("l_eye", 226), ("r_eye", 286)):
+            m[310:320, cx - 10:cx + 10] = LABEL_IDS[name]
+        m[390:398, 236:276] = LABEL_IDS["u_lip"]
+        m[398:406, 236:276] = LABEL_IDS["l_lip"]
+        self.mask, self.calls = torch.from_numpy(m), []
+
+    def predict_ids(self, x, mirror_average=None):
+        self.calls.append(mirror_average)
+        return self.mask[None].clone()
+
+
+def test_eval_real_sketch_checks_see_the_mask_generate_makes(tmp_path):
+    """s3d-eval's real-sketch checks and `s3d generate` share the sketch -> mask step, second framing pass
+    included (until session 13 the checks used the first pass only, a mask no user sees)."""
+    from backend.framing import frame_sketch
+    from backend.pipeline import predict_mask_with_refined_framing
+    from training.eval_cli import predict_real_sketches
+
+    img = np.full((600, 480), 255, np.uint8)
+    cv2 = pytest.importorskip("cv2")
+    cv2.ellipse(img, (240, 300), (150, 200), 0, 0, 360, 0, 3)
+    Image.fromarray(img).save(tmp_path / "drawing.png")
+
+    net = _FaceMaskNet()
+    first, t = frame_sketch(img, 512)
+    sketch, mask, refined = predict_mask_with_refined_framing(net, img, first, t, "cpu", True)
+    assert net.calls == [True, True] and refined.method in ("landmarks", "head_box")
+    assert refined.scale != pytest.approx(t.scale) and sketch.shape == mask.shape == (512, 512)
+
+    net.calls.clear()
+    (name, framed, ids), = predict_real_sketches(net, tmp_path, mirror_average=False)
+    assert name == "drawing.png" and net.calls == [False, False]  # first pass, then the reframed one
+    assert np.array_equal(ids, mask) and framed.dtype == np.float32
+    assert np.allclose(framed, sketch.astype(np.float32) / 255.0)
+
+    net.calls.clear()  # no automatic framing (--no-frame): nothing to refine, one pass
+    first, t = frame_sketch(img, 512, auto_frame=False)
+    predict_mask_with_refined_framing(net, img, first, t)
+    assert net.calls == [None]

@@ -475,21 +475,6 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
             "count": len(data)}
 
 
-def frame_sketch(path: Path) -> np.ndarray:
-    """A real sketch as the product frames it (backend/sketch/intake.py + backend/framing.py: content box
-    -> canonical framing) -> ``(512, 512)`` float32 in [0, 1], 1 = paper."""
-    import cv2
-
-    from backend.framing import framing_transform
-    from backend.sketch.intake import load_sketch
-
-    grey = load_sketch(str(path)).image
-    t = framing_transform(grey < 128, 512)
-    framed = cv2.warpAffine(grey, t.as_array(), (512, 512), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT,
-                            borderValue=255)
-    return framed.astype(np.float32) / 255.0
-
-
 #: Face parts the sketch issue asks for on every real sketch's mask, as label-name alternatives.
 REQUIRED_PARTS: dict[str, tuple[str, ...]] = {"hair": ("hair",), "eyes": ("l_eye", "r_eye"),
                                               "brows": ("l_brow", "r_brow"), "nose": ("nose",),
@@ -546,14 +531,20 @@ def mask_plausibility(ids: np.ndarray, min_pixels: int = 20, main_fraction: floa
 @torch.no_grad()
 def predict_real_sketches(net, folder: Path, mirror_average: bool | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(file name, framed sketch (512, 512) float32, predicted ids (512, 512) uint8)`` for every real
-    sketch image in ``folder``, framed as the product frames it (:func:`frame_sketch`); ``mirror_average``
-    as in :func:`evaluate_sketch2mask`."""
+    sketch image in ``folder``, framed and predicted as ``s3d generate`` does it (content-box framing, then
+    the landmark reframing from the first mask: :func:`backend.pipeline.predict_mask_with_refined_framing`;
+    until session 13 the first pass only); ``mirror_average`` as in :func:`evaluate_sketch2mask`."""
+    from backend.framing import frame_sketch as frame_first_pass
+    from backend.pipeline import predict_mask_with_refined_framing
+    from backend.sketch.intake import load_sketch
+
     out = []
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
-            sk = frame_sketch(p)
-            pred = net.predict_ids(torch.from_numpy(sk)[None, None], mirror_average)[0].numpy().astype(np.uint8)
-            out.append((p.name, sk, pred))
+            image = load_sketch(str(p)).image
+            first, transform = frame_first_pass(image, 512)
+            framed, pred, _ = predict_mask_with_refined_framing(net, image, first, transform, "cpu", mirror_average)
+            out.append((p.name, framed.astype(np.float32) / 255.0, pred))
     return out
 
 
