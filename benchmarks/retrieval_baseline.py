@@ -35,9 +35,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-GEOMETRY_KEYS = ("chamfer_mm", "fscore_2mm", "fscore_5mm")
-
-
 def pooled_masks(samples, resolution: int) -> np.ndarray:
     """``(N, resolution * resolution)`` uint8 label ids of the samples' masks, mode-pooled."""
     from training.datasets import mode_pool, read_ids
@@ -66,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--k and --limit must be >= 1")
 
     from training.datasets import SynHead
-    from training.eval_cli import GEOMETRY_REGIONS, mesh_surface_points, region_geometry
-    from training.metrics import chamfer_fscore
+    from training.eval_cli import GEOMETRY_REGIONS, geometry_metrics, mesh_surface_points
 
     t0 = time.time()
     train, test = SynHead(args.train_data or args.data, "train"), SynHead(args.data, "test", limit=args.limit)
@@ -79,13 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     for s, query in zip(test.samples, pooled_masks(test.samples, args.mask_resolution)):
         gt_pts, gt_labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
         order, agreement = nearest_masks(query, bank, args.k)
-        scores = []
-        for i in order:
-            pred = mesh_surface_points(train.samples[i].path("mesh"), 20000, rng)
-            r = chamfer_fscore(pred, gt_pts)
-            for region, rr in region_geometry(pred, gt_pts, gt_labels).items():
-                r.update({f"{key}_{region}": rr[key] for key in GEOMETRY_KEYS})
-            scores.append(r)
+        scores = [geometry_metrics(mesh_surface_points(train.samples[i].path("mesh"), 20000, rng), gt_pts, gt_labels)
+                  for i in order]
         best = int(np.argmin([r["chamfer_mm"] for r in scores]))
         row = {"id": s.entry.get("id"), "seed": s.seed, "top1_seed": train.samples[order[0]].seed,
                "top1_agreement": float(agreement[0]),
@@ -97,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['best_of_k_chamfer_mm']:.2f} mm / {row['best_of_k_fscore_5mm']:.3f}", file=sys.stderr)
     keys = [k for k in rows[0] if k.startswith(("top1_", "best_of_k_")) and k != "top1_seed"]
     means = {f"mean_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys}
-    report = {"data": str(args.data), "train_data": str(args.train_data or args.data), "count": len(rows), "k": args.k, "mask_resolution": args.mask_resolution,
-              "regions": list(GEOMETRY_REGIONS), "seconds": round(time.time() - t0, 1), **means, "per_head": rows}
+    report = {"data": str(args.data), "train_data": str(args.train_data or args.data), "count": len(rows),
+              "k": args.k, "mask_resolution": args.mask_resolution, "regions": list(GEOMETRY_REGIONS), "seconds": round(time.time() - t0, 1), **means, "per_head": rows}
     if args.out:
         from backend.weights import atomic_write_text
 

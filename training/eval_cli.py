@@ -229,6 +229,18 @@ def region_geometry(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray) -> 
     return {region: chamfer_fscore(pred, gt, gt_region=sel) for region, sel in inside.items() if sel.any()}
 
 
+def geometry_metrics(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray) -> dict[str, float]:
+    """The per-head geometry of ``s3d-eval``: :func:`training.metrics.chamfer_fscore` of ``pred (N, 3)``
+    against ``gt (M, 3)`` (metres) plus ``{chamfer_mm, fscore_2mm, fscore_5mm}_{region}`` for each of
+    :data:`GEOMETRY_REGIONS` the truth has samples in (``gt_labels (M,)`` label ids)."""
+    from training.metrics import chamfer_fscore
+
+    out = chamfer_fscore(pred, gt)
+    for region, r in region_geometry(pred, gt, gt_labels).items():
+        out.update({f"{k}_{region}": r[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
+    return out
+
+
 @torch.no_grad()
 def posterior_planes(model, sample) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """A SynHead sample's ``(label ids (H, W) uint8, one-hot mask (1, 19, H, W) float32, planes (1, 3, C, R,
@@ -277,9 +289,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
             pred_mesh = predicted_mesh(model, planes, grid)
             pred_pts = mesh_samples(pred_mesh, 20000, rng)
             gt_pts, gt_labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
-            row.update(chamfer_fscore(pred_pts, gt_pts))
-            for region, r in region_geometry(pred_pts, gt_pts, gt_labels).items():
-                row.update({f"{k}_{region}": r[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
+            row.update(geometry_metrics(pred_pts, gt_pts, gt_labels))
             if outer_reference:  # session 3's reference, for comparison across sessions
                 outer = chamfer_fscore(mesh_samples(pred_mesh, 20000, rng, visible_only=False),
                                        mesh_surface_points(s.path("mesh"), 20000, rng, reference="outer"))
