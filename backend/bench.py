@@ -212,7 +212,8 @@ def bench_resolution(source: Any, models: Any, resolution: int, repeats: int, vi
         res = generate(source, workdir / f"flops{resolution}", opts, models=models, progress=progress)
     finally:
         counter.remove()
-    per_point = decoder_flops_per_point(m2t.cfg)
+    # a mirror-averaged generator (card inference.mirror_average) decodes every queried point twice
+    per_point = decoder_flops_per_point(m2t.cfg) * (2 if m2t.mirror_average else 1)
     grid_pts = int(sum(res["mesh"]["grid_points_evaluated"]))
     color_pts = int(res["mesh"]["field_points_queried"]) - grid_pts
     flops: dict[str, float | None] = {k: None for k in stages}

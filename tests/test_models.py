@@ -124,6 +124,41 @@ def test_mirror_averaged_prediction_is_mirror_equivariant():
     assert torch.equal(net.predict_ids(x), a.argmax(1))
 
 
+def test_mirror_averaged_field_is_mirror_equivariant():
+    from backend.labels import MIRROR_IDS
+
+    torch.manual_seed(0)
+    model = Mask2Triplane(_tiny_m2t_config()).eval()
+    res = model.cfg["mask_resolution"]
+    ids = torch.randint(0, 19, (1, res, res))
+    mirrored_ids = torch.tensor(MIRROR_IDS)[ids.flip(-1)]
+    z = model.sample_z(3)
+    xyz = torch.rand(1, 200, 3) * 2 - 1
+    flip = torch.tensor([-1.0, 1.0, 1.0])
+    model.mirror_average = True
+    pair, pair_m = model.planes_from_mask(ids, z), model.planes_from_mask(mirrored_ids, z)
+    assert pair.shape == (1, 2, 3, model.cfg["plane_channels"], model.cfg["plane_resolution"], model.cfg["plane_resolution"])
+    with torch.no_grad():
+        a, b = model.query(pair, xyz), model.query(pair_m, xyz * flip)
+        # the averaged field of the mirrored mask is the mirrored averaged field, labels swapped back
+        assert torch.allclose(a["occupancy_logit"], b["occupancy_logit"], atol=1e-5)
+        assert torch.allclose(a["rgb"], b["rgb"], atol=1e-5)
+        assert torch.allclose(a["semantic"], b["semantic"][..., list(MIRROR_IDS)], atol=1e-5)
+        assert torch.allclose(a["semantic"].exp().sum(-1), torch.ones(1, 200), atol=1e-4)  # log-probabilities
+        assert torch.allclose(a["sigma"], model.decoder.density_scale * torch.nn.functional.softplus(a["occupancy_logit"]))
+        # it is the mean of the two members' occupancy logits
+        members = model.query(pair[:, 0], xyz)["occupancy_logit"] + model.query(pair[:, 1], xyz * flip)["occupancy_logit"]
+        assert torch.allclose(a["occupancy_logit"], members / 2, atol=1e-6)
+        # without averaging an untrained generator is not equivariant: the checks above can fail
+        model.mirror_average = False
+        plain, plain_m = model.planes_from_mask(ids, z), model.planes_from_mask(mirrored_ids, z)
+        assert plain.dim() == 5 and torch.equal(plain, pair[:, 0])
+        assert not torch.allclose(model.query(plain, xyz)["occupancy_logit"],
+                                  model.query(plain_m, xyz * flip)["occupancy_logit"], atol=1e-3)
+    with pytest.raises(ValueError, match="mirror pair"):
+        model.query(torch.cat([pair, pair[:, :1]], 1), xyz)
+
+
 def _sphere_field(radius: float, density: float):
     def field(xyz):
         inside = (xyz.norm(dim=-1, keepdim=True) < radius).float()
@@ -233,6 +268,11 @@ def test_weights_roundtrip_and_clear_errors(tmp_path):
         assert torch.equal(a["sigma"], b["sigma"]) and torch.equal(a["rgb"], b["rgb"])
         loaded.train(), adjusted.train()  # training never sees them
         assert torch.equal(loaded.query(planes, xyz)["semantic"], adjusted.query(planes, xyz)["semantic"])
+    card["inference"] = {"mirror_average": True}
+    save_weights(model.state_dict(), card, "m_mirror", tmp_path)
+    mirrored_model = load_mask2triplane(tmp_path, name="m_mirror")[0]
+    assert mirrored_model.mirror_average and not loaded.mirror_average
+    assert mirrored_model.planes_from_mask(torch.zeros(1, res, res, dtype=torch.long), loaded.sample_z(0)).dim() == 6
     for bad_offsets in ({"nose_tip": -1.0}, {"l_eye": "low"}, {"l_eye": True}):
         card["inference"] = {"semantic_logit_offsets": bad_offsets}
         save_weights(model.state_dict(), card, "m_bad_offsets", tmp_path)

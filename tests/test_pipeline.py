@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,10 +121,19 @@ def test_full_generate_writes_every_output_and_a_clean_mesh(weights_dir, sphere_
     assert len(obj_v) == result["vertex_count"] and len(obj_v[0].split()) == 7
 
 
-def test_vertex_colours_and_classes_come_from_the_field(weights_dir, sphere_field, tmp_path):
-    """PLY colours match the field's colour near the surface; labels match the semantic argmax."""
+@pytest.mark.parametrize("mirror_average", [False, True])
+def test_vertex_colours_and_classes_come_from_the_field(weights_dir, sphere_field, tmp_path, mirror_average):
+    """PLY colours match the field's colour near the surface; labels match the semantic argmax; also for a
+    generator whose card asks for mirror averaging (planes are a mirror pair, the field their mean)."""
+    import shutil
+
     from backend.pipeline import FieldQuery
     from backend.vertex_colors import linear_to_srgb
+
+    if mirror_average:
+        weights_dir = Path(shutil.copytree(weights_dir, tmp_path / "weights_mirror"))
+        card_path = weights_dir / "mask2triplane_lite.json"
+        card_path.write_text(json.dumps(dict(json.loads(card_path.read_text()), inference={"mirror_average": True})))
 
     ids = np.zeros((256, 256), np.uint8)
     ids[40:220, 70:190] = 1
@@ -135,6 +145,7 @@ def test_vertex_colours_and_classes_come_from_the_field(weights_dir, sphere_fiel
     m2t = bundle.mask2triplane
     framed = np.asarray(Image.fromarray(ids).resize((512, 512), Image.NEAREST))
     planes = m2t.planes_from_mask(torch.from_numpy(framed.astype(np.int64))[None], m2t.sample_z(5))
+    assert m2t.mirror_average is mirror_average and planes.dim() == (6 if mirror_average else 5)
     q = FieldQuery(m2t, planes, "cpu")(metres_to_box(ply["vertices"]).astype(np.float32), semantic=True)
     expected = np.round(linear_to_srgb(q["rgb"]) * 255)
     assert np.abs(ply["rgb"].astype(float) - expected).mean() < 6.0  # of 255

@@ -527,8 +527,8 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     card = export(m2t_run, weights, "mask2triplane_lite")
     assert card["kind"] == "mask2triplane" and card["data"]["count"] == 5 and card["training"]["steps"] == 2
     assert export(s2m_run, weights, "sketch2mask_lite", mirror_average=True)["inference"] == {"mirror_average": True}
-    with pytest.raises(ValueError, match="sketch2mask runs"):
-        export(m2t_run, tmp_path / "w_bad", mirror_average=True)
+    both = export(m2t_run, tmp_path / "w_mirror", mirror_average=True, semantic_logit_adjustment=1.0)["inference"]
+    assert both["mirror_average"] is True and both["semantic_logit_offsets"]["mouth"] < 0
     adjusted = export(m2t_run, tmp_path / "w_adj", semantic_logit_adjustment=1.0)["inference"]
     assert adjusted["semantic_logit_offsets"]["mouth"] == pytest.approx(-math.log(3.0), abs=1e-4)  # recipe weight 3
     assert len(adjusted["semantic_logit_offsets"]) == 8 and "skin" not in adjusted["semantic_logit_offsets"]

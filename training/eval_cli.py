@@ -245,7 +245,8 @@ def geometry_metrics(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray) ->
 def posterior_planes(model, sample) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """A SynHead sample's ``(label ids (H, W) uint8, one-hot mask (1, 19, H, W) float32, planes (1, 3, C, R,
     R))``, the planes with z = the cVAE posterior mean of the ground-truth input-view RGB (how the
-    evaluation renders a test head)."""
+    evaluation renders a test head); a mirror pair ``(1, 2, 3, C, R, R)`` when the model mirror-averages
+    (``Mask2Triplane.planes_from_onehot``, same z for both)."""
     from backend.models.mask2triplane import ids_to_onehot
     from training.datasets import read_ids, read_rgb
 
@@ -253,7 +254,7 @@ def posterior_planes(model, sample) -> tuple[np.ndarray, torch.Tensor, torch.Ten
     onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), NUM_CLASSES)
     rgb = torch.from_numpy(read_rgb(sample.path("rgb"))).permute(2, 0, 1)[None]
     mu, _ = model.appearance_encoder(rgb, onehot)
-    return ids, onehot, model.synthesize(model.encode(onehot, mu))
+    return ids, onehot, model.planes_from_onehot(onehot, mu)
 
 
 @torch.no_grad()
@@ -322,7 +323,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         if skin.any():
             cols = []
             for seed in range(4):
-                p2 = model.synthesize(model.encode(onehot, model.sample_z(seed)))
+                p2 = model.planes_from_onehot(onehot, model.sample_z(seed))
                 img = renderer.render(lambda x: model.query(p2, x), orthographic_camera("front", 32))["rgb"][0]
                 sk = torch.from_numpy(mode_pool(ids, 32) == 1)
                 cols.append(img[:, sk].mean(1).numpy() if sk.any() else img.mean((1, 2)).numpy())
@@ -373,7 +374,7 @@ def seed_sheet(model, renderer, sample, view_res: int, path: Path, seeds: tuple[
     onehot = ids_to_onehot(torch.from_numpy(read_ids(sample.path("mask")))[None].long(), NUM_CLASSES)
     cols = []
     for seed in seeds:
-        planes = model.synthesize(model.encode(onehot, model.sample_z(seed)))
+        planes = model.planes_from_onehot(onehot, model.sample_z(seed))
         field = lambda x: model.query(planes, x)  # noqa: E731
         cols.append(np.concatenate([_to_uint8(_render_srgb(renderer.render(field, orthographic_camera(v, view_res))))
                                     for v in ("front", "left")], 0))
@@ -399,7 +400,7 @@ def evaluate_real_masks(model, renderer, folder: Path, view_res: int, sheet_path
         if ids.shape[0] % view_res:
             ids = cv2.resize(ids, (512, 512), interpolation=cv2.INTER_NEAREST)
         onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), NUM_CLASSES)
-        planes = model.synthesize(model.encode(onehot, model.sample_z(0)))
+        planes = model.planes_from_onehot(onehot, model.sample_z(0))
         out = {v: renderer.render(lambda x: model.query(planes, x), orthographic_camera(v, view_res)) for v in ("front", "left")}
         target = mode_pool(ids, view_res)
         c = confusion_matrix(out["front"]["semantic"][0].argmax(0).numpy(), target, NUM_CLASSES)

@@ -91,7 +91,7 @@ def _weights_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="weights", help="weights folder")
     p.add_argument("--name", help="weights name (default <kind>_<profile>)")
     p.add_argument("--mirror-average", action="store_true",
-                   help="sketch2mask: the card tells inference to average with the mirrored sketch")
+                   help="the card tells inference to average with the mirrored input (sketch or mask)")
 
 
 def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
@@ -101,15 +101,16 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
     The weights are the checkpoint's :func:`training.loop.inference_state`: the moving average when the
     recipe kept one (``ema_decay > 0``), else the raw weights.
 
-    ``mirror_average`` (sketch2mask only) writes ``"inference": {"mirror_average": true}`` into the card, so
-    inference averages each prediction with the mirrored sketch's (backend/models/sketch2mask.py).
+    ``mirror_average`` writes ``"inference": {"mirror_average": true}`` into the card, so inference averages
+    each prediction with the mirrored input's: the mirrored sketch's label scores
+    (backend/models/sketch2mask.py) or the mirrored mask's field (``Mask2Triplane.planes_from_onehot``).
     ``semantic_logit_adjustment`` tau > 0 (mask2triplane only) writes ``inference.semantic_logit_offsets``:
     ``-tau * log(small_class_weight)`` for :data:`training.losses.SMALL_CLASSES`, the classes the run's
     recipe weighted up (logit adjustment, Menon et al. ICLR 2021; Mask2Triplane.query).
 
     Raises:
-        ValueError: ``mirror_average`` for a run that is not a sketch2mask run; a logit adjustment for a run
-            that is not a mask2triplane run or whose recipe weights no class up.
+        ValueError: a logit adjustment for a run that is not a mask2triplane run or whose recipe weights no
+            class up.
     """
     from backend.weights import save_weights
     from training.loop import inference_state, load_checkpoint
@@ -158,8 +159,6 @@ def _run_card(ck: dict[str, Any], run: str | Path, mirror_average: bool) -> dict
     if meta.get("init_from"):
         card["training"]["init_from"] = meta["init_from"]
     if mirror_average:
-        if meta["kind"] != "sketch2mask":
-            raise ValueError(f"--mirror-average applies to sketch2mask runs; {run} is a {meta['kind']} run")
         card["inference"] = {"mirror_average": True}
     return card
 

@@ -3,8 +3,8 @@
 ``load_mask2triplane(weights_dir, device)`` and ``load_sketch2mask(weights_dir, device)`` read
 ``<weights_dir>/<name>.json``, check the sha256 of ``<name>.safetensors``, check that the card describes
 a network this code can build (kind, label set, box size), build it from the card's ``config`` and load
-the tensors strictly, then apply the card's ``inference`` settings (``mirror_average`` for the sketch
-network, ``semantic_logit_offsets`` for either: per-class logit offsets). Every failure raises
+the tensors strictly, then apply the card's ``inference`` settings (for either network: ``mirror_average``,
+test-time averaging with the mirrored input, and ``semantic_logit_offsets``, per-class logit offsets). Every failure raises
 :class:`backend.weights.WeightsError` with a stable code and a sentence naming the file and what to do.
 """
 from __future__ import annotations
@@ -90,8 +90,7 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
         first = str(e).splitlines()[0:3]
         raise WeightsError("weights_mismatch", f"weights {name}.safetensors do not fit the config in {name}.json: "
                                                f"{' '.join(first)}; retrain or restore both files") from None
-    if kind == "sketch2mask":
-        model.mirror_average = card.get("inference", {}).get("mirror_average", False)
+    model.mirror_average = card.get("inference", {}).get("mirror_average", False)
     offsets = card.get("inference", {}).get("semantic_logit_offsets")
     if offsets:
         vec = torch.zeros(NUM_CLASSES)

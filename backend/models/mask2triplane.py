@@ -46,6 +46,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from backend.labels import MIRROR_IDS
+
 #: Keys every Mask2Triplane config must hold (see backend/models/config.py).
 REQUIRED_KEYS = (
     "num_classes", "mask_resolution", "encoder_channels", "pixel_feature_channels", "z_dim", "w_dim",
@@ -408,6 +410,9 @@ class Mask2Triplane(nn.Module):
         #: ``(num_classes,)`` float32 added to the semantic logits at inference (eval mode only), or None: the
         #: card's ``inference.semantic_logit_offsets`` (backend/models/loading.py), an inference setting
         self.semantic_logit_offsets: torch.Tensor | None = None
+        #: The card's ``inference.mirror_average``: :meth:`planes_from_mask` returns a mirror pair of planes
+        #: and :meth:`query` averages the two fields (test-time flip averaging, an inference setting).
+        self.mirror_average: bool = False
 
     @property
     def surface_sigma(self) -> float:
@@ -467,17 +472,56 @@ class Mask2Triplane(nn.Module):
         adjustment (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021). Training weights
         the small face parts' cross-entropy x3 and aims a quarter of the render rays at them, which paints
         them wider than the mask has them (docs/models.md, session 11); density and colour are unchanged.
+
+        ``planes`` may be a mirror pair ``(B, 2, 3, C, R, R)`` (:meth:`planes_from_onehot`): then the
+        result is the pair's mean field, and ``semantic`` holds log-probabilities (same argmax use).
         """
+        if planes.dim() == 6:
+            return self._query_mirror_pair(planes, xyz)
         out = self.decoder(planes, xyz)
         if self.semantic_logit_offsets is not None and not self.training:
             out = {**out, "semantic": out["semantic"] + self.semantic_logit_offsets.to(out["semantic"])}
         return out
 
+    def planes_from_onehot(self, mask_onehot: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``mask_onehot (B, 19, H, H)`` float32 + ``z (B, z_dim)`` -> planes ``(B, 3, C, R, R)``, or with
+        :attr:`mirror_average` a mirror pair ``(B, 2, 3, C, R, R)``: ``[:, 0]`` the mask's planes, ``[:, 1]``
+        the planes of the mirrored mask (columns flipped, left/right labels swapped) with the same z.
+        :meth:`query` averages the pair's two fields, the second one mirrored back (x -> -x).
+
+        Test-time flip averaging (standard for segmentation; not in pix2pix3D or S3D): the mirrored mask is
+        a face as plausible as the input, so the generator's errors that are not mirror-symmetric average
+        out. It doubles the cost of the planes and of every query.
+
+        Raises:
+            ValueError: wrong shapes (:meth:`encode`).
+        """
+        planes = self.synthesize(self.encode(mask_onehot, z))
+        if not self.mirror_average:
+            return planes
+        mirrored = mask_onehot.flip(-1)[:, list(MIRROR_IDS)]
+        return torch.stack([planes, self.synthesize(self.encode(mirrored, z))], dim=1)
+
     @torch.no_grad()
     def planes_from_mask(self, mask_ids: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Label ids ``(B, H, H)`` long + ``z (B, z_dim)`` -> planes ``(B, 3, C, R, R)`` (no gradients)."""
+        """Label ids ``(B, H, H)`` long + ``z (B, z_dim)`` -> planes (no gradients), shaped as
+        :meth:`planes_from_onehot` says: ``(B, 3, C, R, R)``, a mirror pair ``(B, 2, 3, C, R, R)`` with
+        :attr:`mirror_average`."""
         onehot = ids_to_onehot(mask_ids, self.num_classes).to(z.device)
-        return self.synthesize(self.encode(onehot, z))
+        return self.planes_from_onehot(onehot, z)
+
+    def _query_mirror_pair(self, pair: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The mean field of a mirror pair ``(B, 2, 3, C, R, R)`` (:meth:`planes_from_onehot`): occupancy
+        logits and colours averaged, the surface stays at logit 0; the semantic output is the log of the mean
+        of the two softmaxes (left/right labels of the mirrored field swapped back)."""
+        if pair.shape[1] != 2:
+            raise ValueError(f"a mirror pair of planes is (B, 2, 3, C, R, R), got {tuple(pair.shape)}")
+        a = self.query(pair[:, 0], xyz)
+        b = self.query(pair[:, 1], xyz * xyz.new_tensor([-1.0, 1.0, 1.0]))
+        occ = (a["occupancy_logit"] + b["occupancy_logit"]) / 2
+        probs = (a["semantic"].softmax(-1) + b["semantic"][..., list(MIRROR_IDS)].softmax(-1)) / 2
+        return {"occupancy_logit": occ, "sigma": self.decoder.density_scale * F.softplus(occ),
+                "rgb": (a["rgb"] + b["rgb"]) / 2, "semantic": probs.clamp_min(1e-12).log()}
 
     def forward(self, mask_onehot: torch.Tensor, z: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
         """Encode, synthesise and query in one call (for DistributedDataParallel); adds ``planes``, ``w_plus``."""
