@@ -137,7 +137,8 @@ def test_mirror_averaged_field_is_mirror_equivariant():
     flip = torch.tensor([-1.0, 1.0, 1.0])
     model.mirror_average = True
     pair, pair_m = model.planes_from_mask(ids, z), model.planes_from_mask(mirrored_ids, z)
-    assert pair.shape == (1, 2, 3, model.cfg["plane_channels"], model.cfg["plane_resolution"], model.cfg["plane_resolution"])
+    c, r = model.cfg["plane_channels"], model.cfg["plane_resolution"]
+    assert pair.shape == (1, 2, 3, c, r, r)
     with torch.no_grad():
         a, b = model.query(pair, xyz), model.query(pair_m, xyz * flip)
         # the averaged field of the mirrored mask is the mirrored averaged field, labels swapped back
@@ -145,10 +146,12 @@ def test_mirror_averaged_field_is_mirror_equivariant():
         assert torch.allclose(a["rgb"], b["rgb"], atol=1e-5)
         assert torch.allclose(a["semantic"], b["semantic"][..., list(MIRROR_IDS)], atol=1e-5)
         assert torch.allclose(a["semantic"].exp().sum(-1), torch.ones(1, 200), atol=1e-4)  # log-probabilities
-        assert torch.allclose(a["sigma"], model.decoder.density_scale * torch.nn.functional.softplus(a["occupancy_logit"]))
+        scale = model.decoder.density_scale
+        assert torch.allclose(a["sigma"], scale * torch.nn.functional.softplus(a["occupancy_logit"]))
         # it is the mean of the two members' occupancy logits
-        members = model.query(pair[:, 0], xyz)["occupancy_logit"] + model.query(pair[:, 1], xyz * flip)["occupancy_logit"]
-        assert torch.allclose(a["occupancy_logit"], members / 2, atol=1e-6)
+        first, second = model.query(pair[:, 0], xyz), model.query(pair[:, 1], xyz * flip)
+        mean = (first["occupancy_logit"] + second["occupancy_logit"]) / 2
+        assert torch.allclose(a["occupancy_logit"], mean, atol=1e-6)
         # without averaging an untrained generator is not equivariant: the checks above can fail
         model.mirror_average = False
         plain, plain_m = model.planes_from_mask(ids, z), model.planes_from_mask(mirrored_ids, z)

@@ -3,9 +3,10 @@
 ``load_mask2triplane(weights_dir, device)`` and ``load_sketch2mask(weights_dir, device)`` read
 ``<weights_dir>/<name>.json``, check the sha256 of ``<name>.safetensors``, check that the card describes
 a network this code can build (kind, label set, box size), build it from the card's ``config`` and load
-the tensors strictly, then apply the card's ``inference`` settings (for either network: ``mirror_average``,
-test-time averaging with the mirrored input, and ``semantic_logit_offsets``, per-class logit offsets). Every failure raises
-:class:`backend.weights.WeightsError` with a stable code and a sentence naming the file and what to do.
+the tensors strictly, then apply the card's ``inference`` settings (for either network:
+``mirror_average``, test-time averaging with the mirrored input, and ``semantic_logit_offsets``, per-class
+logit offsets). Every failure raises :class:`backend.weights.WeightsError` with a stable code and a
+sentence naming the file and what to do.
 """
 from __future__ import annotations
 
