@@ -758,6 +758,46 @@ def test_warm_start_refits_only_the_named_tensors(tmp_path):
         warm_start(SketchToMask({**cfg, "internal_resolution": 256}), tmp_path / "checkpoint.pt", "sketch2mask")
 
 
+def test_widening_the_sketch_unet_keeps_its_output_and_trains_the_new_channels(tmp_path):
+    """A wider U-Net warm-started from a narrower one (training/widen.py) gives the same logits and style,
+    its new channels receive gradients (they are not dead), and a narrower target is refused."""
+    from backend.models.config import PROFILES
+    from backend.models.sketch2mask import SketchToMask
+    from training.loop import warm_start
+    from training.widen import widen_sketch2mask_state
+
+    torch.manual_seed(0)
+    cfg = {**PROFILES["lite"]["sketch2mask"], "channels": [4, 4, 4, 4, 4, 4, 4, 8]}
+    narrow = SketchToMask(cfg)
+    with torch.no_grad():  # non-trivial BatchNorm statistics and affine parameters, so that they must carry over
+        for m in narrow.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.3), m.running_var.uniform_(0.5, 2.0), m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+    torch.save({"model": narrow.state_dict(), "step": 3, "elapsed_s": 6.0,
+                "meta": {"kind": "sketch2mask", "config": cfg}}, tmp_path / "checkpoint.pt")
+    wide_channels = [6, 4, 8, 4, 5, 4, 12, 10]
+    wide = SketchToMask({**cfg, "channels": wide_channels})
+    info = warm_start(wide, tmp_path / "checkpoint.pt", "sketch2mask", widen=widen_sketch2mask_state)
+    assert info["widened_from"] == cfg["channels"]
+    sketch = torch.rand(2, 1, 128, 128)
+    narrow.eval(), wide.eval()
+    with torch.no_grad():
+        (a, sa), (b, sb) = narrow(sketch), wide(sketch)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(sa, sb, atol=1e-6)
+    wide.train()
+    logits, style = wide(sketch)
+    (logits.square().mean() + style.square().mean()).backward()
+    # decoder[0] reads cat([bottleneck (10 ch, 8 old), skip (12 ch, 4 old)]): the new inputs' zero weights learn
+    new_inputs = [8, 9] + list(range(10 + 4, 10 + 12))
+    assert wide.decoder[0][0].weight.grad[:, new_inputs].abs().sum() > 0
+    assert wide.head.weight.grad[:, 4:].abs().sum() > 0
+    with pytest.raises(ValueError, match="must not be smaller"):
+        widen_sketch2mask_state(wide.state_dict(), wide_channels, SketchToMask(cfg))
+    with pytest.raises(RuntimeError):  # without widen the shapes do not fit
+        warm_start(SketchToMask({**cfg, "channels": wide_channels}), tmp_path / "checkpoint.pt", "sketch2mask")
+
+
 def test_warm_start_expands_the_decoder_without_changing_its_output(tmp_path):
     """Adding the relative-depth input to a trained decoder: the warm-started network gives the same
     occupancy, colour and semantics as the earlier one (the new input's weights start at zero)."""

@@ -23,6 +23,7 @@ from training.datasets import DataError, SynHead, onehot_area, open_sketch_data,
 from training.losses import sketch_to_mask_loss, small_class_weights
 from training.loop import (LoopLimits, RunContext, command_line, machine_description, read_parameters, run_loop,
                            warm_start)
+from training.widen import widen_sketch2mask_state
 
 
 @dataclass
@@ -151,7 +152,9 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
     net = SketchToMask(cfg)
     init_info = None
     if getattr(args, "init_from", None):
-        init_info = warm_start(net, args.init_from, "sketch2mask", refit=SketchToMask.WARM_START_REFIT)
+        # a wider --config-override "channels" than the source's is grown function-preservingly (training/widen.py)
+        init_info = warm_start(net, args.init_from, "sketch2mask", refit=SketchToMask.WARM_START_REFIT,
+                               widen=widen_sketch2mask_state)
     net = net.to(ctx.device).to(memory_format=torch.channels_last)
     loss_module: torch.nn.Module = SketchToMaskLoss(net, recipe).to(ctx.device)
     if ctx.world_size > 1:
