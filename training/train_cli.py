@@ -39,7 +39,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--init-from", help="warm start: parameters of an earlier run's checkpoint.pt or weights folder "
-                                       "(recorded in the card; optimiser and schedule start afresh)")
+                                       "(recorded in the card; optimiser and schedule start afresh); for sketch2mask "
+                                       "a wider --config-override channels than the source's is grown without "
+                                       "changing its predictions (training/widen.py)")
     p.add_argument("--batch", type=int, help="examples per step (default from the recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
