@@ -146,6 +146,35 @@ def test_train_reader_never_returns_test_seeds(fake_data):
         SynHead(fake_data / "nowhere")
 
 
+def test_several_data_folders_read_as_one_and_must_agree(fake_data, tmp_path):
+    """Heads generated later with other seeds join a training set: ``A:B`` reads both folders' samples in
+    order, the card's description names both; a folder sharing a seed, or one whose 3D points' occupancy
+    was made differently, is refused with the reason."""
+    import json
+    import os
+
+    from training.datasets import DataError, SynHead, open_sketch_data
+
+    more = write_fake_synhead(tmp_path / "more", [8, 9])
+    joined = f"{fake_data}{os.pathsep}{more}"
+    both = SynHead(joined, "train")
+    assert [s.seed for s in both.samples] == [3, 4, 5, 6, 7, 8, 9]
+    assert both.samples[-1].root == more and both.samples[-1].path("mask").is_file()
+    desc = both.describe()
+    assert desc["count"] == 7 and desc["roots"] == {str(fake_data): 5, str(more): 2}
+    assert [s.seed for s in SynHead(joined, "test").samples] == [0, 1, 2]
+    assert len(open_sketch_data(joined, "train")) == 7
+    again = write_fake_synhead(tmp_path / "again", [9, 10])
+    with pytest.raises(DataError, match="seed 9 is in both"):
+        SynHead([fake_data, more, again], "train")
+    other = write_fake_synhead(tmp_path / "other", [11])
+    man = json.loads((other / "manifest.json").read_text())
+    man["points_occupancy"] = "cavities-filled" if man.get("points_occupancy", "parts") == "parts" else "parts"
+    (other / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(DataError, match="disagree on points_occupancy"):
+        SynHead([fake_data, other], "train")
+
+
 def test_mask2triplane_item_shapes_and_ray_targets(fake_data):
     from training.datasets import SynHead, onehot_area, mode_pool
 

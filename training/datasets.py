@@ -15,6 +15,7 @@ Seeds of the test split (the manifest's ``test_seeds`` range and every sample wh
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -135,51 +136,89 @@ class Sample:
         return int(self.entry.get("seed", -1))
 
 
+def data_roots(root: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The folders of a ``--data`` value: one path, several joined with ``os.pathsep`` (``A:B`` on Linux and
+    macOS, as in PYTHONPATH), or a sequence of paths."""
+    if isinstance(root, (str, Path)):
+        parts = [root] if isinstance(root, Path) else [r for r in str(root).split(os.pathsep) if r]
+    else:
+        parts = list(root)
+    if not parts:
+        raise DataError("no data folder given: pass --data DIR (several: DIR1" + os.pathsep + "DIR2)")
+    return [Path(r) for r in parts]
+
+
 class SynHead:
-    """Reader of a SynHead folder (``DIR/manifest.json``; docs/contracts.md section 3).
+    """Reader of one or several SynHead folders (``DIR/manifest.json``; docs/contracts.md section 3).
+
+    Several folders (for example a first data set and more heads generated later with other seeds) read as
+    one: their samples in the order given. They must agree on the label set, box size, test seeds and the
+    source of the 3D points' labels and occupancy (``points_labels``, ``points_occupancy``), and no seed may
+    occur twice.
 
     Args:
-        root: the data folder.
+        root: the data folder, or several (:func:`data_roots`).
         split: ``"train"`` (never returns a test-split sample), ``"test"`` or ``"all"``.
         limit: keep at most this many samples (in manifest order) after the split filter.
 
     Raises:
-        DataError: no manifest, an unknown label set or box size, or no sample in the split.
+        DataError: no manifest, an unknown label set or box size, no sample in the split, or folders that
+            disagree or share seeds.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", limit: int | None = None):
-        self.root = Path(root)
-        man_path = self.root / "manifest.json"
-        if not man_path.is_file():
-            raise DataError(f"{man_path} not found: point --data at a folder written by `s3d-data synth`")
-        try:
-            self.manifest = json.loads(man_path.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{man_path} is not valid JSON ({e}); is the data set still being written?") from None
-        if self.manifest.get("label_set", "celebamask-hq-19") != "celebamask-hq-19":
-            raise DataError(f"{man_path}: label_set {self.manifest.get('label_set')!r} is not celebamask-hq-19")
-        from backend.frame import BOX_SIZE_M
-
-        box = float(self.manifest.get("box_size_m", BOX_SIZE_M))
-        if abs(box - BOX_SIZE_M) > 1e-9:
-            raise DataError(f"{man_path}: box_size_m {box} differs from backend/frame.py's {BOX_SIZE_M}")
-        lo, hi = self.manifest.get("test_seeds", [0, 199])
-        self.test_seeds = (int(lo), int(hi))
+    def __init__(self, root: str | Path | Sequence[str | Path], split: str = "train", limit: int | None = None):
         if split not in ("train", "test", "all"):
             raise ValueError(f"split must be train, test or all, not {split!r}")
-        samples = []
-        for e in self.manifest.get("samples", []):
-            is_test = e.get("split") == "test" or lo <= int(e.get("seed", -1)) <= hi
-            if split == "all" or (split == "test") == is_test:
-                samples.append(Sample(self.root, e))
+        self.roots = data_roots(root)
+        self.root = self.roots[0]
+        manifests = [self._read_manifest(r) for r in self.roots]
+        self.manifest = manifests[0]
+        for key, default in (("test_seeds", [0, 199]), ("points_labels", "all-surfaces"),
+                             ("points_occupancy", "parts")):
+            values = {json.dumps(m.get(key, default)) for m in manifests}
+            if len(values) > 1:
+                raise DataError(f"the data folders disagree on {key} ({', '.join(sorted(values))}): "
+                                f"train on folders made the same way, or upgrade the older one (s3d-data relabel / "
+                                f"fill-cavities)")
+        lo, hi = self.manifest.get("test_seeds", [0, 199])
+        self.test_seeds = (int(lo), int(hi))
+        samples, seen = [], {}
+        for r, man in zip(self.roots, manifests):
+            for e in man.get("samples", []):
+                seed = int(e.get("seed", -1))
+                if seed in seen:
+                    raise DataError(f"seed {seed} is in both {seen[seed]} and {r}: the same head twice")
+                seen[seed] = r
+                is_test = e.get("split") == "test" or lo <= seed <= hi
+                if split == "all" or (split == "test") == is_test:
+                    samples.append(Sample(r, e))
         if limit is not None:
             samples = samples[:limit]
         if not samples:
-            raise DataError(f"{man_path} holds no sample of split {split!r}")
+            raise DataError(f"{', '.join(str(r) for r in self.roots)}: no sample of split {split!r}")
         self.split = split
         self.samples = samples
+        self._versions = sorted({str(m.get("version")) for m in manifests})
         if split == "train":
             assert_no_test_samples(self)
+
+    @staticmethod
+    def _read_manifest(root: Path) -> dict[str, Any]:
+        man_path = root / "manifest.json"
+        if not man_path.is_file():
+            raise DataError(f"{man_path} not found: point --data at a folder written by `s3d-data synth`")
+        try:
+            manifest = json.loads(man_path.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{man_path} is not valid JSON ({e}); is the data set still being written?") from None
+        if manifest.get("label_set", "celebamask-hq-19") != "celebamask-hq-19":
+            raise DataError(f"{man_path}: label_set {manifest.get('label_set')!r} is not celebamask-hq-19")
+        from backend.frame import BOX_SIZE_M
+
+        box = float(manifest.get("box_size_m", BOX_SIZE_M))
+        if abs(box - BOX_SIZE_M) > 1e-9:
+            raise DataError(f"{man_path}: box_size_m {box} differs from backend/frame.py's {BOX_SIZE_M}")
+        return manifest
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -189,11 +228,14 @@ class SynHead:
         labels (``points_labels``: "visible", or "all-surfaces" for SynHead < 0.3.0 not relabelled) and of their
         occupancy (``points_occupancy``: "cavities-filled" after ``s3d-data fill-cavities``, else "parts")."""
         seeds = [s.seed for s in self.samples]
-        return {"generator": self.manifest.get("generator"), "version": self.manifest.get("version"),
-                "points_labels": self.manifest.get("points_labels", "all-surfaces"),
-                "points_occupancy": self.manifest.get("points_occupancy", "parts"),
-                "root": str(self.root), "split": self.split, "count": len(self.samples),
-                "seed_min": min(seeds), "seed_max": max(seeds), "test_seeds": list(self.test_seeds)}
+        out = {"generator": self.manifest.get("generator"), "version": ", ".join(self._versions),
+               "points_labels": self.manifest.get("points_labels", "all-surfaces"),
+               "points_occupancy": self.manifest.get("points_occupancy", "parts"),
+               "root": str(self.root), "split": self.split, "count": len(self.samples),
+               "seed_min": min(seeds), "seed_max": max(seeds), "test_seeds": list(self.test_seeds)}
+        if len(self.roots) > 1:  # several folders: all of them, and how many samples each gave
+            out["roots"] = {str(r): sum(s.root == r for s in self.samples) for r in self.roots}
+        return out
 
     # ---- mask -> tri-plane -------------------------------------------------------------------------
     def mask2triplane_item(self, index: int, rng: np.random.Generator, mask_resolution: int,
@@ -420,10 +462,12 @@ class MMCelebAHQSketches:
 
 
 def open_sketch_data(root: str | Path, split: str, limit: int | None = None):
-    """A SynHead folder (``manifest.json``) or an MM-CelebA-HQ folder (``sketch/`` + ``mask/``)."""
-    root = Path(root)
-    if (root / "manifest.json").is_file():
-        return SynHead(root, split, limit)
+    """A SynHead folder (``manifest.json``; or several, :func:`data_roots`) or an MM-CelebA-HQ folder
+    (``sketch/`` + ``mask/``)."""
+    roots = data_roots(root)
+    if len(roots) > 1 or (roots[0] / "manifest.json").is_file():
+        return SynHead(roots, split, limit)
+    root = roots[0]
     if (root / "sketch").is_dir():
         return MMCelebAHQSketches(root, split, limit)
     raise DataError(f"{root} is neither a SynHead folder (manifest.json) nor MM-CelebA-HQ (sketch/, mask/)")

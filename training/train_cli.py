@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,7 +33,8 @@ def _json_dict(text: str) -> dict[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="SynHead folder (with manifest.json)")
+    p.add_argument("--data", required=True, help="SynHead folder (with manifest.json), or several joined with "
+                                                 f"{os.pathsep!r} (read as one training set)")
     p.add_argument("--profile", default="lite", choices=["lite", "paper"])
     p.add_argument("--steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--minutes", type=float, help="stop after this many minutes of training")
