@@ -142,7 +142,8 @@ def read_parameters(source: str | Path, kind: str) -> tuple[dict[str, torch.Tens
 
 
 def warm_start(model: torch.nn.Module, source: str | Path, kind: str, refit: tuple[str, ...] = (),
-               expand: tuple[str, ...] = (), widen: Callable[..., dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
+               expand: tuple[str, ...] = (),
+               widen: Callable[..., dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     """Copy the parameters of an earlier run (:func:`read_parameters`) into ``model`` (same architecture,
     same tensor shapes); returns the info to record in the new card as ``training.init_from``.
 
@@ -162,12 +163,14 @@ def warm_start(model: torch.nn.Module, source: str | Path, kind: str, refit: tup
         FileNotFoundError: ``source`` does not exist.
         RuntimeError: the tensors do not fit ``model`` (a different architecture), or an ``expand``
             tensor shrank.
+        ValueError: from ``widen``, for a width that shrinks.
     """
     state, source_cfg, info = read_parameters(source, kind)
-    own_channels = getattr(model, "cfg", {}).get("channels")
-    if widen is not None and source_cfg.get("channels") is not None and list(source_cfg["channels"]) != list(own_channels):
-        state = widen(state, source_cfg["channels"], model)
-        info = {**info, "widened_from": list(source_cfg["channels"])}
+    own_channels, source_channels = getattr(model, "cfg", {}).get("channels"), source_cfg.get("channels")
+    if (widen is not None and None not in (own_channels, source_channels)
+            and list(source_channels) != list(own_channels)):
+        state = widen(state, source_channels, model)
+        info = {**info, "widened_from": list(source_channels)}
     own = model.state_dict()
     changed = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     refitted = [k for k in changed if refit and k.startswith(refit)]

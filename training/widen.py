@@ -108,6 +108,7 @@ def widen_sketch2mask_state(old_state: dict[str, torch.Tensor], old_channels: Se
             new[:, in_idx] = old
         else:
             if old.shape != new.shape:
-                raise ValueError(f"{name}: shape {tuple(old.shape)} != {tuple(new.shape)}; only channel widths may change")
+                raise ValueError(f"{name}: shape {tuple(old.shape)} != {tuple(new.shape)}; "
+                                 "only channel widths may change")
             state[name] = old.clone()
     return state
