@@ -587,6 +587,18 @@ def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_pa
     # measured with the card's mirror averaging, and without it for comparison
     assert s["mirror_average"] is True and s["mirror_average_other"]["mirror_average"] is False
     assert s["shaded"]["count"] == 3 and 0 <= s["mirror_average_other"]["shaded_miou"] <= 1
+    assert rep["data"]["split"] == "test"
+    # --split: held-out validation heads are measured with the same code; their numbers never reach a card
+    val_report = tmp_path / "val.json"
+    assert eval_main(["--data", str(fake_data), "--weights", str(weights), "--out", str(val_report), "--split", "train",
+                      "--limit", "2", "--geometry-limit", "0", "--view-resolution", "32", "--only", "mask2triplane",
+                      "--threads", "1"]) == 0
+    val = json.loads(val_report.read_text())
+    assert val["data"]["split"] == "train" and val["mask2triplane"]["count"] == 2
+    assert not {r["seed"] for r in val["mask2triplane"]["per_sample"]} & set(val["data"]["test_seeds"])
+    with pytest.raises(SystemExit):
+        eval_main(["--data", str(fake_data), "--weights", str(weights), "--out", str(val_report), "--split", "train",
+                   "--update-cards"])
 
     # calibration (training/calibration.py): refused on the weights' own training heads; on fresh heads the
     # fitted offsets go into the card, the mIoU on those heads does not fall, and the weights still load

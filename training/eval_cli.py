@@ -1,6 +1,7 @@
 """``s3d-eval``: measure the bundled (or any) weights on the SynHead test split and on real inputs.
 
-    s3d-eval --data DIR --weights weights/ --out report.json [--limit 30] [--geometry-limit N] [--real-masks DIR]
+    s3d-eval --data DIR --weights weights/ --out report.json [--split test|train|all] [--limit 30]
+             [--geometry-limit N] [--real-masks DIR]
              [--real-sketches DIR] [--ablation LABEL=RUN_DIR ...] [--update-cards]
 
 Mask -> 3D (weights ``mask2triplane_lite``), per test head:
@@ -611,14 +612,18 @@ def update_cards(weights_dir: Path, report: dict[str, Any], command: str) -> Non
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s3d-eval", description="measure S3D weights on the SynHead test split")
-    p.add_argument("--data", required=True, help="SynHead folder (its test split is used)")
+    p.add_argument("--data", required=True, help="SynHead folder (its test split is used; see --split)")
+    p.add_argument("--split", choices=["test", "train", "all"], default="test",
+                   help="which samples of --data to measure: test (default; the only split --update-cards "
+                        "accepts), or train / all, e.g. for a folder of held-out validation heads whose "
+                        "seeds are outside the test seeds")
     p.add_argument("--weights", default="weights", help="weights folder")
     p.add_argument("--out", required=True, help="report JSON path; contact sheets are written beside it")
-    p.add_argument("--limit", type=int, help="evaluate the first N test samples (mask -> 3D)")
+    p.add_argument("--limit", type=int, help="evaluate the first N samples of the split (mask -> 3D)")
     p.add_argument("--geometry-limit", type=int,
                    help="measure the geometry on the first N of those heads only (about 30 s a head); label "
                         "consistency, PSNR and the rest on all of them (a few seconds a head). 0: no geometry")
-    p.add_argument("--sketch-limit", type=int, help="evaluate the first N test sketches (default: all)")
+    p.add_argument("--sketch-limit", type=int, help="evaluate the first N sketches of the split (default: all)")
     p.add_argument("--grid", type=int, default=256, help="density grid cells per side for the geometry metrics")
     p.add_argument("--view-resolution", type=int, default=128)
     p.add_argument("--only", choices=["mask2triplane", "sketch2mask"], help="evaluate one network only")
@@ -636,6 +641,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.geometry_limit is not None and args.geometry_limit < 0:
         parser.error(f"--geometry-limit must be >= 0 (0: no geometry), got {args.geometry_limit}")
+    if args.update_cards and args.split != "test":
+        # a card's metrics are test-split numbers; validation numbers go in the report only
+        parser.error(f"--update-cards writes test-split metrics into the model cards; drop it or use "
+                     f"--split test (got --split {args.split})")
     torch.set_num_threads(args.threads)
     from backend.models.loading import load_mask2triplane, load_sketch2mask
     from backend.weights import WeightsError, atomic_write_text
@@ -647,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report: dict[str, Any] = {"command": command_line()}
         if args.only != "sketch2mask":
-            data = SynHead(args.data, "test", limit=args.limit)
+            data = SynHead(args.data, args.split, limit=args.limit)
             report["data"] = data.describe()
             model, card = load_mask2triplane(args.weights)
             report["mask2triplane"] = evaluate_mask2triplane(model, data, args.grid, args.view_resolution,
@@ -656,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
                                                              geometry_limit=args.geometry_limit)
             report["mask2triplane"]["weights_sha256"] = card["sha256"]
         if args.only != "mask2triplane":
-            data = open_sketch_data(args.data, "test", limit=args.sketch_limit)
+            data = open_sketch_data(args.data, args.split, limit=args.sketch_limit)
             report.setdefault("data", data.describe())
             report["sketch_data"] = data.describe()
             net, card = load_sketch2mask(args.weights)
