@@ -136,6 +136,12 @@ class Sample:
         return int(self.entry.get("seed", -1))
 
 
+#: Manifest keys whose absence means an older SynHead: the value such a folder was made with. Folders read
+#: together must agree on each (their seeds are split alike and their points mean the same).
+MANIFEST_DEFAULTS: dict[str, Any] = {"test_seeds": [0, 199], "points_labels": "all-surfaces",
+                                     "points_occupancy": "parts"}
+
+
 def data_roots(root: str | Path | Sequence[str | Path]) -> list[Path]:
     """The folders of a ``--data`` value: one path, several joined with ``os.pathsep`` (``A:B`` on Linux and
     macOS, as in PYTHONPATH), or a sequence of paths."""
@@ -173,14 +179,13 @@ class SynHead:
         self.root = self.roots[0]
         manifests = [self._read_manifest(r) for r in self.roots]
         self.manifest = manifests[0]
-        for key, default in (("test_seeds", [0, 199]), ("points_labels", "all-surfaces"),
-                             ("points_occupancy", "parts")):
+        for key, default in MANIFEST_DEFAULTS.items():
             values = {json.dumps(m.get(key, default)) for m in manifests}
             if len(values) > 1:
                 raise DataError(f"the data folders disagree on {key} ({', '.join(sorted(values))}): "
                                 f"train on folders made the same way, or upgrade the older one (s3d-data relabel / "
                                 f"fill-cavities)")
-        lo, hi = self.manifest.get("test_seeds", [0, 199])
+        lo, hi = self.manifest_value("test_seeds")
         self.test_seeds = (int(lo), int(hi))
         samples, seen = [], {}
         for r, man in zip(self.roots, manifests):
@@ -223,14 +228,19 @@ class SynHead:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def manifest_value(self, key: str) -> Any:
+        """The manifest's ``key``, or its default for manifests written before the key existed
+        (:data:`MANIFEST_DEFAULTS`); every folder agrees on it (checked in ``__init__``)."""
+        return self.manifest.get(key, MANIFEST_DEFAULTS[key])
+
     def describe(self) -> dict[str, Any]:
         """What a model card records about the data: version, split, count, seed range, source of the point
         labels (``points_labels``: "visible", or "all-surfaces" for SynHead < 0.3.0 not relabelled) and of their
         occupancy (``points_occupancy``: "cavities-filled" after ``s3d-data fill-cavities``, else "parts")."""
         seeds = [s.seed for s in self.samples]
         out = {"generator": self.manifest.get("generator"), "version": ", ".join(self._versions),
-               "points_labels": self.manifest.get("points_labels", "all-surfaces"),
-               "points_occupancy": self.manifest.get("points_occupancy", "parts"),
+               "points_labels": self.manifest_value("points_labels"),
+               "points_occupancy": self.manifest_value("points_occupancy"),
                "root": str(self.root), "split": self.split, "count": len(self.samples),
                "seed_min": min(seeds), "seed_max": max(seeds), "test_seeds": list(self.test_seeds)}
         if len(self.roots) > 1:  # several folders: all of them, and how many samples each gave
