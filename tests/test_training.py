@@ -421,7 +421,7 @@ def _args(**kw):
 
     base = dict(profile="lite", steps=None, minutes=None, resume=False, batch=None, seed=0, threads=1, device="cpu",
                 limit=None, checkpoint_minutes=10.0, log_every=1, config_override=None, recipe_override=None,
-                no_render_loss=False, mask_encoder=None, no_sv=False, no_aug=False, init_from=None)
+                no_render_loss=False, mask_encoder=None, no_sv=False, no_aug=False, init_from=None, workers=0)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -436,6 +436,7 @@ def _loss_at(loss_module, batch):
 
 def test_run_loop_keeps_a_moving_average_of_weights_and_buffers_and_resumes_it(tmp_path):
     from training.loop import LoopLimits, RunContext, inference_state, load_checkpoint, run_loop
+    from training.prefetch import step_rng
 
     class Toy(torch.nn.Module):
         def __init__(self):
@@ -449,13 +450,13 @@ def test_run_loop_keeps_a_moving_average_of_weights_and_buffers_and_resumes_it(t
 
     torch.manual_seed(0)
     toy = Toy()
-    make = lambda rng: {"x": torch.as_tensor(rng.normal(size=(8, 3)), dtype=torch.float32),
-                        "y": torch.as_tensor(rng.normal(size=(8, 1)), dtype=torch.float32)}
+    make = lambda step: {"x": torch.as_tensor(step_rng(0, step, 0).normal(size=(8, 3)), dtype=torch.float32),
+                         "y": torch.as_tensor(step_rng(0, step, 0).normal(size=(8, 1)), dtype=torch.float32)}
     ctx, decay = RunContext(torch.device("cpu"), "test"), 0.6
     opt = torch.optim.SGD(toy.net.parameters(), lr=0.1)
 
     def run(steps, resume):
-        run_loop(ctx, toy, opt, make, tmp_path, 0, LoopLimits(steps=steps, log_every=1), dict, resume, toy.net,
+        run_loop(ctx, toy, opt, make, tmp_path, LoopLimits(steps=steps, log_every=1), dict, resume, toy.net,
                  "toy", ema_decay=decay)
         return load_checkpoint(tmp_path / "checkpoint.pt")
 
@@ -478,7 +479,7 @@ def test_run_loop_keeps_a_moving_average_of_weights_and_buffers_and_resumes_it(t
     for k in expected:
         torch.testing.assert_close(ck2["model_ema"][k], expected[k])
     with pytest.raises(ValueError, match="ema_decay"):
-        run_loop(ctx, toy, opt, make, tmp_path, 0, LoopLimits(steps=1), dict, False, toy.net, "toy", ema_decay=1.0)
+        run_loop(ctx, toy, opt, make, tmp_path, LoopLimits(steps=1), dict, False, toy.net, "toy", ema_decay=1.0)
     assert inference_state({"model": final}) is final  # runs without an average stand for their raw weights
 
 
@@ -530,6 +531,44 @@ def test_mask2triplane_steps_lower_the_loss_and_resume(fake_data, tmp_path):
         warm_start(Mask2Triplane({**ck["meta"]["config"], "plane_channels": 6}), out / "checkpoint.pt", "mask2triplane")
     with pytest.raises(FileNotFoundError):
         warm_start(fresh, tmp_path / "nowhere", "mask2triplane")
+
+
+class _BrokenBuilder:
+    """A batch builder whose data is unreadable (module level: spawn workers unpickle it by reference)."""
+
+    def __call__(self, rng):
+        raise ValueError(f"sample unreadable (draw {rng.integers(10)})")
+
+
+def test_prefetched_batches_equal_the_serial_ones_for_any_worker_count(fake_data):
+    from backend.models.config import get_config
+    from training.datasets import SynHead
+    from training.prefetch import PrefetchedBatches
+    from training.train_mask2triplane import Mask2TriplaneBatchBuilder, Mask2TriplaneRecipe
+    from training.train_sketch2mask import SketchBatchBuilder, SketchToMaskRecipe
+
+    data = SynHead(fake_data, "train")
+    sketch = SketchBatchBuilder(data, {"internal_resolution": 64}, SketchToMaskRecipe(batch=3), enc_res=32)
+    m2t_cfg = {**get_config("lite", "mask2triplane"), **_tiny_m2t_override()}
+    m2t = Mask2TriplaneBatchBuilder(data, m2t_cfg, Mask2TriplaneRecipe(batch=2, points=64, rays_per_view=8))
+    steps = [0, 1, 2, 6, 7, 3]  # in order, then a jump ahead (past what was built) and one back (a resume)
+    for build in (sketch, m2t):
+        with PrefetchedBatches(build, seed=5, rank=1, workers=0) as serial:
+            want = [serial(s) for s in steps]
+        with PrefetchedBatches(build, seed=5, rank=1, workers=2, depth=3) as pooled:
+            got = [pooled(s) for s in steps]
+        for w, g in zip(want, got):
+            assert w.keys() == g.keys()
+            for k in w:
+                np.testing.assert_array_equal(w[k], g[k])
+        assert not np.array_equal(want[0][next(iter(want[0]))], want[1][next(iter(want[1]))])  # steps differ
+    assert set(want[0]) >= {"xyz", "occ", "step_seed"} and sketch(np.random.default_rng(0))["mask_area"].shape == (3, 19, 32, 32)
+
+    with PrefetchedBatches(_BrokenBuilder(), seed=0, workers=1) as broken:
+        with pytest.raises(ValueError, match="sample unreadable"):
+            broken(0)
+    with pytest.raises(ValueError, match="workers must be"):
+        PrefetchedBatches(sketch, seed=0, workers=-1)
 
 
 def test_sketch2mask_steps_lower_the_loss_then_export_and_eval(fake_data, tmp_path):

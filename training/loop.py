@@ -3,8 +3,9 @@ per-step randomness, wall-clock or step limits, resumable atomic checkpoints, a 
 log of the losses.
 
 Randomness: step ``s`` on rank ``r`` draws its data and augmentation from
-``numpy.random.default_rng([seed, s, r])``, so a resumed run sees the same examples it would have seen
-without the interruption; torch's generator state is saved in the checkpoint.
+``numpy.random.default_rng([seed, s, r])`` (training/prefetch.py ``step_rng``, whichever process builds the
+batch), so a resumed run sees the same examples it would have seen without the interruption; torch's
+generator state is saved in the checkpoint.
 
 Weight averaging: with ``ema_decay > 0`` the loop keeps an exponential moving average of the parameters
 and buffers (``torch.optim.swa_utils.AveragedModel``, as EG3D and pix2pix3D keep ``G_ema``) and stores it
@@ -24,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from backend.weights import atomic_write_bytes
@@ -230,10 +230,14 @@ class LoopState:
 
 
 def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             make_batch: Callable[[np.random.Generator], dict[str, torch.Tensor]], out_dir: Path, seed: int,
+             batch_for_step: Callable[[int], dict[str, torch.Tensor]], out_dir: Path,
              limits: LoopLimits, extra_checkpoint: Callable[[], dict[str, Any]], resume: bool,
              model_for_state: torch.nn.Module, desc: str, ema_decay: float = 0.0) -> LoopState:
     """Run optimiser steps until a limit; ``loss_module(batch)`` returns a dict with a ``loss`` scalar.
+
+    ``batch_for_step(step)`` gives the batch of an optimiser step; it must depend only on the step, the run's
+    seed and the rank (training/prefetch.py: ``PrefetchedBatches``, ``step_rng``), so that a resumed run
+    continues with the batches an uninterrupted one would have seen.
 
     Writes ``out_dir/checkpoint.pt`` (``model``, ``optimizer``, ``step``, ``elapsed_s``, torch RNG and
     whatever ``extra_checkpoint()`` adds) every ``checkpoint_minutes`` and at the end, and appends one
@@ -313,8 +317,7 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
             factor = limits.lr_factor(state.step, state.elapsed_s)
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr * factor
-            rng = np.random.default_rng([seed, state.step, ctx.rank])
-            batch = make_batch(rng)
+            batch = batch_for_step(state.step)
             batch["step"] = state.step
             losses = loss_module(batch)
             optimizer.zero_grad(set_to_none=True)

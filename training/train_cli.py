@@ -47,6 +47,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, help="examples per step (default from the recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that build the next batches while a step trains (0: in the training process); "
+                        "the batches are the same for any number (training/prefetch.py). Use the cores the torch "
+                        "threads leave free, e.g. 14 beside a GPU")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--limit", type=int, help="use at most this many training samples")
     p.add_argument("--checkpoint-minutes", type=float, default=4.0)

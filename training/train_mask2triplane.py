@@ -30,6 +30,7 @@ from training.datasets import SynHead
 from training.losses import (SMALL_CLASSES, depth_interval_loss, kl_to_standard_normal, point_losses, render_losses,
                              small_class_weights)
 from training.loop import LoopLimits, RunContext, command_line, machine_description, run_loop, warm_start
+from training.prefetch import PrefetchedBatches
 
 
 @dataclass
@@ -108,22 +109,39 @@ def _gen(batch: dict[str, torch.Tensor]) -> torch.Generator:
     return torch.Generator().manual_seed(int(batch["step_seed"]))
 
 
-def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: Mask2TriplaneRecipe, device: torch.device):
-    """``rng -> batch`` of tensors on ``device`` (see :meth:`SynHead.mask2triplane_item`)."""
+class Mask2TriplaneBatchBuilder:
+    """``rng -> host batch`` of the generator (picklable, for ``--workers``): the fields of
+    :meth:`SynHead.mask2triplane_item` stacked over ``recipe.batch`` heads, plus ``step_seed`` (int64 scalar) for
+    the torch-side sampling of the step (stratified ray samples)."""
 
-    def make(rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        idx = rng.choice(len(data), recipe.batch, replace=len(data) < recipe.batch)
-        items = [data.mask2triplane_item(int(i), rng, cfg["mask_resolution"], cfg["appearance_resolution"],
-                                         recipe.points, recipe.near_fraction, recipe.rays_per_view,
-                                         num_ray_views=recipe.ray_views,
-                                         with_interval=bool(cfg.get("depth_interval_slope", 0.0)),
-                                         focus_labels=SMALL_CLASSES, focus_fraction=recipe.small_class_rays)
+    def __init__(self, data: SynHead, cfg: dict[str, Any], recipe: Mask2TriplaneRecipe):
+        self.data, self.cfg, self.recipe = data, cfg, recipe
+
+    def __call__(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        cfg, recipe = self.cfg, self.recipe
+        idx = rng.choice(len(self.data), recipe.batch, replace=len(self.data) < recipe.batch)
+        items = [self.data.mask2triplane_item(int(i), rng, cfg["mask_resolution"], cfg["appearance_resolution"],
+                                              recipe.points, recipe.near_fraction, recipe.rays_per_view,
+                                              num_ray_views=recipe.ray_views,
+                                              with_interval=bool(cfg.get("depth_interval_slope", 0.0)),
+                                              focus_labels=SMALL_CLASSES, focus_fraction=recipe.small_class_rays)
                  for i in idx]
-        batch = {k: torch.from_numpy(np.stack([it[k] for it in items])).to(device) for k in items[0]}
-        batch["step_seed"] = torch.tensor(int(rng.integers(2 ** 31)))
+        batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
+        batch["step_seed"] = np.array(int(rng.integers(2 ** 31)), dtype=np.int64)
         return batch
 
-    return make
+
+def mask2triplane_batch_to_device(host: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """Tensors on ``device`` for :class:`Mask2TriplaneLoss`; ``step_seed`` stays a CPU scalar (it seeds a CPU
+    ``torch.Generator``)."""
+    return {k: torch.from_numpy(v) if k == "step_seed" else torch.from_numpy(v).to(device) for k, v in host.items()}
+
+
+def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: Mask2TriplaneRecipe, device: torch.device):
+    """``rng -> batch`` of tensors on ``device``: :class:`Mask2TriplaneBatchBuilder` then
+    :func:`mask2triplane_batch_to_device`."""
+    build = Mask2TriplaneBatchBuilder(data, cfg, recipe)
+    return lambda rng: mask2triplane_batch_to_device(build(rng), device)
 
 
 def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
@@ -154,9 +172,10 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
             "device": str(ctx.device), "device_reason": ctx.device_reason, "world_size": ctx.world_size,
             "seed": args.seed}
     out = Path(args.out)
-    state = run_loop(ctx, loss_module, optimizer, make_batch_fn(data, cfg, recipe, ctx.device), out, args.seed,
-                     LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
-                     lambda: {"meta": meta}, args.resume, model, "mask2triplane", recipe.ema_decay)
+    with PrefetchedBatches(Mask2TriplaneBatchBuilder(data, cfg, recipe), args.seed, ctx.rank, args.workers) as host:
+        state = run_loop(ctx, loss_module, optimizer, lambda step: mask2triplane_batch_to_device(host(step), ctx.device),
+                         out, LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
+                         lambda: {"meta": meta}, args.resume, model, "mask2triplane", recipe.ema_decay)
     last = state.history[-1] if state.history else {}
     return {"out": str(out / "checkpoint.pt"), "steps": state.step, "minutes": round(state.elapsed_s / 60, 2),
             "last_losses": last}

@@ -23,6 +23,7 @@ from training.datasets import DataError, SynHead, onehot_area, open_sketch_data,
 from training.losses import sketch_to_mask_loss, small_class_weights
 from training.loop import (LoopLimits, RunContext, command_line, machine_description, read_parameters, run_loop,
                            warm_start)
+from training.prefetch import PrefetchedBatches
 from training.widen import widen_sketch2mask_state
 
 
@@ -92,18 +93,22 @@ class SketchToMaskLoss(torch.nn.Module):
                                    self.class_weights)
 
 
-def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe, device: torch.device,
-                  encoder: Mask2Triplane | None):
-    """``rng -> batch`` with ``sketch (B, 1, r, r)``, ``mask (B, r, r)`` at the U-Net's internal resolution
-    ``r`` and, with an encoder, ``target_ws (B, nw, w_dim)``."""
-    r = cfg["internal_resolution"]
-    enc_res = encoder.cfg["mask_resolution"] if encoder is not None else None
+class SketchBatchBuilder:
+    """``rng -> host batch`` of the sketch network (picklable, for ``--workers``): ``sketch (B, 1, r, r)`` float32 in
+    [0, 1] (1 = paper) and ``mask (B, r, r)`` int64 label ids at the U-Net's internal resolution ``r``, augmented by
+    the recipe (training/augment.py); with ``enc_res``, ``mask_area (B, 19, e, e)`` float32, the class fractions of
+    the mask at the mask encoder's resolution ``e`` (input of the L_SV target, S3D section 3.3)."""
 
-    def make(rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        idx = rng.choice(len(data), recipe.batch, replace=len(data) < recipe.batch)
+    def __init__(self, data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe, enc_res: int | None):
+        self.data, self.recipe, self.enc_res = data, recipe, enc_res
+        self.res = cfg["internal_resolution"]
+
+    def __call__(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        recipe, r = self.recipe, self.res
+        idx = rng.choice(len(self.data), recipe.batch, replace=len(self.data) < recipe.batch)
         sketches, masks, fracs = [], [], []
         for i in idx:
-            item = data.sketch_item(int(i))
+            item = self.data.sketch_item(int(i))
             if recipe.augment:
                 sk, mk = augmented_sketch(item, rng, recipe.stroke_prob, recipe.framing_prob,
                                           (recipe.framing_scale_min, recipe.framing_scale_max), recipe.framing_shift,
@@ -114,16 +119,30 @@ def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe
                 sk, mk = item["sketch"], item["mask"]
             sketches.append(resize_grey(sk, r))
             masks.append(onehot_area(mk, r).argmax(0))
-            if encoder is not None:
-                fracs.append(onehot_area(mk, enc_res))
-        batch = {"sketch": torch.from_numpy(np.stack(sketches))[:, None].to(device),
-                 "mask": torch.from_numpy(np.stack(masks)).long().to(device)}
-        if encoder is not None:
-            with torch.no_grad():
-                batch["target_ws"] = encoder.geometry_ws(torch.from_numpy(np.stack(fracs)).to(device))
+            if self.enc_res is not None:
+                fracs.append(onehot_area(mk, self.enc_res))
+        batch = {"sketch": np.stack(sketches)[:, None], "mask": np.stack(masks).astype(np.int64)}
+        if fracs:
+            batch["mask_area"] = np.stack(fracs)
         return batch
 
-    return make
+
+def sketch_batch_to_device(host: dict[str, np.ndarray], device: torch.device,
+                           encoder: Mask2Triplane | None) -> dict[str, torch.Tensor]:
+    """Tensors on ``device`` for :class:`SketchToMaskLoss`: ``sketch``, ``mask`` and, with an encoder,
+    ``target_ws (B, nw, w_dim)``, the geometry w+ of the ground-truth mask (the L_SV target)."""
+    batch = {"sketch": torch.from_numpy(host["sketch"]).to(device), "mask": torch.from_numpy(host["mask"]).to(device)}
+    if encoder is not None:
+        with torch.no_grad():
+            batch["target_ws"] = encoder.geometry_ws(torch.from_numpy(host["mask_area"]).to(device))
+    return batch
+
+
+def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe, device: torch.device,
+                  encoder: Mask2Triplane | None):
+    """``rng -> batch`` of tensors on ``device``: :class:`SketchBatchBuilder` then :func:`sketch_batch_to_device`."""
+    build = SketchBatchBuilder(data, cfg, recipe, encoder.cfg["mask_resolution"] if encoder is not None else None)
+    return lambda rng: sketch_batch_to_device(build(rng), device, encoder)
 
 
 def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
@@ -168,9 +187,11 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
             "machine": machine_description(), "device": str(ctx.device), "device_reason": ctx.device_reason,
             "world_size": ctx.world_size, "seed": args.seed}
     out = Path(args.out)
-    state = run_loop(ctx, loss_module, optimizer, make_batch_fn(data, cfg, recipe, ctx.device, encoder), out,
-                     args.seed, LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
-                     lambda: {"meta": meta}, args.resume, net, "sketch2mask", recipe.ema_decay)
+    build = SketchBatchBuilder(data, cfg, recipe, encoder.cfg["mask_resolution"] if encoder is not None else None)
+    with PrefetchedBatches(build, args.seed, ctx.rank, args.workers) as host:
+        state = run_loop(ctx, loss_module, optimizer, lambda step: sketch_batch_to_device(host(step), ctx.device, encoder),
+                         out, LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
+                         lambda: {"meta": meta}, args.resume, net, "sketch2mask", recipe.ema_decay)
     last = state.history[-1] if state.history else {}
     return {"out": str(out / "checkpoint.pt"), "steps": state.step, "minutes": round(state.elapsed_s / 60, 2),
             "last_losses": last}
