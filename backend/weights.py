@@ -104,9 +104,9 @@ def save_weights(state_dict: dict, card: dict[str, Any], name: str, weights_dir:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     fd, tmp = tempfile.mkstemp(dir=weights_dir, suffix=".safetensors.tmp")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
-        save_file(tensors, tmp)
+        save_file(tensors, tmp)  # replaces the file: the mode is set after it (mkstemp's 0600 would stay otherwise)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         card = dict(card, sha256=sha256_file(tmp), name=name)
         atomic_write_text(weights_dir / f"{name}.json", json.dumps(card, indent=2) + "\n")
         os.replace(tmp, weights_dir / f"{name}.safetensors")
