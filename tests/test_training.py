@@ -533,6 +533,84 @@ def test_mask2triplane_steps_lower_the_loss_and_resume(fake_data, tmp_path):
         warm_start(fresh, tmp_path / "nowhere", "mask2triplane")
 
 
+def test_pack_sketches_makes_a_sketch_only_synhead_folder_without_test_seeds(fake_data, tmp_path):
+    import tarfile
+
+    from training.data_cli import main as data_main
+    from training.datasets import DataError, SynHead
+    from training.pack import pack_sketches
+
+    out = tmp_path / "sk.tar.gz"
+    assert data_main(["pack-sketches", "--data", str(fake_data), "--out", str(out)]) == 0
+    with tarfile.open(out) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sk.tar.gz", "unpacked"]  # no temporary file left
+    packed, source = SynHead(tmp_path / "unpacked" / "sk", "all"), SynHead(fake_data, "train")
+    assert [s.seed for s in packed.samples] == [s.seed for s in source.samples] == [3, 4, 5, 6, 7]
+    assert {p.name for p in (tmp_path / "unpacked" / "sk" / "s000004").iterdir()} == {"sketch.png", "strokes.json",
+                                                                                      "mask.png"}
+    for i in (0, 4):
+        a, b = packed.sketch_item(i), source.sketch_item(i)
+        np.testing.assert_array_equal(a["sketch"], b["sketch"])
+        np.testing.assert_array_equal(a["mask"], b["mask"])
+        assert a["strokes"] == b["strokes"] and a["style"] == b["style"]
+    assert packed.test_seeds == source.test_seeds and packed.manifest["packed"]["count"] == 5
+
+    assert pack_sketches(fake_data, tmp_path / "two.tar.gz", limit=2)["count"] == 2
+    assert pack_sketches(fake_data, tmp_path / "small.tar.gz", max_mib=1e-6)["count"] == 1  # stops at the budget
+    with pytest.raises(ValueError, match="max-mib"):
+        pack_sketches(fake_data, tmp_path / "none.tar.gz", max_mib=0)
+    with pytest.raises(DataError, match="no manifest|not found"):
+        pack_sketches(tmp_path / "nowhere", tmp_path / "none.tar.gz")
+    with pytest.raises(ValueError, match=".tar.gz"):
+        pack_sketches(fake_data, tmp_path / "sk.zip")
+    broken = tmp_path / "broken"
+    shutil.copytree(fake_data, broken)
+    (broken / "s000006" / "mask.png").unlink()
+    with pytest.raises(DataError, match="s000006/mask.png is missing"):  # a half-written archive is never left
+        pack_sketches(broken, tmp_path / "broken.tar.gz")
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob("[nb]*.tar.gz"))
+
+
+def test_gpu_training_script_continues_the_bundled_sketch_network_from_a_pack(fake_data, tmp_path):
+    """scripts/gpu_train_sketch2mask.sh end to end on the CPU (DEVICE=cpu): unpack, train from the bundled weights
+    with their card's configuration and recipe, export. Only the device differs on a GPU machine."""
+    import os
+    import subprocess
+    import sys
+
+    from training.pack import pack_sketches
+
+    repo = Path(__file__).resolve().parent.parent
+    script = repo / "scripts" / "gpu_train_sketch2mask.sh"
+    pack = tmp_path / "sk.tar.gz"
+    pack_sketches(fake_data, pack)
+    env = {**os.environ, "DEVICE": "cpu", "STEPS": "1", "BATCH": "2", "PYTHON": sys.executable}
+    run = subprocess.run(["bash", str(script), str(pack), "5", str(tmp_path / "out")], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    card = json.loads((tmp_path / "out" / "sketch2mask_lite.json").read_text())
+    bundled = json.loads((repo / "weights" / "sketch2mask_lite.json").read_text())
+    generator = json.loads((repo / "weights" / "mask2triplane_lite.json").read_text())
+    assert card["config"] == bundled["config"] and card["training"]["steps"] == 1
+    assert card["training"]["init_from"]["sha256"] == bundled["sha256"]
+    assert card["training"]["mask_encoder"]["sha256"] == generator["sha256"]
+    recipe, old = card["training"]["recipe"], bundled["training"]["recipe"]
+    assert recipe["batch"] == 2 and math.isclose(recipe["lr"], old["lr"] * math.sqrt(2 / old["batch"]))
+    assert {k: v for k, v in recipe.items() if k not in ("batch", "lr")} == \
+        {k: v for k, v in old.items() if k not in ("batch", "lr")}
+    assert card["inference"]["mirror_average"] is True and card["sha256"] != bundled["sha256"]
+    assert "--workers" in card["training"]["command"] and card["data"]["count"] == 5
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = (tmp_path / "out" / "sketch2mask_lite.safetensors").stat().st_mode & 0o777
+    assert mode == 0o666 & ~umask  # the user's usual mode, not mkstemp's 0600
+
+    bad = subprocess.run(["bash", str(script), str(tmp_path / "missing.tar.gz"), "5", str(tmp_path / "o2")], cwd=repo,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "pack-sketches" in bad.stderr and not (tmp_path / "o2").exists()
+
+
 class _BrokenBuilder:
     """A batch builder whose data is unreadable (module level: spawn workers unpickle it by reference)."""
 

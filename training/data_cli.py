@@ -5,6 +5,7 @@
     s3d-data framing DIR --out backend/canonical_framing.json
     s3d-data relabel DIR [--workers W]
     s3d-data fill-cavities DIR [--workers W]
+    s3d-data pack-sketches --data DIR[:DIR...] --out FILE.tar.gz [--max-mib M] [--limit N] [--split train]
 """
 from __future__ import annotations
 
@@ -54,8 +55,28 @@ def main(argv=None) -> int:
                                "the original)")
     c.add_argument("--workers", type=int, default=1, help="worker processes")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    k = sub.add_parser("pack-sketches", help="a sketch-only copy (sketch, strokes, label map) of SynHead folders in "
+                                             "one .tar.gz, to train the sketch network on another machine")
+    k.add_argument("--data", required=True, help="SynHead folder, or several joined with ':'")
+    k.add_argument("--out", required=True, help="archive to write (NAME.tar.gz holds the folder NAME/)")
+    k.add_argument("--split", default="train", choices=["train", "test", "all"],
+                   help="which samples (train never includes the test seeds)")
+    k.add_argument("--limit", type=int, help="at most this many samples")
+    k.add_argument("--max-mib", type=float, help="stop adding samples at this archive size in MiB")
     args = parser.parse_args(argv)
     _default_cache_env()
+    if args.cmd == "pack-sketches":
+        from training.datasets import DataError
+        from training.pack import pack_sketches
+
+        try:
+            summary = pack_sketches(args.data, args.out, args.split, args.limit, args.max_mib)
+        except (DataError, ValueError) as e:
+            print(f"s3d-data pack-sketches: {e}", file=sys.stderr)
+            return 2
+        print(f"{summary['count']} samples (seeds {summary['seed_min']}..{summary['seed_max']}) in {summary['out']} "
+              f"({summary['bytes'] / 2 ** 20:.1f} MiB; unpack with tar -xzf, then --data .../{summary['folder']})")
+        return 0
     if args.cmd == "synth":
         if args.num < 0 or args.seed < 0 or args.workers < 1:
             parser.error("--num and --seed must be >= 0 and --workers >= 1")
