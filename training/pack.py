@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from backend.weights import atomic_write_bytes
 from training.datasets import DataError, SynHead
 
 #: The manifest-entry keys a sketch-network sample keeps (files) and the plain fields it keeps with them.
@@ -31,8 +31,8 @@ def pack_sketches(data: str | Path | Sequence[str | Path], out: str | Path, spli
     pass ``max_mib`` MiB (1 MiB = 2**20 bytes; the last sample may overshoot by its own compressed size, about
     30 kB, plus the manifest's; the first sample always goes in).
 
-    ``out`` is written to a temporary file beside it and renamed at the end, so an interrupted run leaves no
-    partial archive. Returns a summary: ``count``, ``bytes``, ``seed_min`` / ``seed_max``, ``split``.
+    The archive is built in memory and written with ``backend.weights.atomic_write_bytes`` (temporary file and
+    rename), so a failed or interrupted run leaves no partial archive. Returns a summary: ``count``, ``bytes``, ``seed_min`` / ``seed_max``, ``split``.
 
     Raises:
         DataError: unreadable data folders (:class:`SynHead`), a sample without a sketch or mask file.
@@ -46,36 +46,33 @@ def pack_sketches(data: str | Path | Sequence[str | Path], out: str | Path, spli
     src = SynHead(data, split, limit=limit)
     stem = out.name[: -len(".tar.gz")]
     budget = None if max_mib is None else int(max_mib * 2 ** 20)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     entries: list[dict[str, Any]] = []
-    try:
-        with open(tmp, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
-            for s in src.samples:
-                if budget is not None and entries and raw.tell() >= budget:
-                    break
-                entry = {k: s.entry[k] for k in SKETCH_ENTRY_FIELDS if k in s.entry}
-                for key in SKETCH_FILE_KEYS:
-                    rel = s.entry.get(key)
-                    if not rel:
-                        if key == "strokes":  # older SynHead: no strokes, the sketch is used as drawn
-                            continue
-                        raise DataError(f"sample {s.entry.get('id')} in {s.root} has no {key!r} file")
-                    path = s.root / rel
-                    if not path.is_file():
-                        raise DataError(f"{path} is missing: is {s.root} complete (s3d-data synth resumes it)?")
-                    tar.add(path, arcname=f"{stem}/{rel}", recursive=False)
-                    entry[key] = rel
-                entries.append(entry)
-            manifest = {k: v for k, v in src.manifest.items() if k != "samples"}
-            manifest.update(samples=entries, packed={"for": "sketch2mask", "from": [str(r) for r in src.roots],
-                                                      "split": split, "count": len(entries)})
-            blob = json.dumps(manifest, indent=1).encode()
-            info = tarfile.TarInfo(f"{stem}/manifest.json")
-            info.size, info.mtime = len(blob), int(time.time())
-            tar.addfile(info, io.BytesIO(blob))
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    raw = io.BytesIO()  # the archive is a few tens of MB: built in memory, written atomically once complete
+    with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
+        for s in src.samples:
+            if budget is not None and entries and raw.tell() >= budget:
+                break
+            entry = {k: s.entry[k] for k in SKETCH_ENTRY_FIELDS if k in s.entry}
+            for key in SKETCH_FILE_KEYS:
+                rel = s.entry.get(key)
+                if not rel:
+                    if key == "strokes":  # older SynHead: no strokes, the sketch is used as drawn
+                        continue
+                    raise DataError(f"sample {s.entry.get('id')} in {s.root} has no {key!r} file")
+                path = s.root / rel
+                if not path.is_file():
+                    raise DataError(f"{path} is missing: is {s.root} complete (s3d-data synth resumes it)?")
+                tar.add(path, arcname=f"{stem}/{rel}", recursive=False)
+                entry[key] = rel
+            entries.append(entry)
+        manifest = {k: v for k, v in src.manifest.items() if k != "samples"}
+        manifest.update(samples=entries, packed={"for": "sketch2mask", "from": [str(r) for r in src.roots],
+                                                  "split": split, "count": len(entries)})
+        blob = json.dumps(manifest, indent=1).encode()
+        info = tarfile.TarInfo(f"{stem}/manifest.json")
+        info.size, info.mtime = len(blob), int(time.time())
+        tar.addfile(info, io.BytesIO(blob))
+    atomic_write_bytes(out, raw.getvalue())
     seeds = [int(e["seed"]) for e in entries]
     return {"out": str(out), "folder": stem, "count": len(entries), "bytes": out.stat().st_size, "split": split,
             "seed_min": min(seeds), "seed_max": max(seeds)}

@@ -32,14 +32,10 @@ def step_rng(seed: int, step: int, rank: int) -> np.random.Generator:
 def _init_worker(builder: HostBuilder) -> None:
     global _worker_builder
     _worker_builder = builder
-    try:  # one thread per worker: the workers are the parallelism
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - OpenCV is a required package
-        pass
+    import cv2
     import torch
 
+    cv2.setNumThreads(1)  # one thread per worker: the workers are the parallelism
     torch.set_num_threads(1)
 
 

@@ -103,6 +103,12 @@ class SketchBatchBuilder:
         self.data, self.recipe, self.enc_res = data, recipe, enc_res
         self.res = cfg["internal_resolution"]
 
+    @classmethod
+    def for_encoder(cls, data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe,
+                    encoder: Mask2Triplane | None) -> "SketchBatchBuilder":
+        """The builder whose ``mask_area`` feeds ``encoder`` (none without an encoder: no L_SV)."""
+        return cls(data, cfg, recipe, encoder.cfg["mask_resolution"] if encoder is not None else None)
+
     def __call__(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         recipe, r = self.recipe, self.res
         idx = rng.choice(len(self.data), recipe.batch, replace=len(self.data) < recipe.batch)
@@ -141,7 +147,7 @@ def sketch_batch_to_device(host: dict[str, np.ndarray], device: torch.device,
 def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe, device: torch.device,
                   encoder: Mask2Triplane | None):
     """``rng -> batch`` of tensors on ``device``: :class:`SketchBatchBuilder` then :func:`sketch_batch_to_device`."""
-    build = SketchBatchBuilder(data, cfg, recipe, encoder.cfg["mask_resolution"] if encoder is not None else None)
+    build = SketchBatchBuilder.for_encoder(data, cfg, recipe, encoder)
     return lambda rng: sketch_batch_to_device(build(rng), device, encoder)
 
 
@@ -187,7 +193,7 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
             "machine": machine_description(), "device": str(ctx.device), "device_reason": ctx.device_reason,
             "world_size": ctx.world_size, "seed": args.seed}
     out = Path(args.out)
-    build = SketchBatchBuilder(data, cfg, recipe, encoder.cfg["mask_resolution"] if encoder is not None else None)
+    build = SketchBatchBuilder.for_encoder(data, cfg, recipe, encoder)
     with PrefetchedBatches(build, args.seed, ctx.rank, args.workers) as host:
         state = run_loop(ctx, loss_module, optimizer, lambda step: sketch_batch_to_device(host(step), ctx.device, encoder),
                          out, LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
