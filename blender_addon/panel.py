@@ -22,6 +22,8 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 48) -> None:
 
 
 class S3D_PT_main(bpy.types.Panel):
+    """Turn a Grease Pencil drawing or a sketch image into a 3D head"""
+
     bl_label = "Sketch to Head"
     bl_idname = "S3D_PT_main"
     bl_space_type = "VIEW_3D"

@@ -37,6 +37,8 @@ def auto_backend_python() -> str:
 
 
 class S3DPreferences(bpy.types.AddonPreferences):
+    """The add-on's preferences: which backend to run (its Python, or a remote URL) and how to set it up."""
+
     bl_idname = ADDON_PACKAGE
 
     backend_python: bpy.props.StringProperty(

@@ -21,6 +21,8 @@ def _poll_grease_pencil(self, obj):
 
 
 class S3DSceneSettings(bpy.types.PropertyGroup):
+    """Per-scene Generate settings (``scene.s3d``): the input, seed, mesh quality and colour views."""
+
     source: bpy.props.EnumProperty(
         name="Input", default="GREASE_PENCIL",
         items=[("GREASE_PENCIL", "Grease Pencil", "The active (or chosen) Grease Pencil drawing", "GREASEPENCIL", 0),
@@ -47,6 +49,8 @@ class S3DSceneSettings(bpy.types.PropertyGroup):
 
 
 class S3DStatus(bpy.types.PropertyGroup):
+    """Progress of the running job (``window_manager.s3d_status``), drawn by the panel; not saved."""
+
     running: bpy.props.BoolProperty(default=False)
     progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0)
     stage: bpy.props.StringProperty(default="")

@@ -224,6 +224,8 @@ class LoopLimits:
 
 @dataclass
 class LoopState:
+    """Where a training run stands: optimiser steps done, wall-clock seconds spent, the logged losses."""
+
     step: int = 0
     elapsed_s: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
