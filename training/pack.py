@@ -32,7 +32,8 @@ def pack_sketches(data: str | Path | Sequence[str | Path], out: str | Path, spli
     30 kB, plus the manifest's; the first sample always goes in).
 
     The archive is built in memory and written with ``backend.weights.atomic_write_bytes`` (temporary file and
-    rename), so a failed or interrupted run leaves no partial archive. Returns a summary: ``count``, ``bytes``, ``seed_min`` / ``seed_max``, ``split``.
+    rename), so a failed or interrupted run leaves no partial archive. Returns a summary: ``count``,
+    ``bytes``, ``seed_min`` / ``seed_max``, ``split``.
 
     Raises:
         DataError: unreadable data folders (:class:`SynHead`), a sample without a sketch or mask file.

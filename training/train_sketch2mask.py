@@ -144,13 +144,6 @@ def sketch_batch_to_device(host: dict[str, np.ndarray], device: torch.device,
     return batch
 
 
-def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe, device: torch.device,
-                  encoder: Mask2Triplane | None):
-    """``rng -> batch`` of tensors on ``device``: :class:`SketchBatchBuilder` then :func:`sketch_batch_to_device`."""
-    build = SketchBatchBuilder.for_encoder(data, cfg, recipe, encoder)
-    return lambda rng: sketch_batch_to_device(build(rng), device, encoder)
-
-
 def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
     """Run ``s3d-train sketch2mask``; returns a summary dict."""
     cfg = get_config(args.profile, "sketch2mask")
