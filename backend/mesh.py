@@ -53,6 +53,7 @@ class DensityGrid:
 
     @property
     def cells(self) -> int:
+        """Cells per axis: the grid holds ``cells + 1`` samples per axis over the box [-1, 1]^3."""
         return self.values.shape[0] - 1
 
     def index_to_box(self, ijk: np.ndarray) -> np.ndarray:

@@ -149,6 +149,7 @@ class ModelBundle:
     sketch2mask_error: dict | None = None
 
     def weights_sha256(self) -> dict[str, str]:
+        """Model name -> sha256 of its safetensors file, as its card states it (verified at load)."""
         return {name: card.get("sha256") for name, card in self.cards.items()}
 
 

@@ -121,6 +121,8 @@ class JobServer:
 
     # --- jobs
     def health(self) -> dict[str, Any]:
+        """The ``GET /health`` body: status (``ok`` or ``degraded`` when no weights loaded), device, weights,
+        versions and capabilities (docs/contracts.md)."""
         m = self.models
         return {"status": "ok" if m is not None else "degraded", "api": API_VERSION,
                 "device": m.device if m else None, "device_reason": m.device_reason if m else None,
@@ -216,6 +218,12 @@ class JobServer:
         return job
 
     def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job: a queued one at once, a running one at its next check (each stage, and during
+        mesh extraction); returns its status.
+
+        Raises:
+            ApiError: 404 ``job_not_found``.
+        """
         job = self.get(job_id)
         with self.lock:
             if job.state == "queued":
@@ -226,6 +234,11 @@ class JobServer:
             return job.status()
 
     def status(self, job_id: str) -> dict[str, Any]:
+        """The job's status object (docs/contracts.md section 5).
+
+        Raises:
+            ApiError: 404 ``job_not_found``.
+        """
         job = self.get(job_id)
         with self.lock:
             return job.status()
@@ -289,6 +302,7 @@ class JobServer:
                 job.source = None  # free the upload
 
     def shutdown(self) -> None:
+        """Ask the worker to stop after the current job; the HTTP server is stopped by its owner."""
         self.stopping.set()
 
 

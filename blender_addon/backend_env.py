@@ -121,4 +121,6 @@ class EnvSetupThread(threading.Thread):
             self.events.put(SetupEvent("error", 0.0, f"cannot run the setup: {e}"))
 
     def cancel(self) -> None:
+        """Ask the setup to stop: the running step is terminated at its next output line, then an ``error`` event
+        follows."""
         self.cancel_event.set()

@@ -65,6 +65,7 @@ class BackendConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def key(self) -> tuple:
+        """What identifies a backend: a change of any of these needs a new process (timeouts do not)."""
         return (self.backend_python, self.backend_root, self.weights_dir, self.remote_url,
                 tuple(sorted(self.extra_env.items())))
 
@@ -93,6 +94,7 @@ class BackendProcess:
     # -- state ------------------------------------------------------------------------------------------------
     @property
     def pid(self) -> int | None:
+        """Process id of the started backend, or None when none was started (or it is remote)."""
         return self._proc.pid if self._proc is not None else None
 
     def is_running(self) -> bool:

@@ -104,6 +104,7 @@ class GenerateSettings:
 
     @classmethod
     def from_scene(cls, context) -> "GenerateSettings":
+        """Read the panel's settings (``scene.s3d``); the Grease Pencil object defaults to the active one."""
         s = context.scene.s3d
         return cls(source=s.source, gp_object=s.gp_object or context.active_object, projection=s.projection,
                    image_path=s.image_path, mask_image=s.mask_image, seed=s.seed, resolution=int(s.resolution),

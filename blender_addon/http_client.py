@@ -27,6 +27,7 @@ class BackendError(RuntimeError):
 
     @property
     def message(self) -> str:
+        """The human-readable message (what went wrong and what to do)."""
         return str(self)
 
 

@@ -129,10 +129,12 @@ class Sample:
     entry: dict[str, Any]
 
     def path(self, key: str) -> Path:
+        """Absolute path of the manifest entry's file ``key`` (e.g. ``"mask"``); KeyError when the entry lacks it."""
         return self.root / self.entry[key]
 
     @property
     def seed(self) -> int:
+        """The head's SynHead seed (-1 when the manifest has none)."""
         return int(self.entry.get("seed", -1))
 
 
@@ -420,6 +422,8 @@ class CelebAMaskHQ:
         return len(self.images)
 
     def mask(self, index: int) -> np.ndarray:
+        """Label map ``(512, 512)`` uint8 in the 19-class id set: from ``mask/<stem>.png`` ids when present,
+        else merged from the per-part annotation PNGs (later parts overwrite earlier ones)."""
         stem = self.images[index].stem
         if self.ids_dir.is_dir():
             return read_ids(self.ids_dir / f"{stem}.png")
@@ -433,6 +437,7 @@ class CelebAMaskHQ:
         return ids
 
     def item(self, index: int) -> dict[str, np.ndarray]:
+        """``{"rgb": (H, W, 3) uint8, "mask": (512, 512) uint8}`` for image ``index``."""
         return {"rgb": read_rgb(self.images[index]), "mask": self.mask(index)}
 
 
@@ -461,9 +466,11 @@ class MMCelebAHQSketches:
         return len(self.sketches)
 
     def describe(self) -> dict[str, Any]:
+        """What the run reads, for the run's record: generator, root, split, count."""
         return {"generator": "mm-celeba-hq", "root": str(self.root), "split": self.split, "count": len(self)}
 
     def sketch_item(self, index: int) -> dict[str, Any]:
+        """``{"sketch": (512, 512) uint8 grey, "mask": (512, 512) uint8 ids, "strokes": None, "style": "real"}``."""
         p = self.sketches[index]
         mask = read_ids(self.root / "mask" / f"{p.stem}.png")
         if mask.shape[0] != 512:

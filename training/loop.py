@@ -42,6 +42,7 @@ class RunContext:
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the process that logs and writes checkpoints."""
         return self.rank == 0
 
 
@@ -211,6 +212,7 @@ class LoopLimits:
         return min(p, 1.0)
 
     def lr_factor(self, step: int, elapsed_s: float) -> float:
+        """Learning-rate multiplier: 1 until ``decay_from`` of the run, then a cosine down to 0.1 at the end."""
         p = self.progress(step, elapsed_s)
         if p <= self.decay_from:
             return 1.0

@@ -38,6 +38,7 @@ class HairSpec:
     params: dict
 
     def to_json(self) -> dict:
+        """The spec as a JSON-ready dict for the manifest (floats rounded to 5 digits)."""
         return {"style": self.style, "fringe": self.fringe,
                 **{k: (round(float(v), 5) if isinstance(v, (float, np.floating)) else v) for k, v in self.params.items()}}
 

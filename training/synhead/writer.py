@@ -41,6 +41,7 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def sample_id(seed: int) -> str:
+    """A head's folder name from its seed: ``s`` + six digits (``s014100``)."""
     return f"s{seed:06d}"
 
 
