@@ -422,8 +422,8 @@ class CelebAMaskHQ:
         return len(self.images)
 
     def mask(self, index: int) -> np.ndarray:
-        """Label map ``(512, 512)`` uint8 in the 19-class id set: from ``mask/<stem>.png`` ids when present,
-        else merged from the per-part annotation PNGs (later parts overwrite earlier ones)."""
+        """Label map, uint8 in the 19-class id set: ``(H, W)`` from ``mask/<stem>.png`` ids when present, else
+        ``(512, 512)`` merged from the per-part annotation PNGs (later parts overwrite earlier ones)."""
         stem = self.images[index].stem
         if self.ids_dir.is_dir():
             return read_ids(self.ids_dir / f"{stem}.png")
@@ -437,7 +437,7 @@ class CelebAMaskHQ:
         return ids
 
     def item(self, index: int) -> dict[str, np.ndarray]:
-        """``{"rgb": (H, W, 3) uint8, "mask": (512, 512) uint8}`` for image ``index``."""
+        """``{"rgb": (H, W, 3) float32 in [0, 1], "mask": uint8 ids as :meth:`mask`}`` for image ``index``."""
         return {"rgb": read_rgb(self.images[index]), "mask": self.mask(index)}
 
 
@@ -470,7 +470,8 @@ class MMCelebAHQSketches:
         return {"generator": "mm-celeba-hq", "root": str(self.root), "split": self.split, "count": len(self)}
 
     def sketch_item(self, index: int) -> dict[str, Any]:
-        """``{"sketch": (512, 512) uint8 grey, "mask": (512, 512) uint8 ids, "strokes": None, "style": "real"}``."""
+        """``{"sketch": (512, 512) float32 grey in [0, 1], "mask": (512, 512) uint8 ids, "strokes": None,
+        "style": "real"}``."""
         p = self.sketches[index]
         mask = read_ids(self.root / "mask" / f"{p.stem}.png")
         if mask.shape[0] != 512:
