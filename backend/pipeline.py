@@ -35,6 +35,8 @@ STAGES: tuple[tuple[str, float], ...] = (
     ("density_grid", 0.33), ("mesh", 0.10), ("vertex_colors", 0.32), ("export", 0.08),
 )
 RESOLUTIONS = (64, 128, 192, 256)
+#: Decimation budget range (faces); fewer than MIN_FACES leaves no usable head (1 used to give 0 vertices).
+MIN_FACES, MAX_FACES = 1_000, 5_000_000
 MESH_FORMATS = ("ply", "glb", "obj")
 QUERY_CHUNK = 131_072  # points per decoder call on a GPU: bounded memory (about 60 MB at the lite width)
 #: points per decoder call on the CPU: the hidden activations (16 k x 64 floats = 4 MB) stay in cache;
@@ -65,7 +67,7 @@ class GenerateOptions:
         no_frame: skip auto-framing (inputs already in the canonical framing, such as SynHead views).
         from_mask: the input is a label map (CelebAMask-HQ ids or palette colours), not a sketch.
         smooth_iterations: Taubin smoothing iterations (0 = off).
-        max_faces: decimation budget (0 or None = off).
+        max_faces: decimation budget in faces, ``MIN_FACES``..``MAX_FACES`` (0 or None = off).
         view_resolution: pixels a side of the preview renders views/*.png (the shaded mesh).
         color_resolution: pixels a side of the radiance-field views the vertex colours come from.
     """
@@ -89,24 +91,32 @@ class GenerateOptions:
         """
         from backend.vertex_colors import MAX_VIEWS, MIN_VIEWS
 
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 63:
+        def whole(v: Any) -> bool:  # bool is an int subclass: true / false are not numbers here
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not whole(self.seed) or not 0 <= self.seed < 2 ** 63:
             raise PipelineError("bad_option", f"seed must be a whole number 0..2^63-1, not {self.seed!r}")
-        if self.resolution not in RESOLUTIONS:
+        if not whole(self.resolution) or self.resolution not in RESOLUTIONS:
             raise PipelineError("bad_option", f"resolution must be one of {RESOLUTIONS}, not {self.resolution!r}")
-        if isinstance(self.views, bool) or not isinstance(self.views, int) or not MIN_VIEWS <= self.views <= MAX_VIEWS:
+        if not whole(self.views) or not MIN_VIEWS <= self.views <= MAX_VIEWS:
             raise PipelineError("bad_option", f"views must be {MIN_VIEWS}..{MAX_VIEWS}, not {self.views!r}")
-        fmts = tuple(self.formats)
-        if not fmts or any(f not in MESH_FORMATS for f in fmts) or len(set(fmts)) != len(fmts):
+        fmts = tuple(self.formats) if isinstance(self.formats, (list, tuple)) else ()
+        if not fmts or any(not isinstance(f, str) or f not in MESH_FORMATS for f in fmts) or len(set(fmts)) != len(fmts):
             raise PipelineError("bad_option", f"formats must be a non-empty list from {MESH_FORMATS}, not {list(fmts)}")
         self.formats = fmts
-        if not isinstance(self.view_resolution, int) or not 32 <= self.view_resolution <= 1024:
-            raise PipelineError("bad_option", "view_resolution must be 32..1024 pixels")
-        if not isinstance(self.color_resolution, int) or not 32 <= self.color_resolution <= 512:
-            raise PipelineError("bad_option", "color_resolution must be 32..512 pixels")
-        if not isinstance(self.smooth_iterations, int) or not 0 <= self.smooth_iterations <= 50:
-            raise PipelineError("bad_option", "smooth_iterations must be 0..50")
-        if self.max_faces is not None and (not isinstance(self.max_faces, int) or self.max_faces < 0):
-            raise PipelineError("bad_option", "max_faces must be a non-negative whole number (0 = no decimation)")
+        if not whole(self.view_resolution) or not 32 <= self.view_resolution <= 1024:
+            raise PipelineError("bad_option", f"view_resolution must be 32..1024 pixels, not {self.view_resolution!r}")
+        if not whole(self.color_resolution) or not 32 <= self.color_resolution <= 512:
+            raise PipelineError("bad_option", f"color_resolution must be 32..512 pixels, not {self.color_resolution!r}")
+        if not whole(self.smooth_iterations) or not 0 <= self.smooth_iterations <= 50:
+            raise PipelineError("bad_option", f"smooth_iterations must be 0..50, not {self.smooth_iterations!r}")
+        if self.max_faces is not None and (not whole(self.max_faces) or not (
+                self.max_faces == 0 or MIN_FACES <= self.max_faces <= MAX_FACES)):
+            raise PipelineError("bad_option", f"max_faces must be 0 (no decimation) or {MIN_FACES}..{MAX_FACES}, "
+                                f"not {self.max_faces!r}")
+        for name in ("no_frame", "from_mask"):
+            if not isinstance(getattr(self, name), bool):
+                raise PipelineError("bad_option", f"{name} must be true or false, not {getattr(self, name)!r}")
         return self
 
     @classmethod
@@ -342,7 +352,8 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
 
     Args:
         source: path to an image / stroke JSON / mask, image bytes, a stroke dict, or an ``np.ndarray``.
-        out_dir: output folder (created); files appear atomically, ``result.json`` last.
+        out_dir: output folder; the job writes into a private folder beside it and moves its complete set
+            of files in when done (backend/job_output.py); a failed job leaves no folder behind.
         options: :class:`GenerateOptions` (defaults: seed 0, resolution 128, 6 views, PLY).
         models: a loaded :class:`ModelBundle` (the server keeps one); else loaded from ``weights_dir``.
         device: ``auto`` | ``cpu`` | ``cuda`` when ``models`` is None.
@@ -355,12 +366,23 @@ def generate(source: Any, out_dir: str | Path, options: GenerateOptions | None =
         PipelineError: with a stable code: intake codes (``image_unreadable``, ``image_blank``,
             ``strokes_*``, ``mask_id_out_of_range``, ...), ``framing_no_content``, weights codes,
             ``empty_surface`` / ``surface_fills_box`` / ``degenerate_surface``, ``bad_option``;
-            ``output_not_writable`` / ``disk_full`` / ``output_write_failed`` (no incomplete set of files
-            is left: the job removes what it wrote), ``out_of_memory`` (suggests a lower resolution);
+            ``output_busy`` (another live job writes into ``out_dir``), ``output_not_writable`` /
+            ``disk_full`` / ``output_write_failed`` (no files are left), ``out_of_memory`` (suggests a lower resolution);
             :class:`JobCancelled` (code ``cancelled``).
     """
+    from backend.job_output import JobOutput, OutputError
+
+    options = (options or GenerateOptions()).validate()  # before any folder is touched
     try:
-        return _generate(source, out_dir, options, models, weights_dir, device, progress, cancel, input_name)
+        # the job writes into a private folder beside out_dir that is moved into place whole when complete
+        with JobOutput(out_dir) as out:
+            result = _generate(source, out.tmp, options, models, weights_dir, device, progress, cancel, input_name)
+            out.commit()
+        if progress:
+            progress("done", 1.0)
+        return result
+    except OutputError as e:
+        raise PipelineError(e.code, str(e)) from None
     except PipelineError:
         raise
     except BaseException as e:
@@ -388,67 +410,12 @@ def _is_out_of_memory(e: BaseException) -> bool:
                                             or "not enough memory" in msg)
 
 
-def _writable_out_dir(out_dir: str | Path) -> Path:
-    """Create ``out_dir`` and check it can be written, before any expensive stage runs.
+def _output_error(tmp_dir: Path, e: OSError) -> PipelineError:
+    """A write failure in the job's temporary folder as a coded error that names the destination."""
+    from backend.job_output import output_error
 
-    Raises:
-        PipelineError: ``output_not_writable`` naming the folder and what to do.
-    """
-    import os
-    import tempfile
-
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".s3d-write-check.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise PipelineError("output_not_writable", f"cannot write to the output folder {out_dir} "
-                            f"({e.strerror or e}); choose a folder you can write to") from None
-    return out_dir
-
-
-def _output_error(out_dir: Path, e: OSError) -> PipelineError:
-    import errno
-
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return PipelineError("disk_full", f"the disk holding {out_dir} is full ({e.strerror}); free some space "
-                             "or choose another output folder; no partial files were left")
-    return PipelineError("output_write_failed", f"writing the results into {out_dir} failed ({e.strerror or e}); "
-                         "no partial files were left")
-
-
-def _snapshot(out_dir: Path) -> dict[str, tuple[int, int] | None]:
-    """``{relative path: (inode, mtime ns)}`` of the files under ``out_dir``, folders as ``None``."""
-    snap: dict[str, tuple[int, int] | None] = {}
-    for p in out_dir.rglob("*"):
-        try:
-            st = p.stat()
-        except OSError:
-            continue
-        snap[str(p.relative_to(out_dir))] = None if p.is_dir() else (st.st_ino, st.st_mtime_ns)
-    return snap
-
-
-def _remove_new_files(out_dir: Path, before: dict[str, tuple[int, int] | None]) -> None:
-    """Delete the files (and new empty folders) that appeared or were replaced under ``out_dir`` since ``before``.
-
-    Every file is written by rename, so a replaced file has a new inode; the previous run's version of a
-    replaced file cannot be brought back, but no incomplete set of this job's outputs is left behind.
-    """
-    after = _snapshot(out_dir)
-    for rel, sig in after.items():
-        if sig is not None and before.get(rel) != sig:
-            try:
-                (out_dir / rel).unlink()
-            except OSError:
-                pass
-    for rel in sorted((r for r, sig in after.items() if sig is None and r not in before), key=len, reverse=True):
-        try:
-            (out_dir / rel).rmdir()  # only when empty
-        except OSError:
-            pass
+    err = output_error(tmp_dir, e)
+    return PipelineError(err.code, str(err))
 
 
 def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None, models: ModelBundle | None,
@@ -465,10 +432,10 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
         frame_sketch,
         unframe_mask,
     )
-    from backend.mask_intake import load_mask
+    from backend.input_limits import load_mask_checked, load_sketch_checked
     from backend.mesh import MeshError, density_grid, extract_mesh, vertex_classes
     from backend.previews import render_previews
-    from backend.sketch.intake import IntakeError, load_sketch
+    from backend.sketch.intake import IntakeError
     from backend.vertex_colors import (
         RasterMesh,
         blend_vertex_colors,
@@ -478,7 +445,7 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
     )
 
     options = (options or GenerateOptions()).validate()
-    out_dir = _writable_out_dir(out_dir)
+    out_dir = Path(out_dir)  # the job's private temporary folder (backend.job_output)
     prog = _Progress(progress, cancel)
     t_start = time.perf_counter()
     rng = np.random.default_rng(options.seed)
@@ -498,12 +465,12 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
     prog.start("intake")
     try:
         if options.from_mask:
-            mask_in = load_mask(source)
+            mask_in = load_mask_checked(source)
             mask512, transform = frame_mask(mask_in, 512, auto_frame=not options.no_frame)
             input_info = {"kind": "mask", "size": [int(mask_in.shape[1]), int(mask_in.shape[0])], "name": name}
             sketch512 = None
         else:
-            sk = load_sketch(source)
+            sk = load_sketch_checked(source)
             sketch512, transform = frame_sketch(sk.image, 512, auto_frame=not options.no_frame)
             input_info = {"kind": sk.kind, "size": list(sk.size), "mode": sk.source_mode, "name": name,
                           "notes": sk.notes}
@@ -518,6 +485,11 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
         sketch512, mask512, transform = predict_mask_with_refined_framing(models.sketch2mask, sk.image, sketch512,
                                                                           transform, dev)
     mask_input_frame = mask_in if options.from_mask else unframe_mask(mask512, transform)
+    # --- issue 37: intake record and mask plausibility warnings (backend/mask_plausibility.py)
+    from backend.mask_plausibility import check_mask
+    intake_info = {"kind": "mask"} if options.from_mask else sk.intake
+    mask_warnings = [] if options.from_mask else check_mask(mask_input_frame, sk.image).warnings
+    # --- end issue 37
     prog.end()
 
     # --- tri-planes, once per job
@@ -564,7 +536,6 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
     # --- export: a job that fails here takes back the files it wrote, so no incomplete set is left
     prog.start("export")
     files: list[str] = []
-    before = _snapshot(out_dir)
     try:
         files += export.write_mesh_files(out_dir, list(options.formats), mesh.vertices, mesh.faces, rgb, labels,
                                          normals)
@@ -575,11 +546,8 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
         prog.check_cancel()
         view_imgs = render_previews(raster_mesh, None, normals, rgb, views, options.view_resolution)
         files += export.write_view_files(out_dir, view_imgs)
-    except BaseException as e:
-        _remove_new_files(out_dir, before)
-        if isinstance(e, OSError):
-            raise _output_error(out_dir, e) from None
-        raise
+    except OSError as e:  # the temporary folder is removed by generate's JobOutput
+        raise _output_error(out_dir, e) from None
     prog.end()
 
     input_info["sha256"] = input_sha256(source)
@@ -595,6 +563,8 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
         "device_reason": models.device_reason,
         "weights": {n: {"sha256": c.get("sha256"), "profile": c.get("profile")} for n, c in models.cards.items()},
         "framing": transform.to_dict(),
+        "intake": intake_info,  # issue 37
+        "warnings": mask_warnings,  # issue 37: [{"code", "message"}], shown by the add-on
         "timings_s": dict(prog.timings, total=round(time.perf_counter() - t_start, 4)),
         "vertex_count": int(len(mesh.vertices)),
         "face_count": int(len(mesh.faces)),
@@ -611,8 +581,5 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
     try:
         export.write_result(out_dir, result)
     except OSError as e:
-        _remove_new_files(out_dir, before)
         raise _output_error(out_dir, e) from None
-    if progress:
-        progress("done", 1.0)
     return result
