@@ -203,15 +203,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the local job server until interrupted."""
-    from backend.server import serve
+    from backend.server import StartupError, serve
 
     _set_threads(args.threads)
     try:
         return serve(args.host, args.port, args.token_file, args.weights, args.device, args.jobs_dir,
                      args.max_queue, args.allow_remote, quiet=not args.verbose,
                      exit_with_parent=args.exit_with_parent)
-    except ValueError as e:
-        print(f"s3d serve: error: {e}", file=sys.stderr)
+    except StartupError as e:
+        print(f"s3d serve: error [{e.code}]: {e}", file=sys.stderr)
         return 2
 
 

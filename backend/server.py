@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from backend.errors import CodedError
+from backend.job_output import remove_stale_temps, write_json_atomic
 from backend.versions import package_versions
 
 from backend.pipeline import (MESH_FORMATS, RESOLUTIONS, GenerateOptions, JobCancelled, ModelBundle,
@@ -53,6 +55,19 @@ REQUEST_TIMEOUT_S = 30.0
 MAX_FINISHED_JOBS = 100
 INPUT_KINDS = ("sketch_png", "strokes", "mask_png")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Uploads decoded at once by request threads (each up to backend.input_limits.MAX_DECODE_PIXELS);
+#: the worker decodes one more. Bounds the memory that image decoding can take.
+MAX_DECODES_IN_FLIGHT = 2
+#: Open connections served at once; more are answered 503 ``too_many_connections`` and closed.
+MAX_CONNECTIONS = 64
+#: The job index in the jobs folder (written atomically; reloaded on start).
+INDEX_NAME = "jobs.json"
+_JOB_ID_CHARS = set("0123456789abcdef")
+
+
+class StartupError(CodedError, RuntimeError):
+    """``s3d serve`` cannot start: ``jobs_dir_not_writable``, ``port_in_use``, ``bind_failed``,
+    ``token_file_not_writable``, ``host_not_loopback``; one sentence that says what to do."""
 
 
 class ApiError(Exception):
@@ -80,6 +95,11 @@ class Job:
     result: dict | None = None
     created: float = field(default_factory=time.time)
     cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    def record(self) -> dict[str, Any]:
+        """What the job index keeps of this job (its result is re-read from ``result.json``)."""
+        return {"job_id": self.job_id, "state": self.state, "stage": self.stage, "error": self.error,
+                "files": list(self.files), "name": self.name, "created": self.created}
 
     def status(self) -> dict[str, Any]:
         """The status object of docs/contracts.md section 5."""
@@ -109,8 +129,72 @@ class JobServer:
         self.lock = threading.Lock()
         self.queue: queue.Queue[str] = queue.Queue(maxsize=max_queue)
         self.stopping = threading.Event()
+        self.decodes = threading.BoundedSemaphore(MAX_DECODES_IN_FLIGHT)
+        self._index_lock = threading.Lock()
+        self._index_seq = self._index_written = 0
+        self.recovered = self._recover()
         self.worker = threading.Thread(target=self._work, name="s3d-job-worker", daemon=True)
         self.worker.start()
+
+    # --- persistence
+    def _recover(self) -> dict[str, int]:
+        """Reload the job index of an earlier server on this jobs folder: finished jobs answer again,
+        jobs that were queued or running are marked failed (``interrupted``), and half-written folders
+        (temporary folders, job folders without a finished record) are removed. Returns counts."""
+        import shutil
+
+        counts = {"reloaded": 0, "interrupted": 0, "removed": len(remove_stale_temps(self.jobs_dir))}
+        try:
+            index = json.loads((self.jobs_dir / INDEX_NAME).read_text())
+            records = index.get("jobs", []) if isinstance(index, dict) else []
+        except (OSError, ValueError):
+            records = []
+        for rec in records:
+            if not isinstance(rec, dict) or not _is_job_id(rec.get("job_id")):
+                continue
+            job = Job(rec["job_id"], None, GenerateOptions(), self.jobs_dir / rec["job_id"], str(rec.get("name", "")),
+                      created=float(rec.get("created") or 0.0))
+            state = rec.get("state")
+            if state == "done" and (job.out_dir / "result.json").is_file():
+                try:
+                    job.result = json.loads((job.out_dir / "result.json").read_text())
+                except (OSError, ValueError):
+                    state = "lost"
+            if state == "done" and job.result is not None:
+                job.state, job.stage, job.progress = "done", "done", 1.0
+                job.files = list(job.result.get("files", []))
+                counts["reloaded"] += 1
+            elif state in ("failed", "cancelled"):
+                job.state, job.stage, job.error = state, rec.get("stage") or state, rec.get("error")
+                counts["reloaded"] += 1
+            else:
+                job.state, job.stage = "failed", "interrupted"
+                job.error = {"code": "interrupted", "message": f"the server stopped while this job was {state} "
+                             "(a crash or a restart); its files were removed; submit it again"}
+                counts["interrupted"] += 1
+            self.jobs[job.job_id] = job
+        for d in self.jobs_dir.iterdir():  # job folders that hold no finished job
+            if d.is_dir() and _is_job_id(d.name) and (d.name not in self.jobs or self.jobs[d.name].state != "done"):
+                shutil.rmtree(d, ignore_errors=True)
+                counts["removed"] += 1
+        self._save_index()
+        return counts
+
+    def _save_index(self) -> None:
+        """Write the job index atomically (a snapshot taken under the lock; an older snapshot never
+        overwrites a newer one)."""
+        with self.lock:
+            self._index_seq += 1
+            seq = self._index_seq
+            snapshot = {"api": API_VERSION, "jobs": [j.record() for j in self.jobs.values()]}
+        with self._index_lock:
+            if seq < self._index_written:
+                return
+            try:
+                write_json_atomic(self.jobs_dir / INDEX_NAME, snapshot)
+                self._index_written = seq
+            except OSError as e:  # the jobs still run; only a restart would lose their records
+                print(f"s3d serve: cannot write the job index ({e})", file=sys.stderr, flush=True)
 
     # --- auth
     def authorized(self, header: str | None) -> bool:
@@ -141,8 +225,8 @@ class JobServer:
             ApiError: 400 ``bad_request`` / ``bad_input`` / ``bad_option`` / intake codes, 503 weights codes,
                 429 ``queue_full``.
         """
-        from backend.mask_intake import load_mask
-        from backend.sketch.intake import IntakeError, load_sketch
+        from backend.input_limits import load_mask_checked, load_sketch_checked
+        from backend.sketch.intake import IntakeError
 
         if self.models is None:
             err = self.load_error or {"code": "weights_missing", "message": "the networks are not loaded"}
@@ -183,10 +267,15 @@ class JobServer:
         if kind != "mask_png" and self.models.sketch2mask is None:
             err = self.models.sketch2mask_error or {"code": "weights_missing", "message": "no sketch network"}
             raise ApiError(503, err["code"], err["message"])
-        try:  # cheap early check, so a broken upload fails now and not in the queue
-            load_mask(source) if kind == "mask_png" else load_sketch(source)
+        if not self.decodes.acquire(timeout=REQUEST_TIMEOUT_S):
+            raise ApiError(503, "busy_decoding", f"{MAX_DECODES_IN_FLIGHT} uploads are being decoded; retry in a "
+                           "few seconds")
+        try:  # early check under the decode limits, so a broken upload fails now and not in the queue
+            load_mask_checked(source) if kind == "mask_png" else load_sketch_checked(source)
         except IntakeError as e:
             raise ApiError(400, e.code, str(e)) from None
+        finally:
+            self.decodes.release()
         name = inp.get("name") if isinstance(inp.get("name"), str) and inp.get("name") else kind
         job_id = uuid.uuid4().hex[:16]
         job = Job(job_id, source, options, self.jobs_dir / job_id, name[:200])
@@ -198,6 +287,7 @@ class JobServer:
                                "has finished") from None
             self.jobs[job_id] = job
             self._forget_old_jobs()
+        self._save_index()
         return job
 
     def _forget_old_jobs(self) -> None:
@@ -231,7 +321,9 @@ class JobServer:
                 job.error = {"code": "cancelled", "message": "the job was cancelled before it started"}
             elif job.state == "running":
                 job.cancel_event.set()
-            return job.status()
+            status = job.status()
+        self._save_index()
+        return status
 
     def status(self, job_id: str) -> dict[str, Any]:
         """The job's status object (docs/contracts.md section 5).
@@ -274,6 +366,7 @@ class JobServer:
                 if job is None or job.state == "cancelled":
                     continue
                 job.state, job.stage = "running", "starting"
+            self._save_index()
 
             def progress(stage: str, fraction: float, job: Job = job) -> None:
                 with self.lock:
@@ -300,16 +393,23 @@ class JobServer:
                     job.error = {"code": "internal_error", "message": f"{type(e).__name__}: {e}"}
             finally:
                 job.source = None  # free the upload
+                self._save_index()
 
     def shutdown(self) -> None:
         """Ask the worker to stop after the current job; the HTTP server is stopped by its owner."""
         self.stopping.set()
 
 
+def _is_job_id(name: Any) -> bool:
+    """True for the server's own job folder names (16 lower-case hex digits)."""
+    return isinstance(name, str) and len(name) == 16 and set(name) <= _JOB_ID_CHARS
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "S3D/1"
     app: JobServer  # set on the class made by make_server
     quiet = True
+    allow_any_host = False
     #: socket time-out for reading a request (StreamRequestHandler applies it to the connection)
     timeout = REQUEST_TIMEOUT_S
 
@@ -373,8 +473,25 @@ class _Handler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise ApiError(400, "bad_json", f"the body is not valid JSON: {type(e).__name__}: {e}"[:500]) from None
 
+    def _host_allowed(self) -> bool:
+        """The ``Host`` header must name the address the server is bound to (a DNS-rebinding guard: a web
+        page that resolves its own name to 127.0.0.1 sends its own name). Any host with ``allow_remote``."""
+        host = self.headers.get("Host")
+        if host is None:
+            return False
+        if self.allow_any_host:
+            return True
+        bound, port = self.server.server_address[:2]
+        names = {bound, "localhost", "127.0.0.1", "[::1]"} if bound in LOOPBACK_HOSTS else {bound}
+        names |= {f"[{bound}]"} if ":" in bound else set()
+        return host.strip().lower() in {f"{n}:{port}" for n in names}
+
     def _route(self, method: str) -> None:
         try:
+            if not self._host_allowed():
+                self.close_connection = True
+                raise ApiError(421, "host_not_allowed", "the Host header must be the address the server is bound to "
+                               f"({self.server.server_address[0]}:{self.server.server_address[1]})")
             if not self.app.authorized(self.headers.get("Authorization")):
                 raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>' "
                                "with the token from the server's token file")
@@ -436,12 +553,49 @@ class _Handler(BaseHTTPRequestHandler):
         self._route("DELETE")
 
 
-def make_server(app: JobServer, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> ThreadingHTTPServer:
-    """A ``ThreadingHTTPServer`` bound to ``(host, port)`` (0 = a free port) serving ``app``."""
-    handler = type("S3DHandler", (_Handler,), {"app": app, "quiet": quiet})
-    httpd = ThreadingHTTPServer((host, port), handler)
-    httpd.daemon_threads = True
-    return httpd
+class _CappedServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` with at most ``max_connections`` connections served at once; one more is
+    answered 503 ``too_many_connections`` at once and closed (one thread per connection otherwise)."""
+
+    daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def server_bind(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.max_connections)
+        super().server_bind()
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            body = json.dumps({"error": {"code": "too_many_connections", "message": f"{self.max_connections} "
+                                         "connections are open; close idle ones or retry"}}).encode()
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def make_server(app: JobServer, host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
+                allow_any_host: bool = False) -> ThreadingHTTPServer:
+    """A threading HTTP server bound to ``(host, port)`` (0 = a free port) serving ``app``, with at most
+    ``MAX_CONNECTIONS`` connections at once and the ``Host`` header checked (``allow_any_host`` for
+    ``--allow-remote``).
+
+    Raises:
+        OSError: the address cannot be bound (``serve`` turns it into a coded :class:`StartupError`).
+    """
+    handler = type("S3DHandler", (_Handler,), {"app": app, "quiet": quiet, "allow_any_host": allow_any_host})
+    return _CappedServer((host, port), handler)
 
 
 def write_token_file(token: str, path: str | Path | None = None) -> Path:
@@ -461,50 +615,105 @@ def write_token_file(token: str, path: str | Path | None = None) -> Path:
     return path
 
 
+def _usable_jobs_dir(jobs_dir: str | Path | None) -> tuple[Path, bool]:
+    """Create (or make) the jobs folder and check it can be written; return it and whether it is a fresh
+    temporary folder that the server removes on exit.
+
+    Raises:
+        StartupError: ``jobs_dir_not_writable``.
+    """
+    if not jobs_dir:
+        return Path(tempfile.mkdtemp(prefix="s3d-jobs-")), True
+    path = Path(jobs_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".s3d-write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise StartupError("jobs_dir_not_writable", f"the jobs folder {path} cannot be created or written "
+                           f"({e.strerror or e}); give --jobs-dir a folder you can write to") from None
+    return path, False
+
+
 def serve(host: str = "127.0.0.1", port: int = 0, token_file: str | Path | None = None,
           weights_dir: str | Path | None = None, device: str = "auto", jobs_dir: str | Path | None = None,
           max_queue: int = DEFAULT_MAX_QUEUE, allow_remote: bool = False, quiet: bool = True,
           exit_with_parent: bool = False) -> int:
-    """Load the models once, bind, print ``S3D_READY {...}`` and serve until interrupted.
+    """Load the models once, bind, print ``S3D_READY {...}`` and serve until interrupted (Ctrl-C or
+    SIGTERM); on that clean exit a temporary jobs folder and the token file are removed.
 
-    With ``exit_with_parent`` the server shuts down when the process that started it is gone (its
-    parent pid changes), so a Blender that is killed hard does not leave an orphaned backend.
+    Start-up checks run before the token file is written: the host, the jobs folder, the port. With
+    ``exit_with_parent`` the server shuts down when the process that started it is gone (its parent pid
+    changes), so a Blender that is killed hard does not leave an orphaned backend.
 
     Raises:
-        ValueError: a non-loopback host without ``allow_remote``.
+        StartupError: ``host_not_loopback`` (a non-loopback host without ``allow_remote``),
+            ``jobs_dir_not_writable``, ``port_in_use`` / ``bind_failed``, ``token_file_not_writable``.
     """
+    import shutil
+    import signal
+
     from backend.pipeline import load_models
     from backend.weights import DEFAULT_WEIGHTS_DIR, list_weights
 
     if host not in LOOPBACK_HOSTS and not allow_remote:
-        raise ValueError(f"host {host!r} is not loopback; serving to other machines is an explicit opt-in "
-                         "(--allow-remote), and the token then travels unencrypted")
-    wdir = weights_dir or os.environ.get("S3D_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR
-    models, load_error = None, None
+        raise StartupError("host_not_loopback", f"host {host!r} is not loopback; serving to other machines is an "
+                           "explicit opt-in (--allow-remote), and the token then travels unencrypted")
+    jobs, jobs_is_temp = _usable_jobs_dir(jobs_dir)
+    app = httpd = tf = None
     try:
-        models = load_models(wdir, device, need_sketch=False)
-    except PipelineError as e:
-        load_error = {"code": e.code, "message": str(e)}
-        print(f"s3d serve: models not loaded [{e.code}]: {e}", file=sys.stderr, flush=True)
-    weights_status = {n: {"sha256": w["sha256"], "ok": w["ok"], **({"error": w["error"]} if w["error"] else {})}
-                      for n, w in list_weights(wdir).items()}
-    token = secrets.token_urlsafe(32)
-    tf = write_token_file(token, token_file)
-    jobs = Path(jobs_dir) if jobs_dir else Path(tempfile.mkdtemp(prefix="s3d-jobs-"))
-    app = JobServer(models, token, jobs, max_queue, load_error, weights_status)
-    httpd = make_server(app, host, port, quiet)
-    bound_host, bound_port = httpd.server_address[:2]
-    print("S3D_READY " + json.dumps({"host": bound_host, "port": bound_port, "token_file": str(tf),
-                                     "jobs_dir": str(jobs)}), flush=True)
-    if exit_with_parent:
-        _watch_parent(httpd)
-    try:
-        httpd.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
+        wdir = weights_dir or os.environ.get("S3D_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR
+        models, load_error = None, None
+        try:
+            models = load_models(wdir, device, need_sketch=False)
+        except PipelineError as e:
+            load_error = {"code": e.code, "message": str(e)}
+            print(f"s3d serve: models not loaded [{e.code}]: {e}", file=sys.stderr, flush=True)
+        weights_status = {n: {"sha256": w["sha256"], "ok": w["ok"], **({"error": w["error"]} if w["error"] else {})}
+                          for n, w in list_weights(wdir).items()}
+        token = secrets.token_urlsafe(32)
+        app = JobServer(models, token, jobs, max_queue, load_error, weights_status)
+        try:
+            httpd = make_server(app, host, port, quiet, allow_any_host=allow_remote)
+        except OSError as e:
+            import errno
+
+            if e.errno == errno.EADDRINUSE:
+                raise StartupError("port_in_use", f"port {port} on {host} is already in use; choose another "
+                                   "--port or 0 for a free one") from None
+            raise StartupError("bind_failed", f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+        try:
+            tf = write_token_file(token, token_file)
+        except OSError as e:
+            raise StartupError("token_file_not_writable", f"cannot write the token file {token_file} "
+                               f"({e.strerror or e}); give --token-file a path you can write to") from None
+        bound_host, bound_port = httpd.server_address[:2]
+        if app.recovered["reloaded"] or app.recovered["interrupted"] or app.recovered["removed"]:
+            print(f"s3d serve: jobs folder {jobs}: {app.recovered}", file=sys.stderr, flush=True)
+        print("S3D_READY " + json.dumps({"host": bound_host, "port": bound_port, "token_file": str(tf),
+                                         "jobs_dir": str(jobs)}), flush=True)
+        if exit_with_parent:
+            _watch_parent(httpd)
+        if threading.current_thread() is threading.main_thread():  # SIGTERM: the same clean exit as Ctrl-C
+            signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=httpd.shutdown, daemon=True).start())
+        try:
+            httpd.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
     finally:
-        app.shutdown()
-        httpd.server_close()
+        if app is not None:
+            app.shutdown()
+        if httpd is not None:
+            httpd.server_close()
+        if app is not None:
+            app.worker.join(timeout=5)
+        if tf is not None:
+            tf.unlink(missing_ok=True)
+            if token_file is None:  # the private folder write_token_file made for it
+                shutil.rmtree(tf.parent, ignore_errors=True)
+        if jobs_is_temp:
+            shutil.rmtree(jobs, ignore_errors=True)
     return 0
 
 
