@@ -12,6 +12,7 @@ import errno
 import http.client
 import io
 import json
+import os
 import random
 import re
 import socket
@@ -31,11 +32,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import backend.export
+import backend.input_limits
 import backend.mesh
 import backend.pipeline
 from backend.labels import NUM_CLASSES, PALETTE
 from backend.mask_intake import load_mask
 from backend.models.mask2triplane import Mask2Triplane
+from backend.input_limits import MAX_DECODE_PIXELS, MAX_STROKE_WIDTH_PX, load_sketch_checked
 from backend.pipeline import GenerateOptions, PipelineError, generate, load_models
 from backend.server import JobServer, make_server
 from backend.sketch.intake import MAX_SIDE_PX, MIN_INK_FRACTION, MIN_SIDE_PX, IntakeError, load_sketch
@@ -46,7 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hardening-token-0123456789"
 FAST = {"resolution": 64, "views": 4, "view_resolution": 64, "color_resolution": 64}
 STABLE_CODE = re.compile(r"^[a-z][a-z0-9_]*$")
-IMAGE_CODES = {"image_unreadable", "image_too_large", "image_too_small", "image_blank", "input_bad_type"}
+IMAGE_CODES = {"image_unreadable", "image_too_large", "image_too_small", "image_blank", "input_bad_type",
+               "image_multi_frame"}
 PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
 STROKES = {"version": 1, "frame": "normalized", "strokes": [
@@ -106,7 +110,7 @@ def _encode(grey: np.ndarray, mode: str, rng: np.random.Generator) -> bytes:
 
 def _check_sketch(source, w: int | None = None, h: int | None = None):
     try:
-        sk = load_sketch(source)
+        sk = load_sketch_checked(source)
     except IntakeError as e:
         assert STABLE_CODE.match(e.code) and str(e), e.code
         return e.code
@@ -176,10 +180,14 @@ junk = st.recursive(st.one_of(st.none(), st.booleans(), number, st.text(max_size
                     lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(st.text(max_size=6), c, max_size=4)),
                     max_leaves=12)
 point = st.one_of(st.lists(number, min_size=2, max_size=2), st.lists(number, max_size=3), junk)
+# widths over the whole range: thin, at the limit, far beyond it (64 units used to crash OpenCV), huge
+width = st.one_of(st.floats(0, 0.2), st.floats(0, 1000), st.floats(0, 1e300), st.integers(0, 10 ** 12), number)
 stroke = st.one_of(
     st.fixed_dictionaries({"points": st.lists(point, max_size=30)},
-                          optional={"width": st.one_of(number, junk), "widths": st.one_of(st.lists(number), junk),
+                          optional={"width": st.one_of(width, width, junk),
+                                    "widths": st.one_of(st.lists(width, min_size=2, max_size=2), st.lists(number), junk),
                                     "pressure": junk}),
+    st.fixed_dictionaries({"points": st.just([[0.2, 0.2], [0.6, 0.7]]), "width": width}),
     junk)
 stroke_doc = st.one_of(
     st.fixed_dictionaries({"strokes": st.lists(stroke, max_size=6)},
@@ -194,7 +202,7 @@ def _check_strokes(doc, as_bytes: bool):
     else:
         source = doc
     try:
-        sk = load_sketch(source)
+        sk = load_sketch_checked(source)  # the intake the pipeline and the server use
     except IntakeError as e:
         assert STABLE_CODE.match(e.code) and str(e)
         assert e.code.startswith(("stroke", "image_", "input_bad_type", "input_not_found")), e.code
@@ -219,6 +227,14 @@ def test_stroke_decoder_returns_a_sketch_or_a_coded_error(doc, as_bytes):
     ({"strokes": [{"points": [[0.1, "a"]]}]}, "stroke_bad_points"),
     ({"strokes": "all of them"}, "strokes_missing"),
     ({"strokes": [[[0.1, 0.1]]]}, "stroke_bad"),
+    ({"strokes": [{"points": [[0.1, 0.1], [0.5, 0.5]], "width": 100}]}, "stroke_bad_width"),  # the issue's case
+    ({"strokes": [{"points": [[0.1, 0.1], [0.5, 0.5]], "width": 64}]}, "stroke_bad_width"),
+    ({"strokes": [{"points": [[0.1, 0.1], [0.5, 0.5]], "width": 1e300}]}, "stroke_bad_width"),
+    ({"strokes": [{"points": [[0.1, 0.1], [0.5, 0.5]], "widths": [1e9, 0.01]}]}, "stroke_bad_width"),
+    ({"frame": "image", "width": 100, "height": 100,
+      "strokes": [{"points": [[1, 1], [50, 50]], "width": 13}]}, "stroke_bad_width"),  # 13 px of 100 = 67 px
+    ({"strokes": [{"points": [[0.1, 1e300], [0.5, 0.5]]}]}, "stroke_out_of_range"),
+    ({"strokes": [{"points": [[-11, 0.5], [0.5, 0.5]]}]}, "stroke_out_of_range"),
 ])
 def test_named_stroke_mistakes_get_their_codes(bad, code):
     assert _check_strokes(bad, as_bytes=False) == code
@@ -369,7 +385,7 @@ def _assert_json_answer(code, body, context):
 
 def _fuzz_request(rng: random.Random):
     """One random request: (method, path, headers, raw body, token)."""
-    method = rng.choice(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "POST", "GET"])
+    method = rng.choice(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "POST", "GET", "BREW", "PROPFIND"])
     path = "/v1/jobs" if rng.random() < 0.4 else rng.choice(["/v1/health", "/v1/jobs", "/v1/jobs/abc", "/v1/jobs/abc/cancel", "/v1/jobs/abc/files/x",
                        "/", "/v1", "/v1/", "/v1/jobs//", "/v1/health?x=1", "/%00", "/v1/jobs/%2e%2e/files/%2e%2e",
                        "/v1/" + "a" * 3000, "/v1/jobs/%C3%A9", "//v1//health"])
@@ -440,7 +456,7 @@ def test_fuzzed_requests_get_json_answers_and_the_server_lives_on(server):
         if resp.status == 202:  # a valid job slipped through: let it finish, so the queue stays small
             wait(port, json.loads(payload)["job_id"])
     assert seen.get(401, 0) > 10 and seen.get(400, 0) > 10, seen  # the fuzz reached the handlers
-    assert {"bad_json", "bad_request", "bad_option", "unauthorized"} <= codes, codes
+    assert {"bad_json", "bad_request", "bad_option", "unauthorized", "method_not_allowed"} <= codes, codes
     print("fuzz statuses", dict(sorted(seen.items())), "codes", sorted(codes))
     code, health = call(port, "GET", "/v1/health")
     assert code == 200 and health["status"] == "ok"
@@ -449,23 +465,28 @@ def test_fuzzed_requests_get_json_answers_and_the_server_lives_on(server):
 
 def test_malformed_http_and_stalled_bodies_get_json_errors(server):
     _, port = server
-    for raw_request in [b"GARBAGE\r\n\r\n", b"GET /v1/health HTTP/9.9\r\n\r\n", b"BREW /v1/health HTTP/1.1\r\n\r\n",
-                        b"GET /v1/health HTTP/1.1\r\n" + b"X: " + b"a" * 70_000 + b"\r\n\r\n"]:
+    host = f"Host: 127.0.0.1:{port}\r\n".encode()
+    for raw_request, want_status, want_code in [
+            (b"GARBAGE\r\n\r\n", None, "bad_request"),
+            (b"GET /v1/health HTTP/9.9\r\n\r\n", None, "http_version_not_supported"),
+            (b"BREW /v1/health HTTP/1.1\r\n" + host + b"\r\n", 405, "method_not_allowed"),
+            (b"GET /v1/health HTTP/1.1\r\n" + b"X: " + b"a" * 70_000 + b"\r\n\r\n", 431, "headers_too_large")]:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(raw_request)
             answer = b""
             while chunk := s.recv(65536):
                 answer += chunk
-        if answer.startswith(b"{"):  # the stdlib answers an HTTP/0.9-style request line without a status line
-            head, payload, status = b"application/json", answer, 400
+        if want_status is None:  # a request line the stdlib cannot parse is answered HTTP/0.9-style: body alone
+            assert answer.startswith(b"{"), answer[:80]
+            payload = answer
         else:
             head, _, payload = answer.partition(b"\r\n\r\n")
-            status = int(head.split()[1])
-        assert 400 <= status < 500 and b"application/json" in head, (raw_request[:30], head)
-        assert STABLE_CODE.match(json.loads(payload)["error"]["code"])
+            assert int(head.split()[1]) == want_status and b"application/json" in head, (raw_request[:30], head)
+        assert json.loads(payload)["error"]["code"] == want_code, (raw_request[:30], payload[:200])
     # a client that promises a body and stalls gets 408 after the time-out, and frees the thread
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"POST /v1/jobs HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n{{".encode())
+        s.sendall(f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                  "Content-Length: 100\r\n\r\n{".encode())
         answer = b""
         while chunk := s.recv(65536):  # head and body may arrive in separate segments; the server closes
             answer += chunk
@@ -556,7 +577,13 @@ def test_file_names_escaping_the_job_folder_are_refused(server, tmp_path):
         assert code == 404, (bad_id, err)
 
 
-def test_generate_into_an_unwritable_folder_is_a_clear_error(tmp_path):
+def test_generate_into_an_unwritable_folder_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    """Two cases: the parent of --out is a regular file (mkdir fails), and --out's parent is an existing folder
+    that refuses writes (only the write check catches that; simulated with EACCES, since root may write
+    anywhere). Both are refused before the models load (the weights folder does not exist, so a later check
+    would say weights_missing), and nothing is created."""
+    from backend.cli import main
+
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     out = blocker / "out"
@@ -566,6 +593,27 @@ def test_generate_into_an_unwritable_folder_is_a_clear_error(tmp_path):
     assert r.returncode == 1 and "output_not_writable" in r.stderr and str(out) in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"] and blocker.read_text() == "x"
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def refuse(real):
+        def call(path, *a, **kw):
+            if str(path).startswith(str(locked)):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real(path, *a, **kw)
+        return call
+
+    monkeypatch.setattr(os, "open", refuse(real_open))
+    monkeypatch.setattr(os, "mkdir", refuse(real_mkdir))
+    capsys.readouterr()
+    rc = main(["generate", str(ROOT / "examples" / "head_front.json"), "--out", str(locked / "out"),
+               "--weights", str(tmp_path / "no_weights"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "[output_not_writable]" in err and str(locked / "out") in err, err
+    monkeypatch.undo()
+    assert list(locked.iterdir()) == []
 
 
 def _job_files(d: Path) -> list[str]:
@@ -644,3 +692,265 @@ def test_a_cancelled_queued_job_that_is_forgotten_does_not_stop_the_worker(serve
     release.set()
     assert wait(port, running["job_id"])["state"] == "done"
     assert wait(port, last["job_id"])["state"] == "done" and app.worker.is_alive()
+
+
+# --------------------------------------------------------------------------- issue 42: nothing lost, nothing mixed
+
+def _all_entries(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*")) if d.exists() else []
+
+
+def test_two_jobs_into_one_folder_never_mix(models, tmp_path, monkeypatch):
+    """A second job for a folder that a live job holds is refused (output_busy), never mixed; staggered
+    jobs replace the previous job's set whole (no stale mesh.glb next to a new result.json); the user's
+    own file stays."""
+    dest = tmp_path / "out"
+    entered, release = threading.Event(), threading.Event()
+    original = backend.mesh.density_grid
+
+    def gated(*a, **kw):
+        entered.set()
+        assert release.wait(60)
+        return original(*a, **kw)
+
+    monkeypatch.setattr(backend.mesh, "density_grid", gated)
+    first: dict = {}
+    t = threading.Thread(target=lambda: first.update(r=generate(STROKES, dest, GenerateOptions(
+        **FAST, seed=0, formats=("ply", "glb")), models=models)))
+    t.start()
+    try:
+        assert entered.wait(60)
+        assert not dest.exists()  # nothing appears before the job is complete
+        with pytest.raises(PipelineError) as e:
+            generate(STROKES, dest, GenerateOptions(**FAST, seed=1), models=models)
+        assert e.value.code == "output_busy" and str(dest) in str(e.value)
+    finally:
+        release.set()
+        t.join(120)
+    monkeypatch.undo()
+    assert json.loads((dest / "result.json").read_text())["seed"] == 0
+    assert sorted(first["r"]["files"]) == _job_files(dest)
+    (dest / "notes.txt").write_text("mine")
+    second = generate(STROKES, dest, GenerateOptions(**FAST, seed=1, formats=("ply",)), models=models)
+    assert json.loads((dest / "result.json").read_text())["seed"] == 1
+    assert _job_files(dest) == sorted(second["files"] + ["notes.txt"]) and "mesh.glb" not in _job_files(dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder or lock file left
+
+
+def test_failed_or_refused_jobs_leave_no_folder(models, tmp_path, monkeypatch):
+    """A refused input, a refused option and a job failing mid-way leave no --out folder (nor its parents)."""
+    wide = {"strokes": [{"points": [[0.1, 0.1], [0.5, 0.5]], "width": 100}]}
+    for source, opts, code in [(wide, GenerateOptions(**FAST), "stroke_bad_width"),
+                               (STROKES, GenerateOptions(**FAST, max_faces=1), "bad_option"),
+                               (b"not an image at all", GenerateOptions(**FAST), "image_unreadable")]:
+        with pytest.raises(PipelineError) as e:
+            generate(source, tmp_path / "new" / "out", opts, models=models)
+        assert e.value.code == code
+        assert _all_entries(tmp_path) == [], (code, _all_entries(tmp_path))
+
+    def fails(*a, **kw):
+        raise backend.mesh.MeshError("empty_surface", "forced by the test")
+
+    monkeypatch.setattr(backend.mesh, "density_grid", fails)
+    with pytest.raises(PipelineError):
+        generate(STROKES, tmp_path / "new" / "out", GenerateOptions(**FAST), models=models)
+    assert _all_entries(tmp_path) == []
+
+
+@pytest.mark.parametrize("opts", [{"max_faces": 1}, {"max_faces": True}, {"max_faces": -5}, {"max_faces": 10 ** 12},
+                                  {"resolution": 64.0}, {"resolution": True}, {"views": True}, {"views": 4.0},
+                                  {"seed": True}, {"seed": 2 ** 63}, {"smooth_iterations": True},
+                                  {"smooth_iterations": 51}, {"view_resolution": 4096}, {"color_resolution": False},
+                                  {"no_frame": "yes"}, {"formats": ["ply", 1]}, {"formats": [["ply"]]}])
+def test_numeric_options_are_range_checked(opts):
+    with pytest.raises(PipelineError) as e:
+        GenerateOptions.from_dict(dict(FAST, **opts))
+    assert e.value.code == "bad_option" and str(e.value)
+
+
+def test_cli_max_faces_1_is_a_coded_error_and_leaves_no_folder(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "backend.cli", "generate", str(ROOT / "examples" / "head_front.json"),
+                        "--out", str(tmp_path / "o"), "--max-faces", "1"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "[bad_option]" in r.stderr and "max_faces" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stroke_widths_at_the_limit_draw_and_beyond_it_are_refused():
+    for frame in ({}, {"frame": "image", "width": 1024, "height": 1024}):
+        unit = 1.0 if not frame else 1024.0
+        limit = MAX_STROKE_WIDTH_PX / 512 * unit
+        doc = dict(frame, strokes=[{"points": [[0.2 * unit, 0.2 * unit], [0.7 * unit, 0.8 * unit]], "width": limit}])
+        assert (load_sketch_checked(doc).image < 128).mean() > 0.05
+        doc["strokes"][0]["width"] = limit * 1.01
+        with pytest.raises(IntakeError) as e:
+            load_sketch_checked(doc)
+        assert e.value.code == "stroke_bad_width"
+
+
+def _png(w: int, h: int, mode: str = "L") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (w, h), 255).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_image_limits_are_checked_from_the_header():
+    import resource
+
+    big = _png(8192, 8192)  # about 85 KB, 67 megapixels
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    for loader in (load_sketch_checked, backend.input_limits.load_mask_checked):
+        with pytest.raises(IntakeError) as e:
+            loader(big)
+        assert e.value.code == "image_too_large" and "megapixels" in str(e.value)
+    assert time.perf_counter() - t0 < 1.0  # never decoded
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 100_000  # KiB: no 64 MB decode
+    # not an image: a plain sentence, no Python object repr
+    with pytest.raises(IntakeError) as e:
+        load_sketch_checked(b"hello, this is text and not a PNG")
+    assert e.value.code == "image_unreadable" and "not an image" in str(e.value)
+    assert "BytesIO" not in str(e.value) and "0x" not in str(e.value)
+    # an animated GIF is refused, not silently reduced to its first frame
+    frames = [Image.fromarray(np.where(np.arange(64)[:, None] % 16 < k, 0, 255).astype(np.uint8).repeat(64, 1))
+              for k in (2, 8)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with pytest.raises(IntakeError) as e:
+        load_sketch_checked(buf.getvalue())
+    assert e.value.code == "image_multi_frame"
+    # a JPEG sketch over the pixel cap is decoded at a reduced scale instead
+    a = np.full((4800, 4000), 255, np.uint8)
+    a[2000:2100, 500:3500] = 0
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=90)
+    assert 4800 * 4000 > MAX_DECODE_PIXELS
+    sk = load_sketch_checked(buf.getvalue())
+    assert sk.size == (2000, 2400)
+
+
+def test_http_stroke_width_and_max_faces_are_400_not_500(server):
+    _, port = server
+    wide = {"strokes": [{"points": [[0.1, 0.1], [0.5, 0.5]], "width": 100}]}
+    code, body = call(port, "POST", "/v1/jobs", {"input": {"kind": "strokes", "data": wide}, "options": FAST})
+    assert code == 400 and body["error"]["code"] == "stroke_bad_width", body
+    code, body = call(port, "POST", "/v1/jobs", {"input": {"kind": "strokes", "data": STROKES},
+                                                 "options": dict(FAST, max_faces=True)})
+    assert code == 400 and body["error"]["code"] == "bad_option", body
+    code, body = call(port, "POST", "/v1/jobs", {"input": {"kind": "sketch_png",
+                                                           "data": base64.b64encode(_png(8192, 8192)).decode()}})
+    assert code == 400 and body["error"]["code"] == "image_too_large", body
+
+
+def test_decodes_in_flight_are_bounded(server, monkeypatch):
+    import backend.input_limits as limits
+    import backend.server as srv
+
+    _, port = server
+    lock, active, peak = threading.Lock(), [0], [0]
+
+    def slow(source):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.3)
+        with lock:
+            active[0] -= 1
+        raise IntakeError("image_blank", "the test's decoder")  # refused: nothing is queued
+
+    monkeypatch.setattr(limits, "load_sketch_checked", slow)
+    body = {"input": {"kind": "sketch_png", "data": base64.b64encode(b"x" * 100).decode()}, "options": FAST}
+    codes: list[int] = []
+    threads = [threading.Thread(target=lambda: codes.append(call(port, "POST", "/v1/jobs", body)[0]))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == [400] * 6 and 1 <= peak[0] <= srv.MAX_DECODES_IN_FLIGHT, (codes, peak)
+
+
+def test_host_header_must_be_the_bound_address(server):
+    _, port = server
+    for host in (f"evil.example:{port}", "127.0.0.1:1", f"127.0.0.1.nip.io:{port}"):
+        code, body = call(port, "GET", "/v1/health", headers={"Host": host})
+        assert code == 421 and body["error"]["code"] == "host_not_allowed", (host, body)
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert call(port, "GET", "/v1/health", headers={"Host": host})[0] == 200
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # no Host at all
+        s.sendall(f"GET /v1/health HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert b" 421 " in answer.split(b"\r\n")[0] and b"host_not_allowed" in answer
+
+
+def test_connections_beyond_the_cap_get_503_and_are_closed(models, tmp_path, monkeypatch):
+    import backend.server as srv
+
+    monkeypatch.setattr(srv._CappedServer, "max_connections", 4)
+    app, httpd = _start(models, tmp_path / "jobs", max_queue=2)
+    port = httpd.server_address[1]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+    try:
+        time.sleep(0.3)  # the server has accepted them
+        code, body = call(port, "GET", "/v1/health")
+        assert code == 503 and body["error"]["code"] == "too_many_connections", body
+    finally:
+        for s in idle:
+            s.close()
+    t0 = time.time()
+    while time.time() - t0 < 10:  # the idle connections' threads end and free their slots
+        if call(port, "GET", "/v1/health")[0] == 200:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the server did not serve again after the idle connections closed")
+    _stop(app, httpd)
+
+
+@pytest.mark.parametrize("stage", ["density_grid", "export"])
+def test_kill_9_mid_job_then_restart_leaves_no_half_folder(models, tiny_weights, tmp_path, stage):
+    """``kill -9`` of a server while a job is in ``stage`` (export: the meshes written, the views not yet),
+    then a new server on the same jobs folder: the finished job answers done with its files, the killed one
+    failed (``interrupted``), and no half-written folder is left in the server's own jobs folder."""
+    import signal
+
+    jobs = tmp_path / "jobs"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "crash_server_helper.py"), str(tiny_weights),
+                             str(jobs), stage], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    crash_token = "crash-token-0123456789"
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), line
+        port = int(line.split()[1])
+        job = {"input": {"kind": "strokes", "data": STROKES}, "options": FAST}
+        _, first = call(port, "POST", "/v1/jobs", job, token=crash_token)
+        t0 = time.time()
+        while call(port, "GET", f"/v1/jobs/{first['job_id']}", token=crash_token)[1]["state"] != "done":
+            assert time.time() - t0 < 120
+            time.sleep(0.05)
+        _, second = call(port, "POST", "/v1/jobs", job, token=crash_token)
+        assert proc.stdout.readline().strip() == "BLOCKED"
+        assert json.loads((jobs / "jobs.json").read_text())["jobs"][1]["state"] == "running"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = _all_entries(jobs)
+    assert not (jobs / second["job_id"]).exists()  # the killed job's files are only in its temporary folder
+    if stage == "export":
+        assert any(".s3d-tmp-" in e and e.endswith("mesh.ply") for e in before), before
+    app, httpd = _start(models, jobs, max_queue=2)
+    try:
+        port = httpd.server_address[1]
+        st1 = call(port, "GET", f"/v1/jobs/{first['job_id']}")[1]
+        assert st1["state"] == "done" and "mesh.ply" in st1["files"] and st1["result"]["seed"] == 0
+        assert call(port, "GET", f"/v1/jobs/{first['job_id']}/files/mesh.ply")[0] == 200
+        st2 = call(port, "GET", f"/v1/jobs/{second['job_id']}")[1]
+        assert st2["state"] == "failed" and st2["error"]["code"] == "interrupted", st2
+        left = sorted(p.name for p in jobs.iterdir())
+        assert left == sorted([first["job_id"], "jobs.json"]), left
+    finally:
+        _stop(app, httpd)

@@ -335,3 +335,46 @@ def test_serve_exits_when_its_parent_is_killed(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def _serve(args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "backend.cli", "serve", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
+
+
+def test_serve_start_up_errors_are_one_coded_sentence(tmp_path):
+    """An uncreatable --jobs-dir and a busy --port: exit 2, one ``error [code]`` line, no traceback, and no
+    token file written."""
+    import socket
+
+    wdir = make_tiny_weights(tmp_path / "w", empty=True)
+    (tmp_path / "a_file").write_text("x")
+    token = tmp_path / "tok" / "token"
+    r = _serve(["--jobs-dir", str(tmp_path / "a_file" / "jobs"), "--token-file", str(token)])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "error [jobs_dir_not_writable]" in lines[0], r.stderr
+    assert not token.exists() and not token.parent.exists()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        r = _serve(["--port", str(busy.getsockname()[1]), "--token-file", str(token), "--jobs-dir",
+                    str(tmp_path / "jobs")], env={"S3D_WEIGHTS_DIR": str(wdir)})
+    assert r.returncode == 2 and "error [port_in_use]" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert [ln for ln in r.stderr.splitlines() if "error [" in ln][0].count("port") >= 1
+    assert not token.exists()
+
+
+def test_serve_clean_exit_removes_its_temp_jobs_folder_and_token_file(tmp_path):
+    wdir = make_tiny_weights(tmp_path / "w", empty=True)
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--threads", "1"], cwd=ROOT,
+                            env=dict(os.environ, S3D_WEIGHTS_DIR=str(wdir)), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready = json.loads(proc.stdout.readline()[len("S3D_READY "):])
+        token_file, jobs = Path(ready["token_file"]), Path(ready["jobs_dir"])
+        assert token_file.is_file() and jobs.is_dir()
+        (jobs / "leftover").mkdir()
+    finally:
+        proc.terminate()  # SIGTERM: the clean exit
+        assert proc.wait(timeout=30) == 0
+    assert not jobs.exists() and not token_file.exists() and not token_file.parent.exists()

@@ -1,0 +1,52 @@
+"""A job server for the kill -9 test (tests/test_hardening.py): tiny weights with a sphere field, and one
+stage that blocks for ever from its second call on, so a test can kill the process there.
+
+Usage: python tests/crash_server_helper.py WEIGHTS_DIR JOBS_DIR STAGE (density_grid | export)
+Prints ``READY <port>``.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import backend.export  # noqa: E402
+import backend.mesh  # noqa: E402
+from backend.models.mask2triplane import Mask2Triplane  # noqa: E402
+from backend.pipeline import load_models  # noqa: E402
+from backend.server import JobServer, make_server  # noqa: E402
+from s3d_tiny_weights import sphere_query  # noqa: E402
+
+TOKEN = "crash-token-0123456789"
+
+
+def block_from_second_call(module, name: str) -> None:
+    original, calls = getattr(module, name), [0]
+
+    def blocking(*a, **kw):
+        calls[0] += 1
+        if calls[0] >= 2:
+            print("BLOCKED", flush=True)
+            threading.Event().wait()
+        return original(*a, **kw)
+
+    setattr(module, name, blocking)
+
+
+def main() -> None:
+    weights, jobs, stage = sys.argv[1:4]
+    Mask2Triplane.query = sphere_query(Mask2Triplane.query)
+    if stage == "density_grid":
+        block_from_second_call(backend.mesh, "density_grid")
+    else:  # after the mesh files are written, while the views are written
+        block_from_second_call(backend.export, "write_view_files")
+    app = JobServer(load_models(weights, "cpu"), TOKEN, jobs, max_queue=4)
+    httpd = make_server(app, "127.0.0.1", 0)
+    print(f"READY {httpd.server_address[1]}", flush=True)
+    httpd.serve_forever(poll_interval=0.05)
+
+
+if __name__ == "__main__":
+    main()
