@@ -25,6 +25,7 @@ from PIL import Image
 
 from backend.labels import NUM_CLASSES, PALETTE
 from backend.models.renderer import camera_rays
+from training.patches import view_patch
 
 
 class DataError(RuntimeError):
@@ -359,6 +360,28 @@ class SynHead:
             parts["ray_label"].append(label.reshape(-1)[pix].astype(np.int64))
         return {key: np.concatenate(val).astype(np.int64 if key == "ray_label" else np.float32)
                 for key, val in parts.items()}
+
+    def view_patch(self, index: int, rng: np.random.Generator, size: int, min_scale: float,
+                   views: Sequence[str] = ("front", "back", "left", "right")) -> dict[str, np.ndarray]:
+        """A random K x K patch of one of the sample's ``views`` (chosen uniformly) and the rays through its
+        points, as :func:`training.patches.view_patch` returns them: the real side of the adversarial loss.
+
+        Raises:
+            DataError: the sample has none of ``views`` or a view's images are unreadable.
+        """
+        s = self.samples[index]
+        available = [v for v in s.entry.get("views", []) if v.get("name") in views]
+        if not available:
+            raise DataError(f"sample {s.entry.get('id')} has none of the views {list(views)}")
+        v = available[int(rng.integers(len(available)))]
+        try:
+            rgb = read_rgb(s.root / v["rgb"])
+            alpha = read_grey(s.root / v["alpha"]) if v.get("alpha") else np.ones(rgb.shape[:2], np.float32)
+            depth = np.load(s.root / v["depth"]).astype(np.float32)
+            label = read_ids(s.root / v["label"])
+        except (KeyError, OSError, ValueError) as e:
+            raise DataError(f"sample {s.entry.get('id')}: view {v.get('name')} is unreadable ({e})") from None
+        return view_patch(srgb_to_linear(rgb), alpha, depth, label, v["camera"], rng, size, min_scale, NUM_CLASSES)
 
     # ---- sketch -> mask ----------------------------------------------------------------------------
     def sketch_item(self, index: int) -> dict[str, Any]:

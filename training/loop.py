@@ -247,6 +247,10 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
     whatever ``extra_checkpoint()`` adds) every ``checkpoint_minutes`` and at the end, and appends one
     JSON line per ``log_every`` steps to ``out_dir/log.jsonl``. Returns the final state.
 
+    A loss module (or the module a DistributedDataParallel wraps) may define ``after_step(step) -> dict`` (run
+    after each optimiser step, its terms are logged: a discriminator's update) and ``auxiliary_state()`` /
+    ``load_auxiliary_state(state)`` (saved as ``auxiliary`` in the checkpoint and restored on resume).
+
     ``ema_decay`` in (0, 1): after every step the moving average ``ema = decay * ema + (1 - decay) * model``
     of parameters and buffers (BatchNorm statistics included) is updated, starting from the weights the
     run starts with; it is saved as ``model_ema`` (and resumed). 0 keeps none.
@@ -261,6 +265,9 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
+    # a loss module may train a second player (a discriminator) after each step and keep its state
+    hooks = getattr(loss_module, "module", loss_module)
+    after_step = getattr(hooks, "after_step", None)
     state = LoopState()
     base_lrs = [g["lr"] for g in optimizer.param_groups]  # before a resumed (decayed) state overwrites them
     resumed_ema = None
@@ -271,6 +278,8 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
         state.step, state.elapsed_s = int(ck["step"]), float(ck["elapsed_s"])
         torch.set_rng_state(ck["torch_rng"])
         resumed_ema = ck.get("model_ema")
+        if ck.get("auxiliary") is not None and hasattr(hooks, "load_auxiliary_state"):
+            hooks.load_auxiliary_state(ck["auxiliary"])
         if ctx.is_main:
             print(f"resumed from {ckpt_path} at step {state.step} ({state.elapsed_s / 60:.1f} min)", file=sys.stderr)
     elif ckpt_path.is_file() and ctx.is_main:
@@ -296,6 +305,8 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
         if ema is not None:
             payload["model_ema"] = ema.module.state_dict()
             payload["ema_decay"] = ema_decay
+        if hasattr(hooks, "auxiliary_state"):
+            payload["auxiliary"] = hooks.auxiliary_state()
         payload.update(extra_checkpoint())
         save_checkpoint(ckpt_path, payload)
 
@@ -330,6 +341,8 @@ def run_loop(ctx: RunContext, loss_module: torch.nn.Module, optimizer: torch.opt
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model_for_state)
+            if after_step is not None:
+                losses.update(after_step(state.step))
             state.step += 1
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + float(v.detach())

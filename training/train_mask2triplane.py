@@ -26,6 +26,7 @@ import torch
 from backend.models.config import get_config
 from backend.models.mask2triplane import Mask2Triplane
 from backend.models.renderer import VolumeRenderer
+from training.adversarial import AdversarialStep, depth_normals, discriminator_image
 from training.datasets import SynHead
 from training.losses import (SMALL_CLASSES, depth_interval_loss, kl_to_standard_normal, point_losses, render_losses,
                              small_class_weights)
@@ -62,6 +63,14 @@ class Mask2TriplaneRecipe:
     small_class_rays: float = 0.25   # share of each view's rays drawn from those classes' pixels (session 3)
     render_appearance_detached: bool = True  # RGB / semantic render losses cannot move the density (session 3)
     ema_decay: float = 0.0  # moving average of the weights (training/loop.py run_loop); export and eval use it
+    # adversarial training (training/adversarial.py): 0 = off
+    adv_weight: float = 0.0          # weight of the non-saturating generator loss on rendered patches
+    adv_patch: int = 32              # K: the discriminator's patches are K x K rendered rays
+    adv_min_scale: float = 0.25      # smallest share of the view's side a patch spans (K / 128: native pixels)
+    adv_lr: float = 2e-4             # discriminator learning rate (Adam, betas 0 / 0.99)
+    adv_r1_gamma: float = 1.0        # R1 weight, applied every adv_r1_interval steps
+    adv_r1_interval: int = 16
+    adv_ramp_steps: int = 200        # the generator's adversarial weight ramps in while the discriminator learns
 
 
 class Mask2TriplaneLoss(torch.nn.Module):
@@ -74,6 +83,12 @@ class Mask2TriplaneLoss(torch.nn.Module):
         self.renderer = VolumeRenderer(recipe.render_samples, recipe.render_importance, background_rgb=1.0)
         weights = small_class_weights(model.num_classes, recipe.small_class_weight)
         self.register_buffer("class_weights", weights if weights is not None else torch.ones(model.num_classes))
+        # a plain attribute, not a submodule: the discriminator has its own optimiser and is not part of the
+        # generator's DistributedDataParallel graph (AdversarialStep averages its gradients itself)
+        self.adversarial: AdversarialStep | None = None
+        if recipe.adv_weight > 0:
+            self.adversarial = AdversarialStep(model.num_classes, recipe.adv_patch, recipe.adv_lr, recipe.adv_r1_gamma,
+                                               recipe.adv_r1_interval, device=next(model.parameters()).device)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r, m = self.recipe, self.model
@@ -101,8 +116,38 @@ class Mask2TriplaneLoss(torch.nn.Module):
             terms.update(rt)
             loss = loss + ramp * (r.w_ray_rgb * rt["ray_rgb"] + r.w_ray_alpha * rt["ray_alpha"]
                                   + r.w_ray_depth * rt["ray_depth"] + r.w_ray_sem * rt["ray_sem"])
+        if self.adversarial is not None and "patch_ray_o" in batch:
+            terms["g_adv"] = self._adversarial_term(planes, batch)
+            loss = loss + r.adv_weight * min(1.0, step / max(r.adv_ramp_steps, 1)) * terms["g_adv"]
         terms["loss"] = loss
         return terms
+
+    def _adversarial_term(self, planes: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Render each head's patch rays (gradients reach density and colour) and score the patch against the
+        real one; :meth:`after_step` then trains the discriminator on the pair."""
+        m, k = self.model, self.recipe.adv_patch
+        b = planes.shape[0]
+        img = self.renderer.render_rays(lambda x: m.query(planes, x), batch["patch_ray_o"], batch["patch_ray_d"],
+                                        batch["patch_ray_fwd"], generator=_gen(batch) if self.training else None)
+        rgb = img["rgb"].transpose(1, 2).reshape(b, 3, k, k)
+        fake = discriminator_image(rgb, depth_normals(img["depth"].view(b, k, k), img["alpha"].view(b, k, k),
+                                                      batch["patch_spacing"]))
+        real = discriminator_image(batch["patch_rgb"], depth_normals(batch["patch_depth"], batch["patch_alpha"],
+                                                                     batch["patch_spacing"]))
+        return self.adversarial.generator_term(fake, real, batch["patch_label"])
+
+    def after_step(self, step: int) -> dict[str, torch.Tensor]:
+        """The training loop's hook after each generator step: the discriminator's update (if any)."""
+        return self.adversarial.after_step(step) if self.adversarial is not None else {}
+
+    def auxiliary_state(self) -> dict | None:
+        """What the checkpoint keeps besides the generator: the discriminator and its optimiser (or None)."""
+        return self.adversarial.state_dict() if self.adversarial is not None else None
+
+    def load_auxiliary_state(self, state: dict) -> None:
+        """Restore :meth:`auxiliary_state` on resume."""
+        if self.adversarial is not None and state is not None:
+            self.adversarial.load_state_dict(state)
 
 
 def _gen(batch: dict[str, torch.Tensor]) -> torch.Generator:
@@ -126,6 +171,9 @@ class Mask2TriplaneBatchBuilder:
                                               with_interval=bool(cfg.get("depth_interval_slope", 0.0)),
                                               focus_labels=SMALL_CLASSES, focus_fraction=recipe.small_class_rays)
                  for i in idx]
+        if recipe.adv_weight > 0:
+            for i, it in zip(idx, items):
+                it.update(self.data.view_patch(int(i), rng, recipe.adv_patch, recipe.adv_min_scale))
         batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
         batch["step_seed"] = np.array(int(rng.integers(2 ** 31)), dtype=np.int64)
         return batch

@@ -42,27 +42,42 @@ def camera_rays(camera: dict[str, Any], resolution: int | None = None) -> tuple[
     res = int(resolution or camera.get("resolution") or 0)
     if res <= 0:
         raise ValueError("camera needs a positive 'resolution' (or pass resolution=)")
+    ndc = (np.arange(res) + 0.5) / res * 2.0 - 1.0
+    u, v = np.meshgrid(ndc, -ndc, indexing="xy")  # u right, v up; row 0 top
+    return rays_through(camera, u.reshape(-1), v.reshape(-1))
+
+
+def rays_through(camera: dict[str, Any], u: np.ndarray, v: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rays through arbitrary image points of a camera, in normalised box coordinates.
+
+    ``u, v (N,)`` float: image coordinates in [-1, 1], u to the right, v up (the image's left edge is
+    u = -1, its top edge v = +1); any sub-pixel position, as patch sampling needs (GRAF, Schwarz et al.,
+    NeurIPS 2020, section 3.1). Returns ``origins (N, 3)``, ``directions (N, 3)`` unit vectors,
+    ``forward (3,)``, float32.
+
+    Raises:
+        ValueError: unknown camera type or missing fields.
+    """
     c2w = np.asarray(camera.get("cam2world"), dtype=np.float64)
     if c2w.shape != (4, 4):
         raise ValueError("camera 'cam2world' must be a 4x4 matrix (metres, camera looks along its -Z)")
+    u, v = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
     half = BOX_SIZE_M / 2.0
     rot, centre = c2w[:3, :3], c2w[:3, 3]
-    ndc = (np.arange(res) + 0.5) / res * 2.0 - 1.0
-    u, v = np.meshgrid(ndc, -ndc, indexing="xy")  # u right, v up; row 0 top
     forward = -rot[:, 2]
     kind = camera.get("type")
     if kind == "orthographic":
         if "ortho_size_m" not in camera:
             raise ValueError("orthographic camera needs 'ortho_size_m' (side of the square view, metres)")
         s = float(camera["ortho_size_m"]) / 2.0
-        pts_cam = np.stack([u * s, v * s, np.zeros_like(u)], -1).reshape(-1, 3)
+        pts_cam = np.stack([u * s, v * s, np.zeros_like(u)], -1)
         origins = pts_cam @ rot.T + centre
         dirs = np.broadcast_to(forward, origins.shape)
     elif kind == "perspective":
         if "fov_deg" not in camera:
             raise ValueError("perspective camera needs 'fov_deg' (vertical field of view, degrees)")
         t = math.tan(math.radians(float(camera["fov_deg"])) / 2.0)
-        d_cam = np.stack([u * t, v * t, -np.ones_like(u)], -1).reshape(-1, 3)
+        d_cam = np.stack([u * t, v * t, -np.ones_like(u)], -1)
         dirs = d_cam @ rot.T
         dirs = dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
         origins = np.broadcast_to(centre, dirs.shape)
@@ -70,7 +85,7 @@ def camera_rays(camera: dict[str, Any], resolution: int | None = None) -> tuple[
         raise ValueError(f"camera type must be 'orthographic' or 'perspective', not {kind!r}")
     origins = (origins - np.asarray(BOX_CENTER_M)) / half
     return (torch.tensor(origins, dtype=torch.float32),
-            torch.tensor(dirs, dtype=torch.float32),
+            torch.tensor(np.ascontiguousarray(dirs), dtype=torch.float32),
             torch.tensor(forward, dtype=torch.float32))
 
 
