@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import tempfile
 from pathlib import Path
@@ -108,7 +109,7 @@ def save_weights(state_dict: dict, card: dict[str, Any], name: str, weights_dir:
         save_file(tensors, tmp)  # replaces the file: the mode is set after it (mkstemp's 0600 would stay otherwise)
         os.chmod(tmp, 0o666 & ~_UMASK)
         card = dict(card, sha256=sha256_file(tmp), name=name)
-        atomic_write_text(weights_dir / f"{name}.json", json.dumps(card, indent=2) + "\n")
+        write_card(card, name, weights_dir)
         os.replace(tmp, weights_dir / f"{name}.safetensors")
     finally:
         if os.path.exists(tmp):
@@ -126,6 +127,19 @@ def load_state_dict(name: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_
     except Exception as e:  # safetensors raises several types for damaged headers
         raise WeightsError("weights_corrupt", f"weights file {name}.safetensors cannot be read: {e}") from None
     return sd, card
+
+
+def card_json(card: dict[str, Any]) -> str:
+    """A model card as JSON text: indented, with every list of plain numbers on one line (the appearance
+    prior's matrix rows would otherwise take a line per number)."""
+    text = json.dumps(card, indent=2)
+    return re.sub(r"\[\s+([-+0-9.eE]+(?:,\s+[-+0-9.eE]+)*)\s+\]",
+                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
+
+
+def write_card(card: dict[str, Any], name: str, weights_dir: str | os.PathLike) -> None:
+    """Write ``<weights_dir>/<name>.json`` atomically (:func:`card_json`)."""
+    atomic_write_text(Path(weights_dir) / f"{name}.json", card_json(card))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

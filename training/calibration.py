@@ -194,11 +194,9 @@ def calibrate(weights_dir, kind: str, data_root, limit: int | None = None, max_o
             ``data.seed_min .. seed_max``): offsets must be fitted on heads the network never saw.
         training.datasets.DataError / backend.weights.WeightsError: unreadable data or weights.
     """
-    import json
-    from pathlib import Path
 
     from backend.models.loading import DEFAULT_NAMES, load_model
-    from backend.weights import atomic_write_text
+    from backend.weights import write_card
     from training.datasets import SynHead
 
     name = name or DEFAULT_NAMES[kind]
@@ -222,5 +220,5 @@ def calibrate(weights_dir, kind: str, data_root, limit: int | None = None, max_o
         inference["semantic_logit_offsets"] = res["semantic_logit_offsets"]
     inference["calibration"] = record
     card["inference"] = inference
-    atomic_write_text(Path(weights_dir) / f"{name}.json", json.dumps(card, indent=2) + "\n")
+    write_card(card, name, weights_dir)
     return record

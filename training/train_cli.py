@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-offset", type=float, default=3.0, help="offsets are searched in [-M, M]")
     c.add_argument("--step", type=float, default=0.25, help="grid step of the search")
     c.add_argument("--threads", type=int, help="torch CPU threads")
+    f = sub.add_parser("fit-prior", help="fit the generator's appearance prior (a Gaussian over its encoder's codes of "
+                                         "training heads) and write it into the card (training/prior_fit.py)")
+    f.add_argument("--weights", default="weights", help="weights folder (its card is updated in place)")
+    f.add_argument("--name", help="weights name (default mask2triplane_lite)")
+    f.add_argument("--data", required=True, help="SynHead folder of the heads the generator trained on")
+    f.add_argument("--limit", type=int, help="use the first N heads")
+    f.add_argument("--shrinkage", type=float, default=0.05, help="covariance shrinkage towards its diagonal")
+    f.add_argument("--threads", type=int, help="torch CPU threads")
     i = sub.add_parser("interpolate", help="export (1 - alpha) * BASE + alpha * RUN (WiSE-FT weight interpolation)")
     i.add_argument("base", help="the weights RUN was fine-tuned from: a weights folder or a checkpoint.pt")
     i.add_argument("run", help="run folder holding checkpoint.pt (the fine-tuned network)")
@@ -225,6 +233,16 @@ def main(argv: list[str] | None = None) -> int:
             record = calibrate(args.weights, args.kind, args.data, args.limit, args.max_offset, args.step,
                                args.name, command_line())
             print(json.dumps(record))
+            return 0
+        if args.command == "fit-prior":
+            from training.loop import command_line
+            from training.prior_fit import fit_prior
+
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            print(json.dumps(fit_prior(args.weights, args.data, args.limit, args.name, command_line(), args.shrinkage)))
             return 0
         if args.command in ("export", "interpolate"):
             if args.command == "export":

@@ -4,8 +4,9 @@
 ``<weights_dir>/<name>.json``, check the sha256 of ``<name>.safetensors``, check that the card describes
 a network this code can build (kind, label set, box size), build it from the card's ``config`` and load
 the tensors strictly, then apply the card's ``inference`` settings (for either network:
-``mirror_average``, test-time averaging with the mirrored input, and ``semantic_logit_offsets``, per-class
-logit offsets). Every failure raises :class:`backend.weights.WeightsError` with a stable code and a
+``mirror_average``, test-time averaging with the mirrored input, ``semantic_logit_offsets``, per-class
+logit offsets, and for the generator ``z_prior``, the Gaussian its seeds are drawn from). Every failure
+raises :class:`backend.weights.WeightsError` with a stable code and a
 sentence naming the file and what to do.
 """
 from __future__ import annotations
@@ -63,6 +64,10 @@ def check_card(card: dict[str, Any], kind: str, name: str) -> None:
     if not isinstance(offsets, dict) or not all(k in LABEL_NAMES and _finite_number(v) for k, v in offsets.items()):
         raise bad(f"inference.semantic_logit_offsets must map label names of {LABEL_SET!r} to finite numbers, "
                   f"got {offsets!r}")
+    prior = inference.get("z_prior")
+    if prior is not None and not (isinstance(prior, dict) and isinstance(prior.get("mean"), list)
+                                  and isinstance(prior.get("scale_tril"), list)):
+        raise bad("inference.z_prior must be an object with lists 'mean' and 'scale_tril' (s3d-train fit-prior)")
     if kind == "mask2triplane":
         box = card.get("box_size_m")
         if not isinstance(box, (int, float)) or abs(float(box) - BOX_SIZE_M) > 1e-9:
@@ -98,6 +103,17 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
         for name, value in offsets.items():
             vec[LABEL_NAMES.index(name)] = float(value)
         model.semantic_logit_offsets = vec
+    prior = card.get("inference", {}).get("z_prior")
+    if prior is not None:
+        try:
+            rows = prior["scale_tril"]  # ragged: row i holds the i + 1 entries up to the diagonal
+            tril = torch.zeros(len(rows), len(rows))
+            for i, row in enumerate(rows):
+                tril[i, :len(row)] = torch.tensor(row, dtype=torch.float32)
+            model.set_z_prior(torch.tensor(prior["mean"]), tril)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise WeightsError("weights_mismatch", f"model card {name}.json: inference.z_prior is unusable ({e}); "
+                                                   "fit it again with s3d-train fit-prior") from None
     return model.to(device).eval(), card
 
 

@@ -14,8 +14,10 @@ on the mask pixel by pixel, as PAiC-3D (2023, section 3.2) does with its input v
   w+ (one geometry w and one appearance w per layer), turn those into the planes.
 
 Appearance: a conditional-VAE encoder (Kingma & Welling 2014; Sohn et al. 2015) sees the ground-truth RGB
-during training and gives q(z | rgb, mask); at inference z ~ N(0, I) comes from the user's seed, so the
-same mask with different seeds gives different skin and hair colours.
+during training and gives q(z | rgb, mask); at inference z comes from the user's seed, drawn from N(0, I)
+or, when the model card has one, from a Gaussian fitted to the training heads' codes
+(:meth:`Mask2Triplane.set_z_prior`), so the same mask with different seeds gives different skin and
+hair colours.
 
 Coordinates: ``xyz`` are normalised box coordinates in [-1, 1]^3 (backend/frame.py), X right, Y depth
 (the face looks along -Y), Z up. Plane storage (all ``R x R``, ``grid_sample`` with
@@ -413,6 +415,9 @@ class Mask2Triplane(nn.Module):
         #: The card's ``inference.mirror_average``: :meth:`planes_from_mask` returns a mirror pair of planes
         #: and :meth:`query` averages the two fields (test-time flip averaging, an inference setting).
         self.mirror_average: bool = False
+        #: The card's ``inference.z_prior``: ``(mean (z_dim,), scale_tril (z_dim, z_dim))`` of the Gaussian
+        #: :meth:`sample_z` draws from, or None for N(0, I) (:meth:`set_z_prior`).
+        self.z_prior: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def surface_sigma(self) -> float:
@@ -426,9 +431,40 @@ class Mask2Triplane(nn.Module):
         return planes[:, 1, :2]
 
     def sample_z(self, seed: int, batch: int = 1, device: str | torch.device = "cpu") -> torch.Tensor:
-        """z ~ N(0, I), ``(batch, z_dim)`` float32, drawn from a CPU generator seeded with ``seed``."""
+        """The appearance code of a seed, ``(batch, z_dim)`` float32: eps ~ N(0, I) from a CPU generator seeded
+        with ``seed``, mapped through :attr:`z_prior` when the card has one (``mean + scale_tril @ eps``),
+        else eps itself. The same seed always gives the same code."""
         g = torch.Generator().manual_seed(int(seed))
-        return torch.randn(batch, self.z_dim, generator=g).to(device)
+        eps = torch.randn(batch, self.z_dim, generator=g)
+        if self.z_prior is not None:
+            mean, scale_tril = self.z_prior
+            eps = mean[None] + eps @ scale_tril.T
+        return eps.to(device)
+
+    def set_z_prior(self, mean: torch.Tensor | None, scale_tril: torch.Tensor | None = None) -> None:
+        """Use the Gaussian ``N(mean, scale_tril scale_tril^T)`` for :meth:`sample_z` (None: N(0, I)).
+
+        ``mean (z_dim,)``, ``scale_tril (z_dim, z_dim)`` lower-triangular float32: a fit of the codes the
+        appearance encoder gives the training heads (the aggregate posterior; training/prior_fit.py). The
+        KL term only pulls each posterior towards N(0, I); the codes the decoder learnt lie elsewhere, so
+        N(0, I) samples decode to near-average colours, and a fitted prior samples where the codes are
+        (ex-post density estimation: Ghosh et al., "From variational to deterministic autoencoders", ICLR
+        2020, section 4).
+
+        Raises:
+            ValueError: wrong shapes or non-finite values.
+        """
+        if mean is None:
+            self.z_prior = None
+            return
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        scale_tril = torch.as_tensor(scale_tril, dtype=torch.float32)
+        if mean.shape != (self.z_dim,) or scale_tril.shape != (self.z_dim, self.z_dim):
+            raise ValueError(f"z prior must be mean ({self.z_dim},) and scale_tril ({self.z_dim}, {self.z_dim}), "
+                             f"got {tuple(mean.shape)} and {tuple(scale_tril.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(scale_tril).all()):
+            raise ValueError("z prior has non-finite values")
+        self.z_prior = (mean, torch.tril(scale_tril))
 
     def _check_mask(self, mask_onehot: torch.Tensor) -> None:
         if mask_onehot.dim() != 4 or mask_onehot.shape[1] != self.num_classes or mask_onehot.shape[2] != mask_onehot.shape[3]:
