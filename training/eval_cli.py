@@ -586,7 +586,7 @@ def update_cards(weights_dir: Path, report: dict[str, Any], command: str) -> Non
     SynHead version or folder), those move to ``metrics_history`` (oldest first) instead of being lost, so
     numbers from different splits are never confused. Metrics of other weights are dropped.
     """
-    from backend.weights import atomic_write_text, read_card
+    from backend.weights import read_card, write_card
 
     for name, key in (("mask2triplane_lite", "mask2triplane"), ("sketch2mask_lite", "sketch2mask")):
         if key not in report:
@@ -607,7 +607,27 @@ def update_cards(weights_dir: Path, report: dict[str, Any], command: str) -> Non
                 and old["eval_split"] != metrics["eval_split"]):
             card.setdefault("metrics_history", []).append(old)
         card["metrics"] = metrics
-        atomic_write_text(weights_dir / f"{name}.json", json.dumps(card, indent=2) + "\n")
+        write_card(card, name, weights_dir)
+
+
+def appearance_side_by_side(data_root: str, split: str, limit: int,
+                            weights: list[tuple[str, str]]) -> dict[str, Any]:
+    """:func:`training.appearance_eval.evaluate_appearance` for each ``(label, weights folder)`` on the same
+    first ``limit`` heads; prints each result as it comes."""
+    from backend.pipeline import load_models
+    from training.appearance_eval import evaluate_appearance
+    from training.datasets import SynHead
+
+    data = SynHead(data_root, split, limit=limit)
+    out = {}
+    for label, folder in weights:
+        t0 = time.time()
+        out[label] = evaluate_appearance(load_models(folder, device="cpu", need_sketch=False), data)
+        out[label]["weights"] = folder
+        out[label]["seconds"] = round(time.time() - t0, 1)
+        print(f"  appearance {label}: {json.dumps({k: v for k, v in out[label].items() if k != 'per_group'})}",
+              file=sys.stderr)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -626,11 +646,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sketch-limit", type=int, help="evaluate the first N sketches of the split (default: all)")
     p.add_argument("--grid", type=int, default=256, help="density grid cells per side for the geometry metrics")
     p.add_argument("--view-resolution", type=int, default=128)
-    p.add_argument("--only", choices=["mask2triplane", "sketch2mask"], help="evaluate one network only")
+    p.add_argument("--only", choices=["mask2triplane", "sketch2mask", "appearance"],
+                   help="evaluate one network only, or only the appearance figures (with --appearance N)")
     p.add_argument("--real-masks", type=Path, help="folder of real label-id PNGs (label consistency)")
     p.add_argument("--real-sketches", type=Path, help="folder of real sketches (contact sheet)")
     p.add_argument("--ablation", action="append", default=[], metavar="LABEL=RUN",
                    help="sketch2mask run folder to measure on the same split (repeatable)")
+    p.add_argument("--appearance", type=int, metavar="N",
+                   help="measure the appearance figures (training/appearance_eval.py) on the first N heads")
+    p.add_argument("--compare", action="append", default=[], metavar="LABEL=WEIGHTS",
+                   help="another weights folder whose generator gets the appearance figures too, side by side")
     p.add_argument("--update-cards", action="store_true", help="write the numbers into the model cards")
     p.add_argument("--threads", type=int, default=2)
     return p
@@ -641,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.geometry_limit is not None and args.geometry_limit < 0:
         parser.error(f"--geometry-limit must be >= 0 (0: no geometry), got {args.geometry_limit}")
+    if args.only == "appearance" and not args.appearance:
+        parser.error("--only appearance needs --appearance N (the number of heads)")
     if args.update_cards and args.split != "test":
         # a card's metrics are test-split numbers; validation numbers go in the report only
         parser.error(f"--update-cards writes test-split metrics into the model cards; drop it or use "
@@ -655,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         report: dict[str, Any] = {"command": command_line()}
-        if args.only != "sketch2mask":
+        if args.only not in ("sketch2mask", "appearance"):
             data = SynHead(args.data, args.split, limit=args.limit)
             report["data"] = data.describe()
             model, card = load_mask2triplane(args.weights)
@@ -664,7 +691,11 @@ def main(argv: list[str] | None = None) -> int:
                                                              real_masks=args.real_masks,
                                                              geometry_limit=args.geometry_limit)
             report["mask2triplane"]["weights_sha256"] = card["sha256"]
-        if args.only != "mask2triplane":
+        if args.appearance:
+            report["appearance"] = appearance_side_by_side(args.data, args.split, args.appearance,
+                                                           [("weights", args.weights)] + [
+                                                               tuple(c.split("=", 1)) for c in args.compare])
+        if args.only not in ("mask2triplane", "appearance"):
             data = open_sketch_data(args.data, args.split, limit=args.sketch_limit)
             report.setdefault("data", data.describe())
             report["sketch_data"] = data.describe()
