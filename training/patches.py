@@ -63,7 +63,8 @@ def view_patch(rgb_linear: np.ndarray, alpha: np.ndarray, depth: np.ndarray, lab
 
     Returns:
         ``patch_rgb (3, K, K)`` linear, composited on white; ``patch_alpha (K, K)``; ``patch_depth (K, K)``
-        metres (0 where empty); ``patch_label (num_classes, K, K)`` class fractions; ``patch_spacing``
+        metres (0 where empty); ``patch_has_depth ()`` 1 (a photo's patch has 0: :func:`photo_patch`);
+        ``patch_label (num_classes, K, K)`` class fractions; ``patch_spacing``
         ``()`` metres between neighbouring sample points (orthographic views; the image's width over K for
         perspective ones); ``patch_ray_o``, ``patch_ray_d (K*K, 3)`` normalised box coordinates and
         ``patch_ray_fwd (K*K, 3)``; all float32, pixel order row-major.
@@ -90,7 +91,32 @@ def view_patch(rgb_linear: np.ndarray, alpha: np.ndarray, depth: np.ndarray, lab
     width_m = float(camera.get("ortho_size_m", 0.4))
     return {"patch_rgb": np.transpose(np.clip(rgb, 0.0, 1.0), (2, 0, 1)).astype(np.float32),
             "patch_alpha": a.astype(np.float32), "patch_depth": patch_depth.astype(np.float32),
+            "patch_has_depth": np.array(1.0, np.float32),
             "patch_label": np.transpose(p[..., 6:], (2, 0, 1)).astype(np.float32),
             "patch_spacing": np.array(width_m * scale / size, np.float32),
             "patch_ray_o": origins.numpy(), "patch_ray_d": dirs.numpy(),
             "patch_ray_fwd": np.broadcast_to(fwd.numpy(), (size * size, 3)).astype(np.float32)}
+
+
+def photo_patch(rgb_srgb: np.ndarray, mask_ids: np.ndarray, rng: np.random.Generator, size: int, min_scale: float,
+                num_classes: int) -> dict[str, np.ndarray]:
+    """A patch of a face photo with its label map (CelebAMask-HQ; pix2pix3D's 2D-only data), seen as the
+    front orthographic view of the box (the photo is assumed aligned like an input mask: it spans the
+    box's X-Z face).
+
+    ``rgb_srgb (H, W, 3)`` float in [0, 1] (resized to the mask's size), ``mask_ids (S, S)`` uint8. The
+    photo's background (label 0) is made transparent, so the real patch is composited on white like a
+    render; a photo has no depth, so ``patch_depth`` is 0 and ``patch_has_depth`` 0 (the loss then hides
+    the normals of both the real and the rendered patch). Returns :func:`view_patch`'s arrays.
+    """
+    from backend.models.renderer import orthographic_camera
+    from training.datasets import srgb_to_linear
+
+    res = mask_ids.shape[0]
+    if rgb_srgb.shape[:2] != (res, res):
+        rgb_srgb = cv2.resize(rgb_srgb.astype(np.float32), (res, res), interpolation=cv2.INTER_AREA)
+    alpha = (mask_ids > 0).astype(np.float32)
+    out = view_patch(srgb_to_linear(rgb_srgb.astype(np.float32)), alpha, np.zeros((res, res), np.float32), mask_ids,
+                     orthographic_camera("front", res), rng, size, min_scale, num_classes)
+    out["patch_has_depth"] = np.array(0.0, np.float32)
+    return out

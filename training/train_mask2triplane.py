@@ -71,6 +71,8 @@ class Mask2TriplaneRecipe:
     adv_r1_gamma: float = 1.0        # R1 weight, applied every adv_r1_interval steps
     adv_r1_interval: int = 16
     adv_ramp_steps: int = 200        # the generator's adversarial weight ramps in while the discriminator learns
+    adv_photos: str = ""             # CelebAMask-HQ folder: photo + mask patches as more real samples (2D only)
+    adv_photo_batch: int = 2         # photos per step; their masks are generated with z ~ N(0, I)
 
 
 class Mask2TriplaneLoss(torch.nn.Module):
@@ -124,17 +126,32 @@ class Mask2TriplaneLoss(torch.nn.Module):
 
     def _adversarial_term(self, planes: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Render each head's patch rays (gradients reach density and colour) and score the patch against the
-        real one; :meth:`after_step` then trains the discriminator on the pair."""
+        real one; with photos in the batch (``photo_*``), also the photos' masks, generated with z ~ N(0, I),
+        against the photos. :meth:`after_step` then trains the discriminator on the pairs."""
+        fake, real = self._patch_pair(planes, batch, "")
+        cond = batch["patch_label"]
+        if "photo_mask" in batch:
+            m = self.model
+            z = torch.randn(batch["photo_mask"].shape[0], m.z_dim, generator=_gen(batch)).to(planes.device)
+            photo_planes = m.synthesize(m.encode(batch["photo_mask"], z))
+            pf, pr = self._patch_pair(photo_planes, batch, "photo_")
+            fake, real, cond = torch.cat([fake, pf]), torch.cat([real, pr]), torch.cat([cond, batch["photo_patch_label"]])
+        return self.adversarial.generator_term(fake, real, cond)
+
+    def _patch_pair(self, planes: torch.Tensor, batch: dict[str, torch.Tensor], prefix: str
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rendered, real) discriminator images ``(B, 6, K, K)`` of the ``<prefix>patch_*`` rays of ``planes``;
+        normals are zeroed where the real patch has no depth (photos)."""
         m, k = self.model, self.recipe.adv_patch
+        p = {key[len(prefix) + 6:]: v for key, v in batch.items() if key.startswith(prefix + "patch_")}
         b = planes.shape[0]
-        img = self.renderer.render_rays(lambda x: m.query(planes, x), batch["patch_ray_o"], batch["patch_ray_d"],
-                                        batch["patch_ray_fwd"], generator=_gen(batch) if self.training else None)
-        rgb = img["rgb"].transpose(1, 2).reshape(b, 3, k, k)
-        fake = discriminator_image(rgb, depth_normals(img["depth"].view(b, k, k), img["alpha"].view(b, k, k),
-                                                      batch["patch_spacing"]))
-        real = discriminator_image(batch["patch_rgb"], depth_normals(batch["patch_depth"], batch["patch_alpha"],
-                                                                     batch["patch_spacing"]))
-        return self.adversarial.generator_term(fake, real, batch["patch_label"])
+        img = self.renderer.render_rays(lambda x: m.query(planes, x), p["ray_o"], p["ray_d"], p["ray_fwd"],
+                                        generator=_gen(batch) if self.training else None)
+        has_depth = p["has_depth"].view(b, 1, 1, 1)
+        fake_normals = depth_normals(img["depth"].view(b, k, k), img["alpha"].view(b, k, k), p["spacing"])
+        real_normals = depth_normals(p["depth"], p["alpha"], p["spacing"])
+        fake = discriminator_image(img["rgb"].transpose(1, 2).reshape(b, 3, k, k), fake_normals * has_depth)
+        return fake, discriminator_image(p["rgb"], real_normals * has_depth)
 
     def after_step(self, step: int) -> dict[str, torch.Tensor]:
         """The training loop's hook after each generator step: the discriminator's update (if any)."""
@@ -161,6 +178,27 @@ class Mask2TriplaneBatchBuilder:
 
     def __init__(self, data: SynHead, cfg: dict[str, Any], recipe: Mask2TriplaneRecipe):
         self.data, self.cfg, self.recipe = data, cfg, recipe
+        self.photos = None
+        if recipe.adv_photos:
+            from training.datasets import CelebAMaskHQ
+
+            self.photos = CelebAMaskHQ(recipe.adv_photos)
+
+    def _photo_batch(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``photo_mask (P, 19, Rm, Rm)`` class fractions and ``photo_patch_*`` (:func:`photo_patch`) of
+        ``adv_photo_batch`` random photos."""
+        from backend.labels import NUM_CLASSES
+        from training.datasets import onehot_area
+        from training.patches import photo_patch
+
+        r = self.recipe
+        items = []
+        for i in rng.choice(len(self.photos), r.adv_photo_batch, replace=len(self.photos) < r.adv_photo_batch):
+            it = self.photos.item(int(i))
+            patch = photo_patch(it["rgb"], it["mask"], rng, r.adv_patch, r.adv_min_scale, NUM_CLASSES)
+            items.append({"photo_mask": onehot_area(it["mask"], self.cfg["mask_resolution"]),
+                          **{"photo_" + k: v for k, v in patch.items()}})
+        return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
     def __call__(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         cfg, recipe = self.cfg, self.recipe
@@ -175,6 +213,8 @@ class Mask2TriplaneBatchBuilder:
             for i, it in zip(idx, items):
                 it.update(self.data.view_patch(int(i), rng, recipe.adv_patch, recipe.adv_min_scale))
         batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
+        if recipe.adv_weight > 0 and self.photos is not None:
+            batch.update(self._photo_batch(rng))
         batch["step_seed"] = np.array(int(rng.integers(2 ** 31)), dtype=np.int64)
         return batch
 
