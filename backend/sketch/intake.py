@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from backend.errors import CodedError
+from backend.sketch.paper import clean_paper
 from backend.sketch.raster import StrokeError, rasterize_strokes
 
 #: Largest accepted image side in pixels (decompression-bomb guard) and smallest useful side.
@@ -59,6 +60,9 @@ class SketchInput:
         source_mode: the Pillow mode of the input image (``"strokes"`` / ``"array"`` otherwise).
         inverted: whether light strokes on a dark background were inverted.
         notes: human-readable remarks on what intake did (e.g. transparency flattened).
+        intake: JSON-ready record of the paper clean-up steps and their measurements
+            (:func:`backend.sketch.paper.clean_paper`; ``result.json``'s ``intake``).
+        stages: ``[(name, (H', W') uint8)]`` snapshots of the clean-up (only with ``keep_stages``).
     """
 
     image: np.ndarray
@@ -66,6 +70,8 @@ class SketchInput:
     source_mode: str
     inverted: bool = False
     notes: list[str] = field(default_factory=list)
+    intake: dict = field(default_factory=dict)
+    stages: list = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -73,12 +79,17 @@ class SketchInput:
         return int(self.image.shape[1]), int(self.image.shape[0])
 
 
-def load_sketch(source: Any) -> SketchInput:
+def load_sketch(source: Any, keep_stages: bool = False, clean: bool = True) -> SketchInput:
     """Read a sketch from a path, bytes, a Pillow image, a numpy array or a stroke document (dict).
+
+    Images go through the paper clean-up (:func:`backend.sketch.paper.clean_paper`: scanner edges,
+    paper flattening, denoising, tonal shading, margin marks) before the level normalisation.
 
     Args:
         source: ``str``/``Path`` to an image file or a ``.json`` stroke document; ``bytes`` of an image
             file or of stroke JSON; a ``PIL.Image.Image``; an ``np.ndarray``; or a stroke ``dict``.
+        keep_stages: keep a snapshot of each clean-up stage in ``SketchInput.stages`` (debug image).
+        clean: False skips the paper clean-up (only the level normalisation, as before it existed).
 
     Returns:
         :class:`SketchInput` with the normalised ``(H, W)`` uint8 image (dark strokes on white).
@@ -96,28 +107,28 @@ def load_sketch(source: Any) -> SketchInput:
         data = path.read_bytes()
         if path.suffix.lower() == ".json":
             return _from_strokes(_parse_json(data, str(path)))
-        return _from_image_bytes(data, str(path))
+        return _from_image_bytes(data, str(path), keep_stages, clean)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if data.lstrip()[:1] == b"{":
             return _from_strokes(_parse_json(data, "the request body"))
-        return _from_image_bytes(data, "the uploaded data")
+        return _from_image_bytes(data, "the uploaded data", keep_stages, clean)
     if isinstance(source, np.ndarray):
         grey = _array_to_grey(source)
-        return _finish(grey, "image", "array", [])
+        return _finish(grey, "image", "array", [], keep_stages=keep_stages, clean=clean)
     try:
         from PIL import Image
 
         if isinstance(source, Image.Image):
             grey, notes = _pil_to_grey(source)
-            return _finish(grey, "image", source.mode, notes)
+            return _finish(grey, "image", source.mode, notes, keep_stages=keep_stages, clean=clean)
     except ImportError:  # pragma: no cover - Pillow is a dependency
         pass
     raise IntakeError("input_bad_type", f"cannot read a sketch from a {type(source).__name__}; "
                       "pass an image file, image bytes or a stroke JSON document")
 
 
-def normalize_grey(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+def normalize_grey(grey: np.ndarray, allow_invert: bool = True, info: dict | None = None) -> tuple[np.ndarray, bool]:
     """Normalise a grey drawing ``(H, W)`` float64 in [0, 1] to uint8 dark strokes on white.
 
     A drawing whose median is dark is inverted first (light ink on a dark board). The paper level is
@@ -125,23 +136,33 @@ def normalize_grey(grey: np.ndarray) -> tuple[np.ndarray, bool]:
     512^2 drawing); values are stretched linearly between them and everything within
     ``1 - PAPER_CUTOFF`` of paper becomes 255.
 
+    Args:
+        allow_invert: False when the caller has already put the drawing dark on light.
+        info: when given, ``paper_level`` and ``ink_level`` are written into it.
+
     Returns:
         ``(image (H, W) uint8, inverted)``.
     """
     grey = np.asarray(grey, dtype=np.float64)
     inverted = False
-    # A drawing is mostly paper: if the median is dark, it is light ink on a dark background.
-    if np.median(grey) < 0.5:
+    if allow_invert and _is_light_on_dark(grey):
         grey = 1.0 - grey
         inverted = True
     paper = float(np.percentile(grey, 90))
     ink = float(np.percentile(grey, 0.1))
+    if info is not None:
+        info.update(paper_level=round(paper, 4), ink_level=round(ink, 4))
     if paper - ink < 0.08:  # no contrast at all: blank (checked by the caller)
         return np.full(grey.shape, 255, np.uint8), inverted
     t = np.clip((grey - ink) / (paper - ink), 0.0, 1.0)
     t[t >= PAPER_CUTOFF] = 1.0
     t = np.clip(t / PAPER_CUTOFF, 0.0, 1.0)
     return np.round(t * 255.0).astype(np.uint8), inverted
+
+
+def _is_light_on_dark(grey: np.ndarray) -> bool:
+    # A drawing is mostly paper: if the median is dark, it is light ink on a dark background.
+    return bool(np.median(grey) < 0.5)
 
 
 def _parse_json(data: bytes, where: str) -> dict:
@@ -161,7 +182,9 @@ def _from_strokes(doc: dict) -> SketchInput:
         img = rasterize_strokes(doc, size=STROKE_RASTER_PX)
     except StrokeError as e:
         raise IntakeError(e.code, str(e)) from None
-    return _finish(img.astype(np.float64) / 255.0, "strokes", "strokes", [], normalise=False)
+    sk = _finish(img.astype(np.float64) / 255.0, "strokes", "strokes", [], normalise=False)
+    sk.intake = {"steps": [], "kind": "strokes", "note": "drawn by the rasteriser: no paper to clean"}
+    return sk
 
 
 def open_image_bytes(data: bytes, where: str, hint: str):
@@ -195,10 +218,10 @@ def open_image_bytes(data: bytes, where: str, hint: str):
     return im
 
 
-def _from_image_bytes(data: bytes, where: str) -> SketchInput:
+def _from_image_bytes(data: bytes, where: str, keep_stages: bool = False, clean: bool = True) -> SketchInput:
     im = open_image_bytes(data, where, "give a PNG, JPEG or WebP sketch")
     grey, notes = _pil_to_grey(im)
-    return _finish(grey, "image", im.mode, notes)
+    return _finish(grey, "image", im.mode, notes, keep_stages=keep_stages, clean=clean)
 
 
 def _pil_to_grey(im) -> tuple[np.ndarray, list[str]]:
@@ -264,18 +287,32 @@ def _array_to_grey(a: np.ndarray) -> np.ndarray:
     raise IntakeError("input_bad_type", f"array of shape {a.shape} is not an image; use (H, W) or (H, W, 3|4)")
 
 
-def _finish(grey: np.ndarray, kind: str, mode: str, notes: list[str], normalise: bool = True) -> SketchInput:
+def _finish(grey: np.ndarray, kind: str, mode: str, notes: list[str], normalise: bool = True,
+            keep_stages: bool = False, clean: bool = True) -> SketchInput:
     h, w = grey.shape[:2]
     if min(h, w) < MIN_SIDE_PX:
         raise IntakeError("image_too_small", f"sketch is {w}x{h} px; it needs at least {MIN_SIDE_PX} px a side")
     if max(h, w) > MAX_SIDE_PX:
         raise IntakeError("image_too_large", f"sketch is {w}x{h} px; the largest accepted side is {MAX_SIDE_PX} px")
-    if normalise:
+    intake: dict = {}
+    stages: list = []
+    if normalise and not clean:
         img, inverted = normalize_grey(grey)
+        intake = {"steps": [], "kind": "image", "note": "paper clean-up skipped"}
+    elif normalise:
+        inverted = _is_light_on_dark(grey)
+        if inverted:
+            grey = 1.0 - grey
+        paper = clean_paper(grey, keep_stages=keep_stages)
+        levels: dict = {}
+        img, _ = normalize_grey(paper.grey, allow_invert=False, info=levels)
+        intake = dict(paper.info, kind="image", inverted=inverted, normalise=levels)
+        stages = paper.stages + ([("normalised", img)] if keep_stages else [])
     else:
         img, inverted = np.round(np.clip(grey, 0, 1) * 255.0).astype(np.uint8), False
     if inverted:
         notes = notes + ["light strokes on a dark background were inverted"]
     if (img < 128).mean() < MIN_INK_FRACTION:
         raise IntakeError("image_blank", "the sketch has no visible strokes; draw dark lines on a light background")
-    return SketchInput(image=img, kind=kind, source_mode=mode, inverted=inverted, notes=notes)
+    return SketchInput(image=img, kind=kind, source_mode=mode, inverted=inverted, notes=notes, intake=intake,
+                       stages=stages)
