@@ -1,0 +1,144 @@
+"""Is a predicted face mask plausible? Warnings the user sees instead of a silent box of hair.
+
+The sketch network always answers, even when the input was not what it was trained on: grey paper
+or a sheet border read as hair gives a box of hair with a face pressed into it. :func:`check_mask`
+measures a few things any head mask has (a face region of reasonable size near the middle, hair
+around it rather than over the whole picture or along the picture's edges) and returns warnings
+``{"code": snake_case, "message": what happened and what to try}`` for ``result.json``'s ``warnings``,
+which the Blender add-on reports after import.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from backend.labels import LABEL_IDS
+
+HAIR = LABEL_IDS["hair"]
+SKIN = LABEL_IDS["skin"]
+#: Hair over more than this fraction of the picture is more than a head has ...
+MAX_HAIR_FRACTION = 0.5
+#: ... when (with the sketch known) at least this fraction of the picture is hair over blank paper: a
+#: head of dense scribbled hair filling the picture is fine, hair over empty paper is not.
+MIN_BLANK_HAIR = 0.15
+#: Paper farther than this from any ink (fraction of the short side) is blank.
+BLANK_DISTANCE = 0.04
+#: A picture side counts as covered by hair when hair fills more than this fraction of its border strip.
+SIDE_HAIR_FRACTION = 0.3
+#: Paper read as hair: hair along at least this many of the 4 sides ...
+MIN_HAIR_SIDES = 3
+#: ... or over this fraction of the whole border strip.
+MAX_BORDER_HAIR = 0.4
+#: Border strip width, fraction of the short side.
+BORDER_STRIP = 0.02
+#: Skin below this fraction of the picture: no face.
+MIN_FACE_FRACTION = 0.001
+#: A face whose skin is shorter than this fraction of the picture height is tiny.
+MIN_FACE_HEIGHT = 0.08
+#: A face whose skin centroid is farther than this from the picture centre (fraction of the side) is off-centre.
+MAX_FACE_OFFSET = 0.3
+#: A second skin region at least this fraction of the largest one splits the face.
+SPLIT_FACE_RATIO = 0.3
+
+
+@dataclass
+class MaskCheck:
+    """Result of :func:`check_mask`.
+
+    Attributes:
+        warnings: ``[{"code": str, "message": str}]``, empty for a plausible mask.
+        measures: the measured quantities (fractions of the picture, ``face_center`` as fractions of
+            width and height), JSON-ready.
+    """
+
+    warnings: list[dict] = field(default_factory=list)
+    measures: dict = field(default_factory=dict)
+
+    @property
+    def codes(self) -> list[str]:
+        """The warning codes, in order."""
+        return [w["code"] for w in self.warnings]
+
+
+def check_mask(mask: np.ndarray, sketch: np.ndarray | None = None) -> MaskCheck:
+    """Check a label map for the signs of a failed sketch -> mask prediction.
+
+    Args:
+        mask: ``(H, W)`` integer label ids (``backend.labels``), in the picture the user gave (the
+            input's pixel frame) or the framed square.
+        sketch: optional ``(H, W)`` uint8 sketch in the same frame (dark ink < 128 on white). With it,
+            the hair warnings also need hair over blank paper (away from any ink), so a drawing whose
+            dense hair really fills the picture is not flagged.
+
+    Returns:
+        :class:`MaskCheck` with warnings (codes ``paper_read_as_hair``, ``hair_covers_picture``,
+        ``no_face``, ``face_tiny``, ``face_off_centre``, ``face_split``) and the measures.
+
+    Raises:
+        ValueError: ``mask`` is not 2-D or is empty, or ``sketch`` has another shape.
+    """
+    m = np.asarray(mask)
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"check_mask needs a non-empty (H, W) label map, not shape {m.shape}")
+    if sketch is not None and np.shape(sketch) != m.shape:
+        raise ValueError(f"sketch shape {np.shape(sketch)} differs from the mask's {m.shape}")
+    h, w = m.shape
+    hair = m == HAIR
+    skin = m == SKIN
+    s = max(1, int(round(BORDER_STRIP * min(h, w))))
+    sides = {"top": hair[:s, :], "bottom": hair[-s:, :], "left": hair[:, :s], "right": hair[:, -s:]}
+    side_frac = {k: float(v.mean()) for k, v in sides.items()}
+    border = np.ones((h, w), bool)
+    border[s:h - s, s:w - s] = False
+    border_hair = float(hair[border].mean())
+    hair_sides = [k for k, v in side_frac.items() if v > SIDE_HAIR_FRACTION]
+    hair_fraction = float(hair.mean())
+    face_fraction = float(skin.mean())
+    meas: dict = {"hair_fraction": round(hair_fraction, 4), "hair_border_fraction": round(border_hair, 4),
+                  "hair_sides": hair_sides, "face_fraction": round(face_fraction, 4)}
+    blank_ok = True  # without the sketch the hair warnings rest on the mask alone
+    if sketch is not None:
+        ink = (np.asarray(sketch) < 128).astype(np.uint8)
+        dist = cv2.distanceTransform(1 - ink, cv2.DIST_L2, 3)
+        blank_hair = float((hair & (dist > BLANK_DISTANCE * min(h, w))).mean())
+        meas["hair_over_blank_paper"] = round(blank_hair, 4)
+        blank_ok = blank_hair >= MIN_BLANK_HAIR
+    warnings: list[dict] = []
+
+    def warn(code: str, message: str) -> None:
+        warnings.append({"code": code, "message": message})
+
+    if (len(hair_sides) >= MIN_HAIR_SIDES or border_hair > MAX_BORDER_HAIR) and blank_ok:
+        warn("paper_read_as_hair",
+             f"the paper background was read as hair (hair along {len(hair_sides)} of the 4 picture edges, "
+             f"{border_hair:.0%} of the border): crop closer to the drawing or raise the contrast, and erase "
+             "borders, shadows or marks near the edges")
+    if hair_fraction > MAX_HAIR_FRACTION and blank_ok:
+        warn("hair_covers_picture",
+             f"hair covers {hair_fraction:.0%} of the picture, more than a head has: crop closer to the head "
+             "or raise the contrast so the paper is white and the lines dark")
+    if face_fraction < MIN_FACE_FRACTION:
+        warn("no_face", "no face (skin) region was found: draw the face outline, eyes, nose and mouth in dark "
+                        "lines, and check the picture is the right way up")
+        return MaskCheck(warnings, meas)
+    n, lab, stats, cents = cv2.connectedComponentsWithStats(skin.astype(np.uint8), connectivity=8)
+    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1
+    big = order[0]
+    areas = stats[order, cv2.CC_STAT_AREA]
+    cx, cy = cents[big]
+    face_h = float(stats[big, cv2.CC_STAT_HEIGHT]) / h
+    meas.update(face_height=round(face_h, 4), face_center=[round(float(cx) / w, 4), round(float(cy) / h, 4)],
+                face_regions=int(sum(a >= SPLIT_FACE_RATIO * areas[0] for a in areas)))
+    if face_h < MIN_FACE_HEIGHT:
+        warn("face_tiny", f"the face is tiny ({face_h:.0%} of the picture height): crop closer to the head, "
+                          "or draw it larger")
+    off = max(abs(cx / w - 0.5), abs(cy / h - 0.5))
+    if off > MAX_FACE_OFFSET:
+        warn("face_off_centre", "the face is far from the middle of the picture: crop so the head is in the "
+                                "middle, or erase other drawings on the sheet")
+    if meas["face_regions"] > 1:
+        warn("face_split", f"the face is split into {meas['face_regions']} separate regions: close the face "
+                           "outline and check nothing is drawn across the face")
+    return MaskCheck(warnings, meas)
