@@ -203,8 +203,23 @@ def update_device_status(context, health: dict | None) -> None:
     status.device_reason = str(health.get("device_reason", ""))
 
 
+def import_warnings(objs) -> list[str]:
+    """The backend's warnings about the imported heads' masks (``s3d_warnings``), each once, prefixed
+    with the head's name when several heads were imported."""
+    out: list[str] = []
+    for o in objs:
+        for msg in str(o.get("s3d_warnings", "") or "").splitlines():
+            line = f"{o.name}: {msg}" if len(objs) > 1 else msg
+            if msg and line not in out:
+                out.append(line)
+    return out
+
+
 def import_results(context, results: list[JobResult], replace_object=None) -> list:
-    """Import finished jobs (main thread) and push one undo step. Returns the objects."""
+    """Import finished jobs (main thread) and push one undo step. Returns the objects.
+
+    The backend's mask warnings go to the panel (``s3d_status.last_warning``).
+    """
     objs = []
     for res in results:
         offset = tuple(res.request.tag.get("offset", (0.0, 0.0, 0.0)))
@@ -218,6 +233,9 @@ def import_results(context, results: list[JobResult], replace_object=None) -> li
             o.select_set(True)
         context.view_layer.objects.active = objs[-1]
         push_undo("S3D: import head")
+    status = getattr(context.window_manager, "s3d_status", None)
+    if status is not None:
+        status.last_warning = "\n".join(import_warnings(objs))
     return objs
 
 
@@ -258,6 +276,7 @@ def start_async(context, requests: list[JobRequest], replace_object=None) -> Non
     cfg = backend_config(context)
     status = context.window_manager.s3d_status
     status.running, status.progress, status.stage, status.last_error = True, 0.0, "starting the backend", ""
+    status.last_warning = ""
     _Active.thread = JobThread(cfg, requests)
     _Active.results = []
     _Active.replace_object_name = replace_object.name if replace_object is not None else None

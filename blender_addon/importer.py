@@ -63,6 +63,18 @@ def _weights_checksums(result: dict) -> dict[str, str]:
     return out
 
 
+def result_warnings(result: dict) -> list[str]:
+    """The messages of result.json's ``warnings`` (``[{"code", "message"}]``: the backend's mask
+    plausibility check), in order, without duplicates; ``[]`` when there are none or the entry is malformed."""
+    raw = result.get("warnings") if isinstance(result, dict) else None
+    out: list[str] = []
+    for w in raw if isinstance(raw, list) else []:
+        msg = w.get("message") or w.get("code") if isinstance(w, dict) else None
+        if isinstance(msg, str) and msg and msg not in out:
+            out.append(msg)
+    return out
+
+
 def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None,
                labels: np.ndarray | None):
     """Arrays -> a new mesh data-block.
@@ -168,6 +180,8 @@ def import_job_folder(context, folder: str | os.PathLike, name: str, *, sketch_s
     obj["s3d_sketch_sha256"] = sketch_sha256 or str(result.get("sketch_sha256", ""))
     obj["s3d_device"] = str(result.get("device", ""))
     obj["s3d_job_folder"] = str(folder)
+    # one message a line: the mask looked implausible (operators and the panel show them)
+    obj["s3d_warnings"] = "\n".join(result_warnings(result))
     old_mask = bpy.data.images.get(str(obj.get("s3d_mask_image", ""))) if replace_object is not None else None
     img = load_mask_image(folder, name)
     if img is not None:

@@ -35,13 +35,15 @@ def _fail(op, context, err: Exception) -> set[str]:
 def _run(op, context, requests, replace_object=None) -> set[str]:
     status = context.window_manager.s3d_status
     if bpy.app.background or op.synchronous:
-        status.last_error = ""
+        status.last_error = status.last_warning = ""
         try:
             objs = generation.run_sync(context, requests, replace_object=replace_object)
         except _FAILURES as err:
             return _fail(op, context, err)
         status.stage, status.progress = "done", 1.0
         op.report({"INFO"}, f"S3D: imported {', '.join(o.name for o in objs)}")
+        for msg in generation.import_warnings(objs):  # the mask looked implausible: say what to try
+            op.report({"WARNING"}, f"S3D: {msg}")
         return {"FINISHED"}
     try:
         generation.start_async(context, requests, replace_object=replace_object)

@@ -83,6 +83,10 @@ class S3D_PT_main(bpy.types.Panel):
                 layout.label(text=f"Device: {status.device}", icon="CHECKMARK")
         if status.last_error:
             _wrapped(layout.box(), status.last_error, icon="ERROR")
+        if status.last_warning:
+            box = layout.box()
+            for line in status.last_warning.splitlines():
+                _wrapped(box, line, icon="ERROR")
 
         row = layout.row(align=True)
         row.operator("s3d.check_backend", icon="PLUGIN")

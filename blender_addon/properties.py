@@ -57,6 +57,8 @@ class S3DStatus(bpy.types.PropertyGroup):
     device: bpy.props.StringProperty(default="")
     device_reason: bpy.props.StringProperty(default="")
     last_error: bpy.props.StringProperty(default="")
+    #: the backend's warnings about the last imported mask(s), one a line
+    last_warning: bpy.props.StringProperty(default="")
     env_running: bpy.props.BoolProperty(default=False)
     env_progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0)
     env_stage: bpy.props.StringProperty(default="")

@@ -248,6 +248,8 @@ def main() -> int:
         report["head"], head_arrays = describe_head(head)
         arrays.update({f"head_{k}": v for k, v in head_arrays.items()})
         report["status_device"] = status.device
+        report["status_warning"] = status.last_warning
+        report["head_warnings_prop"] = head.get("s3d_warnings")
         report["after_generate"] = names()
         report["backend_pid"] = mod.backend_process.running_backends()[0].pid
         report["check_backend"] = sorted(bpy.ops.s3d.check_backend())
@@ -345,6 +347,8 @@ def main() -> int:
         obj = mod.importer.import_job_folder(bpy.context, args.recorded_job, "Recorded", sketch_sha256="x")
         info, rec_arrays = describe_head(obj)
         report["recorded"] = info
+        report["recorded_warnings"] = {"prop": obj.get("s3d_warnings"),
+                                       "import_warnings": mod.generation.import_warnings([obj])}
         arrays.update({f"rec_{k}": v for k, v in rec_arrays.items()})
 
         step("save sketch blend")

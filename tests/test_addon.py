@@ -333,6 +333,9 @@ def backend_setup(tmp_path_factory):
     return {"tmp": tmp, "weights": weights, "shim": shim, "dead": dead, "zip": zip_path}
 
 
+RECORDED_WARNING = "the paper background was read as hair: crop closer or raise the contrast"
+
+
 def _recorded_job(folder: Path) -> dict:
     """A job folder written from numpy (docs/contracts.md section 6): a sphere with three classes."""
     import trimesh
@@ -349,7 +352,10 @@ def _recorded_job(folder: Path) -> dict:
     Image.fromarray(mask).save(folder / "mask.png")
     Image.fromarray(label_set.PALETTE[mask]).save(folder / "mask_color.png")
     (folder / "result.json").write_text(json.dumps({"seed": 11, "device": "cpu",
-                                                    "weights": {"m": {"sha256": "0" * 64}}}))
+                                                    "weights": {"m": {"sha256": "0" * 64}},
+                                                    "warnings": [{"code": "paper_read_as_hair", "message": RECORDED_WARNING},
+                                                                 {"code": "face_tiny", "message": "the face is tiny"},
+                                                                 {"code": "bad"}, "not a dict"]}))
     return {"labels": labels, "colours": colours}
 
 
@@ -424,6 +430,9 @@ def test_generate_imports_the_backend_mesh(scenario, backend_setup):
     assert props["s3d_weights_sha256"] == expected
     assert head["mask_image"]["exists"] and head["mask_image"]["packed"]
     assert rep["status_device"] == "cpu" and rep["check_backend"] == ["FINISHED"]
+    # the backend's mask warnings (untrained tiny weights: an implausible mask) reach the panel status
+    messages = [w["message"] for w in result["warnings"]]
+    assert rep["head_warnings_prop"] == rep["status_warning"] == "\n".join(messages)
 
 
 def test_undo_restores_the_scene(scenario):
@@ -469,6 +478,9 @@ def test_recorded_job_gets_one_vertex_group_per_class(scenario):
     np.testing.assert_array_equal(names, expected)
     np.testing.assert_array_equal(arr["rec_col"], rec["colours"])
     assert info["props"]["s3d_seed"] == 11
+    warned = rep["recorded_warnings"]  # result.json's warnings on the object; malformed entries skipped
+    assert warned["prop"] == f"{RECORDED_WARNING}\nthe face is tiny\nbad"
+    assert warned["import_warnings"] == [RECORDED_WARNING, "the face is tiny", "bad"]
 
 
 def test_disabling_the_addon_stops_the_backend(scenario):
@@ -605,7 +617,8 @@ def test_build_addon_bundles_addon_backend_and_lite_weights_only(tmp_path):
     assert "blender_manifest.toml" in names and "__init__.py" in names and "backend/cli.py" in names
     assert "backend/server.py" in names or not HAS_SERVER
     assert "weights/sketch2mask_lite.safetensors" in names and "weights/sketch2mask_lite.json" in names
-    assert not any("paper" in n for n in names)
+    assert not any("mask2triplane_paper" in n for n in names)  # only 'lite' weights are bundled
+    assert "backend/sketch/paper.py" in names  # the backend's paper clean-up module is source, not weights
     assert not any("__pycache__" in n or n.endswith(".pyc") or "torch/" in n for n in names)
     reqs = zipfile.ZipFile(zip_path).read("backend_requirements.txt").decode()
     assert "numpy" in reqs and "torch" not in reqs.replace("# the backend's requirements besides torch==2.13.0", "")

@@ -226,3 +226,29 @@ def test_example_masks_raise_no_warning(bundled_sketch_net, name):
     c = check_mask(mask, sk.image)
     assert c.warnings == [], c.warnings
     assert c.measures["face_fraction"] > 0.05 and c.measures["hair_fraction"] < 0.3
+
+
+def test_result_json_carries_intake_and_warnings(tmp_path, monkeypatch):
+    import re
+
+    import torch
+
+    from backend.models.mask2triplane import Mask2Triplane
+    from backend.pipeline import GenerateOptions, generate
+    from s3d_tiny_weights import make_tiny_weights, sphere_query
+
+    monkeypatch.setattr(Mask2Triplane, "query", sphere_query(Mask2Triplane.query))
+    torch.set_num_threads(2)
+    weights = make_tiny_weights(tmp_path / "weights")
+    data, _, _ = make_scan(300, 400)
+    result = generate(data, tmp_path / "job", GenerateOptions(seed=0, resolution=64, views=4, view_resolution=64,
+                                                              color_resolution=64), weights_dir=weights, device="cpu")
+    on_disk = json.loads((tmp_path / "job" / "result.json").read_text())
+    assert on_disk["intake"] == result["intake"]
+    assert {"flatten", "scanner_edges", "margin_marks"} <= set(on_disk["intake"]["steps"])
+    # untrained weights give an implausible mask; whatever it is, the warnings are those of check_mask
+    mask = np.asarray(Image.open(tmp_path / "job" / "mask.png"))
+    expected = check_mask(mask, load_sketch(data).image).warnings
+    assert on_disk["warnings"] == expected
+    for w in on_disk["warnings"]:
+        assert set(w) == {"code", "message"} and re.fullmatch(r"[a-z]+(_[a-z]+)*", w["code"]) and w["message"]
