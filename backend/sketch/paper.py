@@ -380,3 +380,36 @@ def _margin_marks(g: np.ndarray) -> tuple[np.ndarray, dict]:
                  "removed_boxes": [[int(stats[i][0] * w / sw), int(stats[i][1] * h / sh),
                                     int((stats[i][0] + stats[i][2]) * w / sw), int((stats[i][1] + stats[i][3]) * h / sh)]
                                    for i in dropped[:8]]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m backend.sketch.paper SKETCH [DEBUG_PNG]``: print the intake record of an image sketch
+    as JSON and, with ``DEBUG_PNG``, write the strip of its clean-up stages (e.g. ``intake_debug.png``).
+
+    Returns the exit code: 0, or 2 when the image cannot be read (the intake's coded error is printed).
+    """
+    import argparse
+    import json
+    import sys
+
+    from PIL import Image
+
+    from backend.sketch.intake import IntakeError, load_sketch
+
+    p = argparse.ArgumentParser(prog="python -m backend.sketch.paper", description=main.__doc__.splitlines()[0])
+    p.add_argument("sketch")
+    p.add_argument("debug_png", nargs="?")
+    args = p.parse_args(argv)
+    try:
+        sk = load_sketch(args.sketch, keep_stages=bool(args.debug_png))
+    except IntakeError as e:
+        print(f"error [{e.code}]: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(sk.intake, indent=1))
+    if args.debug_png and sk.stages:
+        Image.fromarray(debug_strip(sk.stages)).save(args.debug_png)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
