@@ -87,7 +87,7 @@ def check_mask(mask: np.ndarray, sketch: np.ndarray | None = None) -> MaskCheck:
     h, w = m.shape
     hair = m == HAIR
     skin = m == SKIN
-    s = max(1, int(round(BORDER_STRIP * min(h, w))))
+    s = max(1, round(BORDER_STRIP * min(h, w)))
     sides = {"top": hair[:s, :], "bottom": hair[-s:, :], "left": hair[:, :s], "right": hair[:, -s:]}
     side_frac = {k: float(v.mean()) for k, v in sides.items()}
     border = np.ones((h, w), bool)
@@ -123,7 +123,7 @@ def check_mask(mask: np.ndarray, sketch: np.ndarray | None = None) -> MaskCheck:
         warn("no_face", "no face (skin) region was found: draw the face outline, eyes, nose and mouth in dark "
                         "lines, and check the picture is the right way up")
         return MaskCheck(warnings, meas)
-    n, lab, stats, cents = cv2.connectedComponentsWithStats(skin.astype(np.uint8), connectivity=8)
+    _, _, stats, cents = cv2.connectedComponentsWithStats(skin.astype(np.uint8), connectivity=8)
     order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1
     big = order[0]
     areas = stats[order, cv2.CC_STAT_AREA]

@@ -232,10 +232,10 @@ def test_result_json_carries_intake_and_warnings(tmp_path, monkeypatch):
     import re
 
     import torch
+    from s3d_tiny_weights import make_tiny_weights, sphere_query
 
     from backend.models.mask2triplane import Mask2Triplane
     from backend.pipeline import GenerateOptions, generate
-    from s3d_tiny_weights import make_tiny_weights, sphere_query
 
     monkeypatch.setattr(Mask2Triplane, "query", sphere_query(Mask2Triplane.query))
     torch.set_num_threads(2)
@@ -252,3 +252,25 @@ def test_result_json_carries_intake_and_warnings(tmp_path, monkeypatch):
     assert on_disk["warnings"] == expected
     for w in on_disk["warnings"]:
         assert set(w) == {"code", "message"} and re.fullmatch(r"[a-z]+(_[a-z]+)*", w["code"]) and w["message"]
+
+
+def test_debug_entry_point_and_benchmark_script(tmp_path, bundled_sketch_net, capsys):
+    import sys
+
+    from backend.sketch.paper import main as paper_main
+
+    data, _, _ = make_scan(300, 400)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "scan.jpg").write_bytes(data)
+    assert paper_main([str(tmp_path / "in" / "scan.jpg"), str(tmp_path / "intake_debug.png")]) == 0
+    assert "margin_marks" in json.loads(capsys.readouterr().out)["steps"]
+    strip = np.asarray(Image.open(tmp_path / "intake_debug.png"))
+    assert strip.shape[1] == 256 * 8
+    assert paper_main([str(tmp_path / "missing.png")]) == 2
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import check_paper_sketches
+
+    rc = check_paper_sketches.main([str(tmp_path / "in"), "--sheet", str(tmp_path / "sheet.png"), "--tile", "64"])
+    out = capsys.readouterr().out
+    assert "scan.jpg" in out and "intake steps:" in out and "masks with a warning:" in out
+    assert rc in (0, 1) and np.asarray(Image.open(tmp_path / "sheet.png")).shape == (64, 2 * 4 * 64 + 8, 3)

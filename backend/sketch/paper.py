@@ -160,7 +160,7 @@ def _work(g: np.ndarray) -> np.ndarray:
 
 
 def _odd(n: float) -> int:
-    n = max(3, int(round(n)))
+    n = max(3, round(n))
     return n if n % 2 else n + 1
 
 
@@ -169,7 +169,7 @@ def _scanner_edges(g: np.ndarray) -> tuple[np.ndarray, dict]:
     image edge over a long stretch) or the sheet's border (long and straight, parallel to the edge)
     become paper. Each side's band is searched on its own, so a frame round the sheet is four lines."""
     h, w = g.shape
-    band = max(2, int(round(EDGE_BAND * min(h, w))))
+    band = max(2, round(EDGE_BAND * min(h, w)))
     paper = float(np.percentile(g, 90))
     # relative to the paper: a scanner's edge line can be a light grey a grey-level threshold would miss
     dark = (g < paper - EDGE_CONTRAST).astype(np.uint8)
@@ -333,7 +333,7 @@ def _margin_marks(g: np.ndarray) -> tuple[np.ndarray, dict]:
     total = int(ink.sum())
     if total == 0:
         return g, {"applied": False, "groups": 0}
-    r = max(1, int(round(0.012 * min(sh, sw))))
+    r = max(1, round(0.012 * min(sh, sw)))
     grown = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     n_lab, lab, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
     share = np.bincount(lab[ink > 0], minlength=n_lab) / total
@@ -343,7 +343,7 @@ def _margin_marks(g: np.ndarray) -> tuple[np.ndarray, dict]:
     x1 = max(stats[i][0] + stats[i][2] for i in core)
     y1 = max(stats[i][1] + stats[i][3] for i in core)
     pad = 0.02 * max(sh, sw)
-    n_pieces, pieces = cv2.connectedComponents(ink, connectivity=8)
+    _, pieces = cv2.connectedComponents(ink, connectivity=8)
     cx0, cy0, cx1, cy1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
     mx, my = MARGIN_BAND * sw, MARGIN_BAND * sh
     dropped = []
