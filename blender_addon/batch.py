@@ -9,7 +9,8 @@ Inputs: every sketch image (``.png .jpg .jpeg .bmp .tif .tiff .webp``: dark line
 Grease Pencil object in every ``.blend`` file of ``IN_DIR`` (not recursive). Outputs: ``OUT_DIR/<name>/``
 with the job's files (``mesh.ply``, ``mask.png``, ``result.json``, ...) and ``OUT_DIR/<name>.blend`` with
 the imported head (``--one-scene``: all heads side by side in ``OUT_DIR/scene.blend``), and
-``OUT_DIR/batch_summary.json``. Exit code 0 when every sketch converted, 1 when some failed, 2 for bad
+``OUT_DIR/batch_summary.json`` (per head: its folder, size and the backend's mask ``warnings``, which
+are printed too). Exit code 0 when every sketch converted, 1 when some failed, 2 for bad
 arguments. Runs the synchronous path (timers never fire in background mode).
 
 The backend's Python: ``--backend-python``, else ``$S3D_BACKEND_PYTHON``, else the running Python when
@@ -120,7 +121,8 @@ def _convert(context, settings: GenerateSettings, name: str, out_dir: Path, offs
     t0 = time.monotonic()
     obj = run_sync(context, [req])[0]
     return {"name": name, "object": obj.name, "folder": req.out_dir, "seconds": round(time.monotonic() - t0, 2),
-            "vertices": len(obj.data.vertices), "faces": len(obj.data.polygons)}
+            "vertices": len(obj.data.vertices), "faces": len(obj.data.polygons),
+            "warnings": str(obj.get("s3d_warnings", "") or "").splitlines()}
 
 
 def _sources(in_dir: Path) -> list[Path]:
@@ -184,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                     info["blend"] = str(blend)
                 done.append(info)
                 print(f"s3d-batch: {name} -> {info['folder']} ({info['vertices']} vertices, {info['seconds']} s)")
+                for msg in info["warnings"]:  # the backend found the mask implausible
+                    print(f"s3d-batch: warning for {name}: {msg}")
         if args.one_scene and done:
             blend = out_dir / "scene.blend"
             bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)

@@ -513,6 +513,10 @@ def test_batch_entry_point_on_a_folder_of_two_sketches(scenario, backend_setup):
         assert json.loads((out / name / "result.json").read_text())["seed"] == 5
     kinds = {c["name"]: json.loads((out / c["name"] / "result.json").read_text())["input"]["kind"] for c in summary["converted"]}
     assert kinds == {"drawn_face": "strokes", "paper_face": "image"}
+    for c in summary["converted"]:  # the backend's mask warnings are in the summary and printed
+        expected = [w["message"] for w in json.loads((out / c["name"] / "result.json").read_text())["warnings"]]
+        assert c["warnings"] == expected
+        assert all(f"s3d-batch: warning for {c['name']}: {m}" in r.stdout for m in expected)
     # the JPEG reached the backend upright and unscaled: its ink box is the drawn ellipse's (y 100..440)
     box = json.loads((out / "paper_face" / "result.json").read_text())["framing"]["content_box"]
     np.testing.assert_allclose(box, [136, 100, 376, 440], atol=4)
