@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -282,6 +282,8 @@ def test_id_maps_with_any_ids_are_read_or_refused_with_a_code(w, h, top, seed, f
 
 
 @PROPS
+@example(a=1, b=13, blur=0, size=48, as_palette=False, noise=0, seed=0)  # always tried: a clean two-region map
+@example(a=0, b=4, blur=0, size=40, as_palette=True, noise=8, seed=1)
 @given(a=st.integers(0, NUM_CLASSES - 1), b=st.integers(1, NUM_CLASSES - 1), blur=st.integers(0, 6),
        size=st.integers(8, 80), as_palette=st.booleans(), noise=st.integers(0, 40), seed=st.integers(0, 1000))
 def test_antialiased_palette_maps_snap_to_the_label_set(a, b, blur, size, as_palette, noise, seed):
@@ -306,6 +308,8 @@ def test_antialiased_palette_maps_snap_to_the_label_set(a, b, blur, size, as_pal
         assert e.code in {"image_too_small", "mask_empty", "mask_colors_unknown"}, e.code
         if size < MIN_SIDE_PX:
             assert e.code == "image_too_small"
+        # two pure palette regions with mild noise are a valid map: refusing them is a failure too
+        assert size < MIN_SIDE_PX or blur > 0 or noise > 10, (e.code, a, b, noise)
         return
     assert out.dtype == np.uint8 and out.shape == (size, size) and out.max() < NUM_CLASSES
     if noise <= 10:  # far from the edge the pure colours keep their ids
@@ -709,8 +713,9 @@ def test_two_jobs_into_one_folder_never_mix(models, tmp_path, monkeypatch):
     original = backend.mesh.density_grid
 
     def gated(*a, **kw):
-        entered.set()
-        assert release.wait(60)
+        if not entered.is_set():  # only the first job waits
+            entered.set()
+            assert release.wait(60)
         return original(*a, **kw)
 
     monkeypatch.setattr(backend.mesh, "density_grid", gated)
