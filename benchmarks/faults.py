@@ -4,8 +4,10 @@ Faults:
 
 * ``kill``: the backend process killed (SIGKILL) mid-job, driven the way the Blender add-on drives it
   (``blender_addon.backend_process`` + ``blender_addon.job_runner``, no Blender needed): the job must
-  fail with a clear ``backend_crashed`` error, the next job must restart the backend and complete, and
-  the first job's output folder must stay empty;
+  fail with a clear ``backend_crashed`` error, the next job must restart the backend and complete, the
+  first job's output folder must stay empty, the killed server's own jobs folder must hold no half-written
+  job folder, and a server restarted on that folder must answer the job ``failed`` (``interrupted``) and
+  remove its temporary folder;
 * ``weights``: a weights file with flipped bytes -> ``s3d generate`` must name the file and the checksum
   its card expects;
 * ``cuda``: ``s3d generate --device cuda`` on a machine without CUDA;
@@ -87,6 +89,7 @@ def fault_kill(weights: Path, tmp: Path) -> dict:
     try:
         backend.client()
         pid_before = backend.pid
+        server_jobs = backend._ready["jobs_dir"]
         t0 = time.time()
         try:
             run_job(config, first, on_progress=on_progress)
@@ -94,7 +97,8 @@ def fault_kill(weights: Path, tmp: Path) -> dict:
         except BackendError as e:
             record["first_job"] = {"code": e.code, "message": str(e).splitlines()[0], "after_s": round(time.time() - t0, 1)}
         record["killed_at_stage"] = killed_at[0] if killed_at else None
-        record["first_job_files_left"] = _files(tmp / "killed")
+        record["first_job_files_left"] = _files(tmp / "killed")  # the add-on's download folder
+        record.update(_server_folder_after_kill(Path(server_jobs), tmp))  # the killed server's own job folder
         second = JobRequest({"kind": "strokes", "data": strokes, "name": "after"}, {"resolution": 64, "views": 4},
                             str(tmp / "after"), "after")
         t0 = time.time()
@@ -108,8 +112,39 @@ def fault_kill(weights: Path, tmp: Path) -> dict:
         stop_all()
     record["ok"] = (isinstance(record.get("first_job"), dict) and record["first_job"]["code"] == "backend_crashed"
                     and record["first_job_files_left"] == [] and record.get("second_job", {}).get("state") == "done"
-                    and record.get("restarts") == 1)
+                    and record.get("restarts") == 1 and record["server_half_job_folders"] == []
+                    and record["after_restart"].get("state") == "failed"
+                    and record["after_restart"].get("code") == "interrupted" and record["temps_after_restart"] == [])
     return record
+
+
+def _server_folder_after_kill(jobs: Path, tmp: Path) -> dict:
+    """What a SIGKILLed server left in its own jobs folder, and what a server restarted on that folder says.
+
+    A half-written job folder is a ``<job id>/`` folder without ``result.json``; the job's temporary folder
+    (``.<id>.s3d-tmp-*``) may remain until the restart, which must remove it and answer the killed job as
+    failed (``interrupted``)."""
+    index = json.loads((jobs / "jobs.json").read_text())["jobs"]
+    killed = [j["job_id"] for j in index if j["state"] == "running"]
+    rec = {"server_jobs_after_kill": _files(jobs) + sorted(p.name + "/" for p in jobs.iterdir() if p.is_dir()),
+           "server_half_job_folders": [p.name for p in jobs.iterdir()
+                                       if p.is_dir() and not p.name.startswith(".") and not (p / "result.json").exists()]}
+    token_file = tmp / "restart_token"
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--token-file", str(token_file),
+                             "--jobs-dir", str(jobs), "--weights", str(tmp / "no_weights")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = json.loads(proc.stdout.readline()[len("S3D_READY "):])["port"]
+        token = token_file.read_text().strip()
+        st = _call(port, token, "GET", f"/v1/jobs/{killed[0]}")[1] if killed else {}
+        rec["after_restart"] = {"job": killed[0] if killed else None, "state": st.get("state"),
+                                "code": (st.get("error") or {}).get("code")}
+        rec["temps_after_restart"] = [p.name for p in jobs.iterdir() if ".s3d-tmp-" in p.name]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(jobs, ignore_errors=True)  # the add-on's server used a temporary folder
+    return rec
 
 
 def fault_weights(weights: Path, tmp: Path) -> dict:
