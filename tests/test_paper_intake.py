@@ -141,6 +141,20 @@ def test_tonal_shading_is_lifted_but_dark_strokes_stay():
     assert r.grey[120, 200] < 0.3  # so is the middle of the dark mass
 
 
+def test_dark_hair_cropped_by_the_edge_is_not_a_scanner_bed():
+    g = np.full((500, 400), 0.95)
+    cv2.ellipse(g, (200, 40), (150, 140), 0, 0, 360, 0.12, -1)  # solid dark hair running off the top edge
+    cv2.ellipse(g, (200, 250), (100, 140), 0, 0, 360, 0.1, 3)
+    r = clean_paper(g)
+    assert not r.info["scanner_edges"]["applied"]
+    assert r.grey[0:10, 150:250].max() < 0.3  # the hair at the edge stays dark
+    bed = g.copy()
+    bed[:, :12] = 0.2  # a scanner-bed strip down the left edge is still removed
+    r = clean_paper(bed)
+    assert r.info["scanner_edges"]["bed_groups"] == 1 and r.grey[:, :12].min() > 0.9
+    assert r.grey[0:10, 150:250].max() < 0.3
+
+
 def test_clean_paper_rejects_bad_shapes():
     with pytest.raises(ValueError):
         clean_paper(np.zeros((4, 4, 3)))

@@ -182,13 +182,16 @@ def _scanner_edges(g: np.ndarray) -> tuple[np.ndarray, dict]:
         sub = dark[ys, xs]
         along = 1 if side in ("top", "bottom") else 0  # array axis that runs along the edge
         length = sub.shape[along]
-        outer = {"top": (0, slice(None)), "bottom": (-1, slice(None)), "left": (slice(None), 0),
-                 "right": (slice(None), -1)}[side]
+        outer, inner = {"top": ((0, slice(None)), (-1, slice(None))), "bottom": ((-1, slice(None)), (0, slice(None))),
+                        "left": ((slice(None), 0), (slice(None), -1)),
+                        "right": ((slice(None), -1), (slice(None), 0))}[side]
         n_lab, lab, stats, _ = cv2.connectedComponentsWithStats(sub, connectivity=8)
         edge_labels = np.bincount(lab[outer].ravel(), minlength=n_lab)
+        inner_labels = np.bincount(lab[inner].ravel(), minlength=n_lab)
         for i in range(1, n_lab):
             extent = stats[i][cv2.CC_STAT_WIDTH] if along == 1 else stats[i][cv2.CC_STAT_HEIGHT]
-            if edge_labels[i] >= 0.2 * length:
+            # a bed or shadow stays in the band; dark hair cropped by the edge runs on into the picture
+            if edge_labels[i] >= 0.2 * length and inner_labels[i] <= 0.25 * edge_labels[i]:
                 kind = "bed"
             elif extent >= 0.4 * length and _straight(lab == i, tol):
                 kind = "line"
