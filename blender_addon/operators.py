@@ -13,7 +13,7 @@ import threading
 import bpy
 
 from . import generation
-from .backend_env import EnvSetupThread
+from .backend_env import EnvSetupThread, NoBasePythonError, online_access_problem
 from .backend_process import backend_for, find_backend_root, stop_all
 from .generation import GenerateSettings, InputError
 from .http_client import BackendError
@@ -325,9 +325,18 @@ class S3D_OT_create_backend_env(bpy.types.Operator):
 
     def execute(self, context):
         status = context.window_manager.s3d_status
-        env_dir = default_env_dir()
+        problem = online_access_problem(bpy.app)  # extensions may only download when the user allowed it
+        if problem is None:
+            env_dir = default_env_dir()
+            try:
+                thread = EnvSetupThread(env_dir, find_backend_root())
+            except (NoBasePythonError, FileNotFoundError) as err:
+                problem = str(err)
+        if problem is not None:
+            status.env_error = problem
+            self.report({"ERROR"}, f"S3D: {problem}")
+            return {"CANCELLED"}
         env_dir.parent.mkdir(parents=True, exist_ok=True)
-        thread = EnvSetupThread(env_dir, find_backend_root())
         status.env_running, status.env_progress, status.env_error, status.env_line = True, 0.0, "", ""
         status.env_stage = "starting"
         _EnvSetup.thread = thread

@@ -6,6 +6,7 @@ for an installed extension and the folder name for an add-on enabled from a fold
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import bpy
@@ -68,14 +69,16 @@ class S3DPreferences(bpy.types.AddonPreferences):
         col.label(text=f"In use: {resolved or 'none found'}", icon="CHECKMARK" if resolved else "ERROR")
         status = context.window_manager.s3d_status
         box = layout.box()
-        box.label(text="Backend environment (Python 3.11 venv + torch 2.13.0 + requirements)")
+        box.label(text="Backend environment (Python 3.11 venv + torch 2.13.0 + requirements; needs online access)")
         if status.env_running:
             box.progress(factor=status.env_progress, type="BAR", text=status.env_stage or "Working")
             box.label(text=status.env_line)
         else:
             box.operator("s3d.create_backend_env", icon="CONSOLE")
-            if status.env_error:
-                box.label(text=status.env_error.splitlines()[0], icon="ERROR")
+            if status.env_error:  # e.g. online access off, no Python 3.11: the whole sentence matters
+                lines = textwrap.wrap(status.env_error.splitlines()[0], 90) or [""]
+                for i, line in enumerate(lines[:6]):
+                    box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
         box.label(text=f"Location: {default_env_dir()}")
         col = layout.column()
         col.prop(self, "weights_dir")

@@ -227,6 +227,79 @@ def test_backend_requirements_exclude_torch():
     assert any("torch==2.13.0" in argv for _, argv in steps)
 
 
+def _fake_python(path: Path, version: str) -> str:
+    path.write_text(f"#!/bin/sh\necho {version}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_env_setup_finds_a_python_311_or_uses_uv(tmp_path, monkeypatch):
+    from blender_addon import backend_env
+
+    py313 = _fake_python(tmp_path / "python3.13", "3 13")  # Blender 5.1+'s own Python
+    py311 = _fake_python(tmp_path / "python3.11", "3 11")
+    assert backend_env.python_version(py311) == (3, 11) and backend_env.python_version(str(tmp_path / "nope")) is None
+    assert backend_env.base_python([py313, py311]) == py311
+    assert backend_env.base_python([py313]) is None
+    monkeypatch.setattr(backend_env, "base_python", lambda candidates=None: None)
+    steps = backend_env.setup_commands(tmp_path / "env", ROOT, uv="/opt/uv")
+    assert steps[0][1] == ["/opt/uv", "venv", "--seed", "--python", "3.11", str(tmp_path / "env")]
+    assert steps[1][1][0] == str(backend_env.env_python(tmp_path / "env"))
+    monkeypatch.setattr(backend_env, "find_uv", lambda: None)
+    with pytest.raises(backend_env.NoBasePythonError, match="Python 3.11.*uv"):
+        backend_env.setup_commands(tmp_path / "env", ROOT)
+
+
+def test_env_setup_waits_for_online_access():
+    from types import SimpleNamespace
+
+    from blender_addon.backend_env import online_access_problem
+
+    assert online_access_problem(SimpleNamespace(online_access=True)) is None
+    msg = online_access_problem(SimpleNamespace(online_access=False, online_access_override=False))
+    assert "Preferences > System > Network" in msg and "Allow Online Access" in msg
+    assert "--offline-mode" in online_access_problem(SimpleNamespace(online_access=False, online_access_override=True))
+
+
+def _blender_ext_cli() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("bpy")  # locates the bpy package without importing it
+    if spec is None or spec.origin is None:
+        return None
+    found = sorted(Path(spec.origin).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    return found[-1] if found else None
+
+
+def test_extension_zip_passes_blenders_validator_with_an_accepted_licence(tmp_path):
+    """Blender's own validator (``blender --command extension validate`` runs this same script), plus what
+    extensions.blender.org adds: a GPL licence and a LICENSE file."""
+    import tomllib
+    import zipfile
+
+    import build_addon
+
+    zip_path = build_addon.build(tmp_path / "dist", weights_dir=None)
+    man = tomllib.loads(zipfile.ZipFile(zip_path).read("blender_manifest.toml").decode())
+    assert man["license"] == ["SPDX:GPL-3.0-or-later"]
+    assert zipfile.ZipFile(zip_path).read("LICENSE") == (ROOT / "LICENSE").read_bytes()
+    assert "GNU GENERAL PUBLIC LICENSE" in (ROOT / "LICENSE").read_text()[:200]
+    # the documented schema (docs.blender.org/manual/en/latest/advanced/extensions/getting_started.html)
+    assert man["schema_version"] == "1.0.0" and man["type"] == "add-on" and man["id"].isidentifier()
+    assert len(man["tagline"]) <= 64 and man["tagline"][-1] not in ".!?,;:"
+    assert man["name"] and man["maintainer"] and man["version"].count(".") == 2
+    assert tuple(int(x) for x in man["blender_version_min"].split(".")) >= (4, 2, 0)
+    assert set(man["permissions"]) <= {"files", "network", "clipboard", "camera", "microphone"}
+    assert all(0 < len(reason) <= 64 and reason[-1] not in ".!?" for reason in man["permissions"].values())
+    cli = _blender_ext_cli()
+    if cli is None:
+        pytest.skip("bpy (with Blender's extension tooling) is not installed")
+    tags = cli.parents[3] / "modules" / "_bpy_internal" / "extensions" / "tags.py"
+    r = subprocess.run([sys.executable, str(cli), "validate", "--valid-tags", str(tags), str(zip_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Success" in r.stdout, r.stdout + r.stderr
+
+
 # ---------------------------------------------------------------------------------------------------------
 # HTTP client and backend lifecycle (no bpy)
 # ---------------------------------------------------------------------------------------------------------
