@@ -4,7 +4,7 @@ Turns a Grease Pencil face sketch (or a sketch / mask image) into a coloured 3D 
 S3D backend, which runs as a separate process in its own Python environment (../shared/DESIGN.md
 section 7). Installed as a Blender 4.3+ extension (``blender_manifest.toml``) or enabled from a folder
 (``bl_info`` below). Modules that need ``bpy`` are imported only in :func:`register`, so the pure
-modules (PLY reader, stroke projection, HTTP client, process lifecycle) import without Blender.
+modules (stroke projection, HTTP client, process lifecycle, environment set-up) import without Blender.
 """
 
 bl_info = {

@@ -41,7 +41,7 @@ from .generation import GenerateSettings, InputError, build_request, run_sync  #
 from .gp_capture import is_grease_pencil  # noqa: E402
 from .http_client import BackendError  # noqa: E402
 from .job_runner import JobCancelled  # noqa: E402
-from .ply_reader import PlyError  # noqa: E402
+from .importer import MeshImportError  # noqa: E402
 from .preferences import auto_backend_python  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 offset = slot * SPACING_M if args.one_scene else 0.0
                 try:
                     info = _convert(context, settings, name, out_dir, offset)
-                except (BackendError, JobCancelled, InputError, PlyError, OSError, ValueError) as e:
+                except (BackendError, JobCancelled, InputError, MeshImportError, OSError, ValueError) as e:
                     failed.append({"source": str(src), "name": name, "error": str(e)})
                     print(f"s3d-batch: FAILED {name}: {e}", file=sys.stderr)
                     continue

@@ -228,7 +228,8 @@ def import_results(context, results: list[JobResult], replace_object=None) -> li
                                       replace_object=replace_object))
     if objs:
         for o in context.view_layer.objects:
-            o.select_set(False)
+            if o is not None:  # the PLY importer's removed temporary object, until the view layer resyncs
+                o.select_set(False)
         for o in objs:
             o.select_set(True)
         context.view_layer.objects.active = objs[-1]

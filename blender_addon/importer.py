@@ -1,13 +1,12 @@
 """Import a job folder (docs/contracts.md section 6) as a Blender mesh object.
 
 What the artist gets: a mesh object named after the sketch, at the 3D cursor, in metres (the head
-frame is Blender's: Z up, face towards -Y); a colour attribute ``Col`` (byte colours, point domain,
-the PLY's sRGB bytes stored exactly) shown by the material "S3D Vertex Colour" (Attribute node ->
-Principled BSDF base colour); an integer point attribute ``s3d_label``; one vertex group per semantic
+frame is Blender's: Z up, face towards -Y), read by Blender's own PLY importer; a colour attribute
+``Col`` (float colours, point domain: the PLY's sRGB bytes, exact when read back as sRGB) shown by the
+material "S3D Vertex Colour" (Attribute node -> Principled BSDF base colour); an integer point attribute ``s3d_label``; one vertex group per semantic
 class present (CelebAMask-HQ names: skin, nose, hair, ...); custom properties ``s3d_seed``,
 ``s3d_weights_sha256``, ``s3d_sketch_sha256``, ``s3d_device``, ``s3d_job_folder``, ``s3d_mask_image``; and
-the mask as a packed image the user may paint on ("Regenerate from edited mask"). Geometry is written
-with ``foreach_set`` in bulk. Main thread only.
+the mask as a packed image the user may paint on ("Regenerate from edited mask"). Main thread only.
 """
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ import bpy
 import numpy as np
 
 from .label_set import LABEL_NAMES
-from .ply_reader import read_ply
 
 MATERIAL_NAME = "S3D Vertex Colour"
 COLOR_ATTRIBUTE = "Col"
@@ -75,37 +73,55 @@ def result_warnings(result: dict) -> list[str]:
     return out
 
 
-def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None,
-               labels: np.ndarray | None):
-    """Arrays -> a new mesh data-block.
+class MeshImportError(ValueError):
+    """``mesh.ply`` cannot be read by Blender's PLY importer; the message names the file and the reason."""
 
-    Args:
-        vertices: ``(N, 3)`` float metres. faces: ``(F, 3)`` int. colors: ``(N, 3)`` uint8 sRGB or None.
-        labels: ``(N,)`` uint8 class ids or None.
+
+def read_ply_mesh(path: str | os.PathLike, name: str):
+    """Read a job's ``mesh.ply`` with Blender's own PLY importer (``bpy.ops.wm.ply_import``).
+
+    It keeps what the backend writes (docs/contracts.md section 6): positions in metres as stored (no axis
+    change), the ``red green blue`` bytes as the colour attribute ``Col`` (point domain, the same sRGB
+    values) and the ``label`` property as a point attribute, which becomes the integer attribute
+    ``s3d_label`` here. The importer's temporary object is removed; only the mesh data-block stays.
+
+    Returns:
+        ``(mesh, labels)``: the new mesh (named ``name``, smooth shaded) and the ``(N,)`` uint8 class ids,
+        or None when the file has no ``label`` property.
+
+    Raises:
+        MeshImportError: the importer failed or found no mesh in the file.
     """
-    me = bpy.data.meshes.new(name)
-    n, f = len(vertices), len(faces)
-    me.vertices.add(n)
-    me.vertices.foreach_set("co", np.asarray(vertices, np.float32).ravel())
-    me.loops.add(3 * f)
-    me.loops.foreach_set("vertex_index", np.asarray(faces, np.int32).ravel())
-    me.polygons.add(f)
-    me.polygons.foreach_set("loop_start", np.arange(0, 3 * f, 3, dtype=np.int32))
-    me.update(calc_edges=True)
-    if colors is not None:
-        col = me.color_attributes.new(COLOR_ATTRIBUTE, "BYTE_COLOR", "POINT")
-        rgba = np.ones((n, 4), np.float32)
-        rgba[:, :3] = np.asarray(colors, np.float32) / 255.0
-        col.data.foreach_set("color_srgb", rgba.ravel())  # stored as the same sRGB bytes
+    before = set(bpy.data.objects)
+    try:
+        bpy.ops.wm.ply_import(filepath=str(path), import_colors="SRGB", import_attributes=True, merge_verts=False,
+                              use_scene_unit=False, global_scale=1.0, forward_axis="Y", up_axis="Z")
+    except RuntimeError as e:  # the importer's error report
+        raise MeshImportError(f"cannot read {path}: {str(e).strip()}") from None
+    new = [o for o in bpy.data.objects if o not in before]
+    me = new[0].data if new and new[0].type == "MESH" else None
+    for o in new:
+        bpy.data.objects.remove(o)
+    if me is None or len(me.vertices) == 0:
+        if me is not None:
+            bpy.data.meshes.remove(me)
+        raise MeshImportError(f"cannot read {path}: no mesh in the file")
+    me.name = name
+    labels = None
+    raw = me.attributes.get("label")
+    if raw is not None and raw.domain == "POINT":
+        vals = np.empty(len(me.vertices), np.float32 if raw.data_type == "FLOAT" else np.int32)
+        raw.data.foreach_get("value", vals)
+        labels = np.clip(np.round(vals), 0, 255).astype(np.uint8)
+        me.attributes.remove(raw)
+        me.attributes.new(LABEL_ATTRIBUTE, "INT", "POINT").data.foreach_set("value", labels.astype(np.int32))
+    col = me.color_attributes.get(COLOR_ATTRIBUTE)
+    if col is not None:
         me.color_attributes.active_color = col
         me.color_attributes.render_color_index = me.color_attributes.active_color_index
-    if labels is not None:
-        lab = me.attributes.new(LABEL_ATTRIBUTE, "INT", "POINT")
-        lab.data.foreach_set("value", np.asarray(labels, np.int32))
-    if f:
+    if len(me.polygons):
         me.shade_smooth()
-    me.validate(clean_customdata=False)
-    return me
+    return me, labels
 
 
 def set_vertex_groups(obj, labels: np.ndarray | None) -> list[str]:
@@ -153,16 +169,15 @@ def import_job_folder(context, folder: str | os.PathLike, name: str, *, sketch_s
         the object.
 
     Raises:
-        FileNotFoundError: no ``mesh.ply`` in the folder. ply_reader.PlyError: unreadable mesh.
+        FileNotFoundError: no ``mesh.ply`` in the folder. MeshImportError: unreadable mesh.
     """
     folder = Path(folder)
     ply_path = folder / "mesh.ply"
     if not ply_path.is_file():
         raise FileNotFoundError(f"the job folder {folder} has no mesh.ply")
-    mesh = read_ply(ply_path)
     result_path = folder / "result.json"
     result = json.loads(result_path.read_text()) if result_path.is_file() else {}
-    me = build_mesh(name, mesh.vertices, mesh.faces, mesh.colors, mesh.labels)
+    me, labels = read_ply_mesh(ply_path, name)
     me.materials.append(vertex_colour_material())
     if replace_object is not None:
         obj = replace_object
@@ -174,7 +189,7 @@ def import_job_folder(context, folder: str | os.PathLike, name: str, *, sketch_s
         obj = bpy.data.objects.new(name, me)
         (context.collection or context.scene.collection).objects.link(obj)
         obj.location = tuple(float(c) + float(o) for c, o in zip(context.scene.cursor.location, offset))
-    set_vertex_groups(obj, mesh.labels)
+    set_vertex_groups(obj, labels)
     obj["s3d_seed"] = int(result.get("seed", -1))
     obj["s3d_weights_sha256"] = _weights_checksums(result)
     obj["s3d_sketch_sha256"] = sketch_sha256 or str(result.get("sketch_sha256", ""))

@@ -18,11 +18,11 @@ from .backend_process import backend_for, find_backend_root, stop_all
 from .generation import GenerateSettings, InputError
 from .http_client import BackendError
 from .job_runner import JobCancelled
-from .ply_reader import PlyError
+from .importer import MeshImportError
 from .preferences import backend_config, default_env_dir, get_preferences
 from .sketch_setup import create_sketch_object, frame_front_view
 
-_FAILURES = (BackendError, JobCancelled, InputError, PlyError, OSError, ValueError)
+_FAILURES = (BackendError, JobCancelled, InputError, MeshImportError, OSError, ValueError)
 
 
 def _fail(op, context, err: Exception) -> set[str]:

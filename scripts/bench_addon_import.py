@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the add-on's import path (PLY reader + mesh, colour attribute, vertex groups, material).
+"""Benchmark the add-on's import path (Blender's PLY importer + label attribute, vertex groups, material).
 
 Usage::
 
@@ -10,7 +10,8 @@ Without ``--job-dir``, writes a job folder with an icosphere (subdivision 7: 163
 faces, 7 classes) to a temporary folder and times it. With ``--job-dir``, times that job folder (the
 output of ``s3d generate``; ``s3d bench`` uses this on the mesh it just generated). Each repeat starts
 from an empty factory scene (``wm.read_factory_settings(use_empty=True)``: no objects, meshes or
-materials, so the material is created again each time) and times ``read_ply`` and
+materials, so the material is created again each time) and times ``read_ply_mesh`` (Blender's
+``bpy.ops.wm.ply_import`` plus the label attribute; reported as ``read_ply``) and
 ``blender_addon.importer.import_job_folder`` (read + mesh + colour attribute + vertex groups +
 material) under the bpy module. Prints one line, or with ``--json`` one JSON object::
 
@@ -35,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from blender_addon.importer import import_job_folder  # noqa: E402
-from blender_addon.ply_reader import PlyError, read_ply, write_ply  # noqa: E402
+from backend.export import ply_bytes  # noqa: E402
+from blender_addon.importer import MeshImportError, import_job_folder, read_ply_mesh  # noqa: E402
 
 
 def write_icosphere_job(folder: Path, subdivisions: int) -> None:
@@ -46,8 +47,8 @@ def write_icosphere_job(folder: Path, subdivisions: int) -> None:
     sphere = trimesh.creation.icosphere(subdivisions=subdivisions, radius=0.1)
     v, f = np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces, np.int32)
     labels = (np.arange(len(v)) % 7 + 1).astype(np.uint8)
-    colours = np.random.default_rng(0).integers(0, 256, (len(v), 3)).astype(np.uint8)
-    write_ply(folder / "mesh.ply", v, f, colours, labels)
+    colours = np.random.default_rng(0).random((len(v), 3)).astype(np.float32)  # linear RGB
+    (folder / "mesh.ply").write_bytes(ply_bytes(v, f, colours, labels))
     (folder / "result.json").write_text(json.dumps({"seed": 0}))
 
 
@@ -55,16 +56,19 @@ def time_import(folder: Path, repeats: int) -> dict:
     """Import ``folder`` ``repeats`` times, each into an empty factory scene; times in seconds.
 
     Raises:
-        FileNotFoundError: no ``mesh.ply``. PlyError: unreadable mesh.
+        FileNotFoundError: no ``mesh.ply``. MeshImportError: unreadable mesh.
     """
     read_s, import_s = [], []
     n_v = n_f = 0
     for _ in range(repeats):
         bpy.ops.wm.read_factory_settings(use_empty=True)
+        if not (folder / "mesh.ply").is_file():
+            raise FileNotFoundError(f"the job folder {folder} has no mesh.ply")
         t = time.perf_counter()
-        mesh = read_ply(folder / "mesh.ply")
+        me, _ = read_ply_mesh(folder / "mesh.ply", "Bench read")
         read_s.append(time.perf_counter() - t)
-        n_v, n_f = len(mesh.vertices), len(mesh.faces)
+        n_v, n_f = len(me.vertices), len(me.polygons)
+        bpy.data.meshes.remove(me)
         t = time.perf_counter()
         import_job_folder(bpy.context, folder, "Bench")
         import_s.append(time.perf_counter() - t)
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_icosphere_job(Path(d), args.subdivisions)
                 rep = time_import(Path(d), args.repeats)
                 rep["job_dir"] = f"icosphere, {args.subdivisions} subdivisions"
-    except (FileNotFoundError, PlyError) as e:
+    except (FileNotFoundError, MeshImportError) as e:
         print(f"bench_addon_import: error: {e}", file=sys.stderr)
         return 1
     if args.json:

@@ -1,4 +1,4 @@
-"""The Blender add-on: pure-Python units (PLY reader, stroke projection, PNG, labels, HTTP client and
+"""The Blender add-on: pure-Python units (stroke projection, PNG, labels, HTTP client and
 backend lifecycle) and, under bpy 5.0.1 in subprocesses, the installed extension end to end against a
 real backend process (tests/addon_bpy_scenario.py) and the headless batch entry point.
 
@@ -24,81 +24,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(TESTS))
 
 from blender_addon import label_set, png_io, stroke_projection  # noqa: E402
-from blender_addon.ply_reader import PlyError, read_ply, write_ply  # noqa: E402
+from ply_files import write_ply  # noqa: E402
 
 HAS_SERVER = (ROOT / "backend" / "server.py").is_file()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# PLY reader
-# ---------------------------------------------------------------------------------------------------------
-def _tetra():
-    v = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]], np.float32)
-    f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int32)
-    return v, f
-
-
-def test_ply_roundtrip_keeps_positions_colours_labels(tmp_path):
-    rng = np.random.default_rng(1)
-    v = rng.normal(size=(50, 3)).astype(np.float32) * 0.1
-    f = rng.integers(0, 50, size=(80, 3)).astype(np.int32)
-    c = rng.integers(0, 256, size=(50, 3)).astype(np.uint8)
-    lab = rng.integers(0, 19, size=50).astype(np.uint8)
-    write_ply(tmp_path / "m.ply", v, f, c, lab)
-    m = read_ply(tmp_path / "m.ply")
-    assert m.vertices.dtype == np.float32 and m.faces.dtype == np.int32
-    np.testing.assert_array_equal(m.vertices, v)
-    np.testing.assert_array_equal(m.faces, f)
-    np.testing.assert_array_equal(m.colors, c)
-    np.testing.assert_array_equal(m.labels, lab)
-
-
-def test_ply_reader_reads_a_file_written_by_trimesh(tmp_path):
-    trimesh = pytest.importorskip("trimesh")
-    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.1)
-    rng = np.random.default_rng(2)
-    colours = rng.integers(0, 256, size=(len(sphere.vertices), 3)).astype(np.uint8)
-    sphere.visual.vertex_colors = np.concatenate([colours, np.full((len(colours), 1), 255, np.uint8)], 1)
-    (tmp_path / "s.ply").write_bytes(sphere.export(file_type="ply", encoding="binary"))
-    m = read_ply(tmp_path / "s.ply")
-    np.testing.assert_allclose(m.vertices, sphere.vertices, atol=1e-6)
-    np.testing.assert_array_equal(m.faces, sphere.faces)
-    np.testing.assert_array_equal(m.colors, colours)
-    assert m.labels is None
-
-
-def test_ply_reader_triangulates_quads_and_reads_big_endian(tmp_path):
-    header = ("ply\nformat binary_big_endian 1.0\nelement vertex 4\nproperty double x\nproperty double y\n"
-              "property double z\nelement face 1\nproperty list uchar uint vertex_indices\nend_header\n").encode()
-    verts = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], ">f8").tobytes()
-    face = bytes([4]) + np.array([0, 1, 2, 3], ">u4").tobytes()
-    (tmp_path / "q.ply").write_bytes(header + verts + face)
-    m = read_ply(tmp_path / "q.ply")
-    np.testing.assert_array_equal(m.faces, [[0, 1, 2], [0, 2, 3]])
-    assert m.colors is None and m.vertices.shape == (4, 3)
-
-
-@pytest.mark.parametrize("content, fragment", [
-    (b"not a ply", "not a PLY"),
-    (b"ply\nformat ascii 1.0\nelement vertex 0\nend_header\n", "ASCII"),
-    (b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
-     b"property float z\nend_header\n" + b"\0" * 10, "truncated"),
-])
-def test_ply_reader_errors_are_clear(tmp_path, content, fragment):
-    (tmp_path / "bad.ply").write_bytes(content)
-    with pytest.raises(PlyError, match=fragment):
-        read_ply(tmp_path / "bad.ply")
-
-
-def test_ply_reader_refuses_out_of_range_faces(tmp_path):
-    v, f = _tetra()
-    f = f.copy()
-    f[0, 0] = 7
-    write_ply(tmp_path / "t.ply", v, f)
-    with pytest.raises(PlyError, match="outside"):
-        read_ply(tmp_path / "t.ply")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -452,6 +383,41 @@ def scenario(backend_setup):
     return {"report": report, "arrays": arrays, "recorded": recorded, "work": work}
 
 
+HAS_BPY = __import__("importlib.util").util.find_spec("bpy") is not None
+
+
+@pytest.fixture(scope="module")
+def mesh_checks(tmp_path_factory):
+    """tests/addon_bpy_mesh_checks.py on a recorded job folder and a broken PLY (no backend needed)."""
+    if not HAS_BPY:
+        pytest.skip("bpy is not installed")
+    tmp = tmp_path_factory.mktemp("mesh_checks")
+    recorded = _recorded_job(tmp / "job")
+    (tmp / "bad").mkdir()
+    (tmp / "bad" / "mesh.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nend_header\n")
+    cmd = [sys.executable, str(TESTS / "addon_bpy_mesh_checks.py"), "--job", str(tmp / "job"),
+           "--bad-ply", str(tmp / "bad" / "mesh.ply"), "--out", str(tmp / "report.json")]
+    r = subprocess.run(cmd, cwd=tmp, env=_bpy_env(tmp), capture_output=True, text=True, timeout=300)
+    assert (tmp / "report.json").is_file(), f"rc {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    report = json.loads((tmp / "report.json").read_text())
+    assert "exception" not in report, report["exception"]
+    return {"report": report, "arrays": dict(np.load(tmp / "report.npz")), "recorded": recorded}
+
+
+def test_blenders_ply_importer_keeps_colours_and_labels(mesh_checks):
+    rep, arr, rec = mesh_checks["report"], mesh_checks["arrays"], mesh_checks["recorded"]
+    head = rep["head"]
+    assert ["Col", "FLOAT_COLOR", "POINT"] in head["color_attributes"]
+    np.testing.assert_array_equal(arr["head_col"], rec["colours"])  # the PLY's sRGB bytes, exactly
+    np.testing.assert_array_equal(arr["head_label"], rec["labels"])
+    assert "label" not in head["attributes"] and "s3d_label" in head["attributes"]
+    assert sorted(head["vertex_groups"]) == ["hair", "nose", "skin"] and head["face_sizes"] == [3]
+    # the importer's temporary object is gone; only the head and its mesh are left
+    assert rep["objects_after_import"] == ["Recorded head"] and rep["meshes_after_import"] == ["Recorded head"]
+    assert rep["bad_ply_error"] and "mesh.ply" in rep["bad_ply_error"]
+    assert rep["objects_after_bad"] == ["Recorded head"]
+
+
 def test_zip_installs_as_an_extension_and_enables(scenario):
     rep = scenario["report"]
     assert rep["install_result"] == ["FINISHED"] and rep["enabled"]
@@ -488,7 +454,7 @@ def test_generate_imports_the_backend_mesh(scenario, backend_setup):
     ref = trimesh.load(folder / "mesh.ply", process=False)
     assert head["vertices"] == len(ref.vertices) == result["vertex_count"] and head["faces"] == result["face_count"]
     np.testing.assert_allclose(arr["head_co"], ref.vertices, atol=1e-6)  # metres, head frame
-    assert ["Col", "BYTE_COLOR", "POINT"] in head["color_attributes"]
+    assert ["Col", "FLOAT_COLOR", "POINT"] in head["color_attributes"]  # as Blender's PLY importer makes it
     np.testing.assert_array_equal(arr["head_col"], np.asarray(ref.visual.vertex_colors)[:, :3])  # exact sRGB bytes
     # one vertex group per class present, named like result.json's per-class counts
     assert sorted(head["vertex_groups"]) == sorted(k for k, n in result["class_vertex_counts"].items() if n and k != "background")

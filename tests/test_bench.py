@@ -91,7 +91,7 @@ def test_bench_without_bpy_or_with_no_blender_says_so(tmp_path, monkeypatch, cap
 def _ico_job(folder):
     import trimesh
 
-    from blender_addon.ply_reader import write_ply
+    from ply_files import write_ply
 
     folder.mkdir(parents=True)
     s = trimesh.creation.icosphere(subdivisions=2, radius=0.1)

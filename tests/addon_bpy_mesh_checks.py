@@ -1,0 +1,89 @@
+"""Mesh checks of the add-on under the ``bpy`` module, run by tests/test_addon.py in a subprocess.
+
+Usage: python tests/addon_bpy_mesh_checks.py --job JOB_DIR --bad-ply FILE --out REPORT.json
+
+Imports a recorded job folder with ``blender_addon.importer.import_job_folder`` (Blender's PLY importer)
+and a broken PLY, then runs the optional mesh steps on the imported head. Writes what it observed into
+REPORT.json (arrays into REPORT.npz); the assertions live in the pytest file. Only this script touches bpy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import bpy  # noqa: E402
+import numpy as np  # noqa: E402
+
+from blender_addon import importer  # noqa: E402
+
+
+def point_values(me, name: str, kind: str = "value", width: int = 1) -> np.ndarray | None:
+    attr = me.attributes.get(name)
+    if attr is None:
+        return None
+    buf = np.empty(len(attr.data) * width, np.float32 if attr.data_type in ("FLOAT", "FLOAT_COLOR", "BYTE_COLOR") else np.int32)
+    attr.data.foreach_get(kind, buf)
+    return buf.reshape(len(attr.data), width) if width > 1 else buf
+
+
+def describe(obj) -> tuple[dict, dict]:
+    me = obj.data
+    sizes = np.empty(len(me.polygons), np.int32)
+    me.polygons.foreach_get("loop_total", sizes)
+    info = {"name": obj.name, "vertices": len(me.vertices), "faces": len(me.polygons),
+            "face_sizes": sorted({int(x) for x in sizes}),
+            "color_attributes": [[a.name, a.data_type, a.domain] for a in me.color_attributes],
+            "attributes": sorted(a.name for a in me.attributes if not a.name.startswith(".")),
+            "vertex_groups": [g.name for g in obj.vertex_groups],
+            "uv_layers": [uv.name for uv in me.uv_layers],
+            "materials": [m.name for m in me.materials if m is not None]}
+    arrays = {}
+    col = point_values(me, importer.COLOR_ATTRIBUTE, "color_srgb", 4)
+    if col is not None:
+        arrays["col"] = np.round(col[:, :3] * 255).astype(np.uint8)
+    lab = point_values(me, importer.LABEL_ATTRIBUTE)
+    if lab is not None:
+        arrays["label"] = lab
+    co = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", co)
+    arrays["co"] = co.reshape(-1, 3)
+    return info, arrays
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--job", required=True)
+    ap.add_argument("--bad-ply", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    report: dict = {"bpy_version": bpy.app.version_string}
+    arrays: dict = {}
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        ctx = bpy.context
+        head = importer.import_job_folder(ctx, args.job, "Recorded head")
+        report["head"], a = describe(head)
+        arrays.update({f"head_{k}": v for k, v in a.items()})
+        report["objects_after_import"] = sorted(o.name for o in bpy.data.objects)
+        report["meshes_after_import"] = sorted(m.name for m in bpy.data.meshes)
+        try:
+            importer.import_job_folder(ctx, Path(args.bad_ply).parent, "Broken")
+            report["bad_ply_error"] = None
+        except importer.MeshImportError as e:
+            report["bad_ply_error"] = str(e)
+        report["objects_after_bad"] = sorted(o.name for o in bpy.data.objects)
+    except Exception:
+        report["exception"] = traceback.format_exc()
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    np.savez(Path(args.out).with_suffix(".npz"), **arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
