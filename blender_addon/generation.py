@@ -27,13 +27,13 @@ from .backend_process import backend_for
 from .gp_capture import capture, is_grease_pencil, stroke_hash
 from .http_client import BackendError
 from .importer import import_job_folder
-from .job_runner import JobRequest, JobResult, JobThread, run_job
+from .job_runner import JobRequest, JobResult, JobThread, run_job, stage_label
 from .label_set import NUM_CLASSES, colour_to_ids
 from .png_io import encode_png, is_png
-from .preferences import backend_config, job_root
+from .job_folders import prune_job_folders
+from .preferences import backend_config, get_preferences, job_root
 
 VARIATION_SPACING_M = 0.45  # side by side: one tri-plane box (0.40 m) plus a gap
-
 
 class InputError(ValueError):
     """The panel's input cannot be sent (nothing drawn, no file, ...); the message says what to do."""
@@ -237,7 +237,19 @@ def import_results(context, results: list[JobResult], replace_object=None) -> li
     status = getattr(context.window_manager, "s3d_status", None)
     if status is not None:
         status.last_warning = "\n".join(import_warnings(objs))
+    prune_jobs(context)
     return objs
+
+
+def prune_jobs(context) -> list:
+    """Keep the add-on's job folder to the newest N job folders (preference "Job folders kept"), never
+    removing the folder of a head still in the file. Does nothing when the add-on is not registered
+    (the batch script writes into its own output folder). Returns the removed folders."""
+    prefs = get_preferences(context)
+    if prefs is None:
+        return []
+    in_use = {str(o.get("s3d_job_folder", "")) for o in bpy.data.objects if o.get("s3d_job_folder")}
+    return prune_job_folders(job_root(context), int(prefs.keep_job_folders), in_use)
 
 
 def run_sync(context, requests: list[JobRequest], replace_object=None, on_progress=None) -> list:
@@ -276,7 +288,7 @@ def start_async(context, requests: list[JobRequest], replace_object=None) -> Non
         raise InputError("a job is already running; cancel it first")
     cfg = backend_config(context)
     status = context.window_manager.s3d_status
-    status.running, status.progress, status.stage, status.last_error = True, 0.0, "starting the backend", ""
+    status.running, status.progress, status.stage, status.last_error = True, 0.0, "Starting the backend", ""
     status.last_warning = ""
     _Active.thread = JobThread(cfg, requests)
     _Active.results = []
@@ -325,7 +337,7 @@ def _poll_active():
                 window = wm.windows[0] if len(wm.windows) else None
                 with bpy.context.temp_override(window=window):
                     import_results(bpy.context, results, replace)
-                status.stage = "done"
+                status.stage = "Done"
             except Exception as e:  # shown in the panel
                 status.last_error = f"Import failed: {e}"
     _redraw()
@@ -339,7 +351,7 @@ def _apply_events(thread: JobThread, status) -> bool:
     for ev in thread.drain():
         if ev[0] == "progress":
             _, i, stage, frac = ev
-            status.stage = stage + (f" ({i + 1}/{n})" if n > 1 else "")
+            status.stage = stage_label(stage) + (f" ({i + 1}/{n})" if n > 1 else "")
             status.progress = (i + frac) / n
         elif ev[0] == "done":
             _Active.results.append(ev[2])

@@ -204,3 +204,21 @@ class JobThread(threading.Thread):
                 out.append(self.events.get_nowait())
             except queue.Empty:
                 return out
+
+
+#: What the panel shows for the backend's stage names (backend/pipeline.py STAGES, the server's states).
+STAGE_LABELS = {
+    "queued": "Waiting for the backend", "starting": "Starting the job", "load_models": "Loading the networks",
+    "intake": "Reading the drawing", "sketch_to_mask": "Finding the face parts", "planes": "Shaping the head",
+    "density_grid": "Building the surface", "mesh": "Making the mesh", "vertex_colors": "Painting the colours",
+    "texture": "Baking the texture", "export": "Writing the files", "downloading": "Fetching the result",
+    "done": "Done", "cancelling": "Cancelling", "cancelled": "Cancelled", "failed": "Failed",
+    "interrupted": "Interrupted",
+}
+
+
+def stage_label(stage: str) -> str:
+    """A stage name (``density_grid``) as the panel shows it ("Building the surface"); unknown names are
+    shown with spaces and a capital."""
+    stage = str(stage or "")
+    return STAGE_LABELS.get(stage, stage.replace("_", " ").capitalize())

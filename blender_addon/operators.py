@@ -20,7 +20,7 @@ from .http_client import BackendError
 from .job_runner import JobCancelled
 from .importer import MeshImportError
 from .preferences import backend_config, default_env_dir, get_preferences
-from .sketch_setup import create_sketch_object, frame_front_view
+from .sketch_setup import create_sketch_object, frame_front_view, set_drawing_plane
 
 _FAILURES = (BackendError, JobCancelled, InputError, MeshImportError, OSError, ValueError)
 
@@ -40,7 +40,7 @@ def _run(op, context, requests, replace_object=None) -> set[str]:
             objs = generation.run_sync(context, requests, replace_object=replace_object)
         except _FAILURES as err:
             return _fail(op, context, err)
-        status.stage, status.progress = "done", 1.0
+        status.stage, status.progress = "Done", 1.0
         op.report({"INFO"}, f"S3D: imported {', '.join(o.name for o in objs)}")
         for msg in generation.import_warnings(objs):  # the mask looked implausible: say what to try
             op.report({"WARNING"}, f"S3D: {msg}")
@@ -157,12 +157,12 @@ class S3D_OT_cancel(bpy.types.Operator):
 
     def execute(self, context):
         generation.cancel_async()
-        context.window_manager.s3d_status.stage = "cancelling"
+        context.window_manager.s3d_status.stage = "Cancelling"
         return {"FINISHED"}
 
 
 class S3D_OT_random_seed(bpy.types.Operator):
-    """Pick a random seed"""
+    """Roll the dice: pick a random seed"""
 
     bl_idname = "s3d.random_seed"
     bl_label = "Random Seed"
@@ -174,7 +174,8 @@ class S3D_OT_random_seed(bpy.types.Operator):
 
 
 class S3D_OT_new_sketch(bpy.types.Operator):
-    """Add a Grease Pencil object in the front view with a guide frame of the canonical framing"""
+    """Add a Grease Pencil object with a guide frame of the canonical framing; the active 3D view turns to
+    the front orthographic view (other views stay as they are)"""
 
     bl_idname = "s3d.new_sketch"
     bl_label = "New Sketch"
@@ -184,15 +185,21 @@ class S3D_OT_new_sketch(bpy.types.Operator):
         if context.mode != "OBJECT" and context.active_object is not None:
             bpy.ops.object.mode_set(mode="OBJECT")
         obj = create_sketch_object(context)
+        changes = set_drawing_plane(context)
         context.scene.s3d.source = "GREASE_PENCIL"
         context.scene.s3d.gp_object = obj
         context.scene.s3d.projection = "FRONT"
         if not bpy.app.background:
-            frame_front_view(context)
+            view = frame_front_view(context)
+            if view:
+                changes.append(view)
             try:
                 bpy.ops.object.mode_set(mode="PAINT_GREASE_PENCIL")
+                changes.append("Draw mode")
             except RuntimeError:
                 pass
+        self.report({"INFO"}, f"S3D: added '{obj.name}' (draw on layer 'Lines')"
+                              + (f"; changed: {'; '.join(changes)}" if changes else ""))
         return {"FINISHED"}
 
 
@@ -255,7 +262,7 @@ class S3D_OT_check_backend(bpy.types.Operator):
         _Check.outcome = None
         _Check.thread = threading.Thread(target=work, name="s3d-check", daemon=True)
         _Check.thread.start()
-        context.window_manager.s3d_status.stage = "starting the backend"
+        context.window_manager.s3d_status.stage = "Starting the backend"
         bpy.app.timers.register(_poll_check, first_interval=0.2, persistent=True)
         return {"FINISHED"}
 

@@ -21,6 +21,12 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 48) -> None:
         col.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
+def device_text(device: str, reason: str = "") -> str:
+    """The panel's device line: "Device: CPU (auto: CPU because ...)" / "Device: GPU (CUDA ...)"."""
+    name = "CPU" if device == "cpu" else "GPU" if device.startswith("cuda") else device
+    return f"Device: {name}" + (f" ({reason})" if reason else "")
+
+
 class S3D_PT_main(bpy.types.Panel):
     """Turn a Grease Pencil drawing or a sketch image into a 3D head"""
 
@@ -39,7 +45,7 @@ class S3D_PT_main(bpy.types.Panel):
         if status.env_running:
             box = layout.box()
             box.label(text="Creating the backend environment", icon="CONSOLE")
-            box.progress(factor=status.env_progress, type="BAR", text=status.env_stage or "working")
+            box.progress(factor=status.env_progress, type="BAR", text=status.env_stage or "Working")
         elif (problem := backend_python_problem(prefs)) is not None:
             box = layout.box()
             _wrapped(box, problem, icon="INFO")
@@ -54,33 +60,32 @@ class S3D_PT_main(bpy.types.Panel):
             box.prop(s, "projection", text="Projection")
             box.operator("s3d.new_sketch", icon="GREASEPENCIL")
         elif s.source == "IMAGE":
-            box.prop(s, "image_path", text="")
+            box.prop(s, "image_path", text="Sketch image")
         else:
+            box.label(text="Mask image:")
             box.template_ID(s, "mask_image", open="image.open")
 
         col = layout.column(align=True)
         row = col.row(align=True)
-        row.prop(s, "seed")
-        row.operator("s3d.random_seed", text="", icon="FILE_REFRESH")
+        row.prop(s, "seed", text="Seed")
+        # Blender has no dice icon: a cube is the closest die in its icon set
+        row.operator("s3d.random_seed", text="", icon="MESH_CUBE")
         col.prop(s, "resolution", text="Quality")
-        col.prop(s, "views")
-        col.prop(s, "no_frame")
+        col.prop(s, "views", text="Colour views")
+        col.prop(s, "no_frame", text="Keep my framing")
 
         if status.running:
             layout.operator("s3d.cancel", icon="CANCEL")
-            layout.progress(factor=status.progress, type="BAR", text=status.stage or "working")
+            layout.progress(factor=status.progress, type="BAR", text=status.stage or "Working")
         else:
             layout.operator("s3d.generate", icon="PLAY")
             row = layout.row(align=True)
             row.operator("s3d.variations", icon="MOD_ARRAY")
-            row.prop(s, "variations", text="")
+            row.prop(s, "variations", text="Count")
             layout.operator("s3d.regenerate_from_mask", icon="BRUSH_DATA")
 
-        if status.device:
-            if status.device == "cpu":
-                _wrapped(layout, f"Device: CPU (slow). {status.device_reason}", icon="ERROR")
-            else:
-                layout.label(text=f"Device: {status.device}", icon="CHECKMARK")
+        if status.device:  # information, not a problem: a head takes seconds on a CPU
+            _wrapped(layout, device_text(status.device, status.device_reason), icon="INFO")
         if status.last_error:
             _wrapped(layout.box(), status.last_error, icon="ERROR")
         if status.last_warning:

@@ -52,6 +52,10 @@ class S3DPreferences(bpy.types.AddonPreferences):
     output_dir: bpy.props.StringProperty(
         name="Job folder", subtype="DIR_PATH", default="",
         description="Where job results are written. Empty: next to the saved .blend (s3d_jobs/), else the temp folder")
+    keep_job_folders: bpy.props.IntProperty(
+        name="Job folders kept", default=10, min=0, max=10000,
+        description="After each import, only the newest job folders in the job folder are kept (about 2 MB each); "
+                    "the folder of a head still in the file is never removed. 0 keeps them all")
     startup_timeout_s: bpy.props.FloatProperty(name="Start-up time-out (s)", default=180.0, min=5.0, max=3600.0)
     call_timeout_s: bpy.props.FloatProperty(name="Call time-out (s)", default=30.0, min=1.0, max=600.0)
     job_timeout_s: bpy.props.FloatProperty(name="Job time-out (s)", default=1800.0, min=10.0, max=86400.0)
@@ -83,6 +87,7 @@ class S3DPreferences(bpy.types.AddonPreferences):
         col = layout.column()
         col.prop(self, "weights_dir")
         col.prop(self, "output_dir")
+        col.prop(self, "keep_job_folders")
         row = col.row()
         row.prop(self, "startup_timeout_s")
         row.prop(self, "call_timeout_s")

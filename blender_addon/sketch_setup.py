@@ -69,28 +69,52 @@ def create_sketch_object(context, name: str = "S3D Sketch"):
     lines.frames.new(context.scene.frame_current)
     gp.layers.active = lines
     for o in context.view_layer.objects:
-        o.select_set(False)
+        if o is not None:
+            o.select_set(False)
     obj.select_set(True)
     context.view_layer.objects.active = obj
-    ts = context.scene.tool_settings
-    if hasattr(ts, "gpencil_sculpt") and hasattr(ts.gpencil_sculpt, "lock_axis"):
-        ts.gpencil_sculpt.lock_axis = "AXIS_Y"  # draw on the front (X-Z) plane
-    if hasattr(ts, "gpencil_stroke_placement_view3d"):
-        ts.gpencil_stroke_placement_view3d = "ORIGIN"
     return obj
 
 
-def frame_front_view(context) -> None:
-    """Turn every 3D view of the current screen to the front orthographic view (interactive sessions)."""
-    screen = getattr(context, "screen", None)
-    if screen is None or bpy.app.background:
-        return
-    for area in screen.areas:
-        if area.type != "VIEW_3D":
+def _enum_name(owner, prop: str, value: str) -> str:
+    try:
+        return owner.bl_rna.properties[prop].enum_items[value].name
+    except (KeyError, AttributeError):
+        return value
+
+
+def set_drawing_plane(context) -> list[str]:
+    """Make strokes land on the front (X-Z) plane through the sketch's origin, whatever way the view turns:
+    the scene's Grease Pencil drawing plane "Front (X-Z)" and stroke placement "Origin".
+
+    These are scene tool settings that other Grease Pencil work shares, so only what differs is changed
+    and each change is returned as a sentence ("drawing plane View -> Front (X-Z)") for the operator's
+    report; an empty list means nothing changed.
+    """
+    ts = context.scene.tool_settings
+    changes = []
+    for owner, prop, value, label in ((getattr(ts, "gpencil_sculpt", None), "lock_axis", "AXIS_Y", "drawing plane"),
+                                      (ts, "gpencil_stroke_placement_view3d", "ORIGIN", "stroke placement")):
+        if owner is None or not hasattr(owner, prop):
             continue
-        region = next((r for r in area.regions if r.type == "WINDOW"), None)
-        if region is None:
-            continue
-        with context.temp_override(area=area, region=region):
-            bpy.ops.view3d.view_axis(type="FRONT")
-            bpy.ops.view3d.view_selected()
+        old = getattr(owner, prop)
+        if old != value:
+            setattr(owner, prop, value)
+            changes.append(f"scene {label} {_enum_name(owner, prop, old)} -> {_enum_name(owner, prop, value)}")
+    return changes
+
+
+def frame_front_view(context) -> str | None:
+    """Turn the active 3D view (the one whose sidebar ran the operator) to the front orthographic view of
+    the new sketch; other views keep their angle. Returns what changed (a sentence) or None (no active
+    3D view, e.g. in background mode or when called from another editor)."""
+    area = getattr(context, "area", None)
+    if area is None or area.type != "VIEW_3D" or bpy.app.background:
+        return None
+    region = next((r for r in area.regions if r.type == "WINDOW"), None)
+    if region is None:
+        return None
+    with context.temp_override(area=area, region=region):
+        bpy.ops.view3d.view_axis(type="FRONT")
+        bpy.ops.view3d.view_selected()
+    return "this 3D view turned to front orthographic"

@@ -213,7 +213,13 @@ def main() -> int:
         report["generate_poll_without_input"] = bpy.ops.s3d.generate.poll()
 
         step("new sketch and draw")
+        ts = scene.tool_settings
+        ts.gpencil_sculpt.lock_axis, ts.gpencil_stroke_placement_view3d = "VIEW", "CURSOR"
         bpy.ops.s3d.new_sketch()
+        report["drawing_plane_after"] = [ts.gpencil_sculpt.lock_axis, ts.gpencil_stroke_placement_view3d]
+        ts.gpencil_sculpt.lock_axis = "VIEW"
+        report["drawing_plane_changes"] = mod.sketch_setup.set_drawing_plane(bpy.context)
+        report["drawing_plane_changes_again"] = mod.sketch_setup.set_drawing_plane(bpy.context)
         gp = bpy.context.active_object
         report["sketch"] = {"name": gp.name, "type": gp.type, "layers": [l.name for l in gp.data.layers],
                             "guide_locked": gp.data.layers["S3D Guide"].lock}
@@ -329,6 +335,23 @@ def main() -> int:
         if bpy.app.timers.is_registered(gen._poll_active):
             bpy.app.timers.unregister(gen._poll_active)
         report["env_dir"] = str(mod.preferences.default_env_dir())
+
+        step("job folders kept to the newest N, never one of a head in the file")
+        jobs_root = mod.preferences.job_root(bpy.context)
+        n_real = len(mod.job_folders.job_folders(jobs_root))  # the later tests read these: keep them all
+        for i in range(3):
+            (jobs_root / f"old_head_seed{i}_2020010{i + 1}-000000-000000").mkdir(parents=True)
+        holder = bpy.data.objects.new("Old head", None)  # a head of the oldest folder, still in the file
+        holder["s3d_job_folder"] = str(jobs_root / "old_head_seed0_20200101-000000-000000")
+        scene.collection.objects.link(holder)
+        in_use = sorted(str(o["s3d_job_folder"]) for o in bpy.data.objects if o.get("s3d_job_folder"))
+        prefs.keep_job_folders = n_real
+        removed = mod.generation.prune_jobs(bpy.context)
+        prefs.keep_job_folders = 10
+        bpy.data.objects.remove(holder)
+        report["prune"] = {"removed": sorted(x.name for x in removed), "in_use": in_use,
+                           "in_use_exist": all(Path(f).is_dir() for f in in_use),
+                           "left": sorted(x.name for x in mod.job_folders.job_folders(jobs_root))}
 
         step("dead backend")
         mod.backend_process.stop_all()

@@ -231,6 +231,33 @@ def test_extension_zip_passes_blenders_validator_with_an_accepted_licence(tmp_pa
     assert r.returncode == 0 and "Success" in r.stdout, r.stdout + r.stderr
 
 
+def test_stage_names_are_shown_in_words():
+    from backend.pipeline import STAGES
+    from blender_addon.job_runner import STAGE_LABELS, stage_label
+
+    assert stage_label("density_grid") == "Building the surface"
+    assert all(name in STAGE_LABELS for name, _ in STAGES)  # every backend stage has words
+    assert all("_" not in stage_label(name) for name, _ in STAGES)
+    assert stage_label("some_new_stage") == "Some new stage"
+
+
+def test_job_folders_keep_the_newest_and_those_in_use(tmp_path):
+    from blender_addon.job_folders import job_folders, prune_job_folders
+
+    names = [f"S3D_Sketch_head_seed{i}_2026120{i}-101500-00000{i}" for i in range(1, 7)]
+    for n in names:
+        (tmp_path / n).mkdir()
+        (tmp_path / n / "mesh.ply").write_bytes(b"x")
+    (tmp_path / "my_notes").mkdir()  # not a job folder: never touched
+    (tmp_path / "render_seed1_final.png").write_bytes(b"x")
+    assert [p.name for p in job_folders(tmp_path)] == names[::-1]
+    in_use = {str(tmp_path / names[0])}  # the oldest, but its head is still in the file
+    removed = prune_job_folders(tmp_path, keep=3, in_use=in_use)
+    assert sorted(p.name for p in removed) == names[1:3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[0], *names[3:], "my_notes", "render_seed1_final.png"])
+    assert prune_job_folders(tmp_path, keep=0) == [] and prune_job_folders(tmp_path / "missing", keep=1) == []
+
+
 # ---------------------------------------------------------------------------------------------------------
 # HTTP client and backend lifecycle (no bpy)
 # ---------------------------------------------------------------------------------------------------------
@@ -578,6 +605,7 @@ def test_async_path_imports_from_the_timer_and_cancels(scenario):
     a = rep["async"]
     assert a["finished"] and len(a["new_objects"]) == 1 and a["seed"] == 9 and not a["running_after"], a
     assert a["progress"] == pytest.approx(1.0) and a["error"] == "" and len(a["stages"]) >= 2
+    assert all("_" not in st for st in a["stages"]), a["stages"]  # words, not density_grid
     c = rep["async_cancel"]
     assert c["finished"] and c["error"] == "Cancelled" and c["unchanged"]
     assert "/extensions/" in rep["env_dir"] and rep["env_dir"].endswith("backend-env")
@@ -601,6 +629,20 @@ def test_env_setup_thread_reports_progress_lines_and_failures(tmp_path):
     assert ok[1].text == "hello from pip" and ok[2].fraction == pytest.approx(0.5)
     bad = run([("broken", [sys.executable, "-c", "import sys; print('ERROR: no matching distribution'); sys.exit(4)"])])
     assert bad[-1].kind == "error" and "exit code 4" in bad[-1].text and "no matching distribution" in bad[-1].text
+
+
+def test_new_sketch_changes_only_what_it_must_and_says_so(scenario):
+    rep = scenario["report"]
+    assert rep["drawing_plane_after"] == ["AXIS_Y", "ORIGIN"]  # strokes land on the front plane
+    assert rep["drawing_plane_changes"] == ["scene drawing plane View -> Front (X-Z)"]
+    assert rep["drawing_plane_changes_again"] == []
+
+
+def test_old_job_folders_are_pruned_but_not_those_of_heads_in_the_file(scenario):
+    p = scenario["report"]["prune"]
+    assert p["removed"] == [f"old_head_seed{i}_2020010{i + 1}-000000-000000" for i in (1, 2)]  # seed0's head exists
+    assert p["in_use"] and p["in_use_exist"]
+    assert not set(p["removed"]) & {Path(f).name for f in p["in_use"]}
 
 
 def test_panel_and_preferences_draw_valid_ui(scenario):
