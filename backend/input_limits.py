@@ -7,7 +7,9 @@ the job server.
   a width of 64 units or more used to end in an uncaught OpenCV error);
 * images: the header is read first (Pillow's ``Image.open`` reads only the header) and an image of more
   than ``MAX_DECODE_PIXELS`` pixels is refused (``image_too_large``) before a pixel is decoded, except a
-  JPEG sketch, which is decoded at 1/2, 1/4 or 1/8 scale (``Image.draft``) to fit; an animated or
+  JPEG sketch, which is decoded at 1/2, 1/4 or 1/8 scale (``Image.draft``) to fit; a decoded sketch over
+  ``MAX_SKETCH_PIXELS`` is reduced before it is converted to grey (its pixel frame, and so ``mask.png``,
+  is then the reduced one; ``notes`` says so); an animated or
   multi-frame image is refused (``image_multi_frame``); bytes that are not an image get a plain
   "not an image" sentence (``image_unreadable``).
 
@@ -26,10 +28,12 @@ import numpy as np
 
 from backend.sketch.intake import MAX_SIDE_PX, STROKE_RASTER_PX, IntakeError, SketchInput, load_sketch
 
-#: Largest image decoded, in pixels (about 4096 x 4096). The networks see 512 x 512; decoding an RGB
-#: image costs about 40 bytes per pixel on the way to grey (float64 arrays), so this keeps one decode
-#: near 0.7 GB.
+#: Largest image decoded, in pixels (4096 x 4096). The networks see 512 x 512; decoding an RGB image
+#: costs about 45 bytes per pixel on the way to grey (float64 arrays): 0.77 GB measured at the cap.
 MAX_DECODE_PIXELS = 16_777_216
+#: Larger sketches are reduced (box filter, whole factor) to at most this many pixels right after decoding,
+#: before the float64 grey conversion: that conversion then costs at most about 0.2 GB.
+MAX_SKETCH_PIXELS = 4_194_304
 #: Widest stroke drawn, in pixels of the ``STROKE_RASTER_PX`` raster (an eighth of the sketch's height).
 MAX_STROKE_WIDTH_PX = 64.0
 #: Coordinates may lie this many frame widths / heights outside the image (they are clipped when drawn).
@@ -94,13 +98,14 @@ def check_strokes(doc: Any) -> None:
                               f"{lo_x:g}..{hi_x:g}, y {lo_y:g}..{hi_y:g} in the frame's units)")
 
 
-def open_image_checked(data: bytes, where: str, hint: str, allow_draft: bool = False):
+def open_image_checked(data: bytes, where: str, hint: str, draft_to: int | None = None):
     """Read an image's header, check its limits, then decode it; return the loaded ``PIL.Image.Image``.
 
     Args:
         data: the file's bytes; where: names it in messages; hint: what to give instead.
-        allow_draft: a JPEG over ``MAX_DECODE_PIXELS`` is decoded at a reduced scale instead of refused
-            (sketches; never label maps, whose ids must not be blended).
+        draft_to: a JPEG over this many pixels is decoded at 1/2, 1/4 or 1/8 scale towards it
+            (``Image.draft``), and is refused only if still over ``MAX_DECODE_PIXELS`` at 1/8 (sketches;
+            never label maps, whose ids must not be blended).
 
     Raises:
         IntakeError: ``image_unreadable`` (empty, not an image, truncated), ``image_too_large`` (more than
@@ -123,13 +128,14 @@ def open_image_checked(data: bytes, where: str, hint: str, allow_draft: bool = F
     if max(w, h) > MAX_SIDE_PX:
         raise IntakeError("image_too_large", f"{where} is {w}x{h} px; the largest accepted side is {MAX_SIDE_PX} "
                           "px, scale it down")
-    if w * h > MAX_DECODE_PIXELS:
-        k = 1
-        while w * h > MAX_DECODE_PIXELS * k * k and k <= 8:
+    k = 1
+    if draft_to and im.format == "JPEG":
+        while w * h > draft_to * k * k and k < 8:
             k *= 2
-        if not (allow_draft and im.format == "JPEG" and k <= 8):
-            raise IntakeError("image_too_large", f"{where} is {w}x{h} px ({w * h / 1e6:.1f} megapixels); the "
-                              f"largest accepted image has {MAX_DECODE_PIXELS / 1e6:.1f} megapixels, scale it down")
+    if w * h > MAX_DECODE_PIXELS * k * k:
+        raise IntakeError("image_too_large", f"{where} is {w}x{h} px ({w * h / 1e6:.1f} megapixels); the "
+                          f"largest accepted image has {MAX_DECODE_PIXELS / 1e6:.1f} megapixels, scale it down")
+    if k > 1:
         im.draft(im.mode, (math.ceil(w / k), math.ceil(h / k)))  # DCT scaling: decoded small, never full size
     try:
         frames = bool(getattr(im, "is_animated", False)) or getattr(im, "n_frames", 1) > 1
@@ -145,6 +151,20 @@ def open_image_checked(data: bytes, where: str, hint: str, allow_draft: bool = F
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise IntakeError("image_unreadable", f"{where} could not be decoded ({e}); {hint}") from None
     return im
+
+
+def _reduce(im):
+    """A decoded sketch over ``MAX_SKETCH_PIXELS`` -> reduced by a whole factor (box filter), and a note."""
+    w, h = im.size
+    if w * h <= MAX_SKETCH_PIXELS:
+        return im, None
+    k = math.ceil(math.sqrt(w * h / MAX_SKETCH_PIXELS))
+    if im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        im = im.convert("RGBA" if im.mode in ("P", "PA") or "transparency" in im.info else
+                        ("I" if im.mode.startswith("I;16") else "RGB"))
+    small = im.reduce(k)
+    small.info.update(im.info)  # keep EXIF orientation for the intake
+    return small, f"downsampled from {w}x{h} to {small.size[0]}x{small.size[1]} px while reading"
 
 
 def _read(source: Any) -> tuple[Any, str, bool]:
@@ -175,7 +195,12 @@ def load_sketch_checked(source: Any, **kwargs: Any) -> SketchInput:
                 return load_sketch(data, **kwargs)  # its parser names the mistake
             check_strokes(doc)
             return load_sketch(doc, **kwargs)
-        return load_sketch(open_image_checked(data, where, HINT_SKETCH, allow_draft=True), **kwargs)
+        im = open_image_checked(data, where, HINT_SKETCH, draft_to=MAX_SKETCH_PIXELS)
+        im, note = _reduce(im)
+        sk = load_sketch(im, **kwargs)
+        if note:
+            sk.notes.append(note)
+        return sk
     if isinstance(data, dict):
         check_strokes(data)
     return load_sketch(data, **kwargs)

@@ -55,7 +55,8 @@ def _not_writable(dest: Path, e: OSError) -> OutputError:
 
 
 def remove_stale_temps(folder: Path, name: str | None = None) -> list[str]:
-    """Remove temporary job folders (``.<name>.s3d-tmp-*``) under ``folder`` whose lock is not held.
+    """Remove temporary job folders (``.<name>.s3d-tmp-*``) under ``folder`` whose lock is not held (and,
+    for all names, lock files that nobody holds).
 
     Args:
         folder: the parent folder; name: only the temps of this destination name (default: all).
@@ -69,6 +70,13 @@ def remove_stale_temps(folder: Path, name: str | None = None) -> list[str]:
     except OSError:
         return removed
     for p in entries:
+        if name is None and p.name.startswith(".") and p.name.endswith(LOCK_SUFFIX) and p.is_file():
+            try:  # a lock file left by a killed process: nobody holds it, so locking it removes it
+                with _Lock(Path(folder) / p.name[1:-len(LOCK_SUFFIX)]):
+                    pass
+            except (OutputError, OSError):
+                pass
+            continue
         if not (p.name.startswith(".") and TEMP_MARK in p.name and p.is_dir()):
             continue
         owner = p.name[1:p.name.index(TEMP_MARK)]

@@ -55,9 +55,9 @@ REQUEST_TIMEOUT_S = 30.0
 MAX_FINISHED_JOBS = 100
 INPUT_KINDS = ("sketch_png", "strokes", "mask_png")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-#: Uploads decoded at once by request threads (each up to backend.input_limits.MAX_DECODE_PIXELS);
-#: the worker decodes one more. Bounds the memory that image decoding can take.
-MAX_DECODES_IN_FLIGHT = 2
+#: Uploads decoded at once by request threads (each up to backend.input_limits.MAX_DECODE_PIXELS, about
+#: 0.8 GB at the cap); the worker decodes one more. Bounds the memory that image decoding can take.
+MAX_DECODES_IN_FLIGHT = 1
 #: Open connections served at once; more are answered 503 ``too_many_connections`` and closed.
 MAX_CONNECTIONS = 64
 #: The job index in the jobs folder (written atomically; reloaded on start).
@@ -662,6 +662,9 @@ def serve(host: str = "127.0.0.1", port: int = 0, token_file: str | Path | None 
                            "explicit opt-in (--allow-remote), and the token then travels unencrypted")
     jobs, jobs_is_temp = _usable_jobs_dir(jobs_dir)
     app = httpd = tf = None
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:  # SIGTERM while starting: leave through the clean-up below
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         wdir = weights_dir or os.environ.get("S3D_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR
         models, load_error = None, None
@@ -691,12 +694,12 @@ def serve(host: str = "127.0.0.1", port: int = 0, token_file: str | Path | None 
         bound_host, bound_port = httpd.server_address[:2]
         if app.recovered["reloaded"] or app.recovered["interrupted"] or app.recovered["removed"]:
             print(f"s3d serve: jobs folder {jobs}: {app.recovered}", file=sys.stderr, flush=True)
+        if main_thread:  # SIGTERM from now on: the same clean exit as Ctrl-C
+            signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=httpd.shutdown, daemon=True).start())
         print("S3D_READY " + json.dumps({"host": bound_host, "port": bound_port, "token_file": str(tf),
                                          "jobs_dir": str(jobs)}), flush=True)
         if exit_with_parent:
             _watch_parent(httpd)
-        if threading.current_thread() is threading.main_thread():  # SIGTERM: the same clean exit as Ctrl-C
-            signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=httpd.shutdown, daemon=True).start())
         try:
             httpd.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:

@@ -50,11 +50,11 @@ def _call(port: int, token: str, method: str, path: str, body: bytes | None = No
     return resp.status, data
 
 
-def _big_png(side: int) -> bytes:
+def _big_png(side: int, mode: str = "L") -> bytes:
     from PIL import Image
 
-    im = Image.new("L", (side, side), 255)
-    im.paste(0, (side // 4, side // 2, 3 * side // 4, side // 2 + side // 64))  # one dark bar: not blank
+    im = Image.new(mode, (side, side), 255 if mode == "L" else (255, 255, 255))
+    im.paste(0 if mode == "L" else (0, 0, 0), (side // 4, side // 2, 3 * side // 4, side // 2 + side // 64))  # one dark bar: not blank
     buf = io.BytesIO()
     im.save(buf, "PNG")
     return buf.getvalue()
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=3, help="jobs per client")
     ap.add_argument("--big-uploads", type=int, default=1, help="jobs replaced by an 8192^2 PNG upload")
     ap.add_argument("--big-side", type=int, default=8192)
+    ap.add_argument("--big-mode", default="L", help="Pillow mode of the big uploads (L or RGB)")
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--max-queue", type=int, default=8)
@@ -75,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     strokes = json.loads(EXAMPLE.read_text())
-    big = base64.b64encode(_big_png(args.big_side)).decode()
+    big = base64.b64encode(_big_png(args.big_side, args.big_mode)).decode()
     opts = {"resolution": args.resolution, "views": args.views}
-    plan = [[("big" if k * args.jobs + j < args.big_uploads else "strokes") for j in range(args.jobs)]
-            for k in range(args.clients)]
+    plan = [[("big" if j == 0 and k < args.big_uploads else "strokes") for j in range(args.jobs)]
+            for k in range(args.clients)]  # the big uploads are the first jobs of different clients: at once
     outcomes: list[dict] = []
     problems: list[str] = []
     lock = threading.Lock()
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     total = args.clients * args.jobs
     states = [o["state"] for o in outcomes]
     rec = {"clients": args.clients, "jobs_per_client": args.jobs, "jobs": total, "big_uploads": args.big_uploads,
-           "big_side": args.big_side, "big_upload_bytes_base64": len(big), "options": opts, "max_queue": args.max_queue,
+           "big_side": args.big_side, "big_mode": args.big_mode, "big_upload_bytes_base64": len(big), "options": opts, "max_queue": args.max_queue,
            "done": states.count("done"), "failed": [o["code"] for o in outcomes if o["state"] == "failed"],
            "refused": [f"{o['status']} {o['code']}" for o in outcomes if o["state"] == "refused"],
            "lost": total - len(outcomes), "problems": problems[:5], "queue_full_retries": retries[0],

@@ -127,6 +127,9 @@ side = st.one_of(st.integers(1, 96), st.sampled_from([MIN_SIDE_PX - 1, MIN_SIDE_
 
 
 @PROPS
+@example(mode="L", w=MAX_SIDE_PX + 1, h=40, kind="strokes", seed=0, cut=None)  # the limits, tried every run
+@example(mode="RGB", w=MIN_SIDE_PX - 1, h=40, kind="strokes", seed=0, cut=None)
+@example(mode="P", w=64, h=48, kind="white", seed=0, cut=None)
 @given(mode=st.sampled_from(["L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "1", "F"]),
        w=side, h=st.integers(1, 64), kind=st.sampled_from(["strokes", "white", "black", "noise"]),
        seed=st.integers(0, 2 ** 32 - 1), cut=st.one_of(st.none(), st.integers(0, 400)))
@@ -213,6 +216,7 @@ def _check_strokes(doc, as_bytes: bool):
 
 
 @PROPS
+@example(doc={"strokes": [{"points": [[0.2, 0.2], [0.6, 0.7]], "width": 100}]}, as_bytes=False)  # the case
 @given(doc=stroke_doc, as_bytes=st.booleans())
 def test_stroke_decoder_returns_a_sketch_or_a_coded_error(doc, as_bytes):
     _check_strokes(doc, as_bytes)
@@ -831,7 +835,14 @@ def test_image_limits_are_checked_from_the_header():
     Image.fromarray(a).save(buf, "JPEG", quality=90)
     assert 4800 * 4000 > MAX_DECODE_PIXELS
     sk = load_sketch_checked(buf.getvalue())
-    assert sk.size == (2000, 2400)
+    assert sk.size == (1000, 1200)  # decoded at 1/4 scale: never at full size
+    # a PNG at the cap is decoded, then reduced before the grey conversion
+    a = np.full((4096, 4000, 3), 255, np.uint8)
+    a[2000:2040, 500:3500] = 0
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    sk = load_sketch_checked(buf.getvalue())
+    assert sk.size == (2000, 2048) and (sk.image < 128).any()
 
 
 def test_http_stroke_width_and_max_faces_are_400_not_500(server):
