@@ -10,8 +10,9 @@ Grease Pencil object in every ``.blend`` file of ``IN_DIR`` (not recursive). Out
 with the job's files (``mesh.ply``, ``mask.png``, ``result.json``, ...) and ``OUT_DIR/<name>.blend`` with
 the imported head (``--one-scene``: all heads side by side in ``OUT_DIR/scene.blend``), and
 ``OUT_DIR/batch_summary.json`` (per head: its folder, size and the backend's mask ``warnings``, which
-are printed too). Exit code 0 when every sketch converted, 1 when some failed, 2 for bad
-arguments. Runs the synchronous path (timers never fire in background mode).
+are printed too). ``--max-faces N`` decimates each head to about N faces in the backend (1000..5000000);
+``--quad-remesh`` turns each imported head into quads (QuadriFlow, colours and vertex groups kept). Exit
+code 0 when every sketch converted, 1 when some failed, 2 for bad arguments. Runs the synchronous path (timers never fire in background mode).
 
 The backend's Python: ``--backend-python``, else ``$S3D_BACKEND_PYTHON``, else the running Python when
 it has torch (``python -m`` from the backend environment), else the add-on's preference / created
@@ -37,7 +38,7 @@ if not __package__:  # run as a script (blender -P .../batch.py): import the add
 import bpy  # noqa: E402
 
 from .backend_process import stop_all  # noqa: E402
-from .generation import GenerateSettings, InputError, build_request, run_sync  # noqa: E402
+from .generation import MAX_FACES, MIN_FACES, GenerateSettings, InputError, build_request, run_sync  # noqa: E402
 from .gp_capture import is_grease_pencil  # noqa: E402
 from .http_client import BackendError  # noqa: E402
 from .job_runner import JobCancelled  # noqa: E402
@@ -60,9 +61,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="Grease Pencil projection (CAMERA: the .blend's scene camera)")
     p.add_argument("--one-scene", action="store_true", help="all heads in one scene.blend instead of one .blend each")
     p.add_argument("--formats", default="ply", help="comma-separated mesh formats (ply, glb, obj)")
+    p.add_argument("--max-faces", type=int, default=0,
+                   help="decimate each head to about this many faces (1000..5000000; 0: the backend's default)")
+    p.add_argument("--quad-remesh", action="store_true",
+                   help="remesh each imported head into quads (QuadriFlow), keeping colours and vertex groups")
     p.add_argument("--backend-python", default="", help="Python executable of the backend environment")
     p.add_argument("--weights-dir", default="", help="weights folder (default: the bundled weights)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.max_faces and not MIN_FACES <= args.max_faces <= MAX_FACES:
+        p.error(f"--max-faces must be 0 (the backend's default) or {MIN_FACES}..{MAX_FACES}, not {args.max_faces}")
+    return args
 
 
 def _script_argv() -> list[str]:
@@ -145,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights_dir:
         os.environ["S3D_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
     base = GenerateSettings(seed=args.seed, resolution=args.resolution, views=args.views, no_frame=args.no_frame,
-                            projection=args.projection, formats=[f.strip() for f in args.formats.split(",") if f.strip()])
+                            projection=args.projection, formats=[f.strip() for f in args.formats.split(",") if f.strip()],
+                            max_faces=args.max_faces, quad_remesh=args.quad_remesh)
     done, failed = [], []
     context = bpy.context
     clear_scene()

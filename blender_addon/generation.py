@@ -29,11 +29,14 @@ from .http_client import BackendError
 from .importer import import_job_folder
 from .job_runner import JobRequest, JobResult, JobThread, run_job, stage_label
 from .label_set import NUM_CLASSES, colour_to_ids
+from .mesh_ops import QuadRemeshError, quad_remesh
 from .png_io import encode_png, is_png
 from .job_folders import prune_job_folders
 from .preferences import backend_config, get_preferences, job_root
 
 VARIATION_SPACING_M = 0.45  # side by side: one tri-plane box (0.40 m) plus a gap
+#: the backend's decimation budget range (backend/pipeline.py MIN_FACES, MAX_FACES)
+MIN_FACES, MAX_FACES = 1_000, 5_000_000
 
 class InputError(ValueError):
     """The panel's input cannot be sent (nothing drawn, no file, ...); the message says what to do."""
@@ -101,6 +104,8 @@ class GenerateSettings:
     views: int = 6
     no_frame: bool = False
     formats: list[str] = field(default_factory=lambda: ["ply"])
+    max_faces: int = 0  # 0: the backend's default budget
+    quad_remesh: bool = False
 
     @classmethod
     def from_scene(cls, context) -> "GenerateSettings":
@@ -108,11 +113,13 @@ class GenerateSettings:
         s = context.scene.s3d
         return cls(source=s.source, gp_object=s.gp_object or context.active_object, projection=s.projection,
                    image_path=s.image_path, mask_image=s.mask_image, seed=s.seed, resolution=int(s.resolution),
-                   views=s.views, no_frame=s.no_frame)
+                   views=s.views, no_frame=s.no_frame, max_faces=s.max_faces, quad_remesh=s.quad_remesh)
 
 
 def input_problem(context, settings: GenerateSettings) -> str | None:
     """Why Generate cannot run with these inputs (a sentence), or None. Cheap: used by ``poll``."""
+    if 0 < settings.max_faces < MIN_FACES or settings.max_faces > MAX_FACES:
+        return f"Target faces must be 0 (the backend's default) or {MIN_FACES:,}..{MAX_FACES:,}"
     if settings.source == "GREASE_PENCIL":
         if not is_grease_pencil(settings.gp_object):
             return "Select a Grease Pencil object (or press 'New sketch' and draw)"
@@ -166,12 +173,20 @@ def build_request(context, settings: GenerateSettings, *, seed: int | None = Non
     else:
         raise InputError(f"unknown input source {settings.source!r}")
     job_input["name"] = name
+    problem = input_problem(context, settings)
+    if problem and "Target faces" in problem:
+        raise InputError(problem)
     options = {"seed": seed, "resolution": int(settings.resolution), "views": int(settings.views),
                "formats": list(settings.formats), "no_frame": bool(settings.no_frame)}
+    if settings.max_faces:
+        options["max_faces"] = int(settings.max_faces)
+    tag = dict(tag or {})
+    if settings.quad_remesh:
+        tag["quad_remesh"] = int(settings.max_faces) or True
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     out_dir = job_root(context) / f"{_safe_name(name)}_seed{seed}_{stamp}"
     return JobRequest(job_input=job_input, options=options, out_dir=str(out_dir), name=name,
-                      sketch_sha256=sha, tag=dict(tag or {}))
+                      sketch_sha256=sha, tag=tag)
 
 
 def variation_requests(context, settings: GenerateSettings, count: int) -> list[JobRequest]:
@@ -183,7 +198,7 @@ def variation_requests(context, settings: GenerateSettings, count: int) -> list[
         req = JobRequest(job_input=base.job_input, options={**base.options, "seed": seed},
                          out_dir=base.out_dir.replace(f"_seed{settings.seed}_", f"_seed{seed}_"),
                          name=f"{base.name} seed {seed}", sketch_sha256=base.sketch_sha256,
-                         tag={"offset": (i * VARIATION_SPACING_M, 0.0, 0.0)})
+                         tag={**base.tag, "offset": (i * VARIATION_SPACING_M, 0.0, 0.0)})
         out.append(req)
     return out
 
@@ -223,9 +238,17 @@ def import_results(context, results: list[JobResult], replace_object=None) -> li
     objs = []
     for res in results:
         offset = tuple(res.request.tag.get("offset", (0.0, 0.0, 0.0)))
-        objs.append(import_job_folder(context, res.request.out_dir, res.request.name,
-                                      sketch_sha256=res.request.sketch_sha256, offset=offset,
-                                      replace_object=replace_object))
+        obj = import_job_folder(context, res.request.out_dir, res.request.name,
+                                sketch_sha256=res.request.sketch_sha256, offset=offset,
+                                replace_object=replace_object)
+        quad = res.request.tag.get("quad_remesh")
+        if quad:
+            target = quad if not isinstance(quad, bool) else max(1000, len(obj.data.polygons) // 2)
+            try:
+                quad_remesh(context, obj, int(target))
+            except QuadRemeshError as e:  # the head stays, in triangles; the panel says why
+                obj["s3d_warnings"] = "\n".join(x for x in (str(obj.get("s3d_warnings", "")), str(e)) if x)
+        objs.append(obj)
     if objs:
         for o in context.view_layer.objects:
             if o is not None:  # the PLY importer's removed temporary object, until the view layer resyncs

@@ -44,6 +44,14 @@ class S3DSceneSettings(bpy.types.PropertyGroup):
                                  description="Rendered views blended into the vertex colours")
     no_frame: bpy.props.BoolProperty(name="Keep my framing", default=False,
                                      description="Do not auto-frame the drawing onto the canonical framing")
+    max_faces: bpy.props.IntProperty(
+        name="Target faces", default=0, min=0, max=5_000_000, soft_max=500_000,
+        description="Decimate the head to about this many faces (1,000 or more; quadric decimation in the backend). "
+                    "0: the backend's default, at most 200,000")
+    quad_remesh: bpy.props.BoolProperty(
+        name="Quad remesh", default=False,
+        description="Turn the imported head into quads with QuadriFlow (aiming at the target faces, else half the "
+                    "triangles); colours and vertex groups are carried over. Takes seconds to a minute")
     variations: bpy.props.IntProperty(name="Variations", default=4, min=2, max=12,
                                       description="How many seeds to generate side by side")
 

@@ -304,6 +304,32 @@ def main() -> int:
         new = [bpy.data.objects[n] for n in sorted(set(names()) - before_var)]
         report["variations"] = [{"name": o.name, "x": o.location.x, "seed": o["s3d_seed"]} for o in new]
 
+        step("target faces and quad remesh")
+        report["min_max_faces"] = [mod.generation.MIN_FACES, mod.generation.MAX_FACES]
+        s.resolution, s.max_faces = "192", 20000
+        t0 = time.monotonic()
+        report["target_result"] = sorted(bpy.ops.s3d.generate())
+        head = bpy.context.active_object
+        result = json.loads((Path(head["s3d_job_folder"]) / "result.json").read_text())
+        report["target"] = {"faces": len(head.data.polygons), "seconds": round(time.monotonic() - t0, 2),
+                            "result": {k: v for k, v in result.items() if "face" in k or k == "mesh"}}
+        s.max_faces = 500
+        report["target_too_small_poll"] = bpy.ops.s3d.generate.poll()
+        s.resolution, s.max_faces, s.quad_remesh = "64", 2000, True
+        t0 = time.monotonic()
+        report["quad_result"] = sorted(bpy.ops.s3d.generate())
+        head = bpy.context.active_object
+        sizes = np.empty(len(head.data.polygons), np.int32)
+        head.data.polygons.foreach_get("loop_total", sizes)
+        info, quad_arrays = describe_head(head)
+        lab = head.data.attributes.get("s3d_label")
+        report["quad"] = {"faces": len(sizes), "face_sizes": sorted({int(x) for x in sizes}),
+                          "seconds": round(time.monotonic() - t0, 2), "color_attributes": info["color_attributes"],
+                          "vertex_groups": info["vertex_groups"], "materials": info["materials"],
+                          "label_attribute": lab is not None, "warnings": head.get("s3d_warnings")}
+        arrays["quad_col"] = quad_arrays.get("col", np.zeros((0, 3), np.uint8))
+        s.max_faces, s.quad_remesh = 0, False
+
         step("async path (worker thread -> queue -> main-thread timer, ticked by hand)")
         gen = mod.generation
         before_async = names()

@@ -631,6 +631,22 @@ def test_env_setup_thread_reports_progress_lines_and_failures(tmp_path):
     assert bad[-1].kind == "error" and "exit code 4" in bad[-1].text and "no matching distribution" in bad[-1].text
 
 
+def test_target_faces_reaches_the_count_and_quad_remesh_keeps_colours_and_groups(scenario):
+    from backend.pipeline import MAX_FACES, MIN_FACES
+
+    rep = scenario["report"]
+    assert rep["min_max_faces"] == [MIN_FACES, MAX_FACES]
+    assert rep["target_result"] == ["FINISHED"]
+    assert abs(rep["target"]["faces"] - 20000) <= 1000, rep["target"]  # 20,000 +- 5 %
+    assert rep["target_too_small_poll"] is False
+    q = rep["quad"]
+    assert rep["quad_result"] == ["FINISHED"] and q["face_sizes"] == [4], q  # every polygon a quad
+    assert ["Col", "FLOAT_COLOR", "POINT"] in q["color_attributes"] and q["vertex_groups"] and q["label_attribute"]
+    assert "S3D Vertex Colour" in q["materials"] and "QuadriFlow" not in (q["warnings"] or "")
+    col = scenario["arrays"]["quad_col"]
+    assert len(col) and col.std() > 0  # the colours came over, not a flat default
+
+
 def test_new_sketch_changes_only_what_it_must_and_says_so(scenario):
     rep = scenario["report"]
     assert rep["drawing_plane_after"] == ["AXIS_Y", "ORIGIN"]  # strokes land on the front plane
