@@ -11,7 +11,8 @@ with the job's files (``mesh.ply``, ``mask.png``, ``result.json``, ...) and ``OU
 the imported head (``--one-scene``: all heads side by side in ``OUT_DIR/scene.blend``), and
 ``OUT_DIR/batch_summary.json`` (per head: its folder, size and the backend's mask ``warnings``, which
 are printed too). ``--max-faces N`` decimates each head to about N faces in the backend (1000..5000000);
-``--quad-remesh`` turns each imported head into quads (QuadriFlow, colours and vertex groups kept). Exit
+``--quad-remesh`` turns each imported head into quads (QuadriFlow, colours and vertex groups kept);
+``--texture PX`` bakes its colours into a PX x PX image texture (``OUT_DIR/<name>/texture.png``). Exit
 code 0 when every sketch converted, 1 when some failed, 2 for bad arguments. Runs the synchronous path (timers never fire in background mode).
 
 The backend's Python: ``--backend-python``, else ``$S3D_BACKEND_PYTHON``, else the running Python when
@@ -65,11 +66,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="decimate each head to about this many faces (1000..5000000; 0: the backend's default)")
     p.add_argument("--quad-remesh", action="store_true",
                    help="remesh each imported head into quads (QuadriFlow), keeping colours and vertex groups")
+    p.add_argument("--texture", type=int, default=0, metavar="PX",
+                   help="bake each head's colours into a PX x PX texture (1024, 2048 or 4096; 0: none)")
     p.add_argument("--backend-python", default="", help="Python executable of the backend environment")
     p.add_argument("--weights-dir", default="", help="weights folder (default: the bundled weights)")
     args = p.parse_args(argv)
     if args.max_faces and not MIN_FACES <= args.max_faces <= MAX_FACES:
         p.error(f"--max-faces must be 0 (the backend's default) or {MIN_FACES}..{MAX_FACES}, not {args.max_faces}")
+    if args.texture not in (0, 1024, 2048, 4096):
+        p.error(f"--texture must be 0, 1024, 2048 or 4096, not {args.texture}")
     return args
 
 
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["S3D_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
     base = GenerateSettings(seed=args.seed, resolution=args.resolution, views=args.views, no_frame=args.no_frame,
                             projection=args.projection, formats=[f.strip() for f in args.formats.split(",") if f.strip()],
-                            max_faces=args.max_faces, quad_remesh=args.quad_remesh)
+                            max_faces=args.max_faces, quad_remesh=args.quad_remesh, texture_size=args.texture)
     done, failed = [], []
     context = bpy.context
     clear_scene()

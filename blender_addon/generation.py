@@ -29,7 +29,7 @@ from .http_client import BackendError
 from .importer import import_job_folder
 from .job_runner import JobRequest, JobResult, JobThread, run_job, stage_label
 from .label_set import NUM_CLASSES, colour_to_ids
-from .mesh_ops import QuadRemeshError, quad_remesh
+from .mesh_ops import QuadRemeshError, TextureBakeError, bake_texture, quad_remesh
 from .png_io import encode_png, is_png
 from .job_folders import prune_job_folders
 from .preferences import backend_config, get_preferences, job_root
@@ -106,6 +106,7 @@ class GenerateSettings:
     formats: list[str] = field(default_factory=lambda: ["ply"])
     max_faces: int = 0  # 0: the backend's default budget
     quad_remesh: bool = False
+    texture_size: int = 0  # 0: no texture; else bake the colours into a texture of this many px a side
 
     @classmethod
     def from_scene(cls, context) -> "GenerateSettings":
@@ -113,7 +114,8 @@ class GenerateSettings:
         s = context.scene.s3d
         return cls(source=s.source, gp_object=s.gp_object or context.active_object, projection=s.projection,
                    image_path=s.image_path, mask_image=s.mask_image, seed=s.seed, resolution=int(s.resolution),
-                   views=s.views, no_frame=s.no_frame, max_faces=s.max_faces, quad_remesh=s.quad_remesh)
+                   views=s.views, no_frame=s.no_frame, max_faces=s.max_faces, quad_remesh=s.quad_remesh,
+                   texture_size=int(s.texture_size) if s.texture else 0)
 
 
 def input_problem(context, settings: GenerateSettings) -> str | None:
@@ -183,6 +185,8 @@ def build_request(context, settings: GenerateSettings, *, seed: int | None = Non
     tag = dict(tag or {})
     if settings.quad_remesh:
         tag["quad_remesh"] = int(settings.max_faces) or True
+    if settings.texture_size:
+        tag["texture"] = int(settings.texture_size)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     out_dir = job_root(context) / f"{_safe_name(name)}_seed{seed}_{stamp}"
     return JobRequest(job_input=job_input, options=options, out_dir=str(out_dir), name=name,
@@ -247,6 +251,11 @@ def import_results(context, results: list[JobResult], replace_object=None) -> li
             try:
                 quad_remesh(context, obj, int(target))
             except QuadRemeshError as e:  # the head stays, in triangles; the panel says why
+                obj["s3d_warnings"] = "\n".join(x for x in (str(obj.get("s3d_warnings", "")), str(e)) if x)
+        if res.request.tag.get("texture"):
+            try:
+                bake_texture(context, obj, int(res.request.tag["texture"]), folder=res.request.out_dir)
+            except TextureBakeError as e:  # the head keeps its vertex colours
                 obj["s3d_warnings"] = "\n".join(x for x in (str(obj.get("s3d_warnings", "")), str(e)) if x)
         objs.append(obj)
     if objs:

@@ -76,6 +76,11 @@ class S3D_PT_main(bpy.types.Panel):
         col = layout.column(align=True)
         col.prop(s, "max_faces", text="Target faces")
         col.prop(s, "quad_remesh", text="Quad remesh")
+        row = col.row(align=True)
+        row.prop(s, "texture", text="Bake texture")
+        sub = row.row(align=True)
+        sub.enabled = s.texture
+        sub.prop(s, "texture_size", text="")
 
         if status.running:
             layout.operator("s3d.cancel", icon="CANCEL")

@@ -52,6 +52,13 @@ class S3DSceneSettings(bpy.types.PropertyGroup):
         name="Quad remesh", default=False,
         description="Turn the imported head into quads with QuadriFlow (aiming at the target faces, else half the "
                     "triangles); colours and vertex groups are carried over. Takes seconds to a minute")
+    texture: bpy.props.BoolProperty(
+        name="Bake texture", default=False,
+        description="Unwrap the head (Smart UV Project) and bake its colours into an image texture (texture.png in "
+                    "the job folder, packed); the colour attribute stays")
+    texture_size: bpy.props.EnumProperty(
+        name="Texture size", default="1024",
+        items=[("1024", "1024 px", "1024 x 1024"), ("2048", "2048 px", "2048 x 2048"), ("4096", "4096 px", "4096 x 4096")])
     variations: bpy.props.IntProperty(name="Variations", default=4, min=2, max=12,
                                       description="How many seeds to generate side by side")
 

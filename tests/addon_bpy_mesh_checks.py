@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -78,6 +79,37 @@ def main() -> int:
         except importer.MeshImportError as e:
             report["bad_ply_error"] = str(e)
         report["objects_after_bad"] = sorted(o.name for o in bpy.data.objects)
+
+        from blender_addon import mesh_ops
+
+        engine = ctx.scene.render.engine
+        t0 = time.monotonic()
+        img = mesh_ops.bake_texture(ctx, head, 1024, folder=args.job)
+        me = head.data
+        mat = me.materials[0]
+        nodes = mat.node_tree.nodes
+        base_links = [(l.from_node.type, l.from_socket.name) for l in mat.node_tree.links if l.to_socket.name == "Base Color"]
+        report["texture"] = {"seconds": round(time.monotonic() - t0, 2), "uv_layers": [u.name for u in me.uv_layers],
+                             "material": mat.name, "image_nodes": [n.image.name for n in nodes if n.type == "TEX_IMAGE" and n.image],
+                             "base_colour_from": base_links, "image_size": list(img.size), "packed": bool(img.packed_file),
+                             "file": str(Path(args.job) / mesh_ops.TEXTURE_FILE),
+                             "file_exists": (Path(args.job) / mesh_ops.TEXTURE_FILE).is_file(),
+                             "engine_restored": ctx.scene.render.engine == engine,
+                             "shared_material_untouched": [n.type for n in bpy.data.materials[importer.MATERIAL_NAME].node_tree.nodes
+                                                           if n.type == "TEX_IMAGE"] == [],
+                             "color_attributes": [[a.name, a.data_type, a.domain] for a in me.color_attributes]}
+        # the texture at each vertex's UV against the vertex's colour
+        px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
+        img.pixels.foreach_get(px)
+        px = px.reshape(img.size[1], img.size[0], 4)
+        uv = np.empty(len(me.loops) * 2, np.float32)
+        me.uv_layers[0].data.foreach_get("uv", uv)
+        vidx = np.empty(len(me.loops), np.int32)
+        me.loops.foreach_get("vertex_index", vidx)
+        uv = uv.reshape(-1, 2)
+        xy = np.clip((uv * np.array(img.size)).astype(int), 0, np.array(img.size) - 1)
+        arrays["texture_at_loops"] = np.round(px[xy[:, 1], xy[:, 0], :3] * 255).astype(np.uint8)
+        arrays["texture_loop_vertex"] = vidx
     except Exception:
         report["exception"] = traceback.format_exc()
     Path(args.out).write_text(json.dumps(report, indent=1))

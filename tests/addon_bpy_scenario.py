@@ -315,7 +315,7 @@ def main() -> int:
                             "result": {k: v for k, v in result.items() if "face" in k or k == "mesh"}}
         s.max_faces = 500
         report["target_too_small_poll"] = bpy.ops.s3d.generate.poll()
-        s.resolution, s.max_faces, s.quad_remesh = "64", 2000, True
+        s.resolution, s.max_faces, s.quad_remesh, s.texture = "64", 2000, True, True
         t0 = time.monotonic()
         report["quad_result"] = sorted(bpy.ops.s3d.generate())
         head = bpy.context.active_object
@@ -326,9 +326,13 @@ def main() -> int:
         report["quad"] = {"faces": len(sizes), "face_sizes": sorted({int(x) for x in sizes}),
                           "seconds": round(time.monotonic() - t0, 2), "color_attributes": info["color_attributes"],
                           "vertex_groups": info["vertex_groups"], "materials": info["materials"],
-                          "label_attribute": lab is not None, "warnings": head.get("s3d_warnings")}
+                          "label_attribute": lab is not None, "warnings": head.get("s3d_warnings"),
+                          "uv_layers": [u.name for u in head.data.uv_layers],
+                          "image_nodes": [n.image.name for m in head.data.materials for n in m.node_tree.nodes
+                                          if n.type == "TEX_IMAGE" and n.image],
+                          "texture_file": (Path(head["s3d_job_folder"]) / "texture.png").is_file()}
         arrays["quad_col"] = quad_arrays.get("col", np.zeros((0, 3), np.uint8))
-        s.max_faces, s.quad_remesh = 0, False
+        s.max_faces, s.quad_remesh, s.texture = 0, False, False
 
         step("async path (worker thread -> queue -> main-thread timer, ticked by hand)")
         gen = mod.generation
