@@ -93,9 +93,11 @@ def read_ply_mesh(path: str | os.PathLike, name: str):
         MeshImportError: the importer failed or found no mesh in the file.
     """
     before = set(bpy.data.objects)
-    try:
-        bpy.ops.wm.ply_import(filepath=str(path), import_colors="SRGB", import_attributes=True, merge_verts=False,
-                              use_scene_unit=False, global_scale=1.0, forward_axis="Y", up_axis="Z")
+    wanted = {"filepath": str(path), "import_colors": "SRGB", "import_attributes": True, "merge_verts": False,
+              "use_scene_unit": False, "global_scale": 1.0, "forward_axis": "Y", "up_axis": "Z"}
+    known = {p.identifier for p in bpy.ops.wm.ply_import.get_rna_type().properties}
+    try:  # only the options this Blender's importer has (import_attributes is recent)
+        bpy.ops.wm.ply_import(**{k: v for k, v in wanted.items() if k in known})
     except RuntimeError as e:  # the importer's error report
         raise MeshImportError(f"cannot read {path}: {str(e).strip()}") from None
     new = [o for o in bpy.data.objects if o not in before]
