@@ -195,7 +195,7 @@ class S3D_OT_new_sketch(bpy.types.Operator):
                 changes.append(view)
             try:
                 bpy.ops.object.mode_set(mode="PAINT_GREASE_PENCIL")
-                changes.append("Draw mode")
+                changes.append("Draw mode on")
             except RuntimeError:
                 pass
         self.report({"INFO"}, f"S3D: added '{obj.name}' (draw on layer 'Lines')"
