@@ -149,6 +149,8 @@ def test_image_decoder_returns_a_sketch_or_a_coded_error(mode, w, h, kind, seed,
 
 
 @PROPS
+@example(data=b"\x00\x00\x00\x0dIHDR", prefix=b"\x89PNG\r\n\x1a\n")  # Image.open: OSError, not "unidentified"
+@example(data=b"\x00\x00\x00\x00WEBPVP8 ", prefix=b"RIFF")
 @given(data=st.binary(max_size=3000), prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a",
                                                               b"II*\x00", b"RIFF"]))
 def test_random_bytes_never_escape_the_image_decoder(data, prefix):
