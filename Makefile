@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --upgrade pip wheel setuptools
 	# torch first, pinned, so no dependency can pull a CUDA build
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e '.[dev,cluster]'
 	@mkdir -p .cache/anny .cache/blender .cache/mesa .cache/xdg
 	@touch $(STAMP)
 

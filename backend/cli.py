@@ -3,9 +3,10 @@
 * ``s3d generate INPUT --out DIR [--from-mask] [--seed N] [--resolution 128|192|256] [--no-frame]
   [--views K] [--format ply,glb,obj] [--device auto|cpu|cuda]``: one sketch (image or stroke JSON) or
   label map -> mesh files, mask, views and result.json in DIR; prints where they are and each stage's time.
-* ``s3d batch IN_DIR OUT_DIR``: every input in IN_DIR -> OUT_DIR/<name>/; a progress bar; resumes (inputs
-  whose result.json exists are skipped); failures are recorded in OUT_DIR/summary.json and do not stop
-  the batch; parallel worker processes on CPU.
+* ``s3d batch IN_DIR OUT_DIR [--engine local|ray]``: every input in IN_DIR -> OUT_DIR/<name>/; a progress
+  bar; resumes (inputs whose result.json records the same input sha256 and options are skipped); failures
+  are recorded in OUT_DIR/summary.json and do not stop the batch; parallel worker processes on CPU, or
+  Ray actors on a local Ray or a cluster (backend/batch_ray.py, docs/scale-out.md).
 * ``s3d serve [--host 127.0.0.1] [--port 0]``: the local job server (backend/server.py); prints
   ``S3D_READY {"host", "port", "token_file"}``.
 
@@ -111,6 +112,39 @@ def _batch_inputs(in_dir: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(in_dir).parts))
 
 
+def batch_plan(in_dir: Path, out_dir: Path) -> list[tuple[Path, Path]]:
+    """Every input of ``in_dir`` and its output folder: ``out_dir/<relative path without suffix>``, or
+    ``<stem>_<suffix>`` when inputs of one folder share a stem (``head.png`` and ``head.json`` would
+    otherwise overwrite each other). Used by both batch engines."""
+    inputs = _batch_inputs(in_dir)
+    stems: dict[Path, int] = {}
+    for p in inputs:
+        key = p.relative_to(in_dir).with_suffix("")
+        stems[key] = stems.get(key, 0) + 1
+    plan = []
+    for p in inputs:
+        rel = p.relative_to(in_dir).with_suffix("")
+        if stems[rel] > 1:
+            rel = rel.with_name(f"{rel.name}_{p.suffix.lstrip('.').lower()}")
+        plan.append((p, out_dir / rel))
+    return plan
+
+
+def finished_result(src: Path, dest: Path, options_dict: dict) -> bool:
+    """True when ``dest/result.json`` records this input (same sha256 of its bytes) converted with these
+    options (``dataclasses.asdict(GenerateOptions)``): a batch re-run skips it. Never raises; an unreadable
+    or foreign result.json counts as not finished."""
+    from backend.pipeline import input_sha256
+
+    try:
+        rec = json.loads((dest / "result.json").read_text())
+        want = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options_dict.items()}
+        return (isinstance(rec, dict) and rec.get("sketch_sha256") is not None
+                and rec.get("sketch_sha256") == input_sha256(src) and rec.get("options") == want)
+    except (OSError, ValueError):
+        return False
+
+
 _WORKER: dict = {}
 
 
@@ -158,12 +192,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(f"s3d batch: error [input_not_found]: {in_dir} is not a folder", file=sys.stderr)
         return 2
     options = _options_from_args(args)
-    inputs = _batch_inputs(in_dir)
+    if getattr(args, "engine", "local") == "ray":
+        from backend.batch_ray import run_from_args
+
+        return run_from_args(args, options)
+    plan = batch_plan(in_dir, out_dir)
+    inputs = [p for p, _ in plan]
     out_dir.mkdir(parents=True, exist_ok=True)
     todo, skipped = [], []
-    for p in inputs:
-        dest = out_dir / p.relative_to(in_dir).with_suffix("")
-        if (dest / "result.json").is_file() and not args.force:
+    for p, dest in plan:
+        if not args.force and finished_result(p, dest, dataclasses.asdict(options)):
             skipped.append(str(p))
             continue
         todo.append((str(p), str(dest), dataclasses.asdict(options)))
@@ -256,7 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     bat.add_argument("in_dir")
     bat.add_argument("out_dir")
     bat.add_argument("--workers", type=int, default=0, help="worker processes (default: CPU cores, max 4; 1 on CUDA)")
-    bat.add_argument("--force", action="store_true", help="redo inputs whose result.json exists")
+    bat.add_argument("--force", action="store_true",
+                     help="redo inputs already converted with the same input and options")
+    bat.add_argument("--engine", choices=["local", "ray"], default="local",
+                     help="local: worker processes on this machine (default); ray: Ray actors, local or a cluster "
+                          "(pip install -e '.[cluster]'; docs/scale-out.md)")
+    bat.add_argument("--address", default=None,
+                     help="with --engine ray: a running cluster ('auto' or host:port; default $RAY_ADDRESS, "
+                          "else an embedded local Ray)")
+    bat.add_argument("--num-gpus-per-worker", type=float, default=0.0,
+                     help="with --engine ray: GPUs each Ray worker reserves (0 = CPU; 0.5 = two workers a GPU)")
+    bat.add_argument("--max-retries", type=int, default=3,
+                     help="with --engine ray: times an item is retried after its worker died (3)")
     _add_job_options(bat)
     bat.set_defaults(func=cmd_batch)
 
