@@ -13,7 +13,8 @@
 * Re-runs skip finished items (:func:`backend.cli.finished_result`: input sha256 and options in
   ``result.json``), so an interrupted batch resumes.
 * ``OUT_DIR/summary.json``: the plain batch's keys plus ``engine``, ``per_worker``, ``retries`` /
-  ``retried``, ``converted`` / ``skipped`` counts and the Ray settings.
+  ``retried``, ``converted`` / ``skipped`` counts, the Ray settings, ``wall_s`` (all of it, Ray start
+  included) and ``items_per_s`` over ``convert_s`` (from the first item handed out, models loaded).
 
 Ray is optional (``pip install -e '.[cluster]'``) and imported only here, only when asked for.
 """
@@ -193,6 +194,7 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
     results: list[dict] = []
     retried: list[dict] = []
     per_worker: list[dict] = []
+    convert_s = 0.0
     session = RaySession(False, None, "none")
     t0 = time.perf_counter()
     if todo:
@@ -201,7 +203,7 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
             if not n_workers:
                 n_workers = _default_workers(ray, False, threads, num_gpus_per_worker)
             n_workers = max(1, min(n_workers, len(todo)))
-            results, retried, per_worker = _drive(ray, todo, opts, n_workers, threads, num_gpus_per_worker,
+            results, retried, per_worker, convert_s = _drive(ray, todo, opts, n_workers, threads, num_gpus_per_worker,
                                                   max_retries, weights, device, not options.from_mask, quiet, tqdm)
         finally:
             stop_ray(session)
@@ -213,7 +215,8 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
                "done": sorted(done, key=lambda r: r["input"]), "failed": sorted(failed, key=lambda r: r["input"]),
                "skipped_existing": skipped, "converted": len(done), "skipped": len(skipped),
                "retries": len(retried), "retried": retried, "per_worker": per_worker,
-               "wall_s": round(wall, 3), "items_per_s": round(len(results) / wall, 4) if results and wall > 0 else None,
+               "wall_s": round(wall, 3), "convert_s": round(convert_s, 3),
+               "items_per_s": round(len(results) / convert_s, 4) if results and convert_s > 0 else None,
                "ray": {"address": session.address, "num_gpus_per_worker": num_gpus_per_worker,
                        "max_retries": max_retries}}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -246,8 +249,11 @@ def _drive(ray, todo, opts, n_workers, threads, gpus, max_retries, weights, devi
         bar.set_postfix(done=sum(x["ok"] for x in results), failed=sum(not x["ok"] for x in results),
                         retried=len(retried), refresh=False)
 
+    first_start = None
     try:
         while queue or inflight or pinging:
+            if free and queue and first_start is None:
+                first_start = time.perf_counter()  # workers loaded: the steady-state clock starts
             while free and queue:
                 i = free.pop(0)
                 src, dest = queue.popleft()
@@ -309,7 +315,8 @@ def _drive(ray, todo, opts, n_workers, threads, gpus, max_retries, weights, devi
         bar.close()
         for a in actors:
             ray.kill(a, no_restart=True)
-    return results, retried, stats
+    convert_s = time.perf_counter() - first_start if first_start is not None else 0.0
+    return results, retried, stats, convert_s
 
 
 def run_from_args(args, options) -> int:
