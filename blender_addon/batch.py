@@ -15,6 +15,11 @@ are printed too). ``--max-faces N`` decimates each head to about N faces in the 
 ``--texture PX`` bakes its colours into a PX x PX image texture (``OUT_DIR/<name>/texture.png``). Exit
 code 0 when every sketch converted, 1 when some failed, 2 for bad arguments. Runs the synchronous path (timers never fire in background mode).
 
+``--engine ray [--address A] [--workers N] [--num-gpus-per-worker G]``: instead of one job at a time
+through the add-on's backend, every sketch is captured first and all are converted in one
+``s3d batch --engine ray`` run of the backend's Python (an embedded local Ray, or the cluster at ``A``;
+docs/scale-out.md), then imported; a re-run skips heads already converted with the same options.
+
 The backend's Python: ``--backend-python``, else ``$S3D_BACKEND_PYTHON``, else the running Python when
 it has torch (``python -m`` from the backend environment), else the add-on's preference / created
 environment / the checkout's ``.venv``.
@@ -22,10 +27,13 @@ environment / the checkout's ``.venv``.
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib
 import importlib.util
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,11 +46,12 @@ if not __package__:  # run as a script (blender -P .../batch.py): import the add
 
 import bpy  # noqa: E402
 
-from .backend_process import stop_all  # noqa: E402
-from .generation import MAX_FACES, MIN_FACES, GenerateSettings, InputError, build_request, run_sync  # noqa: E402
+from .backend_process import find_backend_root, stop_all  # noqa: E402
+from .generation import (MAX_FACES, MIN_FACES, GenerateSettings, InputError, build_request, import_results,  # noqa: E402
+                         push_undo, run_sync)
 from .gp_capture import is_grease_pencil  # noqa: E402
 from .http_client import BackendError  # noqa: E402
-from .job_runner import JobCancelled  # noqa: E402
+from .job_runner import JobCancelled, JobResult  # noqa: E402
 from .importer import MeshImportError  # noqa: E402
 from .preferences import auto_backend_python  # noqa: E402
 
@@ -70,6 +79,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="bake each head's colours into a PX x PX texture (1024, 2048 or 4096; 0: none)")
     p.add_argument("--backend-python", default="", help="Python executable of the backend environment")
     p.add_argument("--weights-dir", default="", help="weights folder (default: the bundled weights)")
+    p.add_argument("--engine", choices=("server", "ray"), default="server",
+                   help="server: one job at a time through the add-on's backend (default); ray: all sketches "
+                        "in one `s3d batch --engine ray` run (local Ray or a cluster; docs/scale-out.md)")
+    p.add_argument("--address", default="", help="with --engine ray: the Ray cluster (auto or host:port)")
+    p.add_argument("--workers", type=int, default=0, help="with --engine ray: Ray workers (0: the backend's default)")
+    p.add_argument("--num-gpus-per-worker", type=float, default=0.0, help="with --engine ray: GPUs per worker")
     args = p.parse_args(argv)
     if args.max_faces and not MIN_FACES <= args.max_faces <= MAX_FACES:
         p.error(f"--max-faces must be 0 (the backend's default) or {MIN_FACES}..{MAX_FACES}, not {args.max_faces}")
@@ -142,6 +157,142 @@ def _sources(in_dir: Path) -> list[Path]:
     return sorted(p for p in in_dir.iterdir() if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() == ".blend"))
 
 
+def backend_batch_command(python: str, stage: Path, out_dir: Path, args: argparse.Namespace) -> list[str]:
+    """The ``s3d batch --engine ray`` command line for the staged sketches, with this batch's options."""
+    cmd = [python, "-m", "backend.cli", "batch", str(stage), str(out_dir), "--engine", "ray",
+           "--seed", str(args.seed), "--resolution", str(args.resolution), "--views", str(args.views),
+           "--format", ",".join(f.strip() for f in args.formats.split(",") if f.strip())]
+    if args.no_frame:
+        cmd.append("--no-frame")
+    if args.max_faces:
+        cmd += ["--max-faces", str(args.max_faces)]
+    if args.weights_dir:
+        cmd += ["--weights", str(Path(args.weights_dir).resolve())]
+    if args.address:
+        cmd += ["--address", args.address]
+    if args.workers:
+        cmd += ["--workers", str(args.workers)]
+    if args.num_gpus_per_worker:
+        cmd += ["--num-gpus-per-worker", str(args.num_gpus_per_worker)]
+    return cmd
+
+
+def _main_ray(args: argparse.Namespace, sources: list[Path], in_dir: Path, out_dir: Path,
+              base: GenerateSettings) -> int:
+    """``--engine ray``: capture every sketch (images, Grease Pencil strokes) into a staging folder, convert
+    them all in one ``s3d batch --engine ray`` run into ``OUT_DIR/<name>/``, then import each head and save
+    the .blend files as the server path does (the .blend files hold the heads; Grease Pencil sketches stay
+    in their source files)."""
+    context = bpy.context
+    stage = out_dir / ".s3d-ray-inputs"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    items: list[tuple[str, Path, object]] = []
+    failed: list[dict] = []
+    for src in sources:
+        clear_scene()
+        pending: list[tuple[str, GenerateSettings]] = []
+        if src.suffix.lower() == ".blend":
+            try:
+                gp_objects = load_grease_pencil_objects(src)
+            except (OSError, RuntimeError) as e:
+                failed.append({"source": str(src), "error": f"cannot read {src.name}: {e}"})
+                continue
+            if not gp_objects:
+                failed.append({"source": str(src), "error": f"{src.name} has no Grease Pencil object"})
+            for obj in gp_objects:
+                pending.append((f"{src.stem}_{obj.name}" if len(gp_objects) > 1 else src.stem,
+                                GenerateSettings(**{**base.__dict__, "source": "GREASE_PENCIL", "gp_object": obj})))
+        else:
+            pending.append((src.stem, GenerateSettings(**{**base.__dict__, "source": "IMAGE", "image_path": str(src)})))
+        for name, settings in pending:
+            while any(n == name for n, _, _ in items):  # a.png and a.blend: one folder each
+                name += "_2"
+            try:
+                req = build_request(context, settings, name=name)
+            except (InputError, OSError, ValueError) as e:
+                failed.append({"source": str(src), "name": name, "error": str(e)})
+                print(f"s3d-batch: FAILED {name}: {e}", file=sys.stderr)
+                continue
+            if req.job_input["kind"] == "strokes":
+                (stage / f"{name}.json").write_text(json.dumps(req.job_input["data"]))
+            else:
+                (stage / f"{name}.png").write_bytes(base64.b64decode(req.job_input["data"]))
+            items.append((name, src, req))
+    clear_scene()
+    backend_failed: dict[str, dict] = {}
+    if items:
+        root = find_backend_root()
+        env = dict(os.environ)
+        env.pop("PYTHONHOME", None)  # Blender's own Python home must not leak into the backend's
+        if root is not None:
+            env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        cmd = backend_batch_command(os.environ["S3D_BACKEND_PYTHON"], stage, out_dir, args)
+        print("s3d-batch: " + " ".join(cmd), flush=True)
+        try:
+            rc = subprocess.run(cmd, env=env, cwd=str(out_dir)).returncode
+        except OSError as e:
+            rc = None
+            print(f"s3d-batch: cannot run the backend: {e}", file=sys.stderr)
+        try:
+            summary = json.loads((out_dir / "summary.json").read_text())
+            backend_failed = {Path(r["input"]).stem: r for r in summary.get("failed", [])}
+        except (OSError, ValueError):
+            backend_failed = {name: {"code": "backend_failed", "message": f"s3d batch exited with {rc}"}
+                              for name, _, _ in items}
+    done: list[dict] = []
+    slot = 0
+    try:
+        for name, src, req in items:
+            folder = out_dir / name
+            if name in backend_failed or not (folder / "result.json").is_file():
+                r = backend_failed.get(name, {"code": "missing", "message": "no result"})
+                failed.append({"source": str(src), "name": name, "error": f"[{r.get('code')}] {r.get('message')}"})
+                print(f"s3d-batch: FAILED {name}: [{r.get('code')}] {r.get('message')}", file=sys.stderr)
+                continue
+            if not args.one_scene:
+                clear_scene()
+            req.out_dir = str(folder)
+            req.tag["offset"] = (slot * SPACING_M if args.one_scene else 0.0, 0.0, 0.0)
+            if bpy.app.background:
+                push_undo("S3D: before import")
+            try:
+                obj = import_results(context, [JobResult(request=req, job_id="", status={}, files=[])])[0]
+            except (MeshImportError, OSError, ValueError) as e:
+                failed.append({"source": str(src), "name": name, "error": str(e)})
+                print(f"s3d-batch: FAILED {name}: {e}", file=sys.stderr)
+                continue
+            slot += 1
+            info = {"name": name, "object": obj.name, "folder": str(folder), "source": str(src),
+                    "vertices": len(obj.data.vertices), "faces": len(obj.data.polygons),
+                    "warnings": str(obj.get("s3d_warnings", "") or "").splitlines()}
+            if not args.one_scene:
+                blend = out_dir / f"{name}.blend"
+                bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
+                info["blend"] = str(blend)
+            done.append(info)
+            print(f"s3d-batch: {name} -> {folder} ({info['vertices']} vertices)")
+            for msg in info["warnings"]:
+                print(f"s3d-batch: warning for {name}: {msg}")
+        if args.one_scene and done:
+            blend = out_dir / "scene.blend"
+            bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
+            for info in done:
+                info["blend"] = str(blend)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return _write_summary(in_dir, out_dir, done, failed, engine="ray")
+
+
+def _write_summary(in_dir: Path, out_dir: Path, done: list, failed: list, engine: str = "server") -> int:
+    summary = {"in_dir": str(in_dir), "out_dir": str(out_dir), "engine": engine, "converted": done, "failed": failed}
+    tmp = out_dir / "batch_summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out_dir / "batch_summary.json")
+    print(f"s3d-batch: {len(done)} converted, {len(failed)} failed; summary in {out_dir / 'batch_summary.json'}")
+    return 0 if not failed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the batch; returns the exit code (see the module docstring)."""
     args = parse_args(_script_argv() if argv is None else argv)
@@ -160,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     base = GenerateSettings(seed=args.seed, resolution=args.resolution, views=args.views, no_frame=args.no_frame,
                             projection=args.projection, formats=[f.strip() for f in args.formats.split(",") if f.strip()],
                             max_faces=args.max_faces, quad_remesh=args.quad_remesh, texture_size=args.texture)
+    if args.engine == "ray":
+        return _main_ray(args, sources, in_dir, out_dir, base)
     done, failed = [], []
     context = bpy.context
     clear_scene()
@@ -209,12 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 info["blend"] = str(blend)
     finally:
         stop_all()
-    summary = {"in_dir": str(in_dir), "out_dir": str(out_dir), "converted": done, "failed": failed}
-    tmp = out_dir / "batch_summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out_dir / "batch_summary.json")
-    print(f"s3d-batch: {len(done)} converted, {len(failed)} failed; summary in {out_dir / 'batch_summary.json'}")
-    return 0 if not failed else 1
+    return _write_summary(in_dir, out_dir, done, failed)
 
 
 if __name__ == "__main__":
