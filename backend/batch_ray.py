@@ -207,6 +207,8 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
                                                   max_retries, weights, device, not options.from_mask, quiet, tqdm)
         finally:
             stop_ray(session)
+    else:
+        n_workers = 0  # nothing to convert: Ray is not started
     wall = time.perf_counter() - t0
     failed = [r for r in results if not r["ok"]]
     done = [r for r in results if r["ok"]]
@@ -243,17 +245,21 @@ def _drive(ray, todo, opts, n_workers, threads, gpus, max_retries, weights, devi
     unavailable = [0] * n_workers
     bar = tqdm(total=len(todo), desc="s3d batch (ray)", unit="file", disable=quiet, file=sys.stderr)
 
+    def postfix(refresh: bool) -> None:
+        bar.set_postfix(done=sum(x["ok"] for x in results), failed=sum(not x["ok"] for x in results),
+                        retried=len(retried), refresh=refresh)
+
     def finish(r: dict) -> None:
         results.append(r)
+        postfix(False)
         bar.update(1)
-        bar.set_postfix(done=sum(x["ok"] for x in results), failed=sum(not x["ok"] for x in results),
-                        retried=len(retried), refresh=False)
 
     first_start = None
     try:
         while queue or inflight or pinging:
             if free and queue and first_start is None:
                 first_start = time.perf_counter()  # workers loaded: the steady-state clock starts
+                bar.reset(total=len(todo))  # items per second without Ray's start-up
             while free and queue:
                 i = free.pop(0)
                 src, dest = queue.popleft()
@@ -301,8 +307,7 @@ def _drive(ray, todo, opts, n_workers, threads, gpus, max_retries, weights, devi
                                        "see the Ray logs of the node, often the OOM killer", "worker": i})
                 else:
                     queue.appendleft((src, dest))
-                    bar.set_postfix(done=sum(x["ok"] for x in results), failed=sum(not x["ok"] for x in results),
-                                    retried=len(retried))
+                    postfix(True)
                 pinging[actors[i].ready.remote()] = i  # back in the pool once restarted
                 continue
             stats[i]["done" if r["ok"] else "failed"] += 1
