@@ -168,7 +168,8 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
         The summary (also written to ``summary.json``).
 
     Raises:
-        BatchError: ``ray_not_installed``, ``ray_unreachable``, ``bad_option`` (negative GPUs / retries).
+        BatchError: ``ray_not_installed``, ``ray_unreachable``, ``bad_option`` (negative counts, or
+            ``--device cuda`` without GPUs per worker).
     """
     from tqdm import tqdm
 
@@ -178,6 +179,9 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
     if num_gpus_per_worker < 0 or max_retries < 0 or workers < 0 or threads < 0:
         raise BatchError("bad_option", "--workers, --threads, --num-gpus-per-worker and --max-retries must not be "
                          "negative")
+    if device == "cuda" and not num_gpus_per_worker:
+        raise BatchError("bad_option", "--device cuda with --engine ray needs --num-gpus-per-worker (for example "
+                         "1, or 0.25 for four workers a GPU): Ray hides the GPUs from workers that reserve none")
     ray = import_ray()
     opts = dataclasses.asdict(options)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,8 +207,9 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
             if not n_workers:
                 n_workers = _default_workers(ray, False, threads, num_gpus_per_worker)
             n_workers = max(1, min(n_workers, len(todo)))
-            results, retried, per_worker, convert_s = _drive(ray, todo, opts, n_workers, threads, num_gpus_per_worker,
-                                                  max_retries, weights, device, not options.from_mask, quiet, tqdm)
+            results, retried, per_worker, convert_s = _drive(
+                ray, todo, opts, n_workers, threads, num_gpus_per_worker, max_retries, weights, device,
+                not options.from_mask, quiet, tqdm)
         finally:
             stop_ray(session)
     else:
@@ -277,8 +282,10 @@ def _drive(ray, todo, opts, n_workers, threads, gpus, max_retries, weights, devi
                 i = pinging.pop(ref)
                 try:
                     info = ray.get(ref)
-                except ray.exceptions.ActorDiedError:
-                    continue  # restarts used up (or it cannot start): this actor takes no more items
+                except ray.exceptions.ActorDiedError as e:
+                    # restarts used up, or it cannot start (e.g. the project is not installed on that node)
+                    stats[i]["error"] = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+                    continue
                 except ray.exceptions.RayError:  # unavailable while Ray restarts it: ask again shortly
                     unavailable[i] += 1
                     if unavailable[i] <= MAX_UNAVAILABLE_PINGS:
@@ -313,9 +320,11 @@ def _drive(ray, todo, opts, n_workers, threads, gpus, max_retries, weights, devi
             stats[i]["done" if r["ok"] else "failed"] += 1
             finish(r)
             free.append(i)
+        why = "; ".join(sorted({w["error"] for w in stats if w.get("error")}))
         for src, dest in queue:  # only when no actor is left
             finish({"input": src, "ok": False, "code": "worker_lost",
-                    "message": "no Ray worker left to convert it (every worker died more often than --max-retries)"})
+                    "message": "no Ray worker left to convert it (every worker died more often than --max-retries, "
+                               f"or could not start){': ' + why if why else ''}"})
     finally:
         bar.close()
         for a in actors:

@@ -47,8 +47,8 @@ if not __package__:  # run as a script (blender -P .../batch.py): import the add
 import bpy  # noqa: E402
 
 from .backend_process import find_backend_root, stop_all  # noqa: E402
-from .generation import (MAX_FACES, MIN_FACES, GenerateSettings, InputError, build_request, import_results,  # noqa: E402
-                         push_undo, run_sync)
+from .generation import (MAX_FACES, MIN_FACES, GenerateSettings, InputError, build_request,  # noqa: E402
+                         import_results, push_undo, run_sync)
 from .gp_capture import is_grease_pencil  # noqa: E402
 from .http_client import BackendError  # noqa: E402
 from .job_runner import JobCancelled, JobResult  # noqa: E402

@@ -175,3 +175,8 @@ def test_engine_ray_without_ray_installed_is_a_coded_error(monkeypatch, tmp_path
     rc = main(["batch", str(EXAMPLES), str(tmp_path / "out"), "--engine", "ray", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "[ray_not_installed]" in err and "pip install -e '.[cluster]'" in err
+
+
+def test_engine_ray_on_cuda_without_gpus_per_worker_is_a_bad_option(tmp_path, capsys):
+    rc = main(["batch", str(EXAMPLES), str(tmp_path / "out"), "--engine", "ray", "--device", "cuda", "--quiet"])
+    assert rc == 2 and "[bad_option]" in capsys.readouterr().err and not (tmp_path / "out").exists()
