@@ -88,7 +88,8 @@ def start_ray(address: str | None = None, num_cpus: int = 2, runtime_env: dict |
             raise BatchError("ray_unreachable", f"cannot join the Ray cluster at {address!r} ({e}); start one "
                              "with `ray start --head` or leave out --address for a local Ray") from None
         return RaySession(True, None, address)
-    tmp = tempfile.mkdtemp(prefix="s3d-ray-")  # short: Ray's unix socket paths live under it
+    # short: Ray's unix socket paths (at most 107 bytes) live under it, and $TMPDIR can be long (macOS)
+    tmp = tempfile.mkdtemp(prefix="s3d-ray-", dir="/tmp" if os.access("/tmp", os.W_OK) else None)
     env_address = os.environ.pop("RAY_ADDRESS", None)
     try:
         ray.init(num_cpus=num_cpus, include_dashboard=False, _temp_dir=tmp, **quiet)
