@@ -4,7 +4,8 @@ Monkeypatching in the test process does not reach Ray's worker processes, so eac
 :func:`setup` at start: the tiny untrained field gets ``sphere_query``'s ellipsoid (as in
 tests/test_pipeline.py), every finished ``generate`` appends the input's name to a log (to count
 conversions), and a config file (``$S3D_TEST_RAY_HOOK``, read at each job) may name one input on which
-the worker kills itself with SIGKILL mid-job, once (a marker file records that it happened).
+the worker kills itself with SIGKILL mid-job (``kill_on``) or right after committing the result
+(``kill_after``), once (a marker file records that it happened).
 """
 from __future__ import annotations
 
@@ -51,10 +52,17 @@ def setup() -> None:
             result = original(source, out_dir, *args, **kwargs)
         finally:
             _current["name"] = None
-        log = _config().get("log")
-        if log:
-            with open(log, "a") as f:
+        cfg = _config()
+        if cfg.get("log"):
+            with open(cfg["log"], "a") as f:
                 f.write(f"{Path(str(source)).name} {os.getpid()}\n")
+        if cfg.get("kill_after") == Path(str(source)).name:  # committed, then dies before answering
+            try:
+                os.close(os.open(cfg["marker"], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
         return result
 
     pipeline.generate = generate

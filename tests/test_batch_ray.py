@@ -180,3 +180,22 @@ def test_engine_ray_without_ray_installed_is_a_coded_error(monkeypatch, tmp_path
 def test_engine_ray_on_cuda_without_gpus_per_worker_is_a_bad_option(tmp_path, capsys):
     rc = main(["batch", str(EXAMPLES), str(tmp_path / "out"), "--engine", "ray", "--device", "cuda", "--quiet"])
     assert rc == 2 and "[bad_option]" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_worker_killed_after_committing_is_not_converted_twice(ray_session, weights_dir, hook_config, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        shutil.copy(EXAMPLES / "head_long_hair.json", src / f"{i}.json")
+    out, log, marker = tmp_path / "out", tmp_path / "log.txt", tmp_path / "killed"
+    hook_config.write_text(json.dumps({"log": str(log), "kill_after": "1.json", "marker": str(marker)}))
+    try:
+        rc = main(["batch", str(src), str(out), "--engine", "ray", "--workers", "2", "--threads", "1",
+                   "--weights", str(weights_dir), *FAST])
+    finally:
+        hook_config.write_text("{}")
+    assert marker.exists() and rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["converted"] == 3 and summary["retries"] == 1
+    assert [r.get("recovered", False) for r in summary["done"]] == [False, True, False]
+    assert sorted(line.split()[0] for line in log.read_text().splitlines()) == ["0.json", "1.json", "2.json"]
