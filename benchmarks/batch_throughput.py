@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts (1,2)")
     p.add_argument("--weights", default=None, help="weights folder (default: the bundled weights/)")
+    p.add_argument("--engine", choices=("ray", "local"), default="ray",
+                   help="ray (default) or the plain local engine, to compare (its summary has no rate: wall_s)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     counts = [int(c) for c in args.workers.split(",") if c.strip()]
@@ -45,19 +48,24 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for n in counts:
             out = Path(tmp) / f"out{n}"
-            cmd = [sys.executable, "-m", "backend.cli", "batch", str(src), str(out), "--engine", "ray",
+            cmd = [sys.executable, "-m", "backend.cli", "batch", str(src), str(out), "--engine", args.engine,
                    "--workers", str(n), "--threads", "1", "--resolution", str(args.resolution), "--quiet"]
             if args.weights:
                 cmd += ["--weights", args.weights]
             env = dict(os.environ, OMP_NUM_THREADS="1")
             env.pop("RAY_ADDRESS", None)
+            t0 = time.perf_counter()
             subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+            wall = time.perf_counter() - t0
             s = json.loads((out / "summary.json").read_text())
+            if args.engine == "local":  # the plain batch records no timing: its wall time, start-up included
+                s.update(converted=len(s["done"]), per_worker=[{"done": len(s["done"])}], wall_s=wall,
+                         convert_s=wall, items_per_s=len(s["done"]) / wall)
             runs.append({"workers": n, "items": s["converted"], "failed": len(s["failed"]),
                          "items_per_s": s["items_per_s"], "convert_s": s["convert_s"], "wall_s": s["wall_s"],
                          "per_worker": [w["done"] for w in s["per_worker"]]})
             print(f"workers {n}: {s['converted']} items in {s['convert_s']:.1f} s -> {s['items_per_s']:.3f} items/s "
-                  f"(wall {s['wall_s']:.1f} s with Ray start; per worker {[w['done'] for w in s['per_worker']]})",
+                  f"(wall {s['wall_s']:.1f} s with start-up; per worker {[w['done'] for w in s['per_worker']]})",
                   flush=True)
     base = runs[0]["items_per_s"]
     for r in runs:
