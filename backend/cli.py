@@ -72,6 +72,24 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _write_intake_debug(source: str, path: Path) -> None:
+    """Write the strip of an image sketch's paper clean-up stages (backend/sketch/paper.py) to ``path``;
+    a note on stderr for inputs that have no such stages (stroke JSON, label maps)."""
+    from backend.export import png_bytes
+    from backend.sketch.intake import IntakeError, load_sketch
+    from backend.sketch.paper import debug_strip
+    from backend.weights import atomic_write_bytes
+
+    try:
+        sk = load_sketch(source, keep_stages=True)
+    except IntakeError:
+        sk = None
+    if sk is None or not sk.stages:
+        print("s3d generate: --debug-intake: this input has no paper clean-up stages to show", file=sys.stderr)
+        return
+    atomic_write_bytes(path, png_bytes(debug_strip(sk.stages)))
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     """One input -> files in ``--out``; prints the files, the device and each stage's time."""
     from backend.pipeline import PipelineError, generate
@@ -91,6 +109,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except PipelineError as e:
         print(f"s3d generate: error [{e.code}]: {e}", file=sys.stderr)
         return 1
+    if args.debug_intake:
+        _write_intake_debug(args.input, Path(args.out) / "intake_debug.png")
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -287,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("input", help="sketch image (PNG, JPEG, WebP, ...), stroke JSON, or a mask with --from-mask")
     gen.add_argument("--out", required=True, help="output folder")
     gen.add_argument("--json", action="store_true", help="print result.json instead of the summary")
+    gen.add_argument("--debug-intake", action="store_true",
+                     help="also write intake_debug.png: the paper clean-up stages of an image sketch, side by side")
     _add_job_options(gen)
     gen.set_defaults(func=cmd_generate)
 

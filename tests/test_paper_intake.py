@@ -288,3 +288,26 @@ def test_debug_entry_point_and_benchmark_script(tmp_path, bundled_sketch_net, ca
     out = capsys.readouterr().out
     assert "scan.jpg" in out and "intake steps:" in out and "masks with a warning:" in out
     assert rc in (0, 1) and np.asarray(Image.open(tmp_path / "sheet.png")).shape == (64, 2 * 4 * 64 + 8, 3)
+
+
+def test_generate_debug_intake_writes_the_stage_strip(tmp_path, monkeypatch, capsys):
+    import torch
+    from s3d_tiny_weights import make_tiny_weights, sphere_query
+
+    from backend.cli import main as cli_main
+    from backend.models.mask2triplane import Mask2Triplane
+
+    monkeypatch.setattr(Mask2Triplane, "query", sphere_query(Mask2Triplane.query))
+    torch.set_num_threads(2)
+    weights = make_tiny_weights(tmp_path / "weights")
+    data, _, _ = make_scan(300, 400)
+    (tmp_path / "scan.jpg").write_bytes(data)
+    common = ["--weights", str(weights), "--resolution", "64", "--views", "4", "--quiet", "--device", "cpu"]
+    assert cli_main(["generate", str(tmp_path / "scan.jpg"), "--out", str(tmp_path / "job"), "--debug-intake", *common]) == 0
+    strip = np.asarray(Image.open(tmp_path / "job" / "intake_debug.png"))
+    assert strip.shape[1] == 256 * 8 and strip.min() < 128 < strip.max()
+    # a stroke document has no paper to clean: a note, no strip
+    assert cli_main(["generate", str(ROOT / "examples" / "head_front.json"), "--out", str(tmp_path / "strokes"),
+                     "--debug-intake", *common]) == 0
+    assert not (tmp_path / "strokes" / "intake_debug.png").exists()
+    assert "no paper clean-up stages" in capsys.readouterr().err
