@@ -2,7 +2,7 @@
 
 * ``mesh.ply``: binary little endian; vertex ``x y z`` float32 metres, ``red green blue`` uchar sRGB,
   ``label`` uchar (CelebAMask-HQ id); face ``vertex_indices`` list uchar int32. Blender's PLY importer
-  keeps the colours exact (../shared/DESIGN.md section 8).
+  keeps the colours exact (docs/design.md section 5).
 * ``mesh.glb``: glTF 2.0 binary; POSITION, NORMAL, COLOR_0 as **linear** float RGB (glTF colours are
   linear, and Blender reads byte colours as linear, so floats are the exact path), ``_LABEL`` float
   scalar (glTF custom attribute), one material whose base colour is multiplied by COLOR_0.

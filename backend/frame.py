@@ -1,6 +1,6 @@
 """The canonical head frame, the tri-plane box and the input view: the one source of these constants.
 
-Conventions (../shared/DESIGN.md section 5, project decisions):
+Conventions (docs/design.md section 3):
 
 * Units are metres. The canonical head frame is Blender's: Z up, the face looks along -Y, so +X is on
   the right of the front-view image (the person's own right is at -X, image left).

@@ -7,7 +7,7 @@ stray speck does not move it) is scaled uniformly and shifted onto ``CANONICAL_C
 content box of SynHead sketches, read from ``backend/canonical_framing.json`` (written by the SynHead
 generator, training/synhead) or, while that file is absent, the documented defaults below.
 
-Placement rule (a project decision, ../shared/DESIGN.md section 5): the scale is the largest that
+Placement rule (docs/design.md section 3): the scale is the largest that
 keeps the content box inside the canonical box in both width and height; the content is centred
 horizontally on the canonical centre and its top edge is put on the canonical top edge (heads are
 anchored at the crown; how much neck and shoulder a drawing shows varies and is often cut by the page).

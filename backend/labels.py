@@ -1,7 +1,7 @@
 """The CelebAMask-HQ label set used everywhere: masks, the semantic field, vertex groups.
 
 Source: CelebAMask-HQ (Lee et al., CVPR 2020) label order, as used by pix2pix3D seg2face and S3D
-(../shared/DESIGN.md section 4).
+(docs/design.md section 2).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Density field -> clean triangle mesh: coarse-to-fine density grid, marching cubes, clean-up.
 
-Method (issue 6; pix2pix3D's mesh extraction, improved as ../shared/DESIGN.md section 3 asks):
+Method (pix2pix3D's mesh extraction, improved as docs/design.md section 4 says):
 
 1. **Coarse-to-fine density grid.** The field is sampled on a regular grid over the tri-plane box
    ``[-1, 1]^3`` (normalised box coordinates, backend/frame.py), first at ``resolution / 4`` cells a

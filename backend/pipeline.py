@@ -1,6 +1,6 @@
 """Sketch (or mask) -> coloured, labelled head mesh: the one ``generate`` function behind CLI and server.
 
-Stages (../shared/DESIGN.md section 2; S3D, CVPRW 2025, with pix2pix3D's mask-to-3D generator):
+Stages (docs/design.md section 1; S3D, CVPRW 2025, with pix2pix3D's mask-to-3D generator):
 
 ``intake`` (image or stroke JSON -> normalised sketch; or a label map) -> ``framing`` (content box onto
 the canonical framing) -> ``sketch_to_mask`` (SketchToMask U-Net, argmax ids) -> ``planes``

@@ -1,6 +1,6 @@
 """The local job server behind the Blender add-on: ``s3d serve`` (docs/contracts.md section 5, API v1).
 
-Design (../shared/DESIGN.md section 7):
+Design (docs/design.md section 6):
 
 * stdlib ``http.server.ThreadingHTTPServer``; binds 127.0.0.1 by default (another host needs the
   explicit ``allow_remote`` opt-in); a per-launch random token (``secrets.token_urlsafe``) in a

@@ -1,4 +1,4 @@
-"""Vertex colours from K rendered views of the radiance field (issue 6, ../shared/DESIGN.md section 2).
+"""Vertex colours from K rendered views of the radiance field (docs/design.md section 4).
 
 The colour field of a pix2pix3D/EG3D-style generator is only ever supervised through volume rendering,
 so its value exactly on the marching-cubes iso-surface is not what the renders show. Like texture

@@ -1,7 +1,7 @@
 """Bundled weights: ``weights/<name>.safetensors`` plus the model card ``weights/<name>.json``.
 
 The card holds the architecture configuration (the profile, as data), the label set, the training data
-and recipe, the measured metrics and the sha256 of the safetensors file (../shared/DESIGN.md section 5).
+and recipe, the measured metrics and the sha256 of the safetensors file (docs/design.md section 3).
 Loading checks both files and fails with a message that names the file and what is wrong.
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """S3D for Blender: the add-on (standard library and numpy only, never torch).
 
 Turns a Grease Pencil face sketch (or a sketch / mask image) into a coloured 3D head mesh through the
-S3D backend, which runs as a separate process in its own Python environment (../shared/DESIGN.md
-section 7). Installed as a Blender 4.3+ extension (``blender_manifest.toml``) or enabled from a folder
+S3D backend, which runs as a separate process in its own Python environment (docs/design.md
+section 6). Installed as a Blender 4.3+ extension (``blender_manifest.toml``) or enabled from a folder
 (``bl_info`` below). Modules that need ``bpy`` are imported only in :func:`register`, so the pure
 modules (stroke projection, HTTP client, process lifecycle, environment set-up) import without Blender.
 """

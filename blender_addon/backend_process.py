@@ -1,7 +1,7 @@
 """The backend's process lifecycle: start on demand, find port and token, health check, restart, stop.
 
 The backend (``backend/``, torch) runs in its own Python environment as a separate process
-(../shared/DESIGN.md section 7): ``<backend_python> -m backend.cli serve --host 127.0.0.1 --port 0
+(docs/design.md section 6): ``<backend_python> -m backend.cli serve --host 127.0.0.1 --port 0
 --token-file <private tmp>/token`` with ``PYTHONPATH`` set to the folder holding ``backend/`` (the
 bundled copy inside the installed extension, or the repository checkout). When it listens it prints
 ``S3D_READY {"host", "port", "token_file"}`` (docs/contracts.md section 5). Its stderr and the rest of

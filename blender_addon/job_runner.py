@@ -1,6 +1,6 @@
 """Running backend jobs: a synchronous path and a worker thread that reports through a queue.
 
-Blender data is touched only on the main thread (../shared/DESIGN.md section 7): the worker thread
+Blender data is touched only on the main thread (docs/design.md section 6): the worker thread
 talks HTTP and writes files, then puts events on a :class:`queue.Queue`; the add-on drains that queue
 from a ``bpy.app.timers`` function on the main thread. Timers do not run in background mode, so
 ``blender -b``, the batch entry point and the tests call :func:`run_job` directly.

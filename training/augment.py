@@ -12,7 +12,7 @@
   near-symmetric, so this doubles the poses, hair partings and turn directions the network sees.
 * :func:`face_marks`: artists' marks that are *not* label boundaries, drawn on the skin: hatching groups,
   stubble ticks and creases. SynHead 0.3.0 draws dense hair-flow strokes but never shades a face, so a
-  network trained on it reads any patch of dense short lines as hair (session 6: hatched cheeks became
+  network trained on it reads any patch of dense short lines as hair (hatched cheeks became
   hair, docs/models.md); these marks teach it that lines on a face can stay skin.
 
 Every function takes a ``numpy.random.Generator``: the same seed gives the same result.
@@ -32,7 +32,7 @@ from backend.sketch.raster import rasterize_strokes
 #: Stroke groups that outline the head; dropped rarely (people nearly always draw them).
 OUTLINE_KEYWORDS = ("outline", "contour", "jaw", "face", "head", "chin")
 #: Stroke groups of accessories: a face without them is drawn as a face without them, so dropping their
-#: strokes while the label map keeps them (eye_g) teaches the network to invent them (session 11).
+#: strokes while the label map keeps them (eye_g) teaches the network to invent them.
 ACCESSORY_GROUPS = ("glasses",)
 
 
@@ -203,7 +203,7 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
     k = max(1, int(round(0.01 * h)))
     region = cv2.erode(markable, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
     # keep marks 3 % of the height away from eyes and brows: a lone arc where an eye belongs is a closed
-    # (laughing) eye, not shading (session 7's first run lost dfdj_hand_4's eyes without this)
+    # (laughing) eye, not shading (without it, training lost dfdj_hand_4's eyes)
     e = max(1, int(round(0.03 * h)))
     eyes = np.isin(mask, EYE_LABELS).astype(np.uint8)
     near_eyes = cv2.dilate(eyes, np.ones((2 * e + 1, 2 * e + 1), np.uint8)).astype(bool)

@@ -3,7 +3,7 @@
 Both networks are trained with the small face parts weighted x3 in the cross-entropy
 (:data:`training.losses.SMALL_CLASSES`). A weighted cross-entropy moves the optimal logits of a class up by
 the log of its weight (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, section 4), so
-the argmax paints those parts too wide. Session 11 corrected the generator with one offset, -tau * log 3,
+the argmax paints those parts too wide. The generator's default correction is one offset, -tau * log 3,
 shared by all of them. Here one offset per class *group* (a left/right pair shares one, so mirrored faces
 stay mirrored) is fitted by coordinate descent on the label mIoU of a split that neither training nor the
 test split uses (``s3d-data synth --seed 5000 ...``: fresh seeds), so that the test numbers stay honest.

@@ -10,7 +10,7 @@ Mask -> 3D (weights ``mask2triplane_lite``), per test head:
   ``--grid`` cells a side, marching cubes at the surface density, largest component, smoothing) ->
   20k samples of its visible surface; Chamfer distance (mm) and F-score at 2 and 5 mm against 20k samples
   of the ground-truth mesh's visible surface (hair included; :func:`mesh_surface_points`), and, as
-  ``*_outer``, against session 3's outer reference; the sample sets leave out the 3 mm next to the box
+  ``*_outer``, against the outer reference; the sample sets leave out the 3 mm next to the box
   faces (the truth's shoulders continue outside the box, the prediction is capped there); the same
   restricted to the face and to the hair of the truth (``*_face``, ``*_hair``: :data:`GEOMETRY_REGIONS`);
 * label consistency (pix2pix3D's measure): the rendered semantic front view (argmax) against the input
@@ -22,7 +22,7 @@ Mask -> 3D (weights ``mask2triplane_lite``), per test head:
 
 Sketch -> mask (weights ``sketch2mask_lite``): mIoU and mAP (training/metrics.py) with a per-class table
 on the clean test sketches, on augmented ones (stroke-level + S3D morphology + framing, fixed seed), on
-the same augmented ones with the glasses strokes kept (session 11: the stroke drop also removes glasses
+the same augmented ones with the glasses strokes kept (the stroke drop also removes glasses
 the label map keeps), and on shaded ones (shading marks on the skin, fixed seed), and per sketch style,
 with the card's inference setting (``mirror_average``) and, for comparison, the other one; ablation runs
 (``--ablation``) are measured on the same split, without mirror averaging.
@@ -129,11 +129,11 @@ def mesh_surface_points(path: Path, n: int, rng: np.random.Generator, reference:
     the hair, the back halves of the eyeballs sit inside the skull, the hair shell leaves a gap over the
     scalp, the mouth and eye sockets are cavities. ``reference``:
 
-    * ``"visible"`` (``s3d-eval`` since session 4): only surface a camera outside the head can see
+    * ``"visible"`` (what ``s3d-eval`` reports): only surface a camera outside the head can see
       (:func:`visible_samples`; the prediction is filtered the same way), what an artist gets to see;
-    * ``"outer"`` (session 3): samples inside another closed part dropped, cavities and gaps kept;
+    * ``"outer"``: samples inside another closed part dropped, cavities and gaps kept;
       measured on test heads 0-9, 10-17 % of these samples are not visible from any direction;
-    * ``"all"`` (sessions 1-2): every part's whole surface; 32-36 % of it lies more than 5 mm from the
+    * ``"all"``: every part's whole surface; 32-36 % of it lies more than 5 mm from the
       outer surface (heads 0 and 1), which capped even a perfect occupancy at F@5mm 0.77-0.80.
 
     Raises:
@@ -263,12 +263,12 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
                            real_masks: Path | None = None, outer_reference: bool = True,
                            geometry_limit: int | None = None) -> dict[str, Any]:
     """Metrics of a :class:`Mask2Triplane` on a :class:`SynHead` test split (see the module docstring);
-    ``outer_reference`` adds the geometry against session 3's outer reference (``*_outer`` keys).
+    ``outer_reference`` adds the geometry against the outer reference (``*_outer`` keys).
 
     ``geometry_limit``: measure the geometry (mesh extraction, Chamfer distance, F-score; about 30 s a head
     on one CPU thread) on the first ``geometry_limit`` heads only, and everything else (label consistency,
     PSNR/SSIM, seed spread; a few seconds a head) on all of them, so that label-consistency differences
-    of about 0.01 can be resolved on the whole split (session 12: 30 heads cannot). None: geometry on every
+    of about 0.01 can be resolved on the whole split (30 heads cannot). None: geometry on every
     head. The summary's ``geometry_count`` says on how many heads the geometry was measured.
     Raises ValueError for a negative ``geometry_limit``."""
     if geometry_limit is not None and geometry_limit < 0:
@@ -292,7 +292,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
             pred_pts = mesh_samples(pred_mesh, 20000, rng)
             gt_pts, gt_labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
             row.update(geometry_metrics(pred_pts, gt_pts, gt_labels))
-            if outer_reference:  # session 3's reference, for comparison across sessions
+            if outer_reference:  # the outer reference, comparable with older measurements
                 outer = chamfer_fscore(mesh_samples(pred_mesh, 20000, rng, visible_only=False),
                                        mesh_surface_points(s.path("mesh"), 20000, rng, reference="outer"))
                 row.update({f"{k}_outer": outer[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
@@ -544,8 +544,8 @@ def mask_plausibility(ids: np.ndarray, min_pixels: int = 20, main_fraction: floa
 def predict_real_sketches(net, folder: Path, mirror_average: bool | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(file name, framed sketch (512, 512) float32, predicted ids (512, 512) uint8)`` for every real
     sketch image in ``folder``, framed and predicted as ``s3d generate`` does it (content-box framing, then
-    the landmark reframing from the first mask: :func:`backend.pipeline.predict_mask_with_refined_framing`;
-    until session 13 the first pass only); ``mirror_average`` as in :func:`evaluate_sketch2mask`."""
+    the landmark reframing from the first mask: :func:`backend.pipeline.predict_mask_with_refined_framing`);
+    ``mirror_average`` as in :func:`evaluate_sketch2mask`."""
     from backend.framing import frame_sketch as frame_first_pass
     from backend.pipeline import predict_mask_with_refined_framing
     from backend.sketch.intake import load_sketch

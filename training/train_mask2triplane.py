@@ -60,8 +60,8 @@ class Mask2TriplaneRecipe:
     w_interval: float = 10.0         # depth-interval channels of the X-Z plane (when the config has the prior)
     occ_on_surface: bool = False     # on-surface points have no inside/outside: left out of the occupancy BCE
     small_class_weight: float = 3.0  # semantic CE weight of eye_g, eyes, brows, mouth, lips on the points
-    small_class_rays: float = 0.25   # share of each view's rays drawn from those classes' pixels (session 3)
-    render_appearance_detached: bool = True  # RGB / semantic render losses cannot move the density (session 3)
+    small_class_rays: float = 0.25   # share of each view's rays drawn from those classes' pixels (they cover few)
+    render_appearance_detached: bool = True  # RGB / semantic render losses cannot move the density
     ema_decay: float = 0.0  # moving average of the weights (training/loop.py run_loop); export and eval use it
     # adversarial training (training/adversarial.py): 0 = off
     adv_weight: float = 0.0          # weight of the non-saturating generator loss on rendered patches

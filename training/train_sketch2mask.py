@@ -51,9 +51,9 @@ class SketchToMaskRecipe:
     closed_eyes_prob: float = 0.0
     # stroke re-draws with the irises left out: eyes as empty outlines (training/augment.py augment_strokes)
     empty_eyes_prob: float = 0.0
-    # glasses strokes never dropped in stroke re-draws: no glasses drawn means no glasses (session 11)
+    # glasses strokes never dropped in stroke re-draws: no glasses drawn means no glasses
     keep_accessory_strokes: bool = False
-    # stroke re-draws made rough like SynHead's rough style (training/augment.py augmented_sketch; session 12)
+    # stroke re-draws made rough like SynHead's rough style (training/augment.py augmented_sketch)
     rough_redraw_prob: float = 0.0
     # exponential moving average of the weights (training/loop.py run_loop); export and eval use it; 0 = none
     ema_decay: float = 0.0

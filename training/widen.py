@@ -1,6 +1,6 @@
 """Function-preserving widening of the sketch U-Net: warm-start a wider :class:`SketchToMask` from a narrower one.
 
-The sketch network under-fits SynHead (sessions 5 and 15: training and held-out mIoU agree), so more
+The sketch network under-fits SynHead (training and held-out mIoU agree, docs/models.md), so more
 channels are the lever; training a wider network from scratch costs more CPU than a session has. Here the
 wider network starts out computing exactly what the narrower one did (Net2Net, Chen, Goodfellow and
 Shlens, ICLR 2016, section 2.1 "Net2WiderNet", in its zero-initialised variant): every old weight keeps

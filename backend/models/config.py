@@ -1,6 +1,6 @@
 """Architecture profiles of the two networks, as plain data (stored verbatim in the model cards).
 
-Two profiles share one code path (../shared/DESIGN.md section 5):
+Two profiles share one code path (docs/design.md section 3):
 
 * ``paper``: the published sizes (pix2pix3D seg2face / S3D): 512 px masks and sketches, w+ = 7 geometry
   + 7 appearance ws of 512, planes 3 x 32 x 256^2, decoder MLP 64 wide, 48 + 48 ray samples. For GPU

@@ -2,8 +2,8 @@
 
 The structure follows pix2pix3D (CVPR 2023, section 3: a mask encoder gives the geometry ws, z through an
 MLP gives the appearance ws, w+ drives an EG3D tri-plane synthesis, an MLP decodes point features to
-density, colour and semantic logits). One change, measured on this project (../shared/DESIGN.md section
-8): a mask squeezed through one global vector gives an average head, so the planes are also conditioned
+density, colour and semantic logits). One change, measured on this project (docs/design.md section
+4): a mask squeezed through one global vector gives an average head, so the planes are also conditioned
 on the mask pixel by pixel, as PAiC-3D (2023, section 3.2) does with its input view:
 
 * the X-Z plane is aligned with the front-view mask (backend/frame.py: the input view spans the box's
@@ -507,7 +507,7 @@ class Mask2Triplane(nn.Module):
         In eval mode, :attr:`semantic_logit_offsets` (when set) is added to the semantic logits: logit
         adjustment (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021). Training weights
         the small face parts' cross-entropy x3 and aims a quarter of the render rays at them, which paints
-        them wider than the mask has them (docs/models.md, session 11); density and colour are unchanged.
+        them wider than the mask has them (docs/models.md); density and colour are unchanged.
 
         ``planes`` may be a mirror pair ``(B, 2, 3, C, R, R)`` (:meth:`planes_from_onehot`): then the
         result is the pair's mean field, and ``semantic`` holds log-probabilities (same argmax use).

@@ -1,6 +1,6 @@
 """Sketch intake: any common image or a stroke document -> grey sketch, dark strokes on white paper.
 
-Accepted inputs (../shared/DESIGN.md section 2, issue 6):
+Accepted inputs (docs/design.md section 1):
 
 * image files or bytes in any format Pillow reads (PNG, JPEG, WebP, BMP, TIFF, ...), in any mode:
   grey (``L``, ``1``), ``LA``, RGB, RGBA (transparent pixels become white paper), 16-bit grey

