@@ -176,6 +176,15 @@ def test_the_adversarial_term_alone_moves_density_and_colour(fake_data):
     assert all(p.grad is None for p in lm.adversarial.discriminator.parameters())  # D is not trained by G's loss
     assert lm.after_step(0)["d_loss"] > 0 and lm.after_step(1) == {}  # one update per generator step
 
+    # with adv_prior_z the patches are rendered from a prior code: the appearance encoder gets no gradient
+    # from the adversarial term (it does with the posterior code above), the appearance mapping does
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.appearance_encoder.parameters())
+    model.zero_grad()
+    lm_prior = Mask2TriplaneLoss(model, Mask2TriplaneRecipe(**{**vars(recipe), "adv_prior_z": True}))
+    lm_prior(batch)["loss"].backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.appearance_encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.mask_encoder.appearance_mapping.parameters())
+
 
 # ---- fitted appearance prior --------------------------------------------------------------------------
 

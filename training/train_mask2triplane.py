@@ -71,6 +71,7 @@ class Mask2TriplaneRecipe:
     adv_r1_gamma: float = 1.0        # R1 weight, applied every adv_r1_interval steps
     adv_r1_interval: int = 16
     adv_ramp_steps: int = 200        # the generator's adversarial weight ramps in while the discriminator learns
+    adv_prior_z: bool = False        # render the adversarial patches with z ~ N(0, I), not the posterior code
     adv_photos: str = ""             # CelebAMask-HQ folder: photo + mask patches as more real samples (2D only)
     adv_photo_batch: int = 2         # photos per step; their masks are generated with z ~ N(0, I)
 
@@ -119,7 +120,12 @@ class Mask2TriplaneLoss(torch.nn.Module):
             loss = loss + ramp * (r.w_ray_rgb * rt["ray_rgb"] + r.w_ray_alpha * rt["ray_alpha"]
                                   + r.w_ray_depth * rt["ray_depth"] + r.w_ray_sem * rt["ray_sem"])
         if self.adversarial is not None and "patch_ray_o" in batch:
-            terms["g_adv"] = self._adversarial_term(planes, batch)
+            if r.adv_prior_z:  # pix2pix3D: a seed's code, not the ground truth's, must give a plausible head
+                z_prior = torch.randn(mu.shape, generator=_gen(batch)).to(mu.device)
+                adv_planes = m.synthesize(m.encode(batch["mask"], z_prior))
+            else:
+                adv_planes = planes
+            terms["g_adv"] = self._adversarial_term(adv_planes, batch)
             loss = loss + r.adv_weight * min(1.0, step / max(r.adv_ramp_steps, 1)) * terms["g_adv"]
         terms["loss"] = loss
         return terms
