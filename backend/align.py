@@ -1,7 +1,7 @@
-"""Auto-framing: place a drawing's content box onto the canonical framing of the training sketches.
+"""Image alignment (auto-framing): place a drawing's content box onto the canonical framing of the training sketches.
 
 The networks were trained on SynHead sketches, whose input view spans the tri-plane box exactly
-(backend/frame.py) with the head at a canonical placement (random scale +-10 %, shift +-5 %). Real
+(backend/coords.py) with the head at a canonical placement (random scale +-10 %, shift +-5 %). Real
 drawings are framed anyhow, so before inference the bounding box of the ink (robust percentiles, so a
 stray speck does not move it) is scaled uniformly and shifted onto ``CANONICAL_CONTENT_BOX``: the median
 content box of SynHead sketches, read from ``backend/canonical_framing.json`` (written by the SynHead
@@ -34,26 +34,30 @@ import cv2
 import numpy as np
 
 from backend.errors import CodedError
+from backend.labels import LABEL_IDS
 
 #: Where the SynHead generator writes the content-box statistics of its sketches.
 CANONICAL_FRAMING_PATH = Path(__file__).resolve().parent / "canonical_framing.json"
 #: Defaults used while ``canonical_framing.json`` is absent: normalised image coords, y down.
 DEFAULT_CANONICAL_CONTENT_BOX = {"center": [0.5, 0.54], "width": 0.62, "height": 0.88, "n": 0,
-                                 "source": "defaults in backend/framing.py"}
+                                 "source": "defaults in backend/align.py"}
 #: Landmark placement in the input view (normalised, y down): centroid of the eye classes (l_eye, r_eye)
 #: and its distance to the centroid of the mouth classes (mouth, u_lip, l_lip). Medians over the first 300
 #: SynHead v1 front masks (eye centre (0.503, 0.380), distance 0.153, 10-90 % range 0.133-0.177; x is set
 #: to 0.5, the centre of the symmetric random shift).
 DEFAULT_CANONICAL_LANDMARKS = {"eye_center": [0.5, 0.380], "eye_mouth_distance": 0.153,
-                               "source": "defaults in backend/framing.py (300 SynHead v1 masks)"}
+                               "source": "defaults in backend/align.py (300 SynHead v1 masks)"}
 #: Fallback when eyes or mouth are missing: the head box of the mask. Medians over the first 300 SynHead
 #: v1 masks: top of the head classes (ids 1-15) at y 0.113, bottom of the face classes (the chin) at
 #: 0.684, face centre x 0.502 (set to 0.5).
 DEFAULT_CANONICAL_HEAD_BOX = {"top": 0.113, "chin": 0.684, "center_x": 0.5}
-HEAD_IDS = tuple(range(1, 16))
-FACE_IDS = (1, 2, 4, 5, 6, 7, 10, 11, 12)
-EYE_IDS = (4, 5)
-MOUTH_IDS = (10, 11, 12)
+#: The head's classes, skin .. ear_r (hair and hat included; neck, cloth and background not).
+HEAD_IDS = tuple(range(LABEL_IDS["skin"], LABEL_IDS["ear_r"] + 1))
+#: The face proper: its bottom row is the chin.
+FACE_IDS = tuple(LABEL_IDS[n] for n in ("skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip",
+                                        "l_lip"))
+EYE_IDS = (LABEL_IDS["l_eye"], LABEL_IDS["r_eye"])
+MOUTH_IDS = (LABEL_IDS["mouth"], LABEL_IDS["u_lip"], LABEL_IDS["l_lip"])
 #: Fewest pixels (at 512^2) a landmark class needs to count as found.
 MIN_LANDMARK_PIXELS = 12
 #: Percentiles of the ink coordinates that define the content box (robust to specks).

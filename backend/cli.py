@@ -26,12 +26,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Print versions, the device that would be used and why, and the weights with checksum status."""
     from backend.device import choose_device
     from backend.versions import package_versions
-    from backend.weights import DEFAULT_WEIGHTS_DIR, list_weights
+    from backend.weights import list_weights, resolve_weights_dir
 
     choice = choose_device("auto")
-    weights = list_weights(args.weights or DEFAULT_WEIGHTS_DIR)
+    wdir = resolve_weights_dir(args.weights)
+    weights = list_weights(wdir)
     info = {"versions": package_versions(), "device": choice.device, "device_reason": choice.reason,
-            "weights_dir": str(args.weights or DEFAULT_WEIGHTS_DIR), "weights": weights}
+            "weights_dir": str(wdir), "weights": weights}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.labels import colorize
-from backend.vertex_colors import linear_to_srgb
+from backend.colorspace import linear_to_srgb
 from backend.weights import atomic_write_bytes, atomic_write_text
 
 SUPPORTED_FORMATS = ("ply", "glb", "obj")

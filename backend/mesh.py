@@ -3,7 +3,7 @@
 Method (pix2pix3D's mesh extraction, improved as docs/design.md section 4 says):
 
 1. **Coarse-to-fine density grid.** The field is sampled on a regular grid over the tri-plane box
-   ``[-1, 1]^3`` (normalised box coordinates, backend/frame.py), first at ``resolution / 4`` cells a
+   ``[-1, 1]^3`` (normalised box coordinates, backend/coords.py), first at ``resolution / 4`` cells a
    side, then refined twice by a factor 2. At every finer level only the corners of cells within one
    cell of an iso-surface crossing of the previous level (at the coarsest level also cells whose corner
    values come within the cell's own spread of the level, so thin features between corners are not
@@ -15,7 +15,7 @@ Method (pix2pix3D's mesh extraction, improved as docs/design.md section 4 says):
    (trimesh; Taubin 1995, shrink-free), optional quadric decimation to a face budget
    (fast-simplification, Garland & Heckbert 1997).
 4. **Metres**: vertices are mapped from box coordinates to metres in the canonical head frame
-   (backend.frame.box_to_metres); faces wind counter-clockwise seen from outside (outward normals).
+   (backend.coords.box_to_metres); faces wind counter-clockwise seen from outside (outward normals).
 
 Errors: :class:`MeshError` with code ``empty_surface`` when the field has no surface inside the box
 (e.g. untrained weights) and ``surface_fills_box`` when the whole box is inside the surface.
@@ -336,7 +336,7 @@ def extract_mesh(grid: DensityGrid, smooth_iterations: int = 5, max_faces: int |
         MeshError: ``empty_surface`` / ``surface_fills_box``; ``degenerate_surface`` when the kept
             component has fewer than 100 faces.
     """
-    from backend.frame import box_to_metres
+    from backend.coords import box_to_metres
 
     check_surface(grid)
     verts, faces = marching_cubes(grid)

@@ -176,14 +176,11 @@ def load_models(weights_dir: str | Path | None = None, device: str = "auto", nee
         PipelineError: ``weights_missing`` / ``weights_corrupt`` / ``weights_mismatch`` (names the file),
             ``device_unavailable``.
     """
-    import os
-
     from backend.device import DeviceError, choose_device
     from backend.models.loading import load_mask2triplane, load_sketch2mask
-    from backend.weights import WeightsError
+    from backend.weights import WeightsError, resolve_weights_dir
 
-    wdir = Path(weights_dir) if weights_dir is not None else Path(os.environ.get("S3D_WEIGHTS_DIR") or
-                                                                  Path(__file__).resolve().parent.parent / "weights")
+    wdir = resolve_weights_dir(weights_dir)
     try:
         choice = choose_device(device)
     except DeviceError as e:
@@ -291,19 +288,19 @@ def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np
                                       ) -> tuple[np.ndarray, np.ndarray, Any]:
     """The sketch -> mask step of :func:`generate`, shared with ``s3d-eval``'s real-sketch checks so both
     see the same mask: predict on the first-pass framing, and when that framing was automatic, reframe
-    from the first mask's eyes and mouth (or head box; :func:`backend.framing.refine_with_landmarks`)
+    from the first mask's eyes and mouth (or head box; :func:`backend.align.refine_with_landmarks`)
     and predict again.
 
     Args:
         net: a loaded :class:`SketchToMask`.
         image: the normalised input sketch ``(H, W)`` uint8, dark on white (``load_sketch(...).image``).
-        sketch512, transform: its first-pass framing, ``backend.framing.frame_sketch(image, 512)``.
+        sketch512, transform: its first-pass framing, ``backend.align.frame_sketch(image, 512)``.
         mirror_average: None = the card's setting.
 
     Returns:
         ``(sketch (512, 512) uint8, label ids (512, 512) uint8, FramingTransform)`` of the final pass.
     """
-    from backend.framing import refine_with_landmarks, resample_sketch
+    from backend.align import refine_with_landmarks, resample_sketch
 
     mask512 = _sketch_to_mask(net, sketch512, device, mirror_average)
     if transform.auto_framed:
@@ -425,8 +422,8 @@ def _generate(source: Any, out_dir: str | Path, options: GenerateOptions | None,
     import torch
 
     from backend import export
-    from backend.frame import BOX_SIZE_M, metres_to_box
-    from backend.framing import (
+    from backend.coords import BOX_SIZE_M, metres_to_box
+    from backend.align import (
         FramingError,
         frame_mask,
         frame_sketch,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.vertex_colors import OrthoView, RasterMesh, linear_to_srgb, rasterize
+from backend.colorspace import linear_to_srgb
+from backend.vertex_colors import OrthoView, RasterMesh, rasterize
 
 AMBIENT = 0.35
 

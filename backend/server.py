@@ -655,7 +655,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, token_file: str | Path | None 
     import signal
 
     from backend.pipeline import load_models
-    from backend.weights import DEFAULT_WEIGHTS_DIR, list_weights
+    from backend.weights import list_weights, resolve_weights_dir
 
     if host not in LOOPBACK_HOSTS and not allow_remote:
         raise StartupError("host_not_loopback", f"host {host!r} is not loopback; serving to other machines is an "
@@ -666,7 +666,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, token_file: str | Path | None 
     if main_thread:  # SIGTERM while starting: leave through the clean-up below
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        wdir = weights_dir or os.environ.get("S3D_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR
+        wdir = resolve_weights_dir(weights_dir)
         models, load_error = None, None
         try:
             models = load_models(wdir, device, need_sketch=False)

@@ -17,7 +17,7 @@ baking from photographs, the mesh is coloured from rendered images instead:
    ``max(0, cos(normal, -view direction)) ** 2``; vertices that no view sees keep the field's own
    colour at the vertex.
 
-Coordinates: normalised box coordinates ``[-1, 1]^3`` (backend/frame.py), Z up, face towards -Y.
+Coordinates: normalised box coordinates ``[-1, 1]^3`` (backend/coords.py), Z up, face towards -Y.
 Colours are linear RGB floats in [0, 1].
 """
 from __future__ import annotations
@@ -320,9 +320,3 @@ def sample_bilinear(image: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
     return ((img[y0, x0] * (1 - fx) + img[y0, x1] * fx) * (1 - fy)
             + (img[y1, x0] * (1 - fx) + img[y1, x1] * fx) * fy).astype(np.float32)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1 transfer function: linear [0, 1] -> sRGB-encoded [0, 1] (same shape, float)."""
-    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)

@@ -16,8 +16,20 @@ from typing import Any
 
 from backend.errors import CodedError
 
-#: Default folder of the bundled weights (the repository's ``weights/``); override with S3D_WEIGHTS_DIR.
-DEFAULT_WEIGHTS_DIR = Path(os.environ.get("S3D_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
+#: The weights that ship with the backend (the repository's ``weights/``).
+BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def resolve_weights_dir(weights_dir: str | os.PathLike | None = None) -> Path:
+    """The one weights-folder rule: ``weights_dir`` when given (not None or empty), else
+    ``$S3D_WEIGHTS_DIR`` when set and not empty (read at call time), else :data:`BUNDLED_WEIGHTS_DIR`."""
+    if weights_dir:
+        return Path(weights_dir)
+    return Path(os.environ.get("S3D_WEIGHTS_DIR") or BUNDLED_WEIGHTS_DIR)
+
+
+#: The default folder as the environment gave it at import (default arguments below).
+DEFAULT_WEIGHTS_DIR = resolve_weights_dir()
 
 
 def _current_umask() -> int:

@@ -32,7 +32,7 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 def predict(net, source: Path, clean: bool, keep_stages: bool = False):
     """``(SketchInput, mask (H, W) uint8 ids in the input's frame, MaskCheck)`` for one image."""
-    from backend.framing import frame_sketch, unframe_mask
+    from backend.align import frame_sketch, unframe_mask
     from backend.mask_plausibility import check_mask
     from backend.pipeline import predict_mask_with_refined_framing
     from backend.sketch.intake import load_sketch

@@ -44,7 +44,7 @@ def solid_occupancy(mesh_path: Path):
     """``(N, 3)`` normalised box coordinates -> ``(N,)`` float32, 1 inside any closed part of the mesh."""
     import trimesh
 
-    from backend.frame import box_to_metres
+    from backend.coords import box_to_metres
 
     parts = [p for p in trimesh.load(mesh_path, force="mesh", process=False).split(only_watertight=False)
              if p.is_watertight]

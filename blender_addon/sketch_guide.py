@@ -2,7 +2,7 @@
 
 The guide shows the tri-plane box square (side ``BOX_SIZE_M``: the whole input image) and the canonical
 content box: where the backend's auto-framing puts a drawing's ink (``backend/canonical_framing.json``
-written by the SynHead generator, else the defaults of ``backend/framing.py``), with an ellipse
+written by the SynHead generator, else the defaults of ``backend/align.py``), with an ellipse
 inscribed in it as a head outline and a vertical centre line. Coordinates are front-view (x, z) in
 metres in the canonical head frame (docs/contracts.md section 1).
 """
@@ -16,7 +16,7 @@ import numpy as np
 from .backend_process import find_backend_root
 from .stroke_projection import BOX_SIZE_M
 
-#: Same as ``backend.framing.DEFAULT_CANONICAL_CONTENT_BOX`` (a test checks it): content box centre,
+#: Same as ``backend.align.DEFAULT_CANONICAL_CONTENT_BOX`` (a test checks it): content box centre,
 #: width and height as fractions of the input image (y down).
 DEFAULT_CONTENT_BOX = {"center": [0.5, 0.54], "width": 0.62, "height": 0.88}
 

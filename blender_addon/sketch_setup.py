@@ -4,7 +4,7 @@ The object sits at the origin, rotated +90 degrees about X so that its local X-Y
 plane: the front input view of the canonical head frame (docs/contracts.md section 1). A locked layer
 "S3D Guide" holds the tri-plane box square (0.40 m, the whole input image), the canonical content box
 (where the backend's auto-framing puts a drawing's ink: ``backend/canonical_framing.json``, else the
-defaults of ``backend/framing.py``) and an ellipse inscribed in it as a head outline; the drawing layer
+defaults of ``backend/align.py``) and an ellipse inscribed in it as a head outline; the drawing layer
 "Lines" is active. Main thread only.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Two projections:
 
 * :func:`project_front` -- the input view of the canonical frame (docs/contracts.md section 1,
-  ``backend/frame.py``): a front orthographic view of the X-Z plane, seen from -Y looking along +Y, image
+  ``backend/coords.py``): a front orthographic view of the X-Z plane, seen from -Y looking along +Y, image
   right = +X, image up = +Z. The tri-plane box square (side ``BOX_SIZE_M`` = 0.40 m, centred at the
   origin) spans the image, so a drawing made on the "New sketch" guide frame keeps its exact placement.
   A drawing that does not fit inside that square is framed by a square around its own bounding box
@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-#: Side of the tri-plane box square in metres; equal to ``backend.frame.BOX_SIZE_M`` (a test checks it).
+#: Side of the tri-plane box square in metres; equal to ``backend.coords.BOX_SIZE_M`` (a test checks it).
 BOX_SIZE_M: float = 0.40
 #: Margin added around a drawing's own bounding box when it does not fit the box square (fraction).
 FIT_MARGIN: float = 0.10

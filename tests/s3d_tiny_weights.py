@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from backend.frame import BOX_SIZE_M
+from backend.coords import BOX_SIZE_M
 from backend.models.config import get_config
 from backend.models.loading import LABEL_SET, build_model
 from backend.weights import save_weights

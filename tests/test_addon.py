@@ -36,7 +36,7 @@ HAS_SERVER = (ROOT / "backend" / "server.py").is_file()
 # Stroke projection, labels, PNG
 # ---------------------------------------------------------------------------------------------------------
 def test_constants_match_the_backend():
-    from backend.frame import BOX_SIZE_M
+    from backend.coords import BOX_SIZE_M
     from backend.labels import LABEL_NAMES, PALETTE
 
     assert stroke_projection.BOX_SIZE_M == BOX_SIZE_M
@@ -55,7 +55,7 @@ def test_front_projection_maps_the_box_square_onto_the_image():
 
 
 def test_front_projection_agrees_with_the_backend_rasteriser_and_frame():
-    from backend.frame import box_xz_to_pixel, metres_to_box
+    from backend.coords import box_xz_to_pixel, metres_to_box
     from backend.sketch.raster import rasterize_strokes
 
     p = np.array([[0.05, 0.0, 0.08], [0.05, 0.0, 0.081]])  # a dot at x = 5 cm, z = 8 cm
@@ -293,7 +293,7 @@ def test_unreachable_backend_is_a_clear_error():
 
 
 def test_guide_content_box_matches_the_backend_framing():
-    from backend.framing import canonical_content_box as backend_box
+    from backend.align import canonical_content_box as backend_box
 
     from blender_addon import sketch_guide
 
@@ -301,7 +301,7 @@ def test_guide_content_box_matches_the_backend_framing():
     ours = sketch_guide.canonical_content_box()
     assert ours["center"] == pytest.approx(ref["center"]) and ours["width"] == pytest.approx(ref["width"])
     assert ours["height"] == pytest.approx(ref["height"])
-    from backend.framing import DEFAULT_CANONICAL_CONTENT_BOX
+    from backend.align import DEFAULT_CANONICAL_CONTENT_BOX
 
     assert sketch_guide.DEFAULT_CONTENT_BOX["center"] == DEFAULT_CANONICAL_CONTENT_BOX["center"]
     assert sketch_guide.DEFAULT_CONTENT_BOX["width"] == DEFAULT_CANONICAL_CONTENT_BOX["width"]

@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("module", ["backend", "backend.frame", "backend.labels", "backend.weights",
+@pytest.mark.parametrize("module", ["backend", "backend.coords", "backend.labels", "backend.weights",
                                     "backend.device", "backend.cli", "training", "blender_addon"])
 def test_package_imports(module):
     __import__(module)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.framing import (canonical_content_box, content_box, frame_mask, frame_sketch, framing_transform,
+from backend.align import (canonical_content_box, content_box, frame_mask, frame_sketch, framing_transform,
                              unframe_mask)
 from backend.labels import PALETTE
 from backend.mask_intake import load_mask
@@ -285,7 +285,7 @@ def test_mask_framing_round_trip():
 
 
 def test_landmark_framing_puts_eyes_and_mouth_on_the_canonical_places():
-    from backend.framing import canonical_landmarks, mask_landmarks, refine_with_landmarks
+    from backend.align import canonical_landmarks, mask_landmarks, refine_with_landmarks
 
     ids = np.zeros((400, 300), np.uint8)
     ids[60:380, 60:240] = 1
@@ -311,13 +311,13 @@ def test_landmark_framing_puts_eyes_and_mouth_on_the_canonical_places():
 
 
 def apply_first(ids, t):
-    from backend.framing import apply_to_image
+    from backend.align import apply_to_image
 
     return apply_to_image(ids, t, fill=0, nearest=True)
 
 
 def test_head_box_fallback_when_eyes_are_missing():
-    from backend.framing import DEFAULT_CANONICAL_HEAD_BOX, mask_head_box, refine_with_landmarks
+    from backend.align import DEFAULT_CANONICAL_HEAD_BOX, mask_head_box, refine_with_landmarks
 
     ids = np.zeros((600, 500), np.uint8)
     ids[100:250, 150:350] = 13  # hair from row 100
@@ -336,7 +336,7 @@ def test_head_box_fallback_when_eyes_are_missing():
 
 
 def test_landmarks_that_disagree_with_the_head_box_are_not_trusted():
-    from backend.framing import refine_with_landmarks
+    from backend.align import refine_with_landmarks
 
     ids = np.zeros((600, 500), np.uint8)
     ids[100:250, 150:350] = 13

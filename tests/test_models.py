@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.frame import BOX_SIZE_M
+from backend.coords import BOX_SIZE_M
 from backend.models.config import PROFILES, get_config
 from backend.models.loading import LABEL_SET, load_mask2triplane, load_sketch2mask
 from backend.models.mask2triplane import Mask2Triplane, ids_to_onehot

@@ -230,7 +230,7 @@ def bundled_sketch_net():
 
 @pytest.mark.parametrize("name", ["head_front.png", "head_long_hair.png", "head_front.json"])
 def test_example_masks_raise_no_warning(bundled_sketch_net, name):
-    from backend.framing import frame_sketch, unframe_mask
+    from backend.align import frame_sketch, unframe_mask
     from backend.pipeline import predict_mask_with_refined_framing
 
     sk = load_sketch(EXAMPLES / name)

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from backend.export import read_ply
-from backend.frame import metres_to_box
+from backend.coords import metres_to_box
 from backend.mesh import density_grid, extract_mesh, marching_cubes
 from backend.models.mask2triplane import Mask2Triplane
 from backend.pipeline import GenerateOptions, JobCancelled, PipelineError, generate, load_models
@@ -128,7 +128,7 @@ def test_vertex_colours_and_classes_come_from_the_field(weights_dir, sphere_fiel
     import shutil
 
     from backend.pipeline import FieldQuery
-    from backend.vertex_colors import linear_to_srgb
+    from backend.colorspace import linear_to_srgb
 
     if mirror_average:
         weights_dir = Path(shutil.copytree(weights_dir, tmp_path / "weights_mirror"))
@@ -347,7 +347,7 @@ class _FaceMaskNet:
 def test_eval_real_sketch_checks_see_the_mask_generate_makes(tmp_path):
     """s3d-eval's real-sketch checks and `s3d generate` share the sketch -> mask step, second framing pass
     included (until session 13 the checks used the first pass only, a mask no user sees)."""
-    from backend.framing import frame_sketch
+    from backend.align import frame_sketch
     from backend.pipeline import predict_mask_with_refined_framing
     from training.eval_cli import predict_real_sketches
 

@@ -125,7 +125,7 @@ def test_mask_mesh_and_sketch_line_up(synth_dir, manifest):
     import cv2
     import trimesh
 
-    from backend.frame import box_xz_to_pixel, metres_to_box
+    from backend.coords import box_xz_to_pixel, metres_to_box
     from backend.sketch.raster import rasterize_strokes
 
     for s in manifest["samples"]:
@@ -280,7 +280,7 @@ def test_visible_surface_hides_an_enclosed_part():
 
 
 def test_relabel_points_takes_labels_of_the_visible_surface():
-    from backend.frame import metres_to_box
+    from backend.coords import metres_to_box
     from training.synhead.points import relabel_points
 
     mesh = _box_with_inner_sphere(0.004)
@@ -327,7 +327,7 @@ def test_relabel_folder_matches_the_generator(synth_dir, manifest, tmp_path):
 def test_fill_enclosed_cavities_fills_hidden_voids_only():
     import trimesh
 
-    from backend.frame import metres_to_box
+    from backend.coords import metres_to_box
     from training.synhead.points import fill_enclosed_cavities
 
     # a box holding a 3 cm sphere, taken as a void (like the mouth cavity), and beside it an open ring

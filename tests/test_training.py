@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from backend.frame import BOX_SIZE_M
+from backend.coords import BOX_SIZE_M
 from backend.models.renderer import orthographic_camera
 
 torch.set_num_threads(1)

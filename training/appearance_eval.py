@@ -86,7 +86,7 @@ def gradient_energy(rgb: np.ndarray, region: np.ndarray) -> float:
 def front_albedo(vertices_m: np.ndarray, faces: np.ndarray, rgb: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """The front view of a mesh (vertices in metres) rasterised with its vertex colours, no lighting:
     ``(image (R, R, 3) float32 sRGB in [0, 1], covered (R, R) bool)``."""
-    from backend.frame import metres_to_box
+    from backend.coords import metres_to_box
     from backend.vertex_colors import STANDARD_VIEWS, rasterize
 
     depth, attrs = rasterize(STANDARD_VIEWS[0], metres_to_box(vertices_m), faces, resolution,

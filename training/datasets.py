@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from backend.colorspace import srgb_to_linear
 from backend.labels import NUM_CLASSES, PALETTE
 from backend.models.renderer import camera_rays
 from training.patches import view_patch
@@ -74,18 +75,6 @@ def read_rgb(path: str | Path) -> np.ndarray:
         return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
-
-
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1: sRGB-encoded values in [0, 1] -> linear [0, 1] (float32)."""
-    x = np.asarray(x, np.float32)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1: linear values in [0, 1] -> sRGB-encoded [0, 1] (float32)."""
-    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
 
 
 def onehot_area(ids: np.ndarray, resolution: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
@@ -221,11 +210,11 @@ class SynHead:
             raise DataError(f"{man_path} is not valid JSON ({e}); is the data set still being written?") from None
         if manifest.get("label_set", "celebamask-hq-19") != "celebamask-hq-19":
             raise DataError(f"{man_path}: label_set {manifest.get('label_set')!r} is not celebamask-hq-19")
-        from backend.frame import BOX_SIZE_M
+        from backend.coords import BOX_SIZE_M
 
         box = float(manifest.get("box_size_m", BOX_SIZE_M))
         if abs(box - BOX_SIZE_M) > 1e-9:
-            raise DataError(f"{man_path}: box_size_m {box} differs from backend/frame.py's {BOX_SIZE_M}")
+            raise DataError(f"{man_path}: box_size_m {box} differs from backend/coords.py's {BOX_SIZE_M}")
         return manifest
 
     def __len__(self) -> int:

@@ -105,7 +105,7 @@ BOX_FACE_MARGIN_M = 0.003
 
 def inside_box_mask(pts: np.ndarray, margin: float = BOX_FACE_MARGIN_M) -> np.ndarray:
     """Bool ``(N,)``: which points ``(N, 3)`` metres lie farther than ``margin`` inside every box face."""
-    from backend.frame import BOX_CENTER_M, BOX_SIZE_M
+    from backend.coords import BOX_CENTER_M, BOX_SIZE_M
 
     return (np.abs(pts - np.asarray(BOX_CENTER_M)) < BOX_SIZE_M / 2 - margin).all(1)
 
@@ -183,9 +183,9 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 
 def _render_srgb(render: dict[str, torch.Tensor]) -> np.ndarray:
     """A renderer output's linear ``rgb (1, 3, R, R)`` -> sRGB-encoded ``(R, R, 3)`` float in [0, 1]."""
-    from training.datasets import linear_to_srgb
+    from backend.colorspace import linear_to_srgb
 
-    return linear_to_srgb(render["rgb"][0].permute(1, 2, 0).numpy())
+    return linear_to_srgb(render["rgb"][0].permute(1, 2, 0).numpy(), np.float32)
 
 
 def hair_style(sample) -> str | None:
@@ -546,7 +546,7 @@ def predict_real_sketches(net, folder: Path, mirror_average: bool | None = None)
     sketch image in ``folder``, framed and predicted as ``s3d generate`` does it (content-box framing, then
     the landmark reframing from the first mask: :func:`backend.pipeline.predict_mask_with_refined_framing`);
     ``mirror_average`` as in :func:`evaluate_sketch2mask`."""
-    from backend.framing import frame_sketch as frame_first_pass
+    from backend.align import frame_sketch as frame_first_pass
     from backend.pipeline import predict_mask_with_refined_framing
     from backend.sketch.intake import load_sketch
 

@@ -110,7 +110,7 @@ def photo_patch(rgb_srgb: np.ndarray, mask_ids: np.ndarray, rng: np.random.Gener
     the normals of both the real and the rendered patch). Returns :func:`view_patch`'s arrays.
     """
     from backend.models.renderer import orthographic_camera
-    from training.datasets import srgb_to_linear
+    from backend.colorspace import srgb_to_linear
 
     res = mask_ids.shape[0]
     if rgb_srgb.shape[:2] != (res, res):

@@ -158,7 +158,7 @@ def _default_name(ck: dict[str, Any]) -> str:
 
 def _run_card(ck: dict[str, Any], run: str | Path, mirror_average: bool) -> dict[str, Any]:
     """The model card of a training checkpoint (without sha256 and name, which ``save_weights`` adds)."""
-    from backend.frame import BOX_SIZE_M
+    from backend.coords import BOX_SIZE_M
     from backend.models.loading import LABEL_SET
 
     meta = ck["meta"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from backend.frame import BOX_SIZE_M
+from backend.coords import BOX_SIZE_M
 from backend.labels import LABEL_NAMES, NUM_CLASSES
 from backend.weights import DEFAULT_WEIGHTS_DIR, WeightsError, load_state_dict
 
@@ -71,7 +71,7 @@ def check_card(card: dict[str, Any], kind: str, name: str) -> None:
     if kind == "mask2triplane":
         box = card.get("box_size_m")
         if not isinstance(box, (int, float)) or abs(float(box) - BOX_SIZE_M) > 1e-9:
-            raise bad(f"box_size_m is {box!r}, but backend/frame.py uses {BOX_SIZE_M} m; the weights were "
+            raise bad(f"box_size_m is {box!r}, but backend/coords.py uses {BOX_SIZE_M} m; the weights were "
                       "trained for another box")
 
 

@@ -6,7 +6,7 @@ density, colour and semantic logits). One change, measured on this project (docs
 4): a mask squeezed through one global vector gives an average head, so the planes are also conditioned
 on the mask pixel by pixel, as PAiC-3D (2023, section 3.2) does with its input view:
 
-* the X-Z plane is aligned with the front-view mask (backend/frame.py: the input view spans the box's
+* the X-Z plane is aligned with the front-view mask (backend/coords.py: the input view spans the box's
   X-Z face exactly), so a 2D U-Net on the mask produces it directly;
 * the X-Y and Y-Z planes are built by pooling those pixel features along the collapsed image axis
   (PAiC-3D's feature pooling along plane axes) and expanding along depth (Y) with a learned depth code;
@@ -19,9 +19,9 @@ or, when the model card has one, from a Gaussian fitted to the training heads' c
 (:meth:`Mask2Triplane.set_z_prior`), so the same mask with different seeds gives different skin and
 hair colours.
 
-Coordinates: ``xyz`` are normalised box coordinates in [-1, 1]^3 (backend/frame.py), X right, Y depth
+Coordinates: ``xyz`` are normalised box coordinates in [-1, 1]^3 (backend/coords.py), X right, Y depth
 (the face looks along -Y), Z up. Plane storage (all ``R x R``, ``grid_sample`` with
-``align_corners=False`` so pixel centres match backend/frame.py):
+``align_corners=False`` so pixel centres match backend/coords.py):
 
 * plane 0, X-Y: rows index y (row 0 at y = -1), columns index x; sampled at ``(x, y)``;
 * plane 1, X-Z: image-aligned with the front mask: rows index -z (row 0 at z = +1), columns x;

@@ -6,7 +6,7 @@ exit of the box, then importance samples drawn from the piecewise-constant pdf o
 
 Frames: cameras are given in metres in the canonical head frame (docs/contracts.md section 3 camera
 dict: ``cam2world`` 4x4, the camera looks along its -Z with +Y up, OpenGL convention); rays are traced in
-normalised box coordinates (backend/frame.py), where the field lives; depth comes back in metres along
+normalised box coordinates (backend/coords.py), where the field lives; depth comes back in metres along
 the camera's viewing axis, like SynHead's depth maps.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.frame import BOX_CENTER_M, BOX_SIZE_M
+from backend.coords import BOX_CENTER_M, BOX_SIZE_M
 
 #: A field: ``xyz (B, N, 3)`` normalised box coordinates -> {"sigma": (B,N,1), "rgb": (B,N,3), "semantic": (B,N,K)}.
 Field = Callable[[torch.Tensor], dict[str, torch.Tensor]]

@@ -15,7 +15,7 @@ labels (brows, lips) have enough vertices. Per head, vertices are ``M @ anny_ver
 sparse matrix ``M`` (subdivision + cap), so the topology and the labels are shared by all heads.
 
 Frames: anny's head model has Y up and looks along +Z (measured: eyes at z ~ +0.06 m, nose tip at the
-largest z); the canonical head frame (backend/frame.py) has Z up and looks along -Y, so anny coordinates
+largest z); the canonical head frame (backend/coords.py) has Z up and looks along -Y, so anny coordinates
 map as ``(x, y, z) -> (x, -z, y)``. A proper rotation keeps handedness: the person's own left stays at
 +X (image right in the front view).
 """

@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 from scipy.spatial import cKDTree
 
-from backend.frame import BOX_SIZE_M, box_to_metres, metres_to_box
+from backend.coords import BOX_SIZE_M, box_to_metres, metres_to_box
 
 N_UNIFORM, N_NEAR, N_SURFACE = 6000, 6000, 4000
 #: ``points_labels`` of samples and manifests whose point labels come from the visible surface (0.3.0 on,

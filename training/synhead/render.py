@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.frame import BOX_SIZE_M
+from backend.coords import BOX_SIZE_M
 
 VIEW_AXES = {  # name: (forward, right, up)
     "front": ((0, 1, 0), (1, 0, 0), (0, 0, 1)),

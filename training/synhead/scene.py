@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import trimesh
 
-from backend.frame import BOX_SIZE_M
+from backend.coords import BOX_SIZE_M
 from backend.labels import LABEL_IDS
 
 from . import appearance as appearance_mod

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from backend.frame import BOX_SIZE_M, box_xz_to_pixel
+from backend.coords import BOX_SIZE_M, box_xz_to_pixel
 from backend.weights import atomic_write_text
 
 from . import GENERATOR_VERSION, TEST_SEEDS, split_of_seed
@@ -213,7 +213,7 @@ def canonical_framing(entries: list[dict]) -> dict | None:
 def canonical_landmarks(root: str | os.PathLike, entries: list[dict]) -> dict | None:
     """Median eye centre and eye-to-mouth distance of the input-view masks (normalised, y down):
     ``{"eye_center": [x, y], "eye_mouth_distance": d}``; the eye centre is the centroid of l_eye and
-    r_eye, the mouth centre the centroid of mouth, u_lip and l_lip (as backend/framing.py measures
+    r_eye, the mouth centre the centroid of mouth, u_lip and l_lip (as backend/align.py measures
     them on predicted masks). None when no mask has both."""
     eyes, dists = [], []
     for e in entries:
