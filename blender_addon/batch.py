@@ -153,6 +153,23 @@ def _convert(context, settings: GenerateSettings, name: str, out_dir: Path, offs
             "warnings": str(obj.get("s3d_warnings", "") or "").splitlines()}
 
 
+def _sketch_items(src: Path, base: GenerateSettings, failed: list[dict]) -> list[tuple[str, GenerateSettings]]:
+    """The sketches of one input file as ``(name, settings)``: the image itself, or each Grease Pencil object
+    of a .blend (loaded into the current scene). An unreadable .blend or one without Grease Pencil is
+    appended to ``failed`` and gives no item."""
+    if src.suffix.lower() != ".blend":
+        return [(src.stem, GenerateSettings(**{**base.__dict__, "source": "IMAGE", "image_path": str(src)}))]
+    try:
+        gp_objects = load_grease_pencil_objects(src)
+    except (OSError, RuntimeError) as e:
+        failed.append({"source": str(src), "error": f"cannot read {src.name}: {e}"})
+        return []
+    if not gp_objects:
+        failed.append({"source": str(src), "error": f"{src.name} has no Grease Pencil object"})
+    return [(f"{src.stem}_{obj.name}" if len(gp_objects) > 1 else src.stem,
+             GenerateSettings(**{**base.__dict__, "source": "GREASE_PENCIL", "gp_object": obj})) for obj in gp_objects]
+
+
 def _sources(in_dir: Path) -> list[Path]:
     return sorted(p for p in in_dir.iterdir() if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() == ".blend"))
 
@@ -191,20 +208,7 @@ def _main_ray(args: argparse.Namespace, sources: list[Path], in_dir: Path, out_d
     failed: list[dict] = []
     for src in sources:
         clear_scene()
-        pending: list[tuple[str, GenerateSettings]] = []
-        if src.suffix.lower() == ".blend":
-            try:
-                gp_objects = load_grease_pencil_objects(src)
-            except (OSError, RuntimeError) as e:
-                failed.append({"source": str(src), "error": f"cannot read {src.name}: {e}"})
-                continue
-            if not gp_objects:
-                failed.append({"source": str(src), "error": f"{src.name} has no Grease Pencil object"})
-            for obj in gp_objects:
-                pending.append((f"{src.stem}_{obj.name}" if len(gp_objects) > 1 else src.stem,
-                                GenerateSettings(**{**base.__dict__, "source": "GREASE_PENCIL", "gp_object": obj})))
-        else:
-            pending.append((src.stem, GenerateSettings(**{**base.__dict__, "source": "IMAGE", "image_path": str(src)})))
+        pending = _sketch_items(src, base, failed)
         for name, settings in pending:
             while any(n == name for n, _, _ in items):  # a.png and a.blend: one folder each
                 name += "_2"
@@ -319,22 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     slot = 0
     try:
         for src in sources:
-            items: list[tuple[str, GenerateSettings]] = []
-            if src.suffix.lower() == ".blend":
-                if not args.one_scene:
-                    clear_scene()
-                try:
-                    gp_objects = load_grease_pencil_objects(src)
-                except (OSError, RuntimeError) as e:
-                    failed.append({"source": str(src), "error": f"cannot read {src.name}: {e}"})
-                    continue
-                if not gp_objects:
-                    failed.append({"source": str(src), "error": f"{src.name} has no Grease Pencil object"})
-                for obj in gp_objects:
-                    items.append((f"{src.stem}_{obj.name}" if len(gp_objects) > 1 else src.stem,
-                                  GenerateSettings(**{**base.__dict__, "source": "GREASE_PENCIL", "gp_object": obj})))
-            else:
-                items.append((src.stem, GenerateSettings(**{**base.__dict__, "source": "IMAGE", "image_path": str(src)})))
+            if src.suffix.lower() == ".blend" and not args.one_scene:
+                clear_scene()
+            items = _sketch_items(src, base, failed)
             for name, settings in items:
                 if not args.one_scene and src.suffix.lower() != ".blend":
                     clear_scene()
