@@ -1,0 +1,324 @@
+"""The stages of one job as plain functions over small typed values (docs/design.md section 1).
+
+:func:`backend.pipeline.generate` calls them in order::
+
+    intake -> Sketch -> sketch_to_mask -> Mask -> planes -> Planes -> density_grid -> mesh -> HeadMesh
+           -> vertex_colors -> HeadMesh (normals, labels, colours) + ColourViews -> export -> Outputs
+           -> result_record -> result.json
+
+Each stage raises its own module's coded error (``IntakeError``, ``FramingError``, ``MeshError``,
+``OutputError``, all :class:`backend.errors.CodedError`); the pipeline turns them into
+``PipelineError`` in one place. ``check_cancel`` arguments are called between units of work and raise
+``JobCancelled``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from backend.field_query import FieldQuery
+from backend.labels import LABEL_NAMES, NUM_CLASSES
+
+#: Side of the framed sketch and mask the networks see, pixels.
+FRAMED_SIZE = 512
+
+
+@dataclass
+class Sketch:
+    """The job's input after intake and first-pass alignment.
+
+    Attributes:
+        image: the normalised sketch ``(H, W)`` uint8, dark on white; None for a mask input.
+        framed: ``image`` aligned onto the canonical framing, ``(512, 512)`` uint8; None for a mask input.
+        mask: a mask input's label ids in its own pixels ``(H, W)`` uint8; None for a sketch.
+        mask_framed: ``mask`` aligned, ``(512, 512)`` uint8; None for a sketch.
+        transform: the alignment (``backend.align.FramingTransform``).
+        info: result.json's ``input`` record; intake: its ``intake`` record.
+    """
+
+    image: np.ndarray | None
+    framed: np.ndarray | None
+    mask: np.ndarray | None
+    mask_framed: np.ndarray | None
+    transform: Any
+    info: dict
+    intake: dict
+
+
+@dataclass
+class Mask:
+    """Label ids (CelebAMask-HQ) of the job: ``framed (512, 512)`` uint8 for the generator and ``input``
+    ``(H, W)`` uint8 in the input's pixels (mask.png); ``sketch_framed`` is the final framed sketch (None for
+    a mask input), ``transform`` the final alignment, ``warnings`` the plausibility warnings."""
+
+    framed: np.ndarray
+    input: np.ndarray
+    sketch_framed: np.ndarray | None
+    transform: Any
+    warnings: list[dict]
+
+
+@dataclass
+class Planes:
+    """The job's tri-plane field (computed once): ``field`` answers point queries; ``level`` is the surface
+    density (iso level)."""
+
+    field: FieldQuery
+    level: float
+
+
+@dataclass
+class HeadMesh:
+    """The head in the head frame: ``vertices (V, 3)`` float metres, ``faces (F, 3)`` int; after
+    :func:`vertex_colors` also ``normals (V, 3)`` float64 unit, ``labels (V,)`` class ids and
+    ``colours (V, 3)`` linear RGB in [0, 1]. ``stats``: clean-up numbers; ``grid_evaluated``: field points
+    per grid level."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    stats: dict
+    grid_evaluated: list[int]
+    normals: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    colours: np.ndarray | None = None
+
+    def box_vertices(self) -> np.ndarray:
+        """``(V, 3)`` float32 normalised box coordinates (backend/coords.py), where the field lives."""
+        from backend.coords import metres_to_box
+
+        return metres_to_box(self.vertices).astype(np.float32)
+
+
+@dataclass
+class ColourViews:
+    """The views the vertex colours came from (``backend.vertex_colors.OrthoView``) and the share of vertices
+    at least one of them saw."""
+
+    views: list
+    vertices_seen: float
+
+
+@dataclass
+class Outputs:
+    """Files the job wrote into its folder (relative paths, result.json not yet among them)."""
+
+    files: list[str]
+
+
+def intake(source: Any, name: str, from_mask: bool, no_frame: bool) -> Sketch:
+    """Read the input (path, bytes, stroke dict or array) and align it onto the canonical framing.
+
+    Raises:
+        IntakeError / StrokeError: unreadable, blank or over-limit input; FramingError: no content.
+    """
+    from backend.align import frame_mask, frame_sketch
+    from backend.input_limits import load_mask_checked, load_sketch_checked
+
+    if from_mask:
+        mask_in = load_mask_checked(source)
+        mask512, transform = frame_mask(mask_in, FRAMED_SIZE, auto_frame=not no_frame)
+        info = {"kind": "mask", "size": [int(mask_in.shape[1]), int(mask_in.shape[0])], "name": name}
+        return Sketch(None, None, mask_in, mask512, transform, info, {"kind": "mask"})
+    sk = load_sketch_checked(source)
+    sketch512, transform = frame_sketch(sk.image, FRAMED_SIZE, auto_frame=not no_frame)
+    info = {"kind": sk.kind, "size": list(sk.size), "mode": sk.source_mode, "name": name, "notes": sk.notes}
+    return Sketch(sk.image, sketch512, None, None, transform, info, sk.intake)
+
+
+def _predict_ids(net: Any, sketch512: np.ndarray, device: str, mirror_average: bool | None = None) -> np.ndarray:
+    """SketchToMask on a framed ``(512, 512)`` uint8 sketch -> ``(512, 512)`` uint8 label ids (argmax; mirror
+    averaged when the card says so or as ``mirror_average`` says, :meth:`SketchToMask.predict_ids`)."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(sketch512.astype(np.float32) / 255.0)[None, None].to(device)
+        return net.predict_ids(x, mirror_average)[0].to(torch.uint8).cpu().numpy()
+
+
+def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np.ndarray, transform: Any,
+                                      device: str = "cpu", mirror_average: bool | None = None
+                                      ) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The sketch -> mask step of :func:`backend.pipeline.generate`, shared with ``s3d-eval``'s real-sketch
+    checks so both see the same mask: predict on the first-pass framing, and when that framing was
+    automatic, reframe from the first mask's eyes and mouth (or head box;
+    :func:`backend.align.refine_with_landmarks`) and predict again.
+
+    Args:
+        net: a loaded :class:`SketchToMask`.
+        image: the normalised input sketch ``(H, W)`` uint8, dark on white (``load_sketch(...).image``).
+        sketch512, transform: its first-pass framing, ``backend.align.frame_sketch(image, 512)``.
+        mirror_average: None = the card's setting.
+
+    Returns:
+        ``(sketch (512, 512) uint8, label ids (512, 512) uint8, FramingTransform)`` of the final pass.
+    """
+    from backend.align import refine_with_landmarks, resample_sketch
+
+    mask512 = _predict_ids(net, sketch512, device, mirror_average)
+    if transform.auto_framed:
+        refined = refine_with_landmarks(transform, mask512)
+        if refined is not None:
+            transform = refined
+            sketch512 = resample_sketch(image, transform)
+            mask512 = _predict_ids(net, sketch512, device, mirror_average)
+    return sketch512, mask512, transform
+
+
+def sketch_to_mask(sketch: Sketch, net: Any, device: str) -> Mask:
+    """Label ids for the job: the sketch network's (with the landmark reframing), or a mask input as is,
+    plus the plausibility warnings (backend/mask_plausibility.py) for sketches."""
+    from backend.align import unframe_mask
+    from backend.mask_plausibility import check_mask
+
+    if sketch.mask is not None:
+        return Mask(sketch.mask_framed, sketch.mask, None, sketch.transform, [])
+    framed, ids, transform = predict_mask_with_refined_framing(net, sketch.image, sketch.framed, sketch.transform,
+                                                                device)
+    ids_input = unframe_mask(ids, transform)
+    return Mask(ids, ids_input, framed, transform, check_mask(ids_input, sketch.image).warnings)
+
+
+def planes(mask: Mask, m2t: Any, seed: int, device: str) -> Planes:
+    """The tri-planes of ``mask`` with z from ``seed`` (``Mask2Triplane.sample_z``), once per job."""
+    import torch
+
+    with torch.inference_mode():
+        z = m2t.sample_z(seed, 1, device)
+        p = m2t.planes_from_mask(torch.from_numpy(mask.framed.astype(np.int64))[None].to(device), z)
+    return Planes(FieldQuery(m2t, p, device), float(m2t.surface_sigma))
+
+
+def density_grid(planes: Planes, resolution: int, check_cancel: Callable[[], None]) -> Any:
+    """The coarse-to-fine density grid (``backend.mesh.DensityGrid``) at ``resolution`` cells a side.
+
+    Raises:
+        MeshError: the field has no surface in the box.
+    """
+    from backend.mesh import density_grid as sample_grid
+
+    return sample_grid(planes.field.density, resolution, planes.level, levels=3 if resolution >= 128 else 2,
+                       cancel=check_cancel)
+
+
+def mesh(grid: Any, smooth_iterations: int, max_faces: int | None) -> HeadMesh:
+    """Marching cubes, largest component, Taubin smoothing and decimation (``max_faces`` 0/None = off).
+
+    Raises:
+        MeshError: ``empty_surface`` / ``surface_fills_box`` / ``degenerate_surface``.
+    """
+    from backend.mesh import extract_mesh
+
+    m = extract_mesh(grid, smooth_iterations, max_faces or None)
+    return HeadMesh(m.vertices, m.faces, m.stats, grid.evaluated)
+
+
+def vertex_colors(head: HeadMesh, planes: Planes, views: int, color_resolution: int, seed: int,
+                  check_cancel: Callable[[], None]) -> tuple[HeadMesh, ColourViews]:
+    """Normals, semantic labels and colours per vertex: colours blended from ``views`` band-rendered views of
+    the field (jitter from ``numpy.random.default_rng(seed)``), labels from the semantic field."""
+    from backend.mesh import vertex_classes
+    from backend.vertex_colors import RasterMesh, blend_vertex_colors, render_views, standard_views, vertex_normals
+
+    rng = np.random.default_rng(seed)
+    vb = head.box_vertices()
+    normals = vertex_normals(vb.astype(np.float64), head.faces)
+    at_vertices = planes.field(vb, semantic=True)
+    labels = vertex_classes(at_vertices["semantic"], head.faces)
+    raster_mesh = RasterMesh(vb, head.faces)
+    renders = []
+    for v in standard_views(views):  # one at a time so that cancel is honoured between views
+        check_cancel()
+        renders += render_views(raster_mesh, None, planes.field, [v], color_resolution, rng=rng)
+    rgb, seen = blend_vertex_colors(vb.astype(np.float64), normals, renders, at_vertices["rgb"])
+    return (replace(head, normals=normals, labels=labels, colours=rgb),
+            ColourViews([r.view for r in renders], float((seen > 0).mean())))
+
+
+def export(out_dir: Path, head: HeadMesh, mask: Mask, colour_views: ColourViews, formats: tuple[str, ...],
+           view_resolution: int, check_cancel: Callable[[], None]) -> Outputs:
+    """Write the mesh files, mask.png / mask_color.png, sketch_framed.png and views/*.png into ``out_dir``.
+
+    Raises:
+        OutputError: a write failed (names the destination; backend.job_output.output_error).
+    """
+    from backend import export as files_out
+    from backend.job_output import output_error
+    from backend.previews import render_previews
+    from backend.vertex_colors import RasterMesh
+
+    files: list[str] = []
+    try:
+        files += files_out.write_mesh_files(out_dir, list(formats), head.vertices, head.faces, head.colours,
+                                            head.labels, head.normals)
+        files += files_out.write_mask_files(out_dir, mask.input)
+        if mask.sketch_framed is not None:
+            files_out.atomic_write_bytes(out_dir / "sketch_framed.png", files_out.png_bytes(mask.sketch_framed))
+            files.append("sketch_framed.png")
+        check_cancel()
+        view_imgs = render_previews(RasterMesh(head.box_vertices(), head.faces), None, head.normals, head.colours,
+                                    colour_views.views, view_resolution)
+        files += files_out.write_view_files(out_dir, view_imgs)
+    except OSError as e:  # the temporary folder is removed by generate's JobOutput
+        raise output_error(out_dir, e) from None
+    return Outputs(files)
+
+
+def input_sha256(source: Any) -> str | None:
+    """sha256 of the job's input: the file's bytes, the uploaded bytes, the stroke JSON (sorted keys,
+    compact) or the array's bytes; None when it cannot be read."""
+    try:
+        if isinstance(source, (str, Path)):
+            data = Path(source).read_bytes()
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        elif isinstance(source, dict):
+            data = json.dumps(source, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        elif isinstance(source, np.ndarray):
+            data = np.ascontiguousarray(source).tobytes()
+        else:
+            return None
+    except (OSError, TypeError, ValueError):
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+def result_record(source: Any, sketch: Sketch, mask: Mask, planes: Planes, head: HeadMesh,
+                  colour_views: ColourViews, outputs: Outputs, options: Any, models: Any,
+                  timings: dict[str, float]) -> dict[str, Any]:
+    """The job's ``result.json`` record (docs/contracts.md section 6); ``timings`` includes ``total``."""
+    from backend.coords import BOX_SIZE_M
+
+    info = dict(sketch.info, sha256=input_sha256(source))
+    counts = np.bincount(head.labels, minlength=NUM_CLASSES)
+    lo, hi = head.vertices.min(0), head.vertices.max(0)
+    return {
+        "api": 1,
+        "input": info,
+        "seed": options.seed,
+        "sketch_sha256": info["sha256"],
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()},
+        "device": models.device,
+        "device_reason": models.device_reason,
+        "weights": {n: {"sha256": c.get("sha256"), "profile": c.get("profile")} for n, c in models.cards.items()},
+        "framing": mask.transform.to_dict(),
+        "intake": sketch.intake,
+        "warnings": mask.warnings,  # [{"code", "message"}], shown by the add-on
+        "timings_s": timings,
+        "vertex_count": int(len(head.vertices)),
+        "face_count": int(len(head.faces)),
+        "bbox_m": {"min": lo.round(5).tolist(), "max": hi.round(5).tolist(), "size": (hi - lo).round(5).tolist()},
+        "class_vertex_counts": {LABEL_NAMES[i]: int(counts[i]) for i in range(NUM_CLASSES) if counts[i] > 0},
+        "mesh": dict(head.stats, iso_level=planes.level, grid_points_evaluated=head.grid_evaluated,
+                     grid_points_dense=int((options.resolution + 1) ** 3),
+                     field_points_queried=int(planes.field.points)),
+        "vertex_colors": {"views": [v.name for v in colour_views.views], "vertices_seen": colour_views.vertices_seen,
+                          "color_resolution": options.color_resolution, "preview_resolution": options.view_resolution},
+        "views": {v.name: v.camera_dict(options.view_resolution, BOX_SIZE_M / 2) for v in colour_views.views},
+        "frame": {"units": "metres", "up": "+Z", "face_towards": "-Y", "box_size_m": BOX_SIZE_M},
+        "files": sorted(outputs.files + ["result.json"]),
+    }
