@@ -927,9 +927,11 @@ def test_connections_beyond_the_cap_get_503_and_are_closed(models, tmp_path, mon
     _stop(app, httpd)
 
 
-@pytest.mark.parametrize("stage", ["density_grid", "export"])
+@pytest.mark.parametrize("stage", ["load_models", "intake", "sketch_to_mask", "planes", "density_grid", "mesh",
+                                   "vertex_colors", "export"])
 def test_kill_9_mid_job_then_restart_leaves_no_half_folder(models, tiny_weights, tmp_path, stage):
-    """``kill -9`` of a server while a job is in ``stage`` (export: the meshes written, the views not yet),
+    """``kill -9`` of a server while a job is in each stage (at its start; export: in its middle, the meshes
+    written, the views not yet),
     then a new server on the same jobs folder: the finished job answers done with its files, the killed one
     failed (``interrupted``), and no half-written folder is left in the server's own jobs folder."""
     import signal
