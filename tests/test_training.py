@@ -1155,3 +1155,36 @@ def test_rough_redraws_are_deterministic_and_off_by_default():
         np.testing.assert_array_equal(draw(seed, rough_prob=1.0), draw(seed, rough_prob=1.0))  # seeded
         changed += not np.array_equal(draw(seed), draw(seed, rough_prob=1.0))
     assert changed >= 4  # the rough pass changes the drawing (a re-draw may also drop every stroke)
+
+
+def test_sketch2mask_bf16_autocast_trains_and_keeps_float32_weights(fake_data, tmp_path):
+    """With ``bf16`` the U-Net runs under bfloat16 autocast: the loss still falls over a few steps, the
+    weights stay float32, and the step's loss is close to the float32 one on the same batch."""
+    from backend.models.config import get_config
+    from backend.models.sketch2mask import SketchToMask
+    from training.datasets import SynHead
+    from training.train_sketch2mask import (SketchBatchBuilder, SketchToMaskLoss, SketchToMaskRecipe,
+                                            sketch_batch_to_device)
+
+    cfg = {**get_config("lite", "sketch2mask"), "channels": [4, 8, 8, 8, 8, 8, 8, 8], "num_ws_geometry": 2, "w_dim": 16}
+    torch.manual_seed(0)
+    net = SketchToMask(cfg)
+    recipe = SketchToMaskRecipe(batch=4, lr=1e-2, sv_weight=0.0, augment=False, bf16=True)
+    lm, plain = SketchToMaskLoss(net, recipe), SketchToMaskLoss(net, SketchToMaskRecipe(**{**vars(recipe), "bf16": False}))
+    build = SketchBatchBuilder(SynHead(fake_data, "train"), cfg, recipe, None)
+    batch = sketch_batch_to_device(build(np.random.default_rng(0)), torch.device("cpu"), None)
+    net.eval()
+    with torch.no_grad():
+        a, b = float(lm(batch)["loss"]), float(plain(batch)["loss"])
+    assert a == pytest.approx(b, rel=0.05) and a != b  # autocast really ran, and agrees with float32
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+    losses = []
+    for step in range(20):
+        out = lm(sketch_batch_to_device(build(np.random.default_rng(step)), torch.device("cpu"), None))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["loss"].detach()))
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+    assert all(p.dtype == torch.float32 for p in net.parameters())
