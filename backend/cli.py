@@ -60,7 +60,8 @@ def _options_from_args(args: argparse.Namespace):
     try:
         return GenerateOptions(seed=args.seed, resolution=args.resolution, views=args.views, formats=formats,
                                no_frame=args.no_frame, from_mask=args.from_mask,
-                               smooth_iterations=args.smooth, max_faces=args.max_faces).validate()
+                               smooth_iterations=args.smooth, max_faces=args.max_faces,
+                               symmetric=args.symmetric).validate()
     except PipelineError as e:
         print(f"s3d: error [{e.code}]: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -285,6 +286,7 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="weights folder (default: bundled weights/ or $S3D_WEIGHTS_DIR)")
     p.add_argument("--smooth", type=int, default=5, help="Taubin smoothing iterations, 0 = off (5)")
     p.add_argument("--max-faces", type=int, default=200_000, help="decimate to this many faces, 0 = off (200000)")
+    p.add_argument("--symmetric", action="store_true", help="a mirror-symmetric head (left/right labels kept right)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 

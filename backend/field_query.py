@@ -18,13 +18,15 @@ class FieldQuery:
     """Chunked, gradient-free queries of one job's tri-plane field (planes computed once).
 
     Call with ``(N, 3)`` float32 box coordinates; returns numpy arrays ``sigma (N,)``, ``rgb (N, 3)``
-    and optionally ``semantic (N, 19)``.
+    and optionally ``semantic (N, 19)``. With ``symmetric`` the field is made mirror-symmetric about
+    x = 0 (``Mask2Triplane.query_symmetric``; twice the cost of a query).
     """
 
-    def __init__(self, model: Any, planes: Any, device: str, chunk: int | None = None):
+    def __init__(self, model: Any, planes: Any, device: str, chunk: int | None = None, symmetric: bool = False):
         if chunk is None:
             chunk = QUERY_CHUNK_CPU if str(device).startswith("cpu") else QUERY_CHUNK
         self.model, self.planes, self.device, self.chunk = model, planes, device, chunk
+        self.query = model.query_symmetric if symmetric else model.query
         self.points = 0
 
     def __call__(self, xyz: np.ndarray, semantic: bool = False, rgb: bool = True) -> dict[str, np.ndarray]:
@@ -39,7 +41,7 @@ class FieldQuery:
         with torch.inference_mode():
             for a in range(0, n, self.chunk):
                 x = torch.from_numpy(xyz[a:a + self.chunk]).to(self.device)[None]
-                out = self.model.query(self.planes, x)
+                out = self.query(self.planes, x)
                 sig[a:a + len(x[0])] = out["sigma"][0, :, 0].float().cpu().numpy()
                 if rgb:
                     col[a:a + len(x[0])] = out["rgb"][0].float().cpu().numpy()

@@ -320,13 +320,16 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[n
     return np.asarray(v, dtype=np.float64), np.asarray(f, dtype=np.int64)
 
 
-def extract_mesh(grid: DensityGrid, smooth_iterations: int = 5, max_faces: int | None = 200_000) -> Mesh:
+def extract_mesh(grid: DensityGrid, smooth_iterations: int = 5, max_faces: int | None = 200_000,
+                 symmetric: bool = False) -> Mesh:
     """Marching cubes + clean-up of a density grid; vertices in metres in the canonical head frame.
 
     Args:
         grid: the density grid (:func:`density_grid`).
         smooth_iterations: Taubin iterations (0 = off).
         max_faces: decimate to this face budget (None = off).
+        symmetric: the grid is mirror-symmetric about x = 0: keep the mesh exactly so through smoothing
+            (backend/symmetry.py; decimation may still break it by a fraction of a millimetre).
 
     Returns:
         :class:`Mesh` (metres) with ``stats``: ``raw_faces``, ``components``, ``kept_face_fraction``,
@@ -337,6 +340,7 @@ def extract_mesh(grid: DensityGrid, smooth_iterations: int = 5, max_faces: int |
             component has fewer than 100 faces.
     """
     from backend.coords import box_to_metres
+    from backend.symmetry import mirror_twins, symmetrize
 
     check_surface(grid)
     verts, faces = marching_cubes(grid)
@@ -346,7 +350,10 @@ def extract_mesh(grid: DensityGrid, smooth_iterations: int = 5, max_faces: int |
         raise MeshError("degenerate_surface", f"the largest surface piece has only {len(faces)} faces; the field "
                         "holds no head-sized surface (untrained weights, or a sketch far from a head)")
     if smooth_iterations > 0:
+        twins = mirror_twins(verts) if symmetric else None
         verts = taubin_smooth(verts, faces, smooth_iterations)
+        if twins is not None:
+            verts = symmetrize(verts, twins)
     if max_faces is not None:
         verts, faces = decimate(verts, faces, max_faces)
     stats = dict(info, raw_faces=raw_faces, faces=int(len(faces)), vertices=int(len(verts)))

@@ -27,6 +27,8 @@ class GenerateOptions:
         max_faces: decimation budget in faces, ``MIN_FACES``..``MAX_FACES`` (0 or None = off).
         view_resolution: pixels a side of the preview renders views/*.png (the shaded mesh).
         color_resolution: pixels a side of the radiance-field views the vertex colours come from.
+        symmetric: make the head mirror-symmetric about its vertical mid-plane (the field is averaged
+            with its mirror image, left/right labels kept right).
     """
 
     seed: int = 0
@@ -39,6 +41,7 @@ class GenerateOptions:
     max_faces: int | None = 200_000
     view_resolution: int = 256
     color_resolution: int = 128
+    symmetric: bool = False
 
     def validate(self) -> "GenerateOptions":
         """Check ranges; return self.
@@ -71,7 +74,7 @@ class GenerateOptions:
                 self.max_faces == 0 or MIN_FACES <= self.max_faces <= MAX_FACES)):
             raise PipelineError("bad_option", f"max_faces must be 0 (no decimation) or {MIN_FACES}..{MAX_FACES}, "
                                 f"not {self.max_faces!r}")
-        for name in ("no_frame", "from_mask"):
+        for name in ("no_frame", "from_mask", "symmetric"):
             if not isinstance(getattr(self, name), bool):
                 raise PipelineError("bad_option", f"{name} must be true or false, not {getattr(self, name)!r}")
         return self

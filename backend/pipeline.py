@@ -242,11 +242,11 @@ def _run_stages(source: Any, tmp_dir: Path, options: GenerateOptions, models: Mo
     with prog.stage_of(Stage.SKETCH_TO_MASK):
         mask = stages.sketch_to_mask(sketch, models.sketch2mask, models.device)
     with prog.stage_of(Stage.PLANES):
-        planes = stages.planes(mask, models.mask2triplane, options.seed, models.device)
+        planes = stages.planes(mask, models.mask2triplane, options.seed, models.device, options.symmetric)
     with prog.stage_of(Stage.DENSITY_GRID):
         grid = stages.density_grid(planes, options.resolution, prog.check_cancel)
     with prog.stage_of(Stage.MESH):
-        head = stages.mesh(grid, options.smooth_iterations, options.max_faces)
+        head = stages.mesh(grid, options.smooth_iterations, options.max_faces, options.symmetric)
     with prog.stage_of(Stage.VERTEX_COLORS):
         head, views = stages.vertex_colors(head, planes, options.views, options.color_resolution, options.seed,
                                            prog.check_cancel)

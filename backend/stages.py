@@ -183,14 +183,15 @@ def sketch_to_mask(sketch: Sketch, net: Any, device: str) -> Mask:
     return Mask(ids, ids_input, framed, transform, check_mask(ids_input, sketch.image).warnings)
 
 
-def planes(mask: Mask, m2t: Any, seed: int, device: str) -> Planes:
-    """The tri-planes of ``mask`` with z from ``seed`` (``Mask2Triplane.sample_z``), once per job."""
+def planes(mask: Mask, m2t: Any, seed: int, device: str, symmetric: bool = False) -> Planes:
+    """The tri-planes of ``mask`` with z from ``seed`` (``Mask2Triplane.sample_z``), once per job; with
+    ``symmetric`` the field is queried mirror-symmetrised (``Mask2Triplane.query_symmetric``)."""
     import torch
 
     with torch.inference_mode():
         z = m2t.sample_z(seed, 1, device)
         p = m2t.planes_from_mask(torch.from_numpy(mask.framed.astype(np.int64))[None].to(device), z)
-    return Planes(FieldQuery(m2t, p, device), float(m2t.surface_sigma))
+    return Planes(FieldQuery(m2t, p, device, symmetric=symmetric), float(m2t.surface_sigma))
 
 
 def density_grid(planes: Planes, resolution: int, check_cancel: Callable[[], None]) -> Any:
@@ -205,15 +206,16 @@ def density_grid(planes: Planes, resolution: int, check_cancel: Callable[[], Non
                        cancel=check_cancel)
 
 
-def mesh(grid: Any, smooth_iterations: int, max_faces: int | None) -> HeadMesh:
-    """Marching cubes, largest component, Taubin smoothing and decimation (``max_faces`` 0/None = off).
+def mesh(grid: Any, smooth_iterations: int, max_faces: int | None, symmetric: bool = False) -> HeadMesh:
+    """Marching cubes, largest component, Taubin smoothing and decimation (``max_faces`` 0/None = off);
+    ``symmetric``: the grid is mirror-symmetric and the mesh stays so through the smoothing.
 
     Raises:
         MeshError: ``empty_surface`` / ``surface_fills_box`` / ``degenerate_surface``.
     """
     from backend.mesh import extract_mesh
 
-    m = extract_mesh(grid, smooth_iterations, max_faces or None)
+    m = extract_mesh(grid, smooth_iterations, max_faces or None, symmetric)
     return HeadMesh(m.vertices, m.faces, m.stats, grid.evaluated)
 
 

@@ -67,6 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=128, help="marching-cubes grid (quality)")
     p.add_argument("--views", type=int, default=6, help="colour views")
     p.add_argument("--no-frame", action="store_true", help="do not auto-frame the sketches")
+    p.add_argument("--symmetric", action="store_true", help="mirror-symmetric heads (left/right labels kept right)")
     p.add_argument("--projection", choices=("FRONT", "CAMERA"), default="FRONT",
                    help="Grease Pencil projection (CAMERA: the .blend's scene camera)")
     p.add_argument("--one-scene", action="store_true", help="all heads in one scene.blend instead of one .blend each")
@@ -181,6 +182,8 @@ def backend_batch_command(python: str, stage: Path, out_dir: Path, args: argpars
            "--format", ",".join(f.strip() for f in args.formats.split(",") if f.strip())]
     if args.no_frame:
         cmd.append("--no-frame")
+    if args.symmetric:
+        cmd.append("--symmetric")
     if args.max_faces:
         cmd += ["--max-faces", str(args.max_faces)]
     if args.weights_dir:
@@ -313,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights_dir:
         os.environ["S3D_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
     base = GenerateSettings(seed=args.seed, resolution=args.resolution, views=args.views, no_frame=args.no_frame,
+                            symmetric=args.symmetric,
                             projection=args.projection, formats=[f.strip() for f in args.formats.split(",") if f.strip()],
                             max_faces=args.max_faces, quad_remesh=args.quad_remesh, texture_size=args.texture)
     if args.engine == "ray":

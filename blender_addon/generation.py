@@ -103,6 +103,7 @@ class GenerateSettings:
     resolution: int = 128
     views: int = 6
     no_frame: bool = False
+    symmetric: bool = False
     formats: list[str] = field(default_factory=lambda: ["ply"])
     max_faces: int = 0  # 0: the backend's default budget
     quad_remesh: bool = False
@@ -114,7 +115,8 @@ class GenerateSettings:
         s = context.scene.s3d
         return cls(source=s.source, gp_object=s.gp_object or context.active_object, projection=s.projection,
                    image_path=s.image_path, mask_image=s.mask_image, seed=s.seed, resolution=int(s.resolution),
-                   views=s.views, no_frame=s.no_frame, max_faces=s.max_faces, quad_remesh=s.quad_remesh,
+                   views=s.views, no_frame=s.no_frame, symmetric=s.symmetric, max_faces=s.max_faces,
+                   quad_remesh=s.quad_remesh,
                    texture_size=int(s.texture_size) if s.texture else 0)
 
 
@@ -180,6 +182,8 @@ def build_request(context, settings: GenerateSettings, *, seed: int | None = Non
         raise InputError(problem)
     options = {"seed": seed, "resolution": int(settings.resolution), "views": int(settings.views),
                "formats": list(settings.formats), "no_frame": bool(settings.no_frame)}
+    if settings.symmetric:
+        options["symmetric"] = True
     if settings.max_faces:
         options["max_faces"] = int(settings.max_faces)
     tag = dict(tag or {})

@@ -73,6 +73,7 @@ class S3D_PT_main(bpy.types.Panel):
         col.prop(s, "resolution", text="Quality")
         col.prop(s, "views", text="Colour views")
         col.prop(s, "no_frame", text="Keep my framing")
+        col.prop(s, "symmetric", text="Symmetric")
         col = layout.column(align=True)
         col.prop(s, "max_faces", text="Target faces")
         col.prop(s, "quad_remesh", text="Quad remesh")

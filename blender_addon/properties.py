@@ -44,6 +44,10 @@ class S3DSceneSettings(bpy.types.PropertyGroup):
                                  description="Rendered views blended into the vertex colours")
     no_frame: bpy.props.BoolProperty(name="Keep my framing", default=False,
                                      description="Do not auto-frame the drawing onto the canonical framing")
+    symmetric: bpy.props.BoolProperty(
+        name="Symmetric", default=False,
+        description="Make the head mirror-symmetric about its vertical mid-plane (left and right parts keep their "
+                    "names)")
     max_faces: bpy.props.IntProperty(
         name="Target faces", default=0, min=0, max=5_000_000, soft_max=500_000,
         description="Decimate the head to about this many faces (1,000 or more; quadric decimation in the backend). "

@@ -334,6 +334,20 @@ def main() -> int:
         arrays["quad_col"] = quad_arrays.get("col", np.zeros((0, 3), np.uint8))
         s.max_faces, s.quad_remesh, s.texture = 0, False, False
 
+        step("symmetric head")
+        from backend.symmetry import mirror_distance
+
+        s.resolution, s.symmetric = "64", True
+        report["symmetric_result"] = sorted(bpy.ops.s3d.generate())
+        head = bpy.context.active_object
+        co = np.empty(len(head.data.vertices) * 3, np.float32)
+        head.data.vertices.foreach_get("co", co)
+        tris = np.array([list(p.vertices) for p in head.data.polygons if len(p.vertices) == 3])
+        report["symmetric_max_mm"] = float(mirror_distance(co.reshape(-1, 3), tris).max() * 1000.0)
+        report["symmetric_option"] = json.loads((Path(head["s3d_job_folder"]) / "result.json").read_text())[
+            "options"]["symmetric"]
+        s.symmetric = False
+
         step("async path (worker thread -> queue -> main-thread timer, ticked by hand)")
         gen = mod.generation
         before_async = names()

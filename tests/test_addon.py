@@ -643,6 +643,12 @@ def test_env_setup_thread_reports_progress_lines_and_failures(tmp_path):
     assert bad[-1].kind == "error" and "exit code 4" in bad[-1].text and "no matching distribution" in bad[-1].text
 
 
+def test_symmetric_option_gives_a_head_that_is_its_own_mirror_image(scenario):
+    rep = scenario["report"]
+    assert rep["symmetric_result"] == ["FINISHED"] and rep["symmetric_option"] is True
+    assert rep["symmetric_max_mm"] < 0.5, rep["symmetric_max_mm"]
+
+
 def test_target_faces_reaches_the_count_and_quad_remesh_keeps_colours_and_groups(scenario):
     from backend.pipeline import MAX_FACES, MIN_FACES
 

@@ -372,3 +372,39 @@ def test_eval_real_sketch_checks_see_the_mask_generate_makes(tmp_path):
     first, t = frame_sketch(img, 512, auto_frame=False)
     predict_mask_with_refined_framing(net, img, first, t)
     assert net.calls == [None]
+
+
+def test_symmetric_option_gives_a_mirror_symmetric_head_with_left_right_labels_kept(weights_dir, monkeypatch,
+                                                                                   sketch_png, tmp_path):
+    """A field with a bump on one side: without the option the mesh is not its own mirror image; with it,
+    it is (exactly, through the smoothing), and a vertex's class is its twin's class with left and right
+    swapped."""
+    import torch.nn.functional as F
+    from scipy.spatial import cKDTree
+
+    from backend.labels import MIRROR_IDS
+    from backend.symmetry import mirror_distance
+
+    spherical = sphere_query(Mask2Triplane.query, RADII)
+
+    def lopsided(self, planes, xyz):
+        out = dict(spherical(self, planes, xyz))
+        bump = torch.exp(-((xyz - xyz.new_tensor([0.45, -0.2, 0.2])) ** 2).sum(-1, keepdim=True) / 0.01)
+        out["occupancy_logit"] = out["occupancy_logit"] + 10.0 * bump
+        out["sigma"] = self.decoder.density_scale * F.softplus(out["occupancy_logit"])
+        return out
+
+    monkeypatch.setattr(Mask2Triplane, "query", lopsided)
+    meshes = {}
+    for sym in (False, True):
+        generate(sketch_png, tmp_path / str(sym), GenerateOptions(seed=3, symmetric=sym, **FAST), weights_dir=weights_dir,
+                 device="cpu")
+        meshes[sym] = read_ply((tmp_path / str(sym) / "mesh.ply").read_bytes())
+    assert mirror_distance(meshes[False]["vertices"], meshes[False]["faces"]).max() > 0.01  # metres: the bump
+    sym = meshes[True]
+    assert mirror_distance(sym["vertices"], sym["faces"]).max() < 1e-6  # exact (the target: within 0.5 mm)
+    twins = cKDTree(sym["vertices"]).query(sym["vertices"] * np.array([-1.0, 1.0, 1.0]))[1]
+    assert (np.asarray(MIRROR_IDS)[sym["label"]] == sym["label"][twins]).mean() > 0.98
+    assert json.loads((tmp_path / "True" / "result.json").read_text())["options"]["symmetric"] is True
+    with pytest.raises(PipelineError, match="symmetric"):
+        GenerateOptions(symmetric="yes").validate()

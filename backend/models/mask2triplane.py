@@ -554,6 +554,21 @@ class Mask2Triplane(nn.Module):
             raise ValueError(f"a mirror pair of planes is (B, 2, 3, C, R, R), got {tuple(pair.shape)}")
         a = self.query(pair[:, 0], xyz)
         b = self.query(pair[:, 1], xyz * xyz.new_tensor([-1.0, 1.0, 1.0]))
+        return self._mean_with_mirrored(a, b)
+
+    def query_symmetric(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The field made exactly mirror-symmetric about the plane x = 0: the mean of :meth:`query` at
+        ``xyz`` and at ``(-x, y, z)``, left/right labels of the mirrored side swapped back (so a left eye
+        stays a left eye). ``planes`` as :meth:`query` takes them; same outputs as :meth:`query` (the
+        semantic output as log-probabilities). For an artist who wants a symmetric head."""
+        a = self.query(planes, xyz)
+        b = self.query(planes, xyz * xyz.new_tensor([-1.0, 1.0, 1.0]))
+        return self._mean_with_mirrored(a, b)
+
+    def _mean_with_mirrored(self, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Mean of a field ``a`` and a field ``b`` queried at the mirrored points: occupancy logits (the
+        surface stays at logit 0) and colours averaged, the semantic output the log of the mean of the two
+        softmaxes with ``b``'s left/right labels swapped."""
         occ = (a["occupancy_logit"] + b["occupancy_logit"]) / 2
         probs = (a["semantic"].softmax(-1) + b["semantic"][..., list(MIRROR_IDS)].softmax(-1)) / 2
         return {"occupancy_logit": occ, "sigma": self.decoder.density_scale * F.softplus(occ),
