@@ -61,10 +61,16 @@ def _options_from_args(args: argparse.Namespace):
         return GenerateOptions(seed=args.seed, resolution=args.resolution, views=args.views, formats=formats,
                                no_frame=args.no_frame, from_mask=args.from_mask,
                                smooth_iterations=args.smooth, max_faces=args.max_faces,
-                               symmetric=args.symmetric).validate()
+                               symmetric=args.symmetric, colors=_colour_picks(args)).validate()
     except PipelineError as e:
         print(f"s3d: error [{e.code}]: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _colour_picks(args: argparse.Namespace) -> dict | None:
+    """``--hair-color`` and friends as the ``colors`` option, or None when none is given."""
+    picks = {g: getattr(args, f"{g}_color") for g in ("hair", "skin", "eyes", "lips") if getattr(args, f"{g}_color")}
+    return picks or None
 
 
 def _set_threads(n: int | None) -> None:
@@ -287,6 +293,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smooth", type=int, default=5, help="Taubin smoothing iterations, 0 = off (5)")
     p.add_argument("--max-faces", type=int, default=200_000, help="decimate to this many faces, 0 = off (200000)")
     p.add_argument("--symmetric", action="store_true", help="a mirror-symmetric head (left/right labels kept right)")
+    for group in ("hair", "skin", "eyes", "lips"):
+        p.add_argument(f"--{group}-color", metavar="#RRGGBB", help=f"{group} colour (sRGB hex), shading kept")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 

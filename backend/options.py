@@ -29,6 +29,8 @@ class GenerateOptions:
         color_resolution: pixels a side of the radiance-field views the vertex colours come from.
         symmetric: make the head mirror-symmetric about its vertical mid-plane (the field is averaged
             with its mirror image, left/right labels kept right).
+        colors: colours an artist picks, ``{"hair" | "skin" | "eyes" | "lips": "#rrggbb"}`` (sRGB), applied
+            per class on the vertex colours, keeping their shading (backend/colour_picks.py); None = off.
     """
 
     seed: int = 0
@@ -42,6 +44,7 @@ class GenerateOptions:
     view_resolution: int = 256
     color_resolution: int = 128
     symmetric: bool = False
+    colors: dict | None = None
 
     def validate(self) -> "GenerateOptions":
         """Check ranges; return self.
@@ -74,6 +77,13 @@ class GenerateOptions:
                 self.max_faces == 0 or MIN_FACES <= self.max_faces <= MAX_FACES)):
             raise PipelineError("bad_option", f"max_faces must be 0 (no decimation) or {MIN_FACES}..{MAX_FACES}, "
                                 f"not {self.max_faces!r}")
+        if self.colors is not None:
+            from backend.colour_picks import parse_picks
+
+            try:
+                parse_picks(self.colors)
+            except ValueError as e:
+                raise PipelineError("bad_option", str(e)) from None
         for name in ("no_frame", "from_mask", "symmetric"):
             if not isinstance(getattr(self, name), bool):
                 raise PipelineError("bad_option", f"{name} must be true or false, not {getattr(self, name)!r}")

@@ -250,6 +250,8 @@ def _run_stages(source: Any, tmp_dir: Path, options: GenerateOptions, models: Mo
     with prog.stage_of(Stage.VERTEX_COLORS):
         head, views = stages.vertex_colors(head, planes, options.views, options.color_resolution, options.seed,
                                            prog.check_cancel)
+        if options.colors:
+            head = stages.colour_picks(head, options.colors)
     with prog.stage_of(Stage.EXPORT):
         outputs = stages.export(Path(tmp_dir), head, mask, views, options.formats, options.view_resolution,
                                 prog.check_cancel)

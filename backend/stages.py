@@ -219,6 +219,16 @@ def mesh(grid: Any, smooth_iterations: int, max_faces: int | None, symmetric: bo
     return HeadMesh(m.vertices, m.faces, m.stats, grid.evaluated)
 
 
+def colour_picks(head: HeadMesh, colors: dict) -> HeadMesh:
+    """The artist's colours on the head's vertex colours (backend/colour_picks.py); ``colors`` already
+    validated by ``GenerateOptions``."""
+    from dataclasses import replace
+
+    from backend.colour_picks import apply_picks, parse_picks
+
+    return replace(head, colours=apply_picks(head.colours, head.labels, parse_picks(colors)))
+
+
 def vertex_colors(head: HeadMesh, planes: Planes, views: int, color_resolution: int, seed: int,
                   check_cancel: Callable[[], None]) -> tuple[HeadMesh, ColourViews]:
     """Normals, semantic labels and colours per vertex: colours blended from ``views`` band-rendered views of

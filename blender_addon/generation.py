@@ -104,6 +104,7 @@ class GenerateSettings:
     views: int = 6
     no_frame: bool = False
     symmetric: bool = False
+    colors: dict | None = None  # {"hair" | "skin" | "eyes" | "lips": "#rrggbb"}: colours the artist picked
     formats: list[str] = field(default_factory=lambda: ["ply"])
     max_faces: int = 0  # 0: the backend's default budget
     quad_remesh: bool = False
@@ -115,9 +116,17 @@ class GenerateSettings:
         s = context.scene.s3d
         return cls(source=s.source, gp_object=s.gp_object or context.active_object, projection=s.projection,
                    image_path=s.image_path, mask_image=s.mask_image, seed=s.seed, resolution=int(s.resolution),
-                   views=s.views, no_frame=s.no_frame, symmetric=s.symmetric, max_faces=s.max_faces,
+                   views=s.views, no_frame=s.no_frame, symmetric=s.symmetric, colors=picked_colours(s),
+                   max_faces=s.max_faces,
                    quad_remesh=s.quad_remesh,
                    texture_size=int(s.texture_size) if s.texture else 0)
+
+
+def picked_colours(props) -> dict | None:
+    """The panel's ticked colour picks as the backend's ``colors`` option (sRGB hex), or None."""
+    picks = {g: "#{:02x}{:02x}{:02x}".format(*(int(round(max(0.0, min(1.0, c)) * 255)) for c in getattr(props, f"{g}_color")))
+             for g in ("hair", "skin", "eyes", "lips") if getattr(props, f"pick_{g}")}
+    return picks or None
 
 
 def input_problem(context, settings: GenerateSettings) -> str | None:
@@ -184,6 +193,8 @@ def build_request(context, settings: GenerateSettings, *, seed: int | None = Non
                "formats": list(settings.formats), "no_frame": bool(settings.no_frame)}
     if settings.symmetric:
         options["symmetric"] = True
+    if settings.colors:
+        options["colors"] = dict(settings.colors)
     if settings.max_faces:
         options["max_faces"] = int(settings.max_faces)
     tag = dict(tag or {})

@@ -44,6 +44,18 @@ class S3DSceneSettings(bpy.types.PropertyGroup):
                                  description="Rendered views blended into the vertex colours")
     no_frame: bpy.props.BoolProperty(name="Keep my framing", default=False,
                                      description="Do not auto-frame the drawing onto the canonical framing")
+    pick_hair: bpy.props.BoolProperty(name="Hair colour", default=False, description="Use the picked hair colour")
+    hair_color: bpy.props.FloatVectorProperty(name="Hair", subtype="COLOR_GAMMA", size=3, min=0.0, max=1.0,
+                                              default=(0.35, 0.22, 0.14))
+    pick_skin: bpy.props.BoolProperty(name="Skin colour", default=False, description="Use the picked skin colour")
+    skin_color: bpy.props.FloatVectorProperty(name="Skin", subtype="COLOR_GAMMA", size=3, min=0.0, max=1.0,
+                                              default=(0.85, 0.64, 0.52))
+    pick_eyes: bpy.props.BoolProperty(name="Eye colour", default=False, description="Use the picked eye colour")
+    eyes_color: bpy.props.FloatVectorProperty(name="Eyes", subtype="COLOR_GAMMA", size=3, min=0.0, max=1.0,
+                                              default=(0.25, 0.4, 0.55))
+    pick_lips: bpy.props.BoolProperty(name="Lip colour", default=False, description="Use the picked lip colour")
+    lips_color: bpy.props.FloatVectorProperty(name="Lips", subtype="COLOR_GAMMA", size=3, min=0.0, max=1.0,
+                                              default=(0.7, 0.35, 0.35))
     symmetric: bpy.props.BoolProperty(
         name="Symmetric", default=False,
         description="Make the head mirror-symmetric about its vertical mid-plane (left and right parts keep their "

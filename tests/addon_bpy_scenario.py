@@ -347,6 +347,10 @@ def main() -> int:
         report["symmetric_option"] = json.loads((Path(head["s3d_job_folder"]) / "result.json").read_text())[
             "options"]["symmetric"]
         s.symmetric = False
+        s.pick_hair, s.hair_color, s.pick_lips = True, (1.0, 0.0, 0.5), False
+        report["picked_colours"] = mod.generation.build_request(
+            bpy.context, mod.generation.GenerateSettings.from_scene(bpy.context), seed=1).options.get("colors")
+        s.pick_hair = False
 
         step("async path (worker thread -> queue -> main-thread timer, ticked by hand)")
         gen = mod.generation

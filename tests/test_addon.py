@@ -649,6 +649,10 @@ def test_symmetric_option_gives_a_head_that_is_its_own_mirror_image(scenario):
     assert rep["symmetric_max_mm"] < 0.5, rep["symmetric_max_mm"]
 
 
+def test_picked_colours_go_into_the_job_options_as_hex(scenario):
+    assert scenario["report"]["picked_colours"] == {"hair": "#ff0080"}
+
+
 def test_target_faces_reaches_the_count_and_quad_remesh_keeps_colours_and_groups(scenario):
     from backend.pipeline import MAX_FACES, MIN_FACES
 

@@ -408,3 +408,62 @@ def test_symmetric_option_gives_a_mirror_symmetric_head_with_left_right_labels_k
     assert json.loads((tmp_path / "True" / "result.json").read_text())["options"]["symmetric"] is True
     with pytest.raises(PipelineError, match="symmetric"):
         GenerateOptions(symmetric="yes").validate()
+
+
+def test_colour_picks_replace_the_group_mean_and_keep_the_shading():
+    from backend.colour_picks import apply_picks, parse_picks
+    from backend.labels import LABEL_IDS
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([LABEL_IDS["hair"], LABEL_IDS["skin"], LABEL_IDS["u_lip"]], 50)
+    colours = rng.uniform(0.05, 0.4, size=(150, 3)).astype(np.float32)
+    picks = parse_picks({"hair": "#336699"})
+    out = apply_picks(colours, labels, picks)
+    hair = labels == LABEL_IDS["hair"]
+    np.testing.assert_array_equal(out[~hair], colours[~hair])  # other groups untouched
+    luma = np.array([0.2126, 0.7152, 0.0722])
+    lum_in, lum_out = colours[hair] @ luma, out[hair] @ luma
+    assert np.corrcoef(lum_in, lum_out)[0, 1] > 0.999  # the shading stays
+    # every hair vertex now has the picked hue, and the group's mean is the pick
+    chroma = out[hair] / out[hair].sum(1, keepdims=True)
+    np.testing.assert_allclose(chroma, np.broadcast_to(picks["hair"] / picks["hair"].sum(), chroma.shape), atol=1e-5)
+    np.testing.assert_allclose(out[hair].mean(0), picks["hair"], rtol=1e-4)
+    for bad in ({"beard": "#000000"}, {"hair": "red"}, {"hair": "#12345"}, ["#000000"]):
+        with pytest.raises(ValueError):
+            parse_picks(bad)
+
+
+def test_colour_picks_reach_the_mesh_and_bad_picks_are_refused(weights_dir, monkeypatch, sketch_png, tmp_path):
+    from backend.colorspace import srgb_to_linear
+    from backend.colour_picks import PICK_GROUPS
+    from backend.labels import LABEL_IDS
+
+    spherical = sphere_query(Mask2Triplane.query, RADII)
+
+    def skin_and_hair(self, planes, xyz):  # the untrained network's classes, replaced by skin below, hair above
+        out = dict(spherical(self, planes, xyz))
+        sem = torch.full_like(out["semantic"], -10.0)
+        top = xyz[..., 2] > 0.3
+        sem[..., LABEL_IDS["skin"]] = torch.where(top, -10.0, 10.0)
+        sem[..., LABEL_IDS["hair"]] = torch.where(top, 10.0, -10.0)
+        out["semantic"] = sem
+        return out
+
+    monkeypatch.setattr(Mask2Triplane, "query", skin_and_hair)
+    plain = generate(sketch_png, tmp_path / "plain", GenerateOptions(seed=1, **FAST), weights_dir=weights_dir, device="cpu")
+    a = read_ply((tmp_path / "plain" / "mesh.ply").read_bytes())
+    counts = {g: int(np.isin(a["label"], [LABEL_IDS[n] for n in names]).sum()) for g, names in PICK_GROUPS.items()}
+    group = max(counts, key=counts.get)
+    assert counts[group] >= 20
+    picked = generate(sketch_png, tmp_path / "picked", GenerateOptions(seed=1, colors={group: "#20c040"}, **FAST),
+                      weights_dir=weights_dir, device="cpu")
+    b = read_ply((tmp_path / "picked" / "mesh.ply").read_bytes())
+    sel = np.isin(b["label"], [LABEL_IDS[n] for n in PICK_GROUPS[group]])
+    assert np.array_equal(a["label"], b["label"]) and np.array_equal(a["rgb"][~sel], b["rgb"][~sel])
+    pick = srgb_to_linear(np.array([0x20, 0xC0, 0x40]) / 255.0)
+    before, after = (srgb_to_linear(m["rgb"][sel] / 255.0).mean(0) for m in (a, b))
+    assert np.abs(after - pick).max() < 0.03 < np.abs(before - pick).max()
+    assert picked["options"]["colors"] == {group: "#20c040"} and plain["options"]["colors"] is None
+    with pytest.raises(PipelineError) as e:
+        generate(sketch_png, tmp_path / "bad", GenerateOptions(colors={"skin": "green"}, **FAST), weights_dir=weights_dir)
+    assert e.value.code == "bad_option" and not (tmp_path / "bad").exists()
