@@ -171,6 +171,16 @@ def _sketch_items(src: Path, base: GenerateSettings, failed: list[dict]) -> list
              GenerateSettings(**{**base.__dict__, "source": "GREASE_PENCIL", "gp_object": obj})) for obj in gp_objects]
 
 
+def _save_one_scene(out_dir: Path, done: list[dict]) -> None:
+    """``--one-scene``: save every converted head's scene as ``OUT/scene.blend`` and point each record at it."""
+    if not done:
+        return
+    blend = out_dir / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
+    for info in done:
+        info["blend"] = str(blend)
+
+
 def _sources(in_dir: Path) -> list[Path]:
     return sorted(p for p in in_dir.iterdir() if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() == ".blend"))
 
@@ -281,11 +291,8 @@ def _main_ray(args: argparse.Namespace, sources: list[Path], in_dir: Path, out_d
             print(f"s3d-batch: {name} -> {folder} ({info['vertices']} vertices)")
             for msg in info["warnings"]:
                 print(f"s3d-batch: warning for {name}: {msg}")
-        if args.one_scene and done:
-            blend = out_dir / "scene.blend"
-            bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
-            for info in done:
-                info["blend"] = str(blend)
+        if args.one_scene:
+            _save_one_scene(out_dir, done)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return _write_summary(in_dir, out_dir, done, failed, engine="ray")
@@ -350,11 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"s3d-batch: {name} -> {info['folder']} ({info['vertices']} vertices, {info['seconds']} s)")
                 for msg in info["warnings"]:  # the backend found the mask implausible
                     print(f"s3d-batch: warning for {name}: {msg}")
-        if args.one_scene and done:
-            blend = out_dir / "scene.blend"
-            bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
-            for info in done:
-                info["blend"] = str(blend)
+        if args.one_scene:
+            _save_one_scene(out_dir, done)
     finally:
         stop_all()
     return _write_summary(in_dir, out_dir, done, failed)

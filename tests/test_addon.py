@@ -609,6 +609,16 @@ def test_batch_entry_point_on_a_folder_of_two_sketches(scenario, backend_setup):
     r3 = subprocess.run([sys.executable, "-m", "blender_addon.batch", "--help"], cwd=ROOT, env=_bpy_env(tmp),
                         capture_output=True, text=True, timeout=120)
     assert r3.returncode == 0 and "IN_DIR" in r3.stdout.upper()
+    # --one-scene: every head in one scene.blend, side by side, and the summary points at it
+    out1 = tmp / "batch_one_scene"
+    r4 = subprocess.run(cmd[:4] + [str(out1)] + cmd[5:] + ["--one-scene"], cwd=tmp, env=_bpy_env(tmp),
+                        capture_output=True, text=True, timeout=240)
+    assert r4.returncode == 0, r4.stdout[-3000:] + r4.stderr[-3000:]
+    summary1 = json.loads((out1 / "batch_summary.json").read_text())
+    assert {c["blend"] for c in summary1["converted"]} == {str(out1 / "scene.blend")} and len(summary1["converted"]) == 2
+    r5 = subprocess.run([sys.executable, "-c", check, str(out1 / "scene.blend")], env=_bpy_env(tmp),
+                        capture_output=True, text=True, timeout=120)
+    assert "HEADS 2 ['Col'] True" in r5.stdout, r5.stdout[-2000:] + r5.stderr[-2000:]
 
 
 def test_async_path_imports_from_the_timer_and_cancels(scenario):

@@ -102,24 +102,11 @@ def clean_paper(grey: np.ndarray, keep_stages: bool = False) -> PaperResult:
             stages.append((name, _to_u8(_work(g))))
 
     snap("input")
-    g, info["flatten"] = _flatten(g)
-    _mark(info, "flatten")
-    snap("flatten")
-    g, info["scanner_edges"] = _scanner_edges(g)
-    _mark(info, "scanner_edges")
-    snap("scanner_edges")
-    g, info["denoise"] = _denoise(g)
-    _mark(info, "denoise")
-    snap("denoise")
-    g, info["tonal"] = _tonal(g)
-    _mark(info, "tonal")
-    snap("tonal")
-    g, info["paper_white"] = _paper_white(g)
-    _mark(info, "paper_white")
-    snap("paper_white")
-    g, info["margin_marks"] = _margin_marks(g)
-    _mark(info, "margin_marks")
-    snap("margin_marks")
+    for name, step in (("flatten", _flatten), ("scanner_edges", _scanner_edges), ("denoise", _denoise),
+                       ("tonal", _tonal), ("paper_white", _paper_white), ("margin_marks", _margin_marks)):
+        g, info[name] = step(g)
+        _mark(info, name)
+        snap(name)
     return PaperResult(g, info, stages)
 
 
