@@ -171,6 +171,20 @@ def _sketch_items(src: Path, base: GenerateSettings, failed: list[dict]) -> list
              GenerateSettings(**{**base.__dict__, "source": "GREASE_PENCIL", "gp_object": obj})) for obj in gp_objects]
 
 
+def _record_head(args: argparse.Namespace, out_dir: Path, info: dict, done: list[dict], detail: str) -> None:
+    """A converted head: saved as ``OUT/<name>.blend`` (unless ``--one-scene``), added to ``done`` and
+    printed with the backend's mask warnings."""
+    name = info["name"]
+    if not args.one_scene:
+        blend = out_dir / f"{name}.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
+        info["blend"] = str(blend)
+    done.append(info)
+    print(f"s3d-batch: {name} -> {info['folder']} ({detail})")
+    for msg in info["warnings"]:  # the backend found the mask implausible
+        print(f"s3d-batch: warning for {name}: {msg}")
+
+
 def _save_one_scene(out_dir: Path, done: list[dict]) -> None:
     """``--one-scene``: save every converted head's scene as ``OUT/scene.blend`` and point each record at it."""
     if not done:
@@ -283,14 +297,7 @@ def _main_ray(args: argparse.Namespace, sources: list[Path], in_dir: Path, out_d
             info = {"name": name, "object": obj.name, "folder": str(folder), "source": str(src),
                     "vertices": len(obj.data.vertices), "faces": len(obj.data.polygons),
                     "warnings": str(obj.get("s3d_warnings", "") or "").splitlines()}
-            if not args.one_scene:
-                blend = out_dir / f"{name}.blend"
-                bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
-                info["blend"] = str(blend)
-            done.append(info)
-            print(f"s3d-batch: {name} -> {folder} ({info['vertices']} vertices)")
-            for msg in info["warnings"]:
-                print(f"s3d-batch: warning for {name}: {msg}")
+            _record_head(args, out_dir, info, done, f"{info['vertices']} vertices")
         if args.one_scene:
             _save_one_scene(out_dir, done)
     finally:
@@ -349,14 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 slot += 1
                 info["source"] = str(src)
-                if not args.one_scene:
-                    blend = out_dir / f"{name}.blend"
-                    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
-                    info["blend"] = str(blend)
-                done.append(info)
-                print(f"s3d-batch: {name} -> {info['folder']} ({info['vertices']} vertices, {info['seconds']} s)")
-                for msg in info["warnings"]:  # the backend found the mask implausible
-                    print(f"s3d-batch: warning for {name}: {msg}")
+                _record_head(args, out_dir, info, done, f"{info['vertices']} vertices, {info['seconds']} s")
         if args.one_scene:
             _save_one_scene(out_dir, done)
     finally:

@@ -113,6 +113,16 @@ def test_a_rerun_over_a_finished_out_converts_nothing(ray_out, weights_dir, caps
     assert summary["done"] == [] and summary["per_worker"] == []
 
 
+def _batch_with_hook(hook_config, config: dict, src, out, weights_dir) -> int:
+    """``s3d batch --engine ray`` with two workers while the workers' test hook holds ``config``."""
+    hook_config.write_text(json.dumps(config))
+    try:
+        return main(["batch", str(src), str(out), "--engine", "ray", "--workers", "2", "--threads", "1",
+                     "--weights", str(weights_dir), *FAST])
+    finally:
+        hook_config.write_text("{}")
+
+
 def test_a_worker_killed_mid_job_has_its_item_retried_and_nothing_half_written(ray_session, weights_dir,
                                                                               hook_config, tmp_path):
     src = tmp_path / "in"
@@ -121,12 +131,8 @@ def test_a_worker_killed_mid_job_has_its_item_retried_and_nothing_half_written(r
         for f in ("head_front.png", "head_long_hair.json"):
             shutil.copy(EXAMPLES / f, src / f"{i}_{f}")
     out, log, marker = tmp_path / "out", tmp_path / "log.txt", tmp_path / "killed"
-    hook_config.write_text(json.dumps({"log": str(log), "kill_on": "1_head_front.png", "marker": str(marker)}))
-    try:
-        rc = main(["batch", str(src), str(out), "--engine", "ray", "--workers", "2", "--threads", "1",
-                   "--weights", str(weights_dir), *FAST])
-    finally:
-        hook_config.write_text("{}")
+    rc = _batch_with_hook(hook_config, {"log": str(log), "kill_on": "1_head_front.png", "marker": str(marker)},
+                          src, out, weights_dir)
     assert marker.exists() and rc == 0  # the worker did die, and the batch still converted everything
     summary = json.loads((out / "summary.json").read_text())
     assert summary["converted"] == 6 and summary["failed"] == []
@@ -188,12 +194,8 @@ def test_a_worker_killed_after_committing_is_not_converted_twice(ray_session, we
     for i in range(3):
         shutil.copy(EXAMPLES / "head_long_hair.json", src / f"{i}.json")
     out, log, marker = tmp_path / "out", tmp_path / "log.txt", tmp_path / "killed"
-    hook_config.write_text(json.dumps({"log": str(log), "kill_after": "1.json", "marker": str(marker)}))
-    try:
-        rc = main(["batch", str(src), str(out), "--engine", "ray", "--workers", "2", "--threads", "1",
-                   "--weights", str(weights_dir), *FAST])
-    finally:
-        hook_config.write_text("{}")
+    rc = _batch_with_hook(hook_config, {"log": str(log), "kill_after": "1.json", "marker": str(marker)},
+                          src, out, weights_dir)
     assert marker.exists() and rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["converted"] == 3 and summary["retries"] == 1

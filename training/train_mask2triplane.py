@@ -149,7 +149,8 @@ class Mask2TriplaneLoss(torch.nn.Module):
         """(rendered, real) discriminator images ``(B, 6, K, K)`` of the ``<prefix>patch_*`` rays of ``planes``;
         normals are zeroed where the real patch has no depth (photos)."""
         m, k = self.model, self.recipe.adv_patch
-        p = {key[len(prefix) + 6:]: v for key, v in batch.items() if key.startswith(prefix + "patch_")}
+        head = prefix + "patch_"
+        p = {key[len(head):]: v for key, v in batch.items() if key.startswith(head)}
         b = planes.shape[0]
         img = self.renderer.render_rays(lambda x: m.query(planes, x), p["ray_o"], p["ray_d"], p["ray_fwd"],
                                         generator=_gen(batch) if self.training else None)
