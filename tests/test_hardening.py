@@ -679,7 +679,7 @@ def test_failing_jobs_leave_no_partial_files(models, tmp_path, monkeypatch):
 
 
 def test_a_cancelled_queued_job_that_is_forgotten_does_not_stop_the_worker(server, monkeypatch):
-    import backend.server as srv
+    import backend.server_jobs as srv_jobs
 
     app, port = server
     entered, release = threading.Event(), threading.Event()
@@ -696,7 +696,7 @@ def test_a_cancelled_queued_job_that_is_forgotten_does_not_stop_the_worker(serve
     assert entered.wait(60)
     _, queued = call(port, "POST", "/v1/jobs", job)
     assert call(port, "POST", f"/v1/jobs/{queued['job_id']}/cancel")[1]["state"] == "cancelled"
-    monkeypatch.setattr(srv, "MAX_FINISHED_JOBS", 0)
+    monkeypatch.setattr(srv_jobs, "MAX_FINISHED_JOBS", 0)  # the job table's own setting
     code, last = call(port, "POST", "/v1/jobs", job)  # prunes the cancelled job while its id is still queued
     assert code == 202 and call(port, "GET", f"/v1/jobs/{queued['job_id']}")[0] == 404
     release.set()

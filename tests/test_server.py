@@ -279,10 +279,10 @@ def test_serve_refuses_remote_hosts_without_opt_in():
 
 
 def test_old_finished_jobs_are_forgotten_with_their_files(server, monkeypatch):
-    import backend.server as srv
+    import backend.server_jobs as srv_jobs
 
     app, port = server
-    monkeypatch.setattr(srv, "MAX_FINISHED_JOBS", 1)
+    monkeypatch.setattr(srv_jobs, "MAX_FINISHED_JOBS", 1)  # the job table's own setting
     ids = []
     for _ in range(2):
         code, body = call(port, "POST", "/v1/jobs", sketch_job())
