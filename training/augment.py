@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -257,12 +257,38 @@ def mirror(sketch: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.ascontiguousarray(np.asarray(sketch)[:, ::-1]), mirror_mask(mask)
 
 
+def redraw_in_style(item: dict[str, Any], rng: np.random.Generator,
+                    styles: Sequence[str] | None = None) -> np.ndarray:
+    """Re-draw a :meth:`training.datasets.SynHead.sketch_item` (it needs ``strokes``, ``mask`` and
+    ``rgb_path``) in a style picked uniformly from ``styles`` (default
+    :data:`training.synhead.drawing_styles.NEW_STYLES`) with :func:`training.synhead.drawing_styles.draw_style`.
+
+    Returns ``(H, H) float32`` in [0, 1] (1 = paper) at the item's sketch size (resized, area, when the
+    label map's size differs).
+
+    Raises:
+        ValueError: an unknown style name; DataError: the render cannot be read.
+    """
+    from training.datasets import read_rgb
+    from training.synhead.drawing_styles import NEW_STYLES, check_style_names, draw_style
+
+    names = check_style_names(styles if styles is not None else NEW_STYLES)
+    name = names[int(rng.integers(len(names)))]
+    rgb = (read_rgb(item["rgb_path"]) * 255.0 + 0.5).astype(np.uint8)
+    img = draw_style(name, item["strokes"], rgb, item["mask"], rng)
+    size = np.asarray(item["sketch"]).shape[0]
+    if img.shape[0] != size:
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img.astype(np.float32) / 255.0
+
+
 def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob: float = 0.5,
                      framing_prob: float = 0.5, scale_range: tuple[float, float] = (0.92, 1.08),
                      max_shift: float = 0.04, marks_prob: float = 0.0,
                      mirror_prob: float = 0.0, closed_eyes_prob: float = 0.0,
                      empty_eyes_prob: float = 0.0, keep_accessories: bool = False,
-                     rough_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                     rough_prob: float = 0.0, new_style_prob: float = 0.0,
+                     new_styles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes (eyes
     drawn closed with ``closed_eyes_prob``, :func:`close_eyes`, or without irises with ``empty_eyes_prob``),
@@ -274,12 +300,21 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     False) keeps glasses strokes in the re-draw (:func:`augment_strokes`); with ``rough_prob`` (default 0) a
     re-draw is also made rough as SynHead's ``rough`` style is (jittered, broken, doubled strokes,
     :func:`training.synhead.sketch_styles.rough_strokes`), a fresh rough drawing each time where the data
-    set stores one per head.
+    set stores one per head. With ``new_style_prob`` (default 0: off, no random number drawn) and when the
+    item has strokes and a front render (``rgb_path``), the sketch is instead re-drawn from them in one of
+    ``new_styles`` (default all of :data:`training.synhead.drawing_styles.NEW_STYLES`, picked uniformly;
+    :func:`training.synhead.drawing_styles.draw_style`), and then goes on through the marks, morphology,
+    framing and mirror steps like any other sketch.
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
+
+    Raises:
+        ValueError: an unknown name in ``new_styles``.
     """
     sketch, mask = item["sketch"], item["mask"]
-    if item.get("strokes") and rng.random() < stroke_prob:
+    if new_style_prob > 0 and item.get("strokes") and item.get("rgb_path") and rng.random() < new_style_prob:
+        sketch = redraw_in_style(item, rng, new_styles)
+    elif item.get("strokes") and rng.random() < stroke_prob:
         doc = augment_strokes(item["strokes"], rng, closed_eyes=closed_eyes_prob, empty_eyes=empty_eyes_prob,
                               keep_accessories=keep_accessories)
         if rough_prob > 0 and rng.random() < rough_prob:

@@ -375,13 +375,16 @@ class SynHead:
     # ---- sketch -> mask ----------------------------------------------------------------------------
     def sketch_item(self, index: int) -> dict[str, Any]:
         """Raw arrays for the sketch network: ``sketch (512, 512)`` float [0, 1] (1 = paper), ``mask (512, 512)``
-        uint8 ids, ``strokes`` (the stroke JSON document or None), ``style`` (sketch style name)."""
+        uint8 ids, ``strokes`` (the stroke JSON document or None), ``style`` (sketch style name), ``rgb_path``
+        (the front render ``rgb.png`` as a string, read only when a drawing style needs it, or None) and
+        ``seed`` (the head's seed, -1 when unknown)."""
         s = self.samples[index]
         strokes = None
         if s.entry.get("strokes") and s.path("strokes").is_file():
             strokes = json.loads(s.path("strokes").read_text())
+        rgb = str(s.path("rgb")) if s.entry.get("rgb") else None
         return {"sketch": read_grey(s.path("sketch")), "mask": read_ids(s.path("mask")), "strokes": strokes,
-                "style": s.entry.get("sketch_style", "clean")}
+                "style": s.entry.get("sketch_style", "clean"), "rgb_path": rgb, "seed": s.seed}
 
 
 def assert_no_test_samples(data: SynHead) -> None:

@@ -8,7 +8,7 @@ stroke-level changes on the clean strokes, S3D's keep / dilate-3 / erode-7, rand
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from training.losses import sketch_to_mask_loss, small_class_weights
 from training.loop import (LoopLimits, RunContext, command_line, machine_description, read_parameters, run_loop,
                            warm_start)
 from training.prefetch import PrefetchedBatches
+from training.synhead.drawing_styles import NEW_STYLES, check_style_names
 from training.widen import widen_sketch2mask_state
 
 
@@ -55,11 +56,19 @@ class SketchToMaskRecipe:
     keep_accessory_strokes: bool = False
     # stroke re-draws made rough like SynHead's rough style (training/augment.py augmented_sketch)
     rough_redraw_prob: float = 0.0
+    # sketches re-drawn on the fly in the styles of real drawings (training/synhead/drawing_styles.py: portrait,
+    # hatched, marker, strands) from the head's strokes, render and labels; 0 = off
+    new_style_prob: float = 0.0
+    new_styles: list[str] = field(default_factory=lambda: list(NEW_STYLES))
     # exponential moving average of the weights (training/loop.py run_loop); export and eval use it; 0 = none
     ema_decay: float = 0.0
     # the U-Net's forward pass under bfloat16 autocast (the loss in float32): 1.4-1.6x faster steps on a CPU
     # with AVX-512 BF16 (benchmarks/cpu_training_speed.py), slower on one without
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        """Check the drawing style names (ValueError for an unknown one) and keep them as a list."""
+        self.new_styles = check_style_names(self.new_styles)
 
 
 def load_mask_encoder(path: str | Path, device: torch.device) -> tuple[Mask2Triplane, dict[str, Any]]:
@@ -125,7 +134,7 @@ class SketchBatchBuilder:
                                           (recipe.framing_scale_min, recipe.framing_scale_max), recipe.framing_shift,
                                           recipe.face_marks_prob, recipe.mirror_prob, recipe.closed_eyes_prob,
                                           recipe.empty_eyes_prob, recipe.keep_accessory_strokes,
-                                          recipe.rough_redraw_prob)
+                                          recipe.rough_redraw_prob, recipe.new_style_prob, recipe.new_styles)
             else:
                 sk, mk = item["sketch"], item["mask"]
             sketches.append(resize_grey(sk, r))
