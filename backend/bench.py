@@ -23,6 +23,10 @@ What one bench run measures, in one process (models loaded once, as ``s3d serve`
   scene ``blender_repeats`` times (median reported). It is a separate row, not part of the job total;
   without bpy the row says "bpy not installed".
 
+``s3d bench --draft`` measures only the draft job of the add-on's live preview instead: the job options
+:data:`DRAFT_OPTIONS` (the same as ``blender_addon/live_preview.py``; a test keeps them equal), one
+warm-up and ``repeats`` timed runs of ``generate``, the wall time of each run around the whole call.
+
 Stage FLOPs not counted (numpy / OpenCV work: intake, mesh, export; the z-buffer part of vertex_colors)
 are reported as ``null``.
 """
@@ -49,6 +53,11 @@ DEFAULT_INPUT = ROOT / "examples" / "head_front.json"
 NAIVE_BLOCK = 32
 BLENDER_SCRIPT = ROOT / "scripts" / "bench_addon_import.py"
 NO_BPY = "bpy not installed"
+
+
+#: The live preview's draft job (blender_addon/live_preview.py DRAFT_OPTIONS): grid 64^3, 4 colour views
+#: (the backend's minimum) rendered at 48 px, 32 px preview renders.
+DRAFT_OPTIONS = {"resolution": 64, "views": 4, "color_resolution": 48, "view_resolution": 32}
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -297,6 +306,58 @@ def run_bench(source: Any = None, resolutions: tuple[int, ...] = (128,), repeats
     return report
 
 
+def bench_draft(source: Any = None, repeats: int = 5, threads: int = 0, weights_dir: str | Path | None = None,
+                device: str = "cpu", seed: int = 0) -> dict:
+    """Wall time of the live preview's draft job: :data:`DRAFT_OPTIONS`, models loaded once, one warm-up run,
+    then ``repeats`` timed ``generate`` calls (each timed around the whole call, files written).
+
+    Returns:
+        ``{"case": "draft", "options", "input", "device", "threads", "cpu_count", "load_average_before",
+        "wall_s" (list), "median_s", "min_s", "max_s", "stage_median_s", "vertices", "faces"}``.
+
+    Raises:
+        ValueError: repeats < 1. PipelineError: from loading or generating.
+    """
+    import torch
+
+    from backend.pipeline import GenerateOptions, generate, load_models
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, not {repeats}")
+    if threads:
+        torch.set_num_threads(threads)
+    source = str(source or DEFAULT_INPUT)
+    models = load_models(weights_dir, device)
+    opts = GenerateOptions(seed=seed, **DRAFT_OPTIONS).validate()
+    load_before = os.getloadavg()[0]
+    walls, runs = [], []
+    with tempfile.TemporaryDirectory(prefix="s3d-bench-draft-") as tmp:
+        generate(source, Path(tmp) / "warm", opts, models=models)
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            runs.append(generate(source, Path(tmp) / f"draft{i}", opts, models=models))
+            walls.append(time.perf_counter() - t0)
+    stages = [k for k in runs[0]["timings_s"] if k != "total"]
+    return {"case": "draft", "options": dict(DRAFT_OPTIONS), "input": source, "device": models.device,
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average_before": load_before,
+            "wall_s": walls, "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+            "stage_median_s": {k: statistics.median(r["timings_s"][k] for r in runs) for k in stages},
+            "vertices": runs[-1]["vertex_count"], "faces": runs[-1]["face_count"]}
+
+
+def format_draft(rep: dict) -> str:
+    """The draft case as text: the wall time first, then the stages."""
+    o = rep["options"]
+    lines = [f"draft job (live preview): wall median {rep['median_s']:.3f} s (min {rep['min_s']:.3f}, max "
+             f"{rep['max_s']:.3f}) over {len(rep['wall_s'])} runs after a warm-up",
+             f"options resolution {o['resolution']}, {o['views']} colour views at {o['color_resolution']} px, previews "
+             f"{o['view_resolution']} px; input {rep['input']}; device {rep['device']}; threads {rep['threads']} of "
+             f"{rep['cpu_count']} cores; load average before {rep['load_average_before']:.2f}; "
+             f"{rep['vertices']} vertices"]
+    lines += [f"  {k:<16}{v:>8.3f}" for k, v in rep["stage_median_s"].items() if k != "load_models"]
+    return "\n".join(lines)
+
+
 def format_blender_row(b: dict) -> str:
     """The ``blender_import`` row of the text report (not part of the job total)."""
     if "median_s" in b:
@@ -349,12 +410,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-blender", action="store_true",
                    help="skip the Blender import row (default: timed in a subprocess when bpy is installed)")
     p.add_argument("--blender-repeats", type=int, default=3, help="Blender imports per resolution (3)")
+    p.add_argument("--draft", action="store_true",
+                   help="only the live preview's draft job (grid 64, 4 colour views at 48 px): its wall time")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """CLI entry: run, print the tables, write ``--json`` atomically. Exit 2 on bad options."""
     from backend.weights import atomic_write_text
 
+    if args.draft:
+        try:
+            rep = bench_draft(args.input, args.repeats, args.threads, args.weights, args.device)
+        except ValueError as e:
+            print(f"s3d bench: error: {e}", file=sys.stderr)
+            return 2
+        print(format_draft(rep))
+        if args.json:
+            atomic_write_text(Path(args.json), json.dumps(rep, indent=2) + "\n")
+        return 0
     try:
         res = tuple(int(x) for x in args.resolutions.split(",") if x.strip())
         rep = run_bench(args.input, res, args.repeats, args.threads, args.weights, args.device, args.views,

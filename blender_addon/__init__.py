@@ -17,7 +17,7 @@ bl_info = {
     "category": "Add Mesh",
 }
 
-_MODULES = ("properties", "preferences", "operators", "panel")
+_MODULES = ("properties", "preferences", "operators", "live_preview_blender", "panel")
 
 
 def _modules():

@@ -100,6 +100,11 @@ class S3D_PT_main(bpy.types.Panel):
             row.operator("s3d.variations", icon="MOD_ARRAY")
             row.prop(s, "variations", text="Count")
             layout.operator("s3d.regenerate_from_mask", icon="BRUSH_DATA")
+        if s.source == "GREASE_PENCIL":
+            box = layout.box()
+            box.prop(s, "live_preview", text="Live preview", icon="VIEW_CAMERA")
+            if s.live_preview and status.preview_stage:
+                _wrapped(box, status.preview_stage, icon="ERROR" if "failed" in status.preview_stage else "INFO")
 
         if status.device:  # information, not a problem: a head takes seconds on a CPU
             _wrapped(layout, device_text(status.device, status.device_reason), icon="INFO")

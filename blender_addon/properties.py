@@ -20,6 +20,12 @@ def _poll_grease_pencil(self, obj):
     return is_grease_pencil(obj)
 
 
+def _live_preview_changed(self, context):
+    from . import live_preview_blender
+
+    live_preview_blender.toggle_changed(self, context)
+
+
 class S3DSceneSettings(bpy.types.PropertyGroup):
     """Per-scene Generate settings (``scene.s3d``): the input, seed, mesh quality and colour views."""
 
@@ -75,6 +81,10 @@ class S3DSceneSettings(bpy.types.PropertyGroup):
     texture_size: bpy.props.EnumProperty(
         name="Texture size", default="1024",
         items=[("1024", "1024 px", "1024 x 1024"), ("2048", "2048 px", "2048 x 2048"), ("4096", "4096 px", "4096 x 4096")])
+    live_preview: bpy.props.BoolProperty(
+        name="Live preview", default=False, update=_live_preview_changed,
+        description="While you draw, a draft head (grid 64, 4 small colour views) follows the drawing about a "
+                    "second after the last stroke, in one object 'S3D Preview' (no undo steps). Off removes it")
     variations: bpy.props.IntProperty(name="Variations", default=4, min=2, max=12,
                                       description="How many seeds to generate side by side")
 
@@ -90,6 +100,8 @@ class S3DStatus(bpy.types.PropertyGroup):
     last_error: bpy.props.StringProperty(default="")
     #: the backend's warnings about the last imported mask(s), one a line
     last_warning: bpy.props.StringProperty(default="")
+    #: the live preview's state in words ("Live preview: drafting", ...)
+    preview_stage: bpy.props.StringProperty(default="")
     env_running: bpy.props.BoolProperty(default=False)
     env_progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0)
     env_stage: bpy.props.StringProperty(default="")

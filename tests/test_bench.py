@@ -190,3 +190,29 @@ def test_retrieval_baseline_finds_the_nearest_mask_and_scores_its_mesh(tmp_path)
     assert report["mean_top1_chamfer_mm"] == pytest.approx(np.mean([r["top1_chamfer_mm"] for r in report["per_head"]]))
     with pytest.raises(SystemExit):
         mod.main(["--data", str(data), "--k", "0"])
+
+
+def test_bench_draft_case_times_the_live_preview_job(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Mask2Triplane, "query", sphere_query(Mask2Triplane.query))
+    old = torch.get_num_threads()
+    weights = make_tiny_weights(tmp_path / "w")
+    out = tmp_path / "draft.json"
+    calls = []
+    real = bench.bench_resolution
+    monkeypatch.setattr(bench, "bench_resolution", lambda *a, **k: calls.append(a) or real(*a, **k))
+    try:
+        rc = main(["--draft", "--repeats", "2", "--threads", "1", "--weights", str(weights), "--json", str(out)])
+    finally:
+        torch.set_num_threads(old)
+    assert rc == 0 and not calls  # only the draft case runs
+    rep = json.loads(out.read_text())
+    assert rep["case"] == "draft" and rep["options"] == bench.DRAFT_OPTIONS and rep["threads"] == 1
+    assert len(rep["wall_s"]) == 2 and all(w > 0 for w in rep["wall_s"])
+    assert rep["min_s"] <= rep["median_s"] <= rep["max_s"]
+    # the wall time is taken around the whole job: not less than its stages (medians, so give or take)
+    assert rep["median_s"] >= 0.8 * sum(v for k, v in rep["stage_median_s"].items() if k != "load_models")
+    assert rep["vertices"] > 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"draft job (live preview): wall median {rep['median_s']:.3f} s")
+    assert "resolution 64, 4 colour views at 48 px" in text
+    assert main(["--draft", "--repeats", "0"]) == 2
