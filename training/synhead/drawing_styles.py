@@ -36,6 +36,8 @@ from .sketch_styles import _TONES, pencil_sketch, rough_strokes
 HAIR = LABEL_IDS["hair"]
 SKIN = LABEL_IDS["skin"]
 CLOTH = LABEL_IDS["cloth"]
+#: Parts a portrait shades lightly (skin tones).
+_SKIN_LIKE = [LABEL_IDS[n] for n in ("skin", "nose", "l_ear", "r_ear", "ear_r", "neck", "neck_l")]
 #: The styles added for real drawings (issue 37), in the order they are documented.
 NEW_STYLES: tuple[str, ...] = ("portrait", "hatched", "marker", "strands")
 #: Hair this far (fraction of the side) below the lowest skin row makes a head long-haired (``strands``).
@@ -97,7 +99,7 @@ def _multiscale_noise(shape: tuple[int, int], rng: np.random.Generator, scales: 
     out = np.zeros(shape, np.float32)
     for sc, a in zip(scales, amps):
         sh, sw = max(2, h // sc), max(2, w // sc)
-        n = rng.standard_normal((sh, sw)).astype(np.float32)
+        n = rng.standard_normal((sh, sw), dtype=np.float32)
         if (sh, sw) != (h, w):
             n = cv2.resize(n, (w, h), interpolation=cv2.INTER_CUBIC)
         out += a * n
@@ -110,8 +112,9 @@ def _hatch(shape: tuple[int, int], angle: float, spacing: float, width: float) -
     """Parallel lines at ``angle`` radians, ``spacing`` px apart, ``width`` px wide: ``shape`` float32 in
     [0, 1] (1 on a line, anti-aliased)."""
     h, w = shape
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    u = (x * math.cos(angle) + y * math.sin(angle)) % spacing
+    y = np.arange(h, dtype=np.float32)[:, None] * math.sin(angle)
+    x = np.arange(w, dtype=np.float32)[None, :] * math.cos(angle)
+    u = (x + y) % spacing
     dist = np.minimum(u, spacing - u)
     return np.clip(width / 2 + 0.5 - dist, 0.0, 1.0)
 
@@ -139,9 +142,9 @@ def _hair_strokes(layer: np.ndarray, hair: np.ndarray, rng: np.random.Generator,
     levels = rng.uniform(*ink, size=n)
     # a few darkness levels, one polylines call each (fast)
     q = np.round(levels * 4) / 4
+    fixed = np.round(pts * 8).astype(np.int32)  # 3 fractional bits (cv2 shift)
     for v in np.unique(q):
-        sel = pts[q == v]
-        lines = [np.round(s * 8).astype(np.int32) for s in sel]
+        lines = list(fixed[q == v])
         tmp = np.zeros_like(layer)
         cv2.polylines(tmp, lines, False, float(v), width, cv2.LINE_AA, 3)
         np.maximum(layer, tmp, out=layer)
@@ -152,17 +155,29 @@ def _portrait_darkness(rgb: np.ndarray, label: np.ndarray, rng: np.random.Genera
     s = label.shape[0]
     k = s / 512.0
     g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    a = rng.uniform(0.15, 0.35)
-    g = (1 - a) * g + a * _TONES[label]
-    g[label == 0] = 1.0
-    dark = 1.0 - g
-    lo, hi = rng.uniform(0.05, 0.2), rng.uniform(0.65, 0.9)
-    dark = np.clip((dark - lo) / (hi - lo), 0, 1) ** rng.uniform(0.8, 1.4)
+    dark0 = 1.0 - g
+    # an artist's tone per part, whatever the render's colours: light skin shading, dark hair and brows;
+    # the render's shading (its variation about the part's mean) is kept with a contrast factor
+    n_lab = len(_TONES)
+    area = np.bincount(label.ravel(), minlength=n_lab).astype(np.float64)
+    mean = np.bincount(label.ravel(), weights=dark0.ravel(), minlength=n_lab) / np.maximum(area, 1)
+    level = np.zeros(n_lab, np.float32)
+    level[_SKIN_LIKE] = rng.uniform(0.02, 0.15)
+    hair_dark = float(mean[HAIR]) if area[HAIR] else 0.5
+    level[[HAIR, LABEL_IDS["hat"]]] = np.clip(hair_dark * rng.uniform(0.6, 1.0) + 0.05, 0.2, 0.6)
+    level[[LABEL_IDS["l_brow"], LABEL_IDS["r_brow"]]] = rng.uniform(0.45, 0.8)
+    level[[LABEL_IDS["l_eye"], LABEL_IDS["r_eye"]]] = rng.uniform(0.25, 0.5)
+    level[[LABEL_IDS["u_lip"], LABEL_IDS["l_lip"]]] = rng.uniform(0.15, 0.4)
+    level[LABEL_IDS["mouth"]] = rng.uniform(0.4, 0.7)
+    level[LABEL_IDS["eye_g"]] = rng.uniform(0.2, 0.5)
+    level[CLOTH] = rng.uniform(0.0, 0.15)
+    contrast = np.full(n_lab, rng.uniform(0.6, 1.3), np.float32)
+    contrast[0] = 0.0
+    dark = level[label] + contrast[label] * (dark0 - mean[label].astype(np.float32))
+    dark = np.clip(dark, 0, 1) ** rng.uniform(0.8, 1.3)
     # soft quantisation: a few graphite levels, blurred
     n = int(rng.integers(3, 7))
     dark = cv2.GaussianBlur(np.round(dark * n) / n, (0, 0), rng.uniform(1.5, 3.5) * k)
-    dark *= rng.uniform(0.45, 0.75)
-    dark[label == CLOTH] *= rng.uniform(0.15, 0.6)  # clothes are sketched lightly
     # hatching in the darker tones (a second direction in the darkest), broken by paper tooth
     ang = rng.uniform(0.3, 1.2) * rng.choice([-1, 1])
     sp = rng.uniform(3.0, 6.0) * k
@@ -183,7 +198,7 @@ def _portrait_darkness(rgb: np.ndarray, label: np.ndarray, rng: np.random.Genera
     hair = label == HAIR
     if hair.any():
         layer = np.zeros(dark.shape, np.float32)
-        _hair_strokes(layer, hair, rng, rng.uniform(0.01, 0.03), (12 * k, 40 * k), (0.45, 0.95),
+        _hair_strokes(layer, hair, rng, rng.uniform(0.02, 0.06), (12 * k, 45 * k), (0.5, 1.0),
                       max(1, int(round(rng.uniform(0.8, 1.8) * k))))
         hair_grown = cv2.dilate(hair.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         dark = np.where(hair_grown, np.maximum(dark, layer), dark)
@@ -220,8 +235,8 @@ def _margin_note(sheet: np.ndarray, rng: np.random.Generator, box: tuple[float, 
     cv2.putText(sheet, text, (x, y), font, scale, float(rng.uniform(0.25, 0.55)), thick, cv2.LINE_AA)
 
 
-def portrait_sketch(doc: dict, rgb: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A tonal graphite portrait on textured grey paper, scanned, then put through the backend's intake.
+def portrait_scan(rgb: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """The raw synthetic scan of a tonal graphite portrait (before the backend's intake).
 
     Drawing (in the head's ``S x S`` square): graphite darkness from the render's luminance blended with a
     flat tone per label (weight 0.15-0.35), contrast-stretched, softly quantised to 3-6 levels (Gaussian
@@ -232,15 +247,16 @@ def portrait_sketch(doc: dict, rgb: np.ndarray, label: np.ndarray, rng: np.rando
     Scan: the square is scaled by 0.62-0.92, tilted by up to 3 degrees and placed on a portrait sheet
     (height 1.2-1.45, width 0.95-1.1 of the scaled square's side); paper level 0.78-0.94 with grain at
     1, 4 and 32 px and a vignette of 4-18 %; with probability 0.6 a margin note (:func:`_margin_note`);
-    JPEG at quality 45-90. The JPEG bytes go through :func:`backend.sketch.intake.load_sketch` exactly as
-    an upload does (paper clean-up, level normalisation), and the result is warped back onto the head's
-    square (bilinear, white outside), so the label map stays aligned. ``doc`` is not used.
+    JPEG at quality 45-90.
 
-    Returns ``(S, S)`` uint8, 255 paper, 0 ink. If intake finds the scan blank (it never has in testing)
-    the drawing before the scan is returned. About 130 ms at 512 (the paper clean-up is most of it).
+    Args:
+        rgb: ``(S, S, 3)`` uint8 front render (resized to the label map's side if it differs).
+        label: ``(S, S)`` uint8 label ids.
+
+    Returns:
+        ``(jpeg bytes of the (H, W) grey sheet, m (2, 3) float64 affine map from the head's square to the
+        sheet in pixels, darkness (S, S) float32 in [0, 1] of the drawing before the scan)``.
     """
-    from backend.sketch.intake import IntakeError, load_sketch
-
     s = _side(label)
     label = np.asarray(label)
     rgb = _rgb_at(rgb, s)
@@ -274,9 +290,26 @@ def portrait_sketch(doc: dict, rgb: np.ndarray, label: np.ndarray, rng: np.rando
         _margin_note(note, rng, (x0 + 0.15 * side, y0 + 0.1 * side, x1 - 0.15 * side, y1 - 0.05 * side))
         sheet = sheet * (1.0 - note)
     u8 = np.clip(sheet * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    ok, jpg = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 91))])
+    _, jpg = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 91))])
+    return jpg.tobytes(), m, dark
+
+
+def portrait_sketch(doc: dict, rgb: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A tonal graphite portrait on textured grey paper, scanned (:func:`portrait_scan`), then put through
+    the backend's intake exactly as an upload is: the JPEG bytes go to
+    :func:`backend.sketch.intake.load_sketch` (paper clean-up of :mod:`backend.sketch.paper`, level
+    normalisation), and the result is warped back onto the head's square (bilinear, white outside), as
+    the sketch network sees a framed 512 x 512 input; the label map stays aligned. ``doc`` is not used.
+
+    Returns ``(S, S)`` uint8, 255 paper, 0 ink. If intake finds the scan blank the drawing before the
+    scan is returned. About 200 ms at 512 on the 2-core dev machine, most of it the backend's clean-up.
+    """
+    from backend.sketch.intake import IntakeError, load_sketch
+
+    s = _side(label)
+    jpg, m, dark = portrait_scan(rgb, label, rng)
     try:
-        scanned = load_sketch(jpg.tobytes()).image
+        scanned = load_sketch(jpg).image
     except IntakeError:
         return np.clip(255.0 * (1.0 - dark) + 0.5, 0, 255).astype(np.uint8)
     return cv2.warpAffine(scanned, m, (s, s), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
