@@ -245,7 +245,7 @@ def geometry_metrics(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray) ->
 @torch.no_grad()
 def posterior_planes(model, sample) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """A SynHead sample's ``(label ids (H, W) uint8, one-hot mask (1, 19, H, W) float32, planes (1, 3, C, R,
-    R))``, the planes with z = the cVAE posterior mean of the ground-truth input-view RGB (how the
+    R))``, the planes with z = ``Mask2Triplane.posterior_z`` of the ground-truth input-view RGB (how the
     evaluation renders a test head); a mirror pair ``(1, 2, 3, C, R, R)`` when the model mirror-averages
     (``Mask2Triplane.planes_from_onehot``, same z for both)."""
     from backend.models.mask2triplane import ids_to_onehot
@@ -254,8 +254,7 @@ def posterior_planes(model, sample) -> tuple[np.ndarray, torch.Tensor, torch.Ten
     ids = read_ids(sample.path("mask"))
     onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), NUM_CLASSES)
     rgb = torch.from_numpy(read_rgb(sample.path("rgb"))).permute(2, 0, 1)[None]
-    mu, _ = model.appearance_encoder(rgb, onehot)
-    return ids, onehot, model.planes_from_onehot(onehot, mu)
+    return ids, onehot, model.planes_from_onehot(onehot, model.posterior_z(rgb, onehot))
 
 
 @torch.no_grad()

@@ -143,7 +143,7 @@ def read_parameters(source: str | Path, kind: str) -> tuple[dict[str, torch.Tens
 
 
 def warm_start(model: torch.nn.Module, source: str | Path, kind: str, refit: tuple[str, ...] = (),
-               expand: tuple[str, ...] = (),
+               expand: tuple[str, ...] = (), fresh: tuple[str, ...] = (),
                widen: Callable[..., dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     """Copy the parameters of an earlier run (:func:`read_parameters`) into ``model`` (same architecture,
     same tensor shapes); returns the info to record in the new card as ``training.init_from``.
@@ -155,6 +155,10 @@ def warm_start(model: torch.nn.Module, source: str | Path, kind: str, refit: tup
     * ``expand``: a layer that gained trailing inputs (for example the tri-plane decoder's first layer
       when ``decoder_relative_depth`` adds one): the old weights fill the leading block and the new
       entries are zero, so the warm-started network computes exactly what the earlier one did.
+
+    ``fresh``: prefixes of parameters and buffers the model may have and the source lack (a part the new
+    config adds, such as the generator's colour mapping); they keep their initialisation and are listed as
+    ``fresh`` in the info.
 
     ``widen`` (optional), ``widen(state, old_channels, model) -> state``: when the source's
     ``config["channels"]`` differ from ``model.cfg["channels"]``, it maps the source's parameters onto the
@@ -184,11 +188,16 @@ def warm_start(model: torch.nn.Module, source: str | Path, kind: str, refit: tup
             raise RuntimeError(f"{k}: cannot expand {tuple(old.shape)} to {tuple(new.shape)}")
         new[tuple(slice(0, d) for d in old.shape)] = old
         state[k] = new
+    added = [k for k in own if k not in state and fresh and k.startswith(fresh)]
+    for k in added:
+        state[k] = own[k]
     model.load_state_dict(state)
     if refitted:
         info = {**info, "refit": sorted(refitted)}
     if expanded:
         info = {**info, "expanded": sorted(expanded)}
+    if added:
+        info = {**info, "fresh": sorted(added)}
     return info
 
 

@@ -19,24 +19,30 @@ import torch
 from backend.models.mask2triplane import Mask2Triplane
 
 
-@torch.no_grad()
-def posterior_means(model: Mask2Triplane, data, limit: int | None = None, batch: int = 16) -> np.ndarray:
-    """Posterior means ``(N, z_dim)`` float64 of the appearance encoder over the first ``limit`` heads of
-    a :class:`training.datasets.SynHead` (front RGB + mask of each head)."""
+def front_view_batches(model: Mask2Triplane, data, limit: int | None = None, batch: int = 16):
+    """Yield ``(rgb (b, 3, Ra, Ra) float32 sRGB in [0, 1], mask (b, 19, Rm, Rm) class fractions)`` of the
+    first ``limit`` heads of a :class:`training.datasets.SynHead` in order, at the model's appearance and
+    mask resolutions (the appearance encoder's input)."""
     from training.datasets import _resize_rgb, onehot_area, read_ids, read_rgb
 
     res = model.cfg["appearance_resolution"]
     n = len(data) if limit is None else min(limit, len(data))
-    out = []
     for start in range(0, n, batch):
         rgbs, masks = [], []
         for i in range(start, min(n, start + batch)):
             s = data.samples[i]
             rgbs.append(np.transpose(_resize_rgb(read_rgb(s.path("rgb")), res), (2, 0, 1)))
             masks.append(onehot_area(read_ids(s.path("mask")), model.cfg["mask_resolution"]))
-        mu, _ = model.appearance_encoder(torch.from_numpy(np.stack(rgbs)), torch.from_numpy(np.stack(masks)))
-        out.append(mu.double().numpy())
-    return np.concatenate(out)
+        yield torch.from_numpy(np.stack(rgbs)), torch.from_numpy(np.stack(masks))
+
+
+@torch.no_grad()
+def posterior_means(model: Mask2Triplane, data, limit: int | None = None, batch: int = 16) -> np.ndarray:
+    """Posterior means ``(N, z_dim)`` float64 of the appearance encoder over the first ``limit`` heads of
+    a :class:`training.datasets.SynHead` (front RGB + mask of each head)."""
+    dev = next(model.parameters()).device
+    return np.concatenate([model.appearance_encoder(rgb.to(dev), mask.to(dev))[0].double().cpu().numpy()
+                           for rgb, mask in front_view_batches(model, data, limit, batch)])
 
 
 def fit_gaussian(codes: np.ndarray, shrinkage: float = 0.05) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from backend.models.colour_code import colour_code
 from backend.models.config import get_config
 from backend.models.mask2triplane import Mask2Triplane
 from backend.models.renderer import VolumeRenderer
@@ -74,6 +75,8 @@ class Mask2TriplaneRecipe:
     adv_prior_z: bool = False        # render the adversarial patches with z ~ N(0, I), not the posterior code
     adv_photos: str = ""             # CelebAMask-HQ folder: photo + mask patches as more real samples (2D only)
     adv_photo_batch: int = 2         # photos per step; their masks are generated with z ~ N(0, I)
+    # with config appearance_code "colours": Gaussian noise (sRGB units) on the colour code during training
+    colour_code_noise: float = 0.02
 
 
 class Mask2TriplaneLoss(torch.nn.Module):
@@ -95,14 +98,21 @@ class Mask2TriplaneLoss(torch.nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r, m = self.recipe, self.model
-        mu, logvar = m.appearance_encoder(batch["rgb"], batch["mask"])
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        if m.colour_mapping is not None:  # a code of named colours: no posterior, no KL (colour_code.py)
+            code = colour_code(batch["rgb"], batch["mask"])
+            if self.training and r.colour_code_noise > 0:
+                code = code + r.colour_code_noise * torch.randn(code.shape, generator=_gen(batch, 1)).to(code.device)
+            z = m.colour_mapping(code)
+            mu, logvar = z, None
+        else:
+            mu, logvar = m.appearance_encoder(batch["rgb"], batch["mask"])
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         planes = m.synthesize(m.encode(batch["mask"], z))
         out = m.query(planes, batch["xyz"])
         occ_weight = None if r.occ_on_surface else 1.0 - batch["on_surface"]
         terms = point_losses(out, batch["occ"], batch["label"], batch["point_rgb"], batch["surface"], occ_weight,
                              self.class_weights)
-        terms["kl"] = kl_to_standard_normal(mu, logvar)
+        terms["kl"] = kl_to_standard_normal(mu, logvar) if logvar is not None else torch.zeros((), device=z.device)
         step = int(batch.get("step", 10 ** 9))
         kl_w = r.kl_weight * min(1.0, step / max(r.kl_warmup_steps, 1))
         loss = (r.w_occ * terms["occ"] + r.w_point_rgb * terms["point_rgb"] + r.w_point_sem * terms["point_sem"]
@@ -174,8 +184,9 @@ class Mask2TriplaneLoss(torch.nn.Module):
             self.adversarial.load_state_dict(state)
 
 
-def _gen(batch: dict[str, torch.Tensor]) -> torch.Generator:
-    return torch.Generator().manual_seed(int(batch["step_seed"]))
+def _gen(batch: dict[str, torch.Tensor], stream: int = 0) -> torch.Generator:
+    """A CPU generator for the step's torch-side sampling; ``stream`` separates independent draws."""
+    return torch.Generator().manual_seed(int(batch["step_seed"]) + stream)
 
 
 class Mask2TriplaneBatchBuilder:
@@ -253,7 +264,13 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
     model = Mask2Triplane(cfg)
     init_info = None
     if getattr(args, "init_from", None):
-        init_info = warm_start(model, args.init_from, "mask2triplane", expand=Mask2Triplane.WARM_START_EXPANDABLE)
+        init_info = warm_start(model, args.init_from, "mask2triplane", expand=Mask2Triplane.WARM_START_EXPANDABLE,
+                               fresh=Mask2Triplane.WARM_START_FRESH)
+    if model.colour_mapping is not None and (init_info is None or "fresh" in init_info) and not args.resume:
+        from training.colour_code_fit import init_colour_code
+
+        init_info = {**(init_info or {}), "colour_code": init_colour_code(model, data, seed=args.seed)}
+        print(f"colour code: {init_info['colour_code']}", flush=True)
     model = model.to(ctx.device)
     loss_module: torch.nn.Module = Mask2TriplaneLoss(model, recipe).to(ctx.device)
     if ctx.world_size > 1:

@@ -49,6 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from backend.labels import MIRROR_IDS
+from backend.models.colour_code import CODE_DIM, ColourMapping
 
 #: Keys every Mask2Triplane config must hold (see backend/models/config.py).
 REQUIRED_KEYS = (
@@ -393,6 +394,8 @@ class Mask2Triplane(nn.Module):
     #: run zero-fills the new part (training.loop.warm_start ``expand``); today the decoder's first layer,
     #: which gains one input with ``decoder_relative_depth``.
     WARM_START_EXPANDABLE: tuple[str, ...] = ("decoder.fc1.weight",)
+    #: Parts a config may add that an earlier run lacks: they keep their initialisation on a warm start.
+    WARM_START_FRESH: tuple[str, ...] = ("colour_mapping.", "colour_codes")
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()
@@ -409,6 +412,13 @@ class Mask2Triplane(nn.Module):
         self.synthesis = TriplaneSynthesis(cfg)
         self.decoder = TriplaneDecoder(cfg)
         self.appearance_encoder = AppearanceEncoder(cfg)
+        #: With config ``appearance_code: "colours"``, z is made from a code of named colours
+        #: (backend/models/colour_code.py) by :attr:`colour_mapping`, and seeds draw that code from the
+        #: table of training heads' codes :attr:`colour_codes` ``(N, 18)`` (a buffer, so the weights carry it).
+        self.colour_mapping: ColourMapping | None = None
+        if cfg.get("appearance_code", "cvae") == "colours":
+            self.colour_mapping = ColourMapping(cfg["z_dim"])
+            self.register_buffer("colour_codes", torch.full((int(cfg.get("colour_code_table", 512)), CODE_DIM), 0.5))
         #: ``(num_classes,)`` float32 added to the semantic logits at inference (eval mode only), or None: the
         #: card's ``inference.semantic_logit_offsets`` (backend/models/loading.py), an inference setting
         self.semantic_logit_offsets: torch.Tensor | None = None
@@ -430,10 +440,49 @@ class Mask2Triplane(nn.Module):
         Meaningful only with ``depth_interval_slope > 0`` (see the module docstring)."""
         return planes[:, 1, :2]
 
+    def sample_colour_code(self, seed: int, batch: int = 1) -> torch.Tensor:
+        """The colour code of a seed, ``(batch, 18)`` float32 on the CPU: rows of :attr:`colour_codes` chosen by
+        a CPU generator seeded with ``seed`` (the same seed, the same code).
+
+        Raises:
+            RuntimeError: the model has no colour code (config ``appearance_code`` is not ``"colours"``).
+        """
+        if self.colour_mapping is None:
+            raise RuntimeError("this generator has no colour code (config appearance_code is not 'colours')")
+        g = torch.Generator().manual_seed(int(seed))
+        rows = torch.randint(self.colour_codes.shape[0], (batch,), generator=g)
+        return self.colour_codes.detach().cpu()[rows].float()
+
+    def z_from_colours(self, code: torch.Tensor) -> torch.Tensor:
+        """``code (B, 18)`` sRGB in [0, 1] (backend/models/colour_code.py) -> ``z (B, z_dim)`` on the model's
+        device, through :attr:`colour_mapping`.
+
+        Raises:
+            RuntimeError: the model has no colour code.
+        """
+        if self.colour_mapping is None:
+            raise RuntimeError("this generator has no colour code (config appearance_code is not 'colours')")
+        device = next(self.colour_mapping.parameters()).device
+        return self.colour_mapping(code.to(device))
+
+    def posterior_z(self, rgb: torch.Tensor, mask_onehot: torch.Tensor) -> torch.Tensor:
+        """The code of a ground-truth view, ``(B, z_dim)``: z of its colour code with a colour-code generator,
+        else the cVAE posterior mean. ``rgb (B, 3, H, W)`` float32 sRGB in [0, 1], ``mask_onehot (B, 19, H',
+        W')`` (how evaluation renders a known head)."""
+        if self.colour_mapping is not None:
+            from backend.models.colour_code import colour_code
+
+            return self.z_from_colours(colour_code(rgb, mask_onehot))
+        return self.appearance_encoder(rgb, mask_onehot)[0]
+
     def sample_z(self, seed: int, batch: int = 1, device: str | torch.device = "cpu") -> torch.Tensor:
-        """The appearance code of a seed, ``(batch, z_dim)`` float32: eps ~ N(0, I) from a CPU generator seeded
-        with ``seed``, mapped through :attr:`z_prior` when the card has one (``mean + scale_tril @ eps``),
-        else eps itself. The same seed always gives the same code."""
+        """The appearance code of a seed, ``(batch, z_dim)`` float32. With a colour code
+        (:meth:`sample_colour_code`), z of the seed's colour code; otherwise eps ~ N(0, I) from a CPU generator
+        seeded with ``seed``, mapped through :attr:`z_prior` when the card has one (``mean + scale_tril @
+        eps``), else eps itself. The same seed always gives the same code."""
+        if self.colour_mapping is not None:
+            with torch.no_grad():
+                return self.z_from_colours(self.sample_colour_code(seed, batch)).to(device)
         g = torch.Generator().manual_seed(int(seed))
         eps = torch.randn(batch, self.z_dim, generator=g)
         if self.z_prior is not None:
