@@ -1,5 +1,5 @@
-"""Contact sheets of a SynHead folder: per sample the sketch, the mask (CelebAMask-HQ palette), the RGB
-input view and the back view."""
+"""Contact sheets of a SynHead folder: per sample the sketch, the mask (in the palette of the manifest's
+``label_set``: CelebAMask-HQ for SynHead, seg2cat for SynCat), the RGB input view and the back view."""
 from __future__ import annotations
 
 import json
@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from backend.labels import colorize
+from backend.labels import colorize, label_set
 
 TILE = 192
 
 
-def _tile(path: Path, mask: bool = False) -> np.ndarray:
+def _tile(path: Path, mask: bool = False, colorize=colorize) -> np.ndarray:
     im = Image.open(path)
     if mask:
         im = Image.fromarray(colorize(np.asarray(im)))
@@ -34,7 +34,9 @@ def contact_sheet(data_dir: str, out_path: str, count: int = 8, real_dir: str | 
     mpath = d / "manifest.json"
     if not mpath.is_file():
         raise FileNotFoundError(f"{mpath} not found; run 's3d-data synth --out {data_dir} ...' first")
-    samples = json.loads(mpath.read_text())["samples"][start:start + count]
+    manifest = json.loads(mpath.read_text())
+    samples = manifest["samples"][start:start + count]
+    paint = label_set(manifest.get("label_set", "celebamask-hq-19")).colorize
     if sketches_only:
         tiles = [_tile(d / s["sketch"]) for s in samples]
         real = []
@@ -53,18 +55,25 @@ def contact_sheet(data_dir: str, out_path: str, count: int = 8, real_dir: str | 
             chunk += [np.full_like(chunk[0], 255)] * (4 - len(chunk))
             im = Image.fromarray(np.concatenate(chunk, 1))
             for j, s in enumerate(samples[i:i + 4]):
-                ImageDraw.Draw(im).text((j * TILE + 4, 4), f"SynHead {s['sketch_style']}", fill=(255, 0, 0))
+                name = "SynCat" if manifest.get("subject") == "cat" else "SynHead"
+                ImageDraw.Draw(im).text((j * TILE + 4, 4), f"{name} {s['sketch_style']}", fill=(255, 0, 0))
             rows.append(np.asarray(im))
         Image.fromarray(np.concatenate(rows, 0)).convert("L" if not real_dir else "RGB").save(out_path, optimize=True)
         return
     rows = []
     for s in samples:
         back = next((v["rgb"] for v in s["views"] if v["name"] == "back"), s["views"][0]["rgb"])
-        row = np.concatenate([_tile(d / s["sketch"]), _tile(d / s["mask"], True), _tile(d / s["rgb"]),
+        row = np.concatenate([_tile(d / s["sketch"]), _tile(d / s["mask"], True, paint), _tile(d / s["rgb"]),
                               _tile(d / back)], 1)
         im = Image.fromarray(row)
-        ImageDraw.Draw(im).text((4, 4), f"{s['id']} {s['sketch_style']} {s['params']['hair']['style']}", fill=(255, 0, 0))
+        what = s["params"]["hair"]["style"] if "hair" in s["params"] else _cat_caption(s["params"])
+        ImageDraw.Draw(im).text((4, 4), f"{s['id']} {s['sketch_style']} {what}", fill=(255, 0, 0))
         rows.append(np.asarray(im))
     if not rows:
         raise FileNotFoundError(f"{mpath} lists no samples")
     Image.fromarray(np.concatenate(rows, 0)).save(out_path, optimize=True)
+
+
+def _cat_caption(params: dict) -> str:
+    """``archetype pattern`` of a SynCat sample's params (empty when absent)."""
+    return f"{params.get('shape', {}).get('archetype', '')} {params.get('coat', {}).get('pattern', '')}".strip()
