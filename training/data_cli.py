@@ -1,6 +1,6 @@
 """``s3d-data``: SynHead data generation and contact sheets (docs/synhead.md).
 
-    s3d-data synth --out DIR --num N --seed S --views V --workers W [--persp P]
+    s3d-data synth --out DIR --num N --seed S --views V --workers W [--persp P] [--subject human|cat]
     s3d-data preview DIR --out sheet.png [--count 8] [--sketches-only [--real FOLDER]]
     s3d-data framing DIR --out backend/canonical_framing.json
     s3d-data relabel DIR [--workers W]
@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     p.add_argument("--persp", type=int, default=0, help="random perspective views per head (persp0..), 128^2")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--subject", choices=["human", "cat"], default="human",
+                   help="human: SynHead heads (CelebAMask-HQ labels); cat: SynCat cat heads (seg2cat labels, "
+                        "docs/syncat.md)")
     q = sub.add_parser("preview", help="contact sheet: sketch, mask, RGB, back view per sample")
     q.add_argument("dir", help="a SynHead folder with manifest.json")
     q.add_argument("--out", required=True, help="PNG to write")
@@ -84,6 +87,19 @@ def main(argv=None) -> int:
             parser.error("--views must be between 1 and 4 (front, back, left, right)")
         if args.persp < 0:
             parser.error("--persp must be >= 0")
+        if args.subject == "cat":
+            if args.persp:
+                parser.error("--persp is not available with --subject cat")
+            from training.syncat.writer import synthesise_cats
+
+            try:
+                m = synthesise_cats(args.out, args.num, args.seed, args.views, args.workers,
+                                    progress=not args.no_progress)
+            except ValueError as e:
+                print(f"s3d-data synth: {e}", file=sys.stderr)
+                return 2
+            print(f"{len(m['samples'])} cat samples in {args.out}/manifest.json")
+            return 0
         from training.synhead.writer import synthesise
 
         try:
