@@ -282,6 +282,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
+    from backend.options import GenerateOptions
+
     p.add_argument("--from-mask", action="store_true", help="inputs are label maps (CelebAMask-HQ ids or colours)")
     p.add_argument("--seed", type=int, default=0, help="the one seed of the job (z and all jitter), default 0")
     p.add_argument("--resolution", type=int, default=128, help="marching-cubes cells a side: 64|128|192|256 (128)")
@@ -290,7 +292,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="ply", help="mesh files, comma separated: ply,glb,obj (ply)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device (auto)")
     p.add_argument("--weights", default=None, help="weights folder (default: bundled weights/ or $S3D_WEIGHTS_DIR)")
-    p.add_argument("--smooth", type=int, default=5, help="Taubin smoothing iterations, 0 = off (5)")
+    p.add_argument("--smooth", type=int, default=GenerateOptions.smooth_iterations,
+                   help=f"Taubin smoothing iterations, 0 = off ({GenerateOptions.smooth_iterations})")
     p.add_argument("--max-faces", type=int, default=200_000, help="decimate to this many faces, 0 = off (200000)")
     p.add_argument("--symmetric", action="store_true", help="a mirror-symmetric head (left/right labels kept right)")
     for group in ("hair", "skin", "eyes", "lips"):

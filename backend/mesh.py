@@ -11,10 +11,13 @@ Method (pix2pix3D's mesh extraction, improved as docs/design.md section 4 says):
    trilinear interpolation of the coarser level (far from the surface, so their side of the surface is
    unchanged). At 128 cells this evaluates about a tenth of the 129^3 points.
 2. **Marching cubes** (PyMCubes) at the iso-level of the density.
-3. **Clean-up**: keep the largest connected component (drops floaters), optional Taubin smoothing
-   (trimesh; Taubin 1995, shrink-free), optional quadric decimation to a face budget
-   (fast-simplification, Garland & Heckbert 1997).
-4. **Metres**: vertices are mapped from box coordinates to metres in the canonical head frame
+3. **Topology repair** on the grid (backend/mesh_topology.py): the largest solid piece, cavities
+   filled, handles (tunnels) removed by the smallest closing or opening that leaves genus 0.
+4. **Clean-up**: keep the largest connected component (drops floaters), optional Taubin smoothing
+   (Taubin 1995, shrink-free; backend/mesh_smooth.py), optional quadric decimation to a face budget
+   (fast-simplification, Garland & Heckbert 1997). Where the surface leaves the box (the neck) marching
+   cubes on the padded grid closes it with a cap on the box face, kept exactly planar through smoothing.
+5. **Metres**: vertices are mapped from box coordinates to metres in the canonical head frame
    (backend.coords.box_to_metres); faces wind counter-clockwise seen from outside (outward normals).
 
 Errors: :class:`MeshError` with code ``empty_surface`` when the field has no surface inside the box
@@ -28,6 +31,8 @@ from typing import Callable
 import numpy as np
 
 from backend.errors import CodedError
+# re-exported: these helpers lived in this module before backend/mesh_smooth.py
+from backend.mesh_smooth import decimate, neighbour_mean_operator, taubin_smooth, vertex_classes  # noqa: F401
 
 #: A density function: ``(N, 3)`` float32 normalised box coordinates -> ``(N,)`` float32 density.
 DensityFn = Callable[[np.ndarray], np.ndarray]
@@ -260,68 +265,17 @@ def _compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nd
     return vertices[used], remap[faces]
 
 
-def neighbour_mean_operator(faces: np.ndarray, n_vertices: int):
-    """Sparse ``(V, V)`` operator averaging each vertex's 1-ring neighbours (uniform weights)."""
-    from scipy.sparse import coo_matrix, diags
-
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    e = np.concatenate([e, e[:, ::-1]])
-    adj = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n_vertices, n_vertices)).tocsr()
-    adj.data[:] = 1.0  # duplicate edges (two faces share each edge) count once
-    deg = np.asarray(adj.sum(axis=1)).ravel()
-    return diags(1.0 / np.maximum(deg, 1.0)) @ adj
-
-
-def taubin_smooth(vertices: np.ndarray, faces: np.ndarray, iterations: int = 5, lamb: float = 0.5,
-                  mu: float = -0.53) -> np.ndarray:
-    """Taubin lambda/mu smoothing (G. Taubin, "A signal processing approach to fair surface design",
-    SIGGRAPH 1995) with the uniform (umbrella) Laplacian: removes marching-cubes staircase noise without
-    the shrinking of plain Laplacian smoothing. Same scheme as trimesh.smoothing.filter_taubin, with the
-    Laplacian built once as a scipy sparse matrix (and no trimesh import on the job path).
-
-    Returns:
-        The new ``(V, 3)`` float64 vertices.
-    """
-    avg = neighbour_mean_operator(faces, len(vertices))
-    v = np.asarray(vertices, np.float64).copy()
-    for _ in range(iterations):
-        v += lamb * (avg @ v - v)
-        v += mu * (avg @ v - v)
+def _snap_to_box(vertices: np.ndarray, on_face: np.ndarray) -> np.ndarray:
+    """Clip box coordinates ``(V, 3)`` to ``[-1, 1]`` and put the coordinates flagged in ``on_face``
+    ``(V, 3)`` bool (vertices of a cut where the surface leaves the box) back on the box face, so the cut
+    stays an exactly planar cap after smoothing."""
+    v = np.clip(vertices, -1.0, 1.0)
+    v[on_face] = np.sign(v[on_face])
     return v
 
 
-def vertex_classes(semantic_logits: np.ndarray, faces: np.ndarray, iterations: int = 2) -> np.ndarray:
-    """Per-vertex class ids from the semantic field's logits ``(V, 19)`` at the vertices.
-
-    The logits are averaged with the 1-ring neighbours ``iterations`` times (half own, half neighbours)
-    before the argmax, which removes single-vertex speckles at class borders so vertex groups come out
-    as clean regions. Background (id 0) is never chosen for a surface vertex: the argmax runs over the
-    18 foreground classes.
-
-    Returns:
-        ``(V,)`` uint8 ids in 1..18.
-    """
-    x = np.asarray(semantic_logits, np.float64)
-    if iterations > 0:
-        avg = neighbour_mean_operator(faces, len(x))
-        for _ in range(iterations):
-            x = 0.5 * x + 0.5 * (avg @ x)
-    return (x[:, 1:].argmax(axis=1) + 1).astype(np.uint8)
-
-
-def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quadric edge-collapse decimation to at most about ``max_faces`` faces (fast-simplification)."""
-    if len(faces) <= max_faces:
-        return vertices, faces
-    import fast_simplification
-
-    reduction = 1.0 - max_faces / len(faces)
-    v, f = fast_simplification.simplify(vertices.astype(np.float32), faces.astype(np.int32), target_reduction=reduction)
-    return np.asarray(v, dtype=np.float64), np.asarray(f, dtype=np.int64)
-
-
-def extract_mesh(grid: DensityGrid, smooth_iterations: int = 5, max_faces: int | None = 200_000,
-                 symmetric: bool = False) -> Mesh:
+def extract_mesh(grid: DensityGrid, smooth_iterations: int = 20, max_faces: int | None = 200_000,
+                 symmetric: bool = False, repair: bool = True) -> Mesh:
     """Marching cubes + clean-up of a density grid; vertices in metres in the canonical head frame.
 
     Args:
@@ -330,31 +284,45 @@ def extract_mesh(grid: DensityGrid, smooth_iterations: int = 5, max_faces: int |
         max_faces: decimate to this face budget (None = off).
         symmetric: the grid is mirror-symmetric about x = 0: keep the mesh exactly so through smoothing
             (backend/symmetry.py; decimation may still break it by a fraction of a millimetre).
+        repair: one solid piece, cavities filled, handles removed on the grid before marching cubes
+            (backend/mesh_topology.py), so the surface is one closed piece of genus 0.
 
     Returns:
         :class:`Mesh` (metres) with ``stats``: ``raw_faces``, ``components``, ``kept_face_fraction``,
-        ``faces``, ``vertices``.
+        ``faces``, ``vertices``; with ``repair`` also ``genus_before``, ``genus``, ``handle_fix``,
+        ``handle_radius``, ``points_changed``. Where the surface leaves the box (the neck's bottom cut)
+        it is closed by a planar cap on the box face.
 
     Raises:
         MeshError: ``empty_surface`` / ``surface_fills_box``; ``degenerate_surface`` when the kept
             component has fewer than 100 faces.
     """
     from backend.coords import box_to_metres
+    from backend.mesh_topology import repair_topology
     from backend.symmetry import mirror_twins, symmetrize
 
     check_surface(grid)
+    topo: dict = {}
+    if repair:
+        values, topo = repair_topology(grid.values, grid.level)
+        grid = DensityGrid(values=values, level=grid.level, evaluated=grid.evaluated)
     verts, faces = marching_cubes(grid)
     raw_faces = int(len(faces))
     verts, faces, info = largest_component(verts, faces)
     if len(faces) < 100:
         raise MeshError("degenerate_surface", f"the largest surface piece has only {len(faces)} faces; the field "
                         "holds no head-sized surface (untrained weights, or a sketch far from a head)")
+    on_face = np.abs(verts) >= 1.0
     if smooth_iterations > 0:
         twins = mirror_twins(verts) if symmetric else None
         verts = taubin_smooth(verts, faces, smooth_iterations)
         if twins is not None:
             verts = symmetrize(verts, twins)
+        if repair:
+            verts = _snap_to_box(verts, on_face)
     if max_faces is not None:
         verts, faces = decimate(verts, faces, max_faces)
-    stats = dict(info, raw_faces=raw_faces, faces=int(len(faces)), vertices=int(len(verts)))
+        if repair:
+            verts = _snap_to_box(verts, np.abs(verts) >= 1.0 - 1e-3)  # 0.2 mm
+    stats = dict(info, raw_faces=raw_faces, faces=int(len(faces)), vertices=int(len(verts)), **topo)
     return Mesh(vertices=box_to_metres(verts), faces=faces, stats=stats)

@@ -14,7 +14,7 @@ Each head of a SynHead folder is generated as the evaluation does it (training/a
   The ratio is generated over ground truth (the ground truth's ``mesh.ply``: head, hair, eyes, ... as
   separate closed pieces, clipped the same way).
 * **bottom cut**: ``cap_fraction`` = area of the faces lying within 2 mm of the lowest point with a normal
-  within 8 degrees of straight down, over the area of the mesh's cross-section 2 mm above the lowest point
+  within 3 degrees of straight down, over the area of the mesh's cross-section 2 mm above the lowest point
   (1.0 for a closed flat cap); ``cap_dev_mm`` = the largest height of those cap faces' vertices above the
   lowest point (0 for an exactly planar cap).
 
@@ -81,7 +81,7 @@ def bottom_cap(vertices: np.ndarray, faces: np.ndarray, band_m: float = 0.002) -
     m = trimesh.Trimesh(vertices, faces, process=False)
     zmin = float(m.vertices[:, 2].min())
     low = m.vertices[:, 2] < zmin + band_m
-    cap = low[m.faces].all(axis=1) & (m.face_normals[:, 2] < -np.cos(np.radians(8.0)))
+    cap = low[m.faces].all(axis=1) & (m.face_normals[:, 2] < -np.cos(np.radians(3.0)))
     cap_area = float(m.area_faces[cap].sum())
     sec_area = section_area(m, zmin + band_m)
     dev = float((m.vertices[np.unique(m.faces[cap]), 2] - zmin).max() * 1000.0) if cap.any() else float("nan")
