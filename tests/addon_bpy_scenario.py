@@ -174,6 +174,58 @@ def draw_everything(mod, report_extra: dict) -> list[str]:
     return calls
 
 
+def live_preview_step(mod, gp, scene) -> dict:
+    """Live preview on, two strokes: the draft of the first is cancelled on the backend, the second's is
+    applied to the one preview object; the draft job folders are gone; toggle off removes the preview."""
+    import re
+
+    glue = mod.live_preview_blender
+    s = scene.s3d
+    s.source, s.gp_object, s.live_preview = "GREASE_PENCIL", gp, True
+    drawing = gp.data.layers["Lines"].current_frame().drawing
+
+    def tick_until(pred, limit_s):
+        t0 = time.monotonic()
+        while True:
+            glue.tick(bpy.context)
+            if pred() or time.monotonic() - t0 > limit_s:
+                return pred()
+            time.sleep(0.05)
+
+    t = np.linspace(0.0, 1.0, 6)
+    mod.sketch_setup.add_stroke(drawing, np.c_[-0.02 + 0.04 * t, 0.06 + 0.005 * t, 0 * t], 0.0015)  # a brow line
+    out = {"first_started": tick_until(lambda: glue.state().running is not None, 5.0)}
+    first = glue.state().running
+    mod.sketch_setup.add_stroke(drawing, np.c_[-0.01 + 0.02 * t, -0.075 + 0 * t, 0 * t], 0.0015)  # a chin line
+    glue.tick(bpy.context)
+    out["first_cancel_asked"] = first.handle.cancel_event.is_set()
+    t0 = time.monotonic()
+    out["applied"] = tick_until(lambda: glue.state().counts["applied"] >= 1, 120.0)
+    out["seconds_to_preview"] = round(time.monotonic() - t0, 2)
+    first.handle.join(30)
+    try:
+        first.handle.result()
+        out["first_outcome"] = "finished"
+    except Exception as e:  # JobCancelled: "job <id> cancelled"
+        out["first_outcome"] = f"{type(e).__name__}: {e}"
+        m = re.search(r"job (\S+) ", str(e))
+        if m:
+            client = mod.backend_process.backend_for(mod.preferences.backend_config()).client()
+            out["first_backend_state"] = client.status(m.group(1))["state"]
+    obj = glue.preview_object()
+    previews = [o.name for o in bpy.data.objects if o.get(glue.PREVIEW_PROP)]
+    out.update({"preview_objects": previews, "preview_vertices": len(obj.data.vertices) if obj else 0,
+                "preview_key_is_drawing": obj is not None and obj.get("s3d_preview_key") == glue.drawing_key(bpy.context),
+                "counts": dict(glue.state().counts), "error": glue.state().last_error,
+                "draft_folders_left": [r.out_dir for r in glue._Live.requests if Path(r.out_dir).exists()],
+                "colour_attribute": bool(obj and obj.data.color_attributes.get("Col"))})
+    s.live_preview = False
+    out["after_off"] = [o.name for o in bpy.data.objects if o.get(glue.PREVIEW_PROP)]
+    # the strokes stay out of the later steps' drawing
+    drawing.remove_strokes(indices=[len(drawing.strokes) - 2, len(drawing.strokes) - 1])
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     for a in ("--zip", "--workdir", "--backend-python", "--weights", "--dead-python", "--recorded-job"):
@@ -383,6 +435,9 @@ def main() -> int:
         if bpy.app.timers.is_registered(gen._poll_active):
             bpy.app.timers.unregister(gen._poll_active)
         report["env_dir"] = str(mod.preferences.default_env_dir())
+
+        step("live preview against the backend (ticked by hand)")
+        report["live_preview"] = live_preview_step(mod, bpy.data.objects[gp_name], scene)
 
         step("job folders kept to the newest N, never one of a head in the file")
         jobs_root = mod.preferences.job_root(bpy.context)

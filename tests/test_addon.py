@@ -633,6 +633,17 @@ def test_async_path_imports_from_the_timer_and_cancels(scenario):
     assert "/extensions/" in rep["env_dir"] and rep["env_dir"].endswith("backend-env")
 
 
+def test_live_preview_cancels_the_stale_draft_on_the_backend_and_fills_one_object(scenario):
+    live = scenario["report"]["live_preview"]
+    assert live["first_started"] and live["first_cancel_asked"], live
+    assert live["first_outcome"].startswith("JobCancelled"), live
+    assert live["first_backend_state"] == "cancelled", live  # through POST /v1/jobs/<id>/cancel
+    assert live["applied"] and live["preview_objects"] == ["S3D Preview"] and live["preview_vertices"] > 100, live
+    assert live["preview_key_is_drawing"] and live["colour_attribute"] and not live["error"], live
+    assert live["counts"]["cancelled"] == 1 and live["counts"]["applied"] == 1, live
+    assert live["draft_folders_left"] == [] and live["after_off"] == [], live
+
+
 def test_env_setup_thread_reports_progress_lines_and_failures(tmp_path):
     from blender_addon.backend_env import EnvSetupThread
 
