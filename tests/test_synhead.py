@@ -22,6 +22,7 @@ from PIL import Image  # noqa: E402
 
 from backend.labels import NUM_CLASSES  # noqa: E402
 from training.synhead import TEST_SEEDS, split_of_seed  # noqa: E402
+from training.synhead.drawing_styles import STYLE_FUNCTIONS  # noqa: E402
 
 SEED = 1003  # a train seed with hair (checked in test_hair_is_closed_and_labelled)
 
@@ -54,7 +55,7 @@ def test_manifest_layout(synth_dir, manifest):
     assert manifest["test_seeds"] == [0, 199] and manifest["label_set"] == "celebamask-hq-19"
     assert [s["seed"] for s in manifest["samples"]] == [SEED, SEED + 1]
     for s in manifest["samples"]:
-        assert s["split"] == "train" and s["sketch_style"] in ("clean", "pencil", "rough")
+        assert s["split"] == "train" and s["sketch_style"] in STYLE_FUNCTIONS
         for key in ("sketch", "strokes", "mask", "rgb", "points", "mesh"):
             assert (synth_dir / s[key]).is_file(), key
         assert [v["name"] for v in s["views"]] == ["front", "back", "left", "right"]
@@ -164,6 +165,35 @@ def test_sketch_styles_sanity(synth_dir, manifest):
         assert img.shape == (512, 512) and img.dtype == np.uint8
         assert np.median(img) == 255
         assert 0.01 <= ink_fraction(img) <= 0.25, ink_fraction(img)
+
+
+def test_writer_draws_and_records_every_style(synth_dir, tmp_path, monkeypatch):
+    """``s3d-data synth`` picks all seven styles; a sample forced into each new style stores that drawing,
+    records its name (``strands`` on short hair as ``hatched``) and keeps mask and strokes of the seed."""
+    import training.synhead.drawing_styles as ds
+    from training.synhead.writer import generate_sample
+
+    rng = np.random.default_rng(0)
+    assert {ds.choose_style(rng) for _ in range(2000)} == set(STYLE_FUNCTIONS)
+    ref = synth_dir / f"s{SEED:06d}"
+    long_hair = ds.has_long_hair(np.asarray(Image.open(ref / "mask.png")))
+    sketches = {}
+    for style in ds.NEW_STYLES:
+        monkeypatch.setattr(ds, "choose_style", lambda rng, style=style: style)
+        entry = generate_sample(SEED, tmp_path / style, 1)
+        d = tmp_path / style / entry["id"]
+        want = "hatched" if style == "strands" and not long_hair else style
+        assert entry["sketch_style"] == want
+        assert json.loads((d / "sample.json").read_text())["sketch_style"] == want
+        img = np.asarray(Image.open(d / "sketch.png"))
+        assert img.shape == (512, 512) and np.median(img) == 255 and 0.01 <= (img < 128).mean() <= 0.32
+        assert (d / "mask.png").read_bytes() == (ref / "mask.png").read_bytes()
+        assert (d / "strokes.json").read_bytes() == (ref / "strokes.json").read_bytes()
+        sketches[style] = img
+    if not long_hair:  # the same random stream: the fallback is the hatched drawing itself
+        np.testing.assert_array_equal(sketches["strands"], sketches["hatched"])
+        del sketches["strands"]
+    assert len({v.tobytes() for v in sketches.values()}) == len(sketches)
 
 
 def test_head_template_is_patched_and_closed():

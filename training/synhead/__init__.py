@@ -11,6 +11,8 @@ One module per concept:
 * :mod:`.render`      embree ray casting: RGB, label, depth, normal, alpha for orthographic views.
 * :mod:`.strokes`     clean-style stroke JSON (with stroke groups) from the input-view label/depth maps.
 * :mod:`.sketch_styles` clean (rasterised strokes), pencil (XDoG) and rough sketch styles.
+* :mod:`.drawing_styles` portrait, hatched, marker and strands (styles of real drawings), the registry of
+                      all seven styles by name and the writer's style weights.
 * :mod:`.points`      3D supervision points (uniform, near-surface, on-surface).
 * :mod:`.writer`      one sample end to end, the manifest, resumable multiprocessing generation.
 * :mod:`.preview`     contact sheets.
@@ -23,7 +25,10 @@ from __future__ import annotations
 #: of the 3D points from the visible surface only (points.py; ``s3d-data relabel`` upgrades older folders).
 #: 0.4.0: hidden cavities (mouth, eye sockets, gaps under clothes) inside in the points' occupancy
 #: (points.py ``fill_enclosed_cavities``; ``s3d-data fill-cavities`` upgrades 0.3.0 folders to the same files).
-GENERATOR_VERSION = "0.4.0"
+#: 0.5.0: the stored sketch also in the four styles of real drawings (drawing_styles.py: portrait through the
+#: backend's intake, hatched, marker, strands; weights in ``drawing_styles.STYLES``), which changes the
+#: sketches and, through the shared random stream, the 3D points of a seed.
+GENERATOR_VERSION = "0.5.0"
 #: Seeds 0..199 (inclusive) are the test split and are never used for training.
 TEST_SEEDS: tuple[int, int] = (0, 199)
 

@@ -584,6 +584,20 @@ def _pencil(doc: dict, rgb: np.ndarray, label: np.ndarray, rng: np.random.Genera
     return pencil_sketch(_rgb_at(rgb, _side(label)), rng, np.asarray(label))
 
 
+#: Weights of the styles ``s3d-data synth`` draws the stored sketch in (generator 0.5.0 on; 0.1.0-0.4.0 drew
+#: clean 0.45, rough 0.35, pencil 0.20). ``strands`` on a head without long hair is drawn and recorded as
+#: ``hatched``, so ``hatched`` ends up more common than its weight.
+STYLES: dict[str, float] = {"clean": 0.30, "rough": 0.22, "pencil": 0.13,
+                            "portrait": 0.10, "hatched": 0.09, "marker": 0.08, "strands": 0.08}
+
+
+def choose_style(rng: np.random.Generator) -> str:
+    """Random style name with the :data:`STYLES` weights."""
+    names = list(STYLES)
+    p = np.array([STYLES[n] for n in names])
+    return str(rng.choice(names, p=p / p.sum()))
+
+
 #: Every SynHead style by name: ``fn(doc, rgb, label, rng) -> (S, S) uint8`` (255 paper, 0 ink).
 STYLE_FUNCTIONS: dict[str, StyleFn] = {
     "clean": _clean, "rough": _rough, "pencil": _pencil,

@@ -7,6 +7,9 @@
   (generator 0.2.0) so inner features give lines.
 * ``rough``: the clean strokes jittered (low-frequency offsets), broken into pieces, partly dropped,
   partly doubled, with per-point variable widths, then rasterised by the same function.
+
+The four styles of real drawings, the registry of all seven by name and the writer's style weights are
+in :mod:`.drawing_styles`.
 """
 from __future__ import annotations
 
@@ -16,16 +19,6 @@ import cv2
 import numpy as np
 
 from backend.sketch.raster import rasterize_strokes
-
-STYLES: dict[str, float] = {"clean": 0.45, "rough": 0.35, "pencil": 0.20}
-
-
-def choose_style(rng: np.random.Generator) -> str:
-    """Random style name with the :data:`STYLES` weights."""
-    names = list(STYLES)
-    p = np.array([STYLES[n] for n in names])
-    return str(rng.choice(names, p=p / p.sum()))
-
 
 def clean_sketch(doc: dict, size: int = 512) -> np.ndarray:
     """Rasterise the clean strokes: (size, size) uint8."""
