@@ -184,11 +184,19 @@ def main() -> int:
         report["operators_run"] = recorder.calls
 
         glue.tick(bpy.context)  # the glue copes with data freed by undo
+        report["timer_return_on"] = glue.timer()  # the timer function itself (timers never fire headless)
+        # a file saved with the toggle on follows its drawing again when opened
+        saved = str(Path(args.out).with_name("live.blend"))
+        bpy.ops.wm.save_as_mainfile(filepath=saved, copy=True)
+        glue.stop()
+        bpy.ops.wm.open_mainfile(filepath=saved)
+        report["timer_registered_after_open"] = bpy.app.timers.is_registered(glue.timer)
         bpy.context.scene.s3d.live_preview = False
         report["toggle_off"] = {"preview_objects": sum(1 for o in bpy.data.objects if o.get(glue.PREVIEW_PROP)),
                                 "s3d_meshes": sum(m.name.startswith(glue.PREVIEW_NAME) for m in bpy.data.meshes),
                                 "timer_registered": bpy.app.timers.is_registered(glue.timer),
                                 "state": glue.state()}
+        report["timer_return_off"] = glue.timer()
         glue.set_runner(None)
         blender_addon.unregister()
     except Exception:

@@ -157,6 +157,9 @@ def draw_everything(mod, report_extra: dict) -> list[str]:
             s.source, status.running = source, running
             status.device, status.device_reason, status.last_error = "cpu", "no CUDA", "a long error " * 12
             mod.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
+    s.source, s.live_preview, status.preview_stage = "GREASE_PENCIL", True, "Live preview failed: a long reason " * 3
+    mod.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
+    s.live_preview, status.preview_stage = False, ""
     saved = prefs.backend_python
     for env_running in (False, True):
         status.env_running, status.env_error = env_running, "" if env_running else "pip failed"

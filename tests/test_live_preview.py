@@ -291,3 +291,5 @@ def test_bpy_preview_pushes_no_undo_step_and_toggle_off_removes_it(bpy_live):
     off = rep["toggle_off"]
     assert off == {"preview_objects": 0, "s3d_meshes": 0, "timer_registered": False, "state": None}
     assert rep["timer_registered_when_on"] is True
+    assert rep["timer_return_on"] == 0.1 and rep["timer_return_off"] is None  # the timer stops with the toggle
+    assert rep["timer_registered_after_open"] is True  # load_post: a file saved with the toggle on
