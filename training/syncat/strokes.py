@@ -35,7 +35,7 @@ from .paint import EAR, EYES
 STYLES: dict[str, float] = {"clean": 0.40, "doodle": 0.35, "pencil": 0.25}
 PENCIL_INK_RANGE = (0.01, 0.25)
 #: Grey tone per seg2cat id for the pencil style (adjacent classes differ).
-_TONES = np.array([1.0, 0.75, 0.55, 0.2, 0.92, 0.6], np.float32)
+_TONES = np.array([1.0, 0.78, 0.55, 0.15, 0.1, 0.62], np.float32)
 
 
 def project(points_m: np.ndarray, size: int) -> np.ndarray:
