@@ -16,128 +16,25 @@
   ``retried``, ``converted`` / ``skipped`` counts, the Ray settings, ``wall_s`` (all of it, Ray start
   included) and ``items_per_s`` over ``convert_s`` (from the first item handed out, models loaded).
 
-Ray is optional (``pip install -e '.[cluster]'``) and imported only here, only when asked for.
+Ray is optional (``pip install -e '.[cluster]'``) and imported only when asked for. Attaching to Ray is
+backend/batch_ray_session.py; the actors and the driver loop are backend/batch_ray_driver.py.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.errors import CodedError
+from backend.batch_ray_driver import MAX_UNAVAILABLE_PINGS, Converter, Driver
+from backend.batch_ray_session import INSTALL_HINT, BatchError, RaySession, import_ray, start_ray, stop_ray
 
-INSTALL_HINT = "pip install -e '.[cluster]'"
-#: readiness checks (0.1 s apart) an actor may answer "unavailable" while Ray restarts it
-MAX_UNAVAILABLE_PINGS = 600
-
-
-class BatchError(CodedError, RuntimeError):
-    """The Ray batch cannot start: ``ray_not_installed``, ``ray_unreachable``, ``bad_option``."""
-
-
-def import_ray():
-    """Import Ray.
-
-    Raises:
-        BatchError: ``ray_not_installed`` with the install command.
-    """
-    try:
-        import ray
-    except ImportError:
-        raise BatchError("ray_not_installed", f"--engine ray needs Ray, which is not installed here; install the "
-                         f"cluster extra ({INSTALL_HINT}) or use the default --engine local") from None
-    return ray
-
-
-@dataclass
-class RaySession:
-    """How this process is attached to Ray: ``started`` (ours to shut down), the embedded Ray's temp
-    folder (removed on stop), and the address (``"embedded"``, a cluster address, or ``"existing"``)."""
-
-    started: bool
-    temp_dir: str | None
-    address: str
-
-
-def start_ray(address: str | None = None, num_cpus: int = 2, runtime_env: dict | None = None) -> RaySession:
-    """Attach to Ray: reuse one already initialised in this process, join ``address`` (or
-    ``$RAY_ADDRESS``; ``"auto"`` = the cluster started on this machine by ``ray start``), else start an
-    embedded local Ray with ``num_cpus`` CPUs, no dashboard, its logs and sockets in a new temp folder.
-
-    Raises:
-        BatchError: ``ray_not_installed``; ``ray_unreachable`` (no cluster at that address).
-    """
-    ray = import_ray()
-    if ray.is_initialized():
-        return RaySession(False, None, "existing")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from a batch job
-    quiet = dict(log_to_driver=False, logging_level="ERROR", runtime_env=runtime_env)
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        try:
-            ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise BatchError("ray_unreachable", f"cannot join the Ray cluster at {address!r} ({e}); start one "
-                             "with `ray start --head` or leave out --address for a local Ray") from None
-        return RaySession(True, None, address)
-    # short: Ray's unix socket paths (at most 107 bytes) live under it, and $TMPDIR can be long (macOS)
-    tmp = tempfile.mkdtemp(prefix="s3d-ray-", dir="/tmp" if os.access("/tmp", os.W_OK) else None)
-    env_address = os.environ.pop("RAY_ADDRESS", None)
-    try:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _temp_dir=tmp, **quiet)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if env_address is not None:
-            os.environ["RAY_ADDRESS"] = env_address
-    return RaySession(True, tmp, "embedded")
-
-
-def stop_ray(session: RaySession) -> None:
-    """Shut Ray down if :func:`start_ray` started or joined it, and remove the embedded Ray's temp folder."""
-    if not session.started:
-        return
-    import ray
-
-    ray.shutdown()
-    if session.temp_dir:
-        shutil.rmtree(session.temp_dir, ignore_errors=True)
-
-
-class Converter:
-    """A Ray actor body: loads the models once, then converts items one call at a time.
-
-    Uses the plain batch's worker functions (``backend.cli._batch_init`` / ``_batch_one``), so both
-    engines convert an item identically and report failures with the same codes.
-    """
-
-    def __init__(self, index: int, weights: str | None, device: str, threads: int, need_sketch: bool):
-        from backend.cli import _batch_init
-
-        self.index = index
-        _batch_init(weights, device, threads, need_sketch)
-
-    def ready(self) -> dict:
-        """``{"pid", "node"}``: answers once the actor (re)started and loaded its models."""
-        import ray
-
-        return {"pid": os.getpid(), "node": ray.util.get_node_ip_address()}
-
-    def convert(self, src: str, dest: str, options: dict) -> dict:
-        """One item -> ``dest`` (atomic); the plain batch's result dict plus ``worker`` and ``pid``."""
-        from backend.cli import _batch_one
-
-        r = _batch_one((src, dest, options))
-        return dict(r, worker=self.index, pid=os.getpid())
+#: Re-exported for the code and tests that import them from here.
+__all__ = ["INSTALL_HINT", "MAX_UNAVAILABLE_PINGS", "BatchError", "Converter", "RaySession", "import_ray",
+           "run_batch", "run_from_args", "start_ray", "stop_ray"]
 
 
 def _default_workers(ray, local: bool, threads: int, gpus: float) -> int:
@@ -174,32 +71,18 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
     """
     from tqdm import tqdm
 
-    from backend.cli import finished_result
     from backend.weights import atomic_write_text
 
-    if num_gpus_per_worker < 0 or max_retries < 0 or workers < 0 or threads < 0:
-        raise BatchError("bad_option", "--workers, --threads, --num-gpus-per-worker and --max-retries must not be "
-                         "negative")
-    if device == "cuda" and not num_gpus_per_worker:
-        raise BatchError("bad_option", "--device cuda with --engine ray needs --num-gpus-per-worker (for example "
-                         "1, or 0.25 for four workers a GPU): Ray hides the GPUs from workers that reserve none")
+    _check_options(device, workers, threads, num_gpus_per_worker, max_retries)
     ray = import_ray()
     opts = dataclasses.asdict(options)
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo, skipped = [], []
-    for src, dest in plan:
-        if not force and finished_result(src, dest, opts):
-            skipped.append(str(src))
-        else:
-            todo.append((str(src), str(dest)))
+    todo, skipped = _split_plan(plan, opts, force)
     local = not (address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     cpu = os.cpu_count() or 1
     n_workers = workers or (max(1, min(cpu, 4)) if local else 0)
     threads = threads or (max(1, cpu // max(1, n_workers)) if local else 1)
-    results: list[dict] = []
-    retried: list[dict] = []
-    per_worker: list[dict] = []
-    convert_s = 0.0
+    results, retried, per_worker, convert_s = [], [], [], 0.0
     session = RaySession(False, None, "none")
     t0 = time.perf_counter()
     if todo:
@@ -208,130 +91,56 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
             if not n_workers:
                 n_workers = _default_workers(ray, False, threads, num_gpus_per_worker)
             n_workers = max(1, min(n_workers, len(todo)))
-            results, retried, per_worker, convert_s = _drive(
+            results, retried, per_worker, convert_s = Driver(
                 ray, todo, opts, n_workers, threads, num_gpus_per_worker, max_retries, weights, device,
-                not options.from_mask, quiet, tqdm)
+                not options.from_mask, quiet, tqdm).run()
         finally:
             stop_ray(session)
     else:
         n_workers = 0  # nothing to convert: Ray is not started
-    wall = time.perf_counter() - t0
-    failed = [r for r in results if not r["ok"]]
-    done = [r for r in results if r["ok"]]
-    summary = {"in_dir": str(in_dir) if in_dir is not None else None, "out_dir": str(out_dir), "options": opts,
-               "engine": "ray", "workers": n_workers, "threads_per_worker": threads, "total_inputs": len(plan),
-               "done": sorted(done, key=lambda r: r["input"]), "failed": sorted(failed, key=lambda r: r["input"]),
-               "skipped_existing": skipped, "converted": len(done), "skipped": len(skipped),
-               "retries": len(retried), "retried": retried, "per_worker": per_worker,
-               "wall_s": round(wall, 3), "convert_s": round(convert_s, 3),
-               "items_per_s": round(len(results) / convert_s, 4) if results and convert_s > 0 else None,
-               "ray": {"address": session.address, "num_gpus_per_worker": num_gpus_per_worker,
-                       "max_retries": max_retries}}
+    summary = _summary(plan, out_dir, in_dir, opts, n_workers, threads, results, retried, per_worker, skipped,
+                       time.perf_counter() - t0, convert_s, session, num_gpus_per_worker, max_retries)
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _drive(ray, todo, opts, n_workers, threads, gpus, max_retries, weights, device, need_sketch, quiet, tqdm):
-    """The driver loop: one item in flight per actor; dead actors' items requeued (see the module doc)."""
+def _summary(plan, out_dir, in_dir, opts, n_workers, threads, results, retried, per_worker, skipped, wall,
+             convert_s, session, num_gpus_per_worker, max_retries) -> dict:
+    """The ``summary.json`` record (the module doc lists its keys)."""
+    failed = [r for r in results if not r["ok"]]
+    done = [r for r in results if r["ok"]]
+    return {"in_dir": str(in_dir) if in_dir is not None else None, "out_dir": str(out_dir), "options": opts,
+            "engine": "ray", "workers": n_workers, "threads_per_worker": threads, "total_inputs": len(plan),
+            "done": sorted(done, key=lambda r: r["input"]), "failed": sorted(failed, key=lambda r: r["input"]),
+            "skipped_existing": skipped, "converted": len(done), "skipped": len(skipped),
+            "retries": len(retried), "retried": retried, "per_worker": per_worker,
+            "wall_s": round(wall, 3), "convert_s": round(convert_s, 3),
+            "items_per_s": round(len(results) / convert_s, 4) if results and convert_s > 0 else None,
+            "ray": {"address": session.address, "num_gpus_per_worker": num_gpus_per_worker,
+                    "max_retries": max_retries}}
+
+
+def _check_options(device: str, workers: int, threads: int, num_gpus_per_worker: float, max_retries: int) -> None:
+    """Raises BatchError ``bad_option`` for negative counts, or ``--device cuda`` without GPUs per worker."""
+    if num_gpus_per_worker < 0 or max_retries < 0 or workers < 0 or threads < 0:
+        raise BatchError("bad_option", "--workers, --threads, --num-gpus-per-worker and --max-retries must not be "
+                         "negative")
+    if device == "cuda" and not num_gpus_per_worker:
+        raise BatchError("bad_option", "--device cuda with --engine ray needs --num-gpus-per-worker (for example "
+                         "1, or 0.25 for four workers a GPU): Ray hides the GPUs from workers that reserve none")
+
+
+def _split_plan(plan: list[tuple[Path, Path]], opts: dict, force: bool) -> tuple[list[tuple[str, str]], list[str]]:
+    """``plan`` -> (items to convert, inputs already converted with these options); ``force`` redoes all."""
     from backend.cli import finished_result
 
-    # Ray restarts a dead actor (max_restarts) but does not replay its call (max_task_retries=0): the
-    # driver requeues the item itself, so it can count the retry and cap it per item.
-    cls = ray.remote(Converter).options(num_cpus=threads, num_gpus=gpus, max_restarts=max_retries + 1,
-                                        max_task_retries=0)
-    actors = [cls.remote(i, weights, device, threads, need_sketch) for i in range(n_workers)]
-    stats = [{"worker": i, "done": 0, "failed": 0, "lost": 0, "pids": [], "node": None} for i in range(n_workers)]
-    queue = deque(todo)
-    attempts: dict[str, int] = {}
-    results: list[dict] = []
-    retried: list[dict] = []
-    inflight: dict[Any, tuple[int, tuple[str, str]]] = {}
-    pinging = {actors[i].ready.remote(): i for i in range(n_workers)}  # free once loaded
-    free: list[int] = []
-    unavailable = [0] * n_workers
-    bar = tqdm(total=len(todo), desc="s3d batch (ray)", unit="file", disable=quiet, file=sys.stderr)
-
-    def postfix(refresh: bool) -> None:
-        bar.set_postfix(done=sum(x["ok"] for x in results), failed=sum(not x["ok"] for x in results),
-                        retried=len(retried), refresh=refresh)
-
-    def finish(r: dict) -> None:
-        results.append(r)
-        postfix(False)
-        bar.update(1)
-
-    first_start = None
-    try:
-        while queue or inflight or pinging:
-            if free and queue and first_start is None:
-                first_start = time.perf_counter()  # workers loaded: the steady-state clock starts
-                bar.reset(total=len(todo))  # items per second without Ray's start-up
-            while free and queue:
-                i = free.pop(0)
-                src, dest = queue.popleft()
-                if attempts.get(src) and finished_result(Path(src), Path(dest), opts):
-                    # the lost worker had committed it before dying: done, not converted twice
-                    finish({"input": src, "ok": True, "out": dest, "recovered": True, "worker": i})
-                    free.append(i)
-                    continue
-                inflight[actors[i].convert.remote(src, dest, opts)] = (i, (src, dest))
-            if not inflight and not pinging:
-                break  # every actor is gone for good
-            ready, _ = ray.wait(list(inflight) + list(pinging), num_returns=1)
-            ref = ready[0]
-            if ref in pinging:
-                i = pinging.pop(ref)
-                try:
-                    info = ray.get(ref)
-                except ray.exceptions.ActorDiedError as e:
-                    # restarts used up, or it cannot start (e.g. the project is not installed on that node)
-                    stats[i]["error"] = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
-                    continue
-                except ray.exceptions.RayError:  # unavailable while Ray restarts it: ask again shortly
-                    unavailable[i] += 1
-                    if unavailable[i] <= MAX_UNAVAILABLE_PINGS:
-                        time.sleep(0.1)
-                        pinging[actors[i].ready.remote()] = i
-                    continue
-                unavailable[i] = 0
-                stats[i]["node"] = info["node"]
-                if info["pid"] not in stats[i]["pids"]:
-                    stats[i]["pids"].append(info["pid"])
-                free.append(i)
-                continue
-            i, (src, dest) = inflight.pop(ref)
-            try:
-                r = ray.get(ref)
-            except ray.exceptions.RayTaskError as e:  # raised inside convert, past _batch_one's handler
-                r = {"input": src, "ok": False, "code": "internal_error", "message": str(e).splitlines()[0][:300],
-                     "worker": i}
-            except ray.exceptions.RayError as e:  # the worker process died (or its node did)
-                stats[i]["lost"] += 1
-                attempts[src] = attempts.get(src, 0) + 1
-                retried.append({"input": src, "worker": i, "attempt": attempts[src], "error": type(e).__name__})
-                if attempts[src] > max_retries:
-                    finish({"input": src, "ok": False, "code": "worker_lost",
-                            "message": f"the worker converting it died {attempts[src]} times ({type(e).__name__}); "
-                                       "see the Ray logs of the node, often the OOM killer", "worker": i})
-                else:
-                    queue.appendleft((src, dest))
-                    postfix(True)
-                pinging[actors[i].ready.remote()] = i  # back in the pool once restarted
-                continue
-            stats[i]["done" if r["ok"] else "failed"] += 1
-            finish(r)
-            free.append(i)
-        why = "; ".join(sorted({w["error"] for w in stats if w.get("error")}))
-        for src, dest in queue:  # only when no actor is left
-            finish({"input": src, "ok": False, "code": "worker_lost",
-                    "message": "no Ray worker left to convert it (every worker died more often than --max-retries, "
-                               f"or could not start){': ' + why if why else ''}"})
-    finally:
-        bar.close()
-        for a in actors:
-            ray.kill(a, no_restart=True)
-    convert_s = time.perf_counter() - first_start if first_start is not None else 0.0
-    return results, retried, stats, convert_s
+    todo, skipped = [], []
+    for src, dest in plan:
+        if not force and finished_result(src, dest, opts):
+            skipped.append(str(src))
+        else:
+            todo.append((str(src), str(dest)))
+    return todo, skipped
 
 
 def run_from_args(args, options) -> int:

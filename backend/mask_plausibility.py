@@ -84,45 +84,64 @@ def check_mask(mask: np.ndarray, sketch: np.ndarray | None = None) -> MaskCheck:
         raise ValueError(f"check_mask needs a non-empty (H, W) label map, not shape {m.shape}")
     if sketch is not None and np.shape(sketch) != m.shape:
         raise ValueError(f"sketch shape {np.shape(sketch)} differs from the mask's {m.shape}")
-    h, w = m.shape
     hair = m == HAIR
     skin = m == SKIN
-    s = max(1, round(BORDER_STRIP * min(h, w)))
-    sides = {"top": hair[:s, :], "bottom": hair[-s:, :], "left": hair[:, :s], "right": hair[:, -s:]}
-    side_frac = {k: float(v.mean()) for k, v in sides.items()}
-    border = np.ones((h, w), bool)
-    border[s:h - s, s:w - s] = False
-    border_hair = float(hair[border].mean())
-    hair_sides = [k for k, v in side_frac.items() if v > SIDE_HAIR_FRACTION]
+    border_hair, hair_sides = _border_hair(hair)
     hair_fraction = float(hair.mean())
     face_fraction = float(skin.mean())
     meas: dict = {"hair_fraction": round(hair_fraction, 4), "hair_border_fraction": round(border_hair, 4),
                   "hair_sides": hair_sides, "face_fraction": round(face_fraction, 4)}
     blank_ok = True  # without the sketch the hair warnings rest on the mask alone
     if sketch is not None:
-        ink = (np.asarray(sketch) < 128).astype(np.uint8)
-        dist = cv2.distanceTransform(1 - ink, cv2.DIST_L2, 3)
-        blank_hair = float((hair & (dist > BLANK_DISTANCE * min(h, w))).mean())
+        blank_hair = _hair_over_blank_paper(hair, sketch)
         meas["hair_over_blank_paper"] = round(blank_hair, 4)
         blank_ok = blank_hair >= MIN_BLANK_HAIR
-    warnings: list[dict] = []
-
-    def warn(code: str, message: str) -> None:
-        warnings.append({"code": code, "message": message})
-
-    if (len(hair_sides) >= MIN_HAIR_SIDES or border_hair > MAX_BORDER_HAIR) and blank_ok:
-        warn("paper_read_as_hair",
-             f"the paper background was read as hair (hair along {len(hair_sides)} of the 4 picture edges, "
-             f"{border_hair:.0%} of the border): crop closer to the drawing or raise the contrast, and erase "
-             "borders, shadows or marks near the edges")
-    if hair_fraction > MAX_HAIR_FRACTION and blank_ok:
-        warn("hair_covers_picture",
-             f"hair covers {hair_fraction:.0%} of the picture, more than a head has: crop closer to the head "
-             "or raise the contrast so the paper is white and the lines dark")
+    warnings = _hair_warnings(hair_sides, border_hair, hair_fraction) if blank_ok else []
     if face_fraction < MIN_FACE_FRACTION:
-        warn("no_face", "no face (skin) region was found: draw the face outline, eyes, nose and mouth in dark "
-                        "lines, and check the picture is the right way up")
+        warnings.append({"code": "no_face", "message": "no face (skin) region was found: draw the face outline, "
+                         "eyes, nose and mouth in dark lines, and check the picture is the right way up"})
         return MaskCheck(warnings, meas)
+    warnings += _face_warnings(skin, meas)
+    return MaskCheck(warnings, meas)
+
+
+def _border_hair(hair: np.ndarray) -> tuple[float, list[str]]:
+    """The fraction of the border strip that is hair, and the picture sides mostly covered by hair."""
+    h, w = hair.shape
+    s = max(1, round(BORDER_STRIP * min(h, w)))
+    sides = {"top": hair[:s, :], "bottom": hair[-s:, :], "left": hair[:, :s], "right": hair[:, -s:]}
+    side_frac = {k: float(v.mean()) for k, v in sides.items()}
+    border = np.ones((h, w), bool)
+    border[s:h - s, s:w - s] = False
+    return float(hair[border].mean()), [k for k, v in side_frac.items() if v > SIDE_HAIR_FRACTION]
+
+
+def _hair_over_blank_paper(hair: np.ndarray, sketch: np.ndarray) -> float:
+    """The fraction of the picture that is hair farther than ``BLANK_DISTANCE`` from any ink."""
+    h, w = hair.shape
+    ink = (np.asarray(sketch) < 128).astype(np.uint8)
+    dist = cv2.distanceTransform(1 - ink, cv2.DIST_L2, 3)
+    return float((hair & (dist > BLANK_DISTANCE * min(h, w))).mean())
+
+
+def _hair_warnings(hair_sides: list[str], border_hair: float, hair_fraction: float) -> list[dict]:
+    """``paper_read_as_hair`` and ``hair_covers_picture``."""
+    warnings = []
+    if len(hair_sides) >= MIN_HAIR_SIDES or border_hair > MAX_BORDER_HAIR:
+        warnings.append({"code": "paper_read_as_hair", "message":
+                         f"the paper background was read as hair (hair along {len(hair_sides)} of the 4 picture "
+                         f"edges, {border_hair:.0%} of the border): crop closer to the drawing or raise the contrast, "
+                         "and erase borders, shadows or marks near the edges"})
+    if hair_fraction > MAX_HAIR_FRACTION:
+        warnings.append({"code": "hair_covers_picture", "message":
+                         f"hair covers {hair_fraction:.0%} of the picture, more than a head has: crop closer to the "
+                         "head or raise the contrast so the paper is white and the lines dark"})
+    return warnings
+
+
+def _face_warnings(skin: np.ndarray, meas: dict) -> list[dict]:
+    """Measure the largest skin region (into ``meas``): ``face_tiny``, ``face_off_centre``, ``face_split``."""
+    h, w = skin.shape
     _, _, stats, cents = cv2.connectedComponentsWithStats(skin.astype(np.uint8), connectivity=8)
     order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1
     big = order[0]
@@ -131,14 +150,15 @@ def check_mask(mask: np.ndarray, sketch: np.ndarray | None = None) -> MaskCheck:
     face_h = float(stats[big, cv2.CC_STAT_HEIGHT]) / h
     meas.update(face_height=round(face_h, 4), face_center=[round(float(cx) / w, 4), round(float(cy) / h, 4)],
                 face_regions=int(sum(a >= SPLIT_FACE_RATIO * areas[0] for a in areas)))
+    warnings = []
     if face_h < MIN_FACE_HEIGHT:
-        warn("face_tiny", f"the face is tiny ({face_h:.0%} of the picture height): crop closer to the head, "
-                          "or draw it larger")
+        warnings.append({"code": "face_tiny", "message": f"the face is tiny ({face_h:.0%} of the picture height): "
+                         "crop closer to the head, or draw it larger"})
     off = max(abs(cx / w - 0.5), abs(cy / h - 0.5))
     if off > MAX_FACE_OFFSET:
-        warn("face_off_centre", "the face is far from the middle of the picture: crop so the head is in the "
-                                "middle, or erase other drawings on the sheet")
+        warnings.append({"code": "face_off_centre", "message": "the face is far from the middle of the picture: "
+                         "crop so the head is in the middle, or erase other drawings on the sheet"})
     if meas["face_regions"] > 1:
-        warn("face_split", f"the face is split into {meas['face_regions']} separate regions: close the face "
-                           "outline and check nothing is drawn across the face")
-    return MaskCheck(warnings, meas)
+        warnings.append({"code": "face_split", "message": f"the face is split into {meas['face_regions']} "
+                         "separate regions: close the face outline and check nothing is drawn across the face"})
+    return warnings

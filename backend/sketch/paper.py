@@ -20,7 +20,9 @@ measured step at a time, each a no-op on a clean digital line drawing:
    signatures, dust), become paper.
 
 The measurements and parameters of every step go into the returned ``info`` dict (``result.json``'s
-``intake``), and :func:`debug_strip` draws the stages side by side.
+``intake``), and :func:`debug_strip` draws the stages side by side. The tone steps (1, 3, 4, 5) are
+backend/sketch/paper_tone.py, the removal steps (2, 6) backend/sketch/paper_marks.py, the working copy
+they share backend/sketch/paper_work.py.
 """
 from __future__ import annotations
 
@@ -29,34 +31,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-#: Steps work on a copy whose long side is at most this many pixels (the measurements are size-free).
-WORK_PX = 512
-#: Outer band of the image, as a fraction of the short side, searched for scanner edges.
-EDGE_BAND = 0.08
-#: A pixel this much darker than the paper (grey in [0, 1]) counts as part of an edge line.
-EDGE_CONTRAST = 0.12
-#: Samples of the closing more than this below the fitted paper surface are ink masses, not paper.
-FIT_MARGIN = 0.04
-#: Paper surfaces that vary less than this (max - min) and are at least PAPER_WHITE bright are left alone.
-FLAT_RANGE_MIN = 0.03
-PAPER_WHITE = 0.97
-#: Grey levels above this count as paper when the paper's level and grain are measured.
-PAPER_MIN_LEVEL = 0.75
-#: Paper noise (robust standard deviation, grey in [0, 1]) above which the image is denoised.
-NOISE_MIN = 0.012
-#: Fraction of the picture in mid-grey (not paper, not dark stroke) above which it counts as tonal.
-TONAL_MIN = 0.12
-#: Tones darker than this are kept as they are in a tonal drawing (solid dark hair, pupils).
-TONAL_KEEP_DARK = 0.3
-#: A margin mark is at most this share of all ink and lies in the outer MARGIN_BAND of the image.
-MARK_MAX_INK = 0.1
-MARGIN_BAND = 0.18
-#: ... and is text-like (three or more glyphs in a line), or dense (ink over this fraction of its box,
-#: at the working size: writing, not a lone hair stroke), or has no side longer than MARK_MAX_SIDE.
-MARK_MIN_DENSITY = 0.15
-MARK_MAX_SIDE = 0.1
-#: Ink groups smaller than this share of all ink, away from the drawing, are specks wherever they are.
-SPECK_MAX_INK = 0.002
+from backend.sketch.paper_marks import margin_marks, scanner_edges
+from backend.sketch.paper_tone import denoise, flatten, paper_white, tonal
+from backend.sketch.paper_work import to_u8, work
 
 
 @dataclass
@@ -99,11 +76,11 @@ def clean_paper(grey: np.ndarray, keep_stages: bool = False) -> PaperResult:
 
     def snap(name: str) -> None:
         if keep_stages:
-            stages.append((name, _to_u8(_work(g))))
+            stages.append((name, to_u8(work(g))))
 
     snap("input")
-    for name, step in (("flatten", _flatten), ("scanner_edges", _scanner_edges), ("denoise", _denoise),
-                       ("tonal", _tonal), ("paper_white", _paper_white), ("margin_marks", _margin_marks)):
+    for name, step in (("flatten", flatten), ("scanner_edges", scanner_edges), ("denoise", denoise),
+                       ("tonal", tonal), ("paper_white", paper_white), ("margin_marks", margin_marks)):
         g, info[name] = step(g)
         _mark(info, name)
         snap(name)
@@ -130,246 +107,6 @@ def debug_strip(stages: list[tuple[str, np.ndarray]], tile: int = 256) -> np.nda
 def _mark(info: dict, step: str) -> None:
     if info[step].get("applied"):
         info["steps"].append(step)
-
-
-def _to_u8(g: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(g, 0, 1) * 255.0).astype(np.uint8)
-
-
-def _work(g: np.ndarray) -> np.ndarray:
-    """``g`` resized (area) so its long side is at most ``WORK_PX``."""
-    h, w = g.shape
-    s = min(1.0, WORK_PX / max(h, w))
-    if s >= 1.0:
-        return g
-    return cv2.resize(g.astype(np.float32), (max(1, round(w * s)), max(1, round(h * s))),
-                      interpolation=cv2.INTER_AREA).astype(np.float64)
-
-
-def _odd(n: float) -> int:
-    n = max(3, round(n))
-    return n if n % 2 else n + 1
-
-
-def _scanner_edges(g: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Dark groups in each side's outer band that are the scanner bed or a shadow (they lie along the
-    image edge over a long stretch) or the sheet's border (long and straight, parallel to the edge)
-    become paper. Each side's band is searched on its own, so a frame round the sheet is four lines."""
-    h, w = g.shape
-    band = max(2, round(EDGE_BAND * min(h, w)))
-    paper = float(np.percentile(g, 90))
-    # relative to the paper: a scanner's edge line can be a light grey a grey-level threshold would miss
-    dark = (g < paper - EDGE_CONTRAST).astype(np.uint8)
-    removed = np.zeros((h, w), bool)
-    tol = max(2.0, 0.006 * min(h, w))
-    counts = {"bed": 0, "line": 0}
-    sides = {"top": (slice(0, band), slice(0, w)), "bottom": (slice(h - band, h), slice(0, w)),
-             "left": (slice(0, h), slice(0, band)), "right": (slice(0, h), slice(w - band, w))}
-    for side, (ys, xs) in sides.items():
-        sub = dark[ys, xs]
-        along = 1 if side in ("top", "bottom") else 0  # array axis that runs along the edge
-        length = sub.shape[along]
-        outer, inner = {"top": ((0, slice(None)), (-1, slice(None))), "bottom": ((-1, slice(None)), (0, slice(None))),
-                        "left": ((slice(None), 0), (slice(None), -1)),
-                        "right": ((slice(None), -1), (slice(None), 0))}[side]
-        n_lab, lab, stats, _ = cv2.connectedComponentsWithStats(sub, connectivity=8)
-        edge_labels = np.bincount(lab[outer].ravel(), minlength=n_lab)
-        inner_labels = np.bincount(lab[inner].ravel(), minlength=n_lab)
-        for i in range(1, n_lab):
-            extent = stats[i][cv2.CC_STAT_WIDTH] if along == 1 else stats[i][cv2.CC_STAT_HEIGHT]
-            # a bed or shadow stays in the band; dark hair cropped by the edge runs on into the picture
-            if edge_labels[i] >= 0.2 * length and inner_labels[i] <= 0.25 * edge_labels[i]:
-                kind = "bed"
-            elif extent >= 0.4 * length and _straight(lab == i, tol):
-                kind = "line"
-            else:
-                continue
-            counts[kind] += 1
-            removed[ys, xs] |= lab == i
-    if not removed.any():
-        return g, {"applied": False, "band_px": band}
-    # the grey rim of a removed group becomes paper too
-    k = _odd(max(5, 0.006 * min(h, w)))
-    halo = cv2.dilate(removed.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(bool)
-    out = g.copy()
-    out[halo & (g < paper)] = paper
-    return out, {"applied": True, "band_px": band, "bed_groups": counts["bed"], "edge_lines": counts["line"],
-                 "fraction_removed": round(float(halo.mean()), 5)}
-
-
-def _straight(pixels: np.ndarray, tol: float) -> bool:
-    """Whether the True pixels of ``pixels`` lie within ``tol`` pixels (90th percentile) of one line."""
-    ys, xs = np.nonzero(pixels)
-    pts = np.stack([xs, ys], 1).astype(np.float32)
-    vx, vy, x0, y0 = cv2.fitLine(pts, cv2.DIST_L2, 0, 0.01, 0.01).ravel()
-    dist = np.abs((pts[:, 0] - x0) * vy - (pts[:, 1] - y0) * vx)
-    return bool(np.percentile(dist, 90) <= tol)
-
-
-def _flatten(g: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Divide by the paper brightness: a grey closing (strokes removed) at the working size, fitted by
-    a robust cubic surface (large dark masses like shaded hair do not pull it down), then upsampled."""
-    h, w = g.shape
-    small = _work(g).astype(np.float32)
-    sh, sw = small.shape
-    k = _odd(0.08 * min(sh, sw))
-    closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    gy, gx = np.mgrid[0:sh, 0:sw]
-    step = max(1, min(sh, sw) // 48)
-    xs = (gx[::step, ::step].ravel() + 0.5) / sw * 2 - 1
-    ys = (gy[::step, ::step].ravel() + 0.5) / sh * 2 - 1
-    vals = closed[::step, ::step].ravel().astype(np.float64)
-
-    def basis(x, y):
-        return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y, x ** 3, x * x * y, x * y * y, y ** 3], -1)
-
-    a = basis(xs, ys)
-    keep = np.ones(len(vals), bool)
-    coef = np.zeros(a.shape[1])
-    for _ in range(8):  # drop samples well below the surface: ink masses, not paper
-        coef, *_ = np.linalg.lstsq(a[keep], vals[keep], rcond=None)
-        resid = vals - a @ coef
-        # a fixed margin, not one from the residuals' spread: a big dark mass inflates that spread
-        new_keep = resid > -FIT_MARGIN
-        if new_keep.sum() < a.shape[1] * 3 or (new_keep == keep).all():
-            break
-        keep = new_keep
-    surf_small = (a @ coef)
-    lo, hi = float(surf_small.min()), float(surf_small.max())
-    paper_level = float(np.median(vals[keep]))
-    meas = {"kernel_px": int(k), "work_size": [int(sw), int(sh)], "paper_level": round(paper_level, 4),
-            "paper_min": round(lo, 4), "paper_max": round(hi, 4), "paper_samples_kept": round(float(keep.mean()), 3)}
-    if hi - lo < FLAT_RANGE_MIN and paper_level >= PAPER_WHITE:
-        return g, dict(meas, applied=False)
-    # evaluated at the working size and resized: the surface is smooth, and a full-size basis of a
-    # 4000 px scan would take gigabytes
-    X = (gx.astype(np.float64) + 0.5) / sw * 2 - 1
-    Y = (gy.astype(np.float64) + 0.5) / sh * 2 - 1
-    surf = (basis(X, Y) @ coef).astype(np.float32)
-    if (sh, sw) != (h, w):
-        surf = cv2.resize(surf, (w, h), interpolation=cv2.INTER_LINEAR)
-    surf = np.clip(surf, max(0.05, 0.5 * paper_level), 1.0)
-    return np.clip(g / surf, 0.0, 1.0), dict(meas, applied=True)
-
-
-def _noise_sigma(g: np.ndarray) -> float:
-    """Robust standard deviation of the paper's pixel noise (grey in [0, 1]), from the work-size image."""
-    small = _work(g).astype(np.float32)
-    med = cv2.medianBlur(small, 3)
-    paper = med > 0.8
-    if paper.sum() < 50:
-        return 0.0
-    d = (small - med)[paper]
-    return float(1.4826 * np.median(np.abs(d - np.median(d))))
-
-
-def _denoise(g: np.ndarray) -> tuple[np.ndarray, dict]:
-    sigma = _noise_sigma(g)
-    meas = {"noise_sigma": round(sigma, 4)}
-    if sigma < NOISE_MIN:
-        return g, dict(meas, applied=False)
-    u8 = _to_u8(g)
-    if u8.size > 4_000_000:
-        out = cv2.medianBlur(u8, 3)
-        meas.update(method="median3")
-    else:
-        hval = float(np.clip(3.0 * sigma * 255.0, 3.0, 15.0))
-        out = cv2.fastNlMeansDenoising(u8, None, h=hval, templateWindowSize=5, searchWindowSize=15)
-        meas.update(method="nl_means", h=round(hval, 2))
-    return out.astype(np.float64) / 255.0, dict(meas, applied=True)
-
-
-def _tonal(g: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Lift light shading to paper when the picture is mostly shading: keep what is darker than the
-    local surroundings (strokes, edges of dark masses) and the darkest tones."""
-    small = _work(g)
-    mid = float(((small > 0.25) & (small < 0.8)).mean())
-    meas = {"midtone_fraction": round(mid, 4)}
-    if mid < TONAL_MIN:
-        return g, dict(meas, applied=False)
-    h, w = g.shape
-    sigma = max(1.0, 0.01 * min(h, w))
-    local = cv2.GaussianBlur(g.astype(np.float32), (0, 0), sigma).astype(np.float64)
-    # how much darker than the neighbourhood: strokes and hatching; flat shading has ~0
-    contrast = np.clip(local - g, 0.0, 1.0)
-    line = 1.0 - np.clip(contrast / 0.15, 0.0, 1.0)
-    out = np.where(g < TONAL_KEEP_DARK, g, np.maximum(g, line))
-    return out, dict(meas, applied=True, local_sigma_px=round(sigma, 2))
-
-
-def _paper_white(g: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Make the paper exactly white: everything lighter than the paper's typical level minus three
-    times its grain (robust standard deviation) becomes 1, darker tones are stretched to match."""
-    small = _work(g)
-    paper = small[small > PAPER_MIN_LEVEL]
-    if paper.size < 50:
-        return g, {"applied": False}
-    med = float(np.median(paper))
-    sigma = float(1.4826 * np.median(np.abs(paper - med)))
-    meas = {"paper_median": round(med, 4), "paper_sigma": round(sigma, 4)}
-    if med >= 0.995 and sigma < 0.003:  # already white (a digital drawing)
-        return g, dict(meas, applied=False)
-    thr = max(PAPER_MIN_LEVEL, med - 3.0 * sigma)
-    out = np.where(g >= thr, 1.0, g / thr)
-    return out, dict(meas, applied=True, white_from=round(thr, 4))
-
-
-def _margin_marks(g: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Small ink groups in the margins and specks, away from the main drawing, become paper."""
-    h, w = g.shape
-    small = _work(g)
-    sh, sw = small.shape
-    ink = (small < 0.8).astype(np.uint8)
-    total = int(ink.sum())
-    if total == 0:
-        return g, {"applied": False, "groups": 0}
-    r = max(1, round(0.012 * min(sh, sw)))
-    grown = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    n_lab, lab, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
-    share = np.bincount(lab[ink > 0], minlength=n_lab) / total
-    core = [i for i in range(1, n_lab) if share[i] >= 0.1] or [int(np.argmax(share[1:])) + 1]
-    x0 = min(stats[i][0] for i in core)
-    y0 = min(stats[i][1] for i in core)
-    x1 = max(stats[i][0] + stats[i][2] for i in core)
-    y1 = max(stats[i][1] + stats[i][3] for i in core)
-    pad = 0.02 * max(sh, sw)
-    _, pieces = cv2.connectedComponents(ink, connectivity=8)
-    cx0, cy0, cx1, cy1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
-    mx, my = MARGIN_BAND * sw, MARGIN_BAND * sh
-    dropped = []
-    for i in range(1, n_lab):
-        if i in core:
-            continue
-        bx, by, bw, bh, _ = stats[i]
-        overlaps = bx < cx1 and bx + bw > cx0 and by < cy1 and by + bh > cy0
-        if overlaps:
-            continue
-        in_margin = bx + bw <= mx or bx >= sw - mx or by + bh <= my or by >= sh - my
-        # text (several separate glyphs) or a small mark (a digit, a signature); a lone long stroke in
-        # the margin is more likely the top of the hair
-        own = (lab == i) & (ink > 0)
-        glyphs = len(np.unique(pieces[own]))
-        small_mark = bw <= MARK_MAX_SIDE * sw and bh <= MARK_MAX_SIDE * sh
-        text_like = glyphs >= 3 and (bh <= 0.1 * sh or bw <= 0.1 * sw)
-        dense = own.sum() >= MARK_MIN_DENSITY * bw * bh
-        if (share[i] <= MARK_MAX_INK and in_margin and (small_mark or text_like or dense)) \
-                or share[i] <= SPECK_MAX_INK:
-            dropped.append(i)
-    if not dropped:
-        return g, {"applied": False, "groups": int(n_lab - 1)}
-    drop_small = np.isin(lab, dropped).astype(np.uint8)
-    if (sh, sw) != (h, w):
-        drop_small = cv2.resize(drop_small, (w, h), interpolation=cv2.INTER_NEAREST)
-    # grown a little at full size so the faint anti-aliased rims of the marks go too
-    k = _odd(max(3, 0.006 * min(h, w)))
-    drop = cv2.dilate(drop_small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(bool)
-    out = g.copy()
-    out[drop] = 1.0
-    return out, {"applied": True, "groups": int(n_lab - 1), "removed_groups": len(dropped),
-                 "removed_ink_share": round(float(share[dropped].sum()), 4),
-                 "removed_boxes": [[int(stats[i][0] * w / sw), int(stats[i][1] * h / sh),
-                                    int((stats[i][0] + stats[i][2]) * w / sw), int((stats[i][1] + stats[i][3]) * h / sh)]
-                                   for i in dropped[:8]]}
 
 
 def main(argv: list[str] | None = None) -> int:
