@@ -209,10 +209,12 @@ def test_bench_draft_case_times_the_live_preview_job(tmp_path, monkeypatch, caps
     assert rep["case"] == "draft" and rep["options"] == bench.DRAFT_OPTIONS and rep["threads"] == 1
     assert len(rep["wall_s"]) == 2 and all(w > 0 for w in rep["wall_s"])
     assert rep["min_s"] <= rep["median_s"] <= rep["max_s"]
+    assert len(rep["cpu_s"]) == 2 and rep["cpu_median_s"] > 0
     # the wall time is taken around the whole job: not less than its stages (medians, so give or take)
     assert rep["median_s"] >= 0.8 * sum(v for k, v in rep["stage_median_s"].items() if k != "load_models")
     assert rep["vertices"] > 0
     text = capsys.readouterr().out
     assert text.startswith(f"draft job (live preview): wall median {rep['median_s']:.3f} s")
+    assert f"CPU time median {rep['cpu_median_s']:.3f} s" in text
     assert "resolution 64, 4 colour views at 48 px" in text
     assert main(["--draft", "--repeats", "0"]) == 2
