@@ -186,3 +186,72 @@ def test_new_style_prob_redraws_batches_deterministically_and_is_off_by_default(
         assert all(np.abs(b1["sketch"][k, 0] - v).mean() > 0.01 for v in variants)
     with pytest.raises(ValueError, match="unknown sketch style"):
         SketchToMaskRecipe(new_style_prob=0.5, new_styles=["portrait", "oil"])
+
+
+class _RecordingNet:
+    """Stands in for SketchToMask in evaluate_sketch2mask: records the inputs, predicts all background."""
+
+    def __init__(self):
+        self.inputs = []
+
+    def predict_ids(self, x, mirror_average=None):
+        import torch
+
+        self.inputs.extend(x[:, 0].numpy().copy())
+        return torch.zeros((x.shape[0],) + tuple(x.shape[2:]), dtype=torch.long)
+
+
+def test_eval_per_style_redraws_each_head_seeded_by_its_seed_and_the_style(tmp_path):
+    from test_training import write_fake_synhead
+
+    from training.datasets import SynHead, read_rgb
+    from training.eval_cli import evaluate_sketch2mask
+    from training.synhead.drawing_styles import draw_style, style_rng
+
+    data = SynHead(write_fake_synhead(tmp_path / "d", [0, 1, 2], res=128), "test")
+    for style in ("marker", "portrait", "clean"):
+        net = _RecordingNet()
+        r = evaluate_sketch2mask(net, data, False, style=style)
+        assert r["count"] == 3 and r["skipped"] == 0 and r["style"] == style and list(r["per_style_miou"]) == [style]
+        for i, got in enumerate(net.inputs):
+            item = data.sketch_item(i)
+            rgb = (read_rgb(item["rgb_path"]) * 255 + 0.5).astype(np.uint8)
+            rng = style_rng(item["seed"], style)
+            rng.integers(1)  # the style pick among one name
+            want = draw_style(style, item["strokes"], rgb, item["mask"], rng).astype(np.float32) / 255
+            np.testing.assert_array_equal(got, want)
+            assert not np.array_equal(got, item["sketch"])
+    with pytest.raises(ValueError, match="unknown sketch style"):
+        evaluate_sketch2mask(_RecordingNet(), data, False, style="crayon")
+
+
+def test_s3d_eval_sketch_styles_reports_miou_and_class_iou_per_style(tmp_path, capsys):
+    import json
+
+    from s3d_tiny_weights import make_tiny_weights
+    from test_training import write_fake_synhead
+
+    from training.eval_cli import main as eval_main
+
+    data = write_fake_synhead(tmp_path / "d", [0, 1, 2, 3], res=128)
+    weights = make_tiny_weights(tmp_path / "w")
+    names = ["clean", "rough", "pencil", "portrait", "hatched", "marker", "strands"]
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"r{k}.json"
+        assert eval_main(["--data", str(data), "--weights", str(weights), "--out", str(out), "--only", "sketch2mask",
+                          "--threads", "1", "--sketch-styles", ",".join(names)]) == 0
+        outs.append(json.loads(out.read_text()))
+        printed = capsys.readouterr()
+        assert "sketch2mask per sketch style" in printed.err and all(n in printed.err for n in names)
+        assert set(json.loads(printed.out)["sketch2mask_styles"]) == set(names)
+    rep = outs[0]["sketch2mask"]
+    assert {"clean", "augmented", "shaded", "augmented_glasses_kept", "mirror_average_other"} <= set(rep)
+    assert list(rep["styles"]) == names
+    for name in names:
+        st = rep["styles"][name]
+        assert st["count"] == 3 and 0 <= st["miou"] <= 1 and len(st["per_class_iou"]) == 19
+    assert outs[0]["sketch2mask"]["styles"] == outs[1]["sketch2mask"]["styles"]  # seeded: the same numbers
+    with pytest.raises(SystemExit):
+        eval_main(["--data", str(data), "--weights", str(weights), "--out", str(tmp_path / "x.json"),
+                   "--only", "sketch2mask", "--sketch-styles", "clean,oil"])

@@ -3,6 +3,7 @@
     s3d-eval --data DIR --weights weights/ --out report.json [--split test|train|all] [--limit 30]
              [--geometry-limit N] [--real-masks DIR]
              [--real-sketches DIR] [--ablation LABEL=RUN_DIR ...] [--update-cards]
+             [--only sketch2mask --sketch-styles clean,rough,pencil,portrait,hatched,marker,strands]
 
 Mask -> 3D (weights ``mask2triplane_lite``), per test head:
 
@@ -25,7 +26,10 @@ on the clean test sketches, on augmented ones (stroke-level + S3D morphology + f
 the same augmented ones with the glasses strokes kept (the stroke drop also removes glasses
 the label map keeps), and on shaded ones (shading marks on the skin, fixed seed), and per sketch style,
 with the card's inference setting (``mirror_average``) and, for comparison, the other one; ablation runs
-(``--ablation``) are measured on the same split, without mirror averaging.
+(``--ablation``) are measured on the same split, without mirror averaging. With ``--sketch-styles``, every
+head is also re-drawn in each named SynHead style (training/synhead/drawing_styles.py, seeded by the head's
+seed and the style's name) and measured per style (``sketch2mask.styles``: mIoU, mAP, per-class IoU; a
+table on stderr).
 """
 from __future__ import annotations
 
@@ -440,7 +444,7 @@ def _per_class(values: list) -> dict[str, float | None]:
 @torch.no_grad()
 def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: int = 8,
                          mirror_average: bool | None = None, shaded: bool = False,
-                         keep_accessories: bool = False) -> dict[str, Any]:
+                         keep_accessories: bool = False, style: str | None = None) -> dict[str, Any]:
     """mIoU / mAP with per-class tables of a :class:`SketchToMask` on a SynHead split, overall and per style
     (``mirror_average``: None = the network's own setting, see :meth:`SketchToMask.predict_ids`).
 
@@ -448,7 +452,13 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
     the same draws but glasses strokes never dropped, :func:`training.augment.augment_strokes`: the default
     protocol also tests sketches whose label map has glasses nobody drew); ``shaded``: each
     stored test sketch with shading marks on the skin (:func:`training.augment.face_marks`, fixed seed,
-    label map unchanged): SynHead's own sketches never shade a face, people do."""
+    label map unchanged): SynHead's own sketches never shade a face, people do.
+
+    ``style``: each head re-drawn in that SynHead style (:func:`training.synhead.drawing_styles.draw_style`
+    from its strokes, front render and label map; generator :func:`training.synhead.drawing_styles.style_rng`
+    of the head's seed and the style name, so every run draws the same sketches) instead of its stored
+    sketch; heads without strokes or render are skipped (``skipped``), ``count`` is the number measured.
+    Raises ValueError for an unknown style name."""
     from training.augment import augmented_sketch, face_marks
     from training.metrics import confusion_matrix, segmentation_scores
 
@@ -466,14 +476,28 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
             by_style[style] += c
         pending.clear()
 
+    if style is not None:
+        from training.augment import redraw_in_style
+        from training.synhead.drawing_styles import check_style_names, style_rng
+
+        check_style_names([style])
+    count = skipped = 0
     for i in range(len(data)):
         item = data.sketch_item(i)
         sk, mk = item["sketch"], item["mask"]
-        if augmented:
+        if style is not None:
+            if not item.get("strokes") or not item.get("rgb_path"):
+                skipped += 1
+                continue
+            head = item["seed"] if item.get("seed", -1) >= 0 else i
+            sk = redraw_in_style(item, style_rng(head, style), [style])
+            item = dict(item, style=style)
+        elif augmented:
             sk, mk = augmented_sketch(item, np.random.default_rng([seed, i]), keep_accessories=keep_accessories)
         elif shaded:
             sk = face_marks(np.asarray(sk, np.float32), mk, np.random.default_rng([seed, i, 1]))
         pending.append((np.ascontiguousarray(sk, np.float32), mk, item["style"]))
+        count += 1
         if len(pending) == batch:
             flush()
     if pending:
@@ -483,7 +507,22 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
             "per_class_iou": _per_class(seg["per_class_iou"]), "per_class_precision": _per_class(seg["per_class_precision"]),
             "per_class_recall": _per_class(seg["per_class_recall"]),
             "per_style_miou": {k: segmentation_scores(v)["miou"] for k, v in sorted(by_style.items())},
-            "count": len(data)}
+            "count": count, **({"style": style, "skipped": skipped} if style is not None else {})}
+
+
+def style_table(results: dict[str, dict[str, Any]]) -> str:
+    """Text table of :func:`evaluate_sketch2mask` results per sketch style: one column per style, rows
+    mIoU, mAP, the number of heads and each class's IoU (``-`` where a class never occurs)."""
+    names = list(results)
+    width = max(8, *(len(n) + 1 for n in names))
+    fmt = lambda v: f"{'-' if v is None else f'{v:.3f}':>{width}}"  # noqa: E731
+    lines = ["class".ljust(12) + "".join(f"{n:>{width}}" for n in names)]
+    lines.append("mIoU".ljust(12) + "".join(fmt(results[n]["miou"]) for n in names))
+    lines.append("mAP".ljust(12) + "".join(fmt(results[n]["map"]) for n in names))
+    lines.append("heads".ljust(12) + "".join(f"{results[n]['count']:>{width}}" for n in names))
+    for c in LABEL_NAMES:
+        lines.append(c.ljust(12) + "".join(fmt(results[n]["per_class_iou"][c]) for n in names))
+    return "\n".join(lines)
 
 
 #: Face parts the sketch issue asks for on every real sketch's mask, as label-name alternatives.
@@ -656,6 +695,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=WEIGHTS",
                    help="another weights folder whose generator gets the appearance figures too, side by side")
     p.add_argument("--update-cards", action="store_true", help="write the numbers into the model cards")
+    p.add_argument("--sketch-styles", metavar="NAMES",
+                   help="comma-separated SynHead sketch styles (clean, rough, pencil, portrait, hatched, marker, "
+                        "strands): every evaluated head is also re-drawn in each (seeded by the head and the style) "
+                        "and mIoU with the per-class IoU is reported per style (sketch2mask ``styles``)")
     p.add_argument("--threads", type=int, default=2)
     return p
 
@@ -671,6 +714,16 @@ def main(argv: list[str] | None = None) -> int:
         # a card's metrics are test-split numbers; validation numbers go in the report only
         parser.error(f"--update-cards writes test-split metrics into the model cards; drop it or use "
                      f"--split test (got --split {args.split})")
+    styles = None
+    if args.sketch_styles is not None:
+        from training.synhead.drawing_styles import check_style_names
+
+        try:
+            styles = check_style_names([n.strip() for n in args.sketch_styles.split(",") if n.strip()])
+        except ValueError as e:
+            parser.error(f"--sketch-styles: {e}")
+        if args.only in ("mask2triplane", "appearance"):
+            parser.error("--sketch-styles measures the sketch network; drop --only " + args.only)
     torch.set_num_threads(args.threads)
     from backend.models.loading import load_mask2triplane, load_sketch2mask
     from backend.weights import WeightsError, atomic_write_text
@@ -730,6 +783,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  ablation {label}: {ablation[label]}", file=sys.stderr)
             if ablation:
                 r["ablation"] = ablation
+            if styles:
+                r["styles"] = {name: evaluate_sketch2mask(net, data, False, style=name) for name in styles}
+                print("  sketch2mask per sketch style (IoU):\n" + style_table(r["styles"]), file=sys.stderr)
             report["sketch2mask"] = r
         atomic_write_text(out, json.dumps(report, indent=2) + "\n")
         if args.update_cards:
@@ -737,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
         brief = {"mask2triplane": {k: v for k, v in report.get("mask2triplane", {}).items() if k.startswith(("mean_", "label_consistency"))},
                  "sketch2mask": {k: {"miou": v["miou"], "map": v["map"]} for k, v in report.get("sketch2mask", {}).items()
                                  if isinstance(v, dict) and "miou" in v}}
+        if styles:
+            brief["sketch2mask_styles"] = {k: v["miou"] for k, v in report["sketch2mask"]["styles"].items()}
         print(json.dumps(brief, indent=2))
         return 0
     except (DataError, WeightsError, FileNotFoundError) as e:
