@@ -12,7 +12,8 @@ distances also give the per-vertex labels:
   smooth unions;
 * ears: two thin cupped triangular shells (the concave side faces forward), smooth-joined to the skull;
 * eyes: per side a sphere clipped by an almond (an ellipse in the front view, extruded along Y), its
-  front 1.5-3 mm proud of the face surface, joined by a hard union so the eye outline is crisp.
+  front 1.5-3 mm proud of the face surface, joined by a hard union so the eye outline is crisp; the face
+  has a socket around it (the almond grown by 2.5 mm, carved 5 mm deep), so a groove rings the eye.
 
 The field is evaluated on a 10 mm grid, upsampled trilinearly twice (to 5 mm, then 2.5 mm) and
 re-evaluated exactly after each step in a narrow band around the surface, then meshed with PyMCubes; the grid is padded with outside values, so the
@@ -201,6 +202,18 @@ def _sd_eye(shape: CatShape, p: np.ndarray, side: float, face_y: float) -> np.nd
     return np.maximum(sphere, sd_ellipse2d(u, v, *shape.eye_almond))
 
 
+#: Eye sockets: the almond grown by this much (metres) is carved this deep into the face around each eye.
+SOCKET_GAP_M, SOCKET_DEPTH_M = 0.0025, 0.005
+
+
+def _sd_socket(shape: CatShape, p: np.ndarray, side: float, face_y: float) -> np.ndarray:
+    """The socket carved around the eye of ``side``: the grown almond, from the front down to
+    ``SOCKET_DEPTH_M`` behind the face surface ``face_y``."""
+    u, v = eye_uv(shape, p, side)
+    aw, ah = shape.eye_almond
+    return np.maximum(sd_ellipse2d(u, v, aw + SOCKET_GAP_M, ah + SOCKET_GAP_M), p[:, 1] - (face_y + SOCKET_DEPTH_M))
+
+
 def sd_nose(shape: CatShape, p: np.ndarray) -> np.ndarray:
     """Nose pad: a flattened ellipsoid cut by an inverted triangle in the front view."""
     c = np.asarray(shape.nose_c)
@@ -246,6 +259,8 @@ def cat_groups(shape: CatShape, p: np.ndarray, eye_face_y: tuple[float, float]) 
     g = face_group(shape, p)
     ears = np.minimum(_sd_ear(shape, p, -1.0), _sd_ear(shape, p, 1.0))
     eyes = np.minimum(_sd_eye(shape, p, -1.0, eye_face_y[0]), _sd_eye(shape, p, 1.0, eye_face_y[1]))
+    sockets = np.minimum(_sd_socket(shape, p, -1.0, eye_face_y[0]), _sd_socket(shape, p, 1.0, eye_face_y[1]))
+    g["face"] = np.maximum(g["face"], -sockets)
     g["ears"], g["eyes"] = ears, eyes
     g["all"] = np.minimum(smin(g["face"], ears, 0.012), eyes)
     return g
