@@ -95,7 +95,7 @@ def test_hatched_fills_the_hair_and_marker_thickens_the_lines(heads):
     clean = _ink(rasterize_strokes(doc, S))
     for seed in range(3):
         hatched = _ink(draw_style("hatched", doc, rgb, lab, np.random.default_rng(seed)))
-        assert (hatched & hair).sum() > 2 * (clean & hair).sum()
+        assert hatched[hair].mean() > max(0.2, clean[hair].mean() + 0.08)  # a quarter to a half of the hair inked
         assert (hatched & ~cv2.dilate(hair.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)).sum() \
             <= 1.6 * clean.sum()  # the fill stays in the hair
         marker = _ink(draw_style("marker", doc, rgb, lab, np.random.default_rng(seed)))

@@ -318,43 +318,49 @@ def portrait_sketch(doc: dict, rgb: np.ndarray, label: np.ndarray, rng: np.rando
 
 # ---- hatched ---------------------------------------------------------------------------------------
 
+def _ink_budget(hair: np.ndarray, rng: np.random.Generator, width: int) -> float:
+    """Total stroke length (pixels) that covers a fraction 0.25-0.5 of the hair's pixels at ``width``
+    (before overlaps): dense, but with paper left between the strokes, as in hand-scribbled hair."""
+    return float(rng.uniform(0.25, 0.5) * hair.sum() / max(width, 1))
+
+
 def _scribbles(layer: np.ndarray, hair: np.ndarray, rng: np.random.Generator, k: float, ink: int, width: int) -> None:
-    """Loopy scribble strokes (random walks with momentum, 10-40 steps of 5-14 px at 512) over the hair."""
+    """Loopy scribble strokes (random walks with momentum, 10-40 steps of 5-14 px at 512) over the hair,
+    up to the :func:`_ink_budget`."""
     ys, xs = np.nonzero(hair)
-    area = len(xs)
-    n = max(1, int(area / (rng.uniform(350, 900) * k * k)))
-    pick = rng.integers(0, area, size=n)
+    budget = _ink_budget(hair, rng, width)
     lines = []
-    for i in range(n):
+    while budget > 0 and len(lines) < 2000:
         m = int(rng.integers(10, 41))
         head = rng.uniform(0, 2 * math.pi)
         turn = rng.normal(0, rng.uniform(0.3, 1.0), size=m).cumsum() * 0.5
         steps = rng.uniform(5, 14, size=m) * k
         ang = head + turn
         p = np.stack([np.cos(ang) * steps, np.sin(ang) * steps], 1).cumsum(0)
-        p += (xs[pick[i]], ys[pick[i]])
+        i = int(rng.integers(len(xs)))
+        p += (xs[i], ys[i])
         lines.append(np.round(p * 8).astype(np.int32))
+        budget -= float(steps.sum())
     cv2.polylines(layer, lines, False, ink, width, cv2.LINE_AA, 3)
 
 
 def _zigzag_hatching(layer: np.ndarray, hair: np.ndarray, rng: np.random.Generator, k: float, ink: int,
                      width: int) -> None:
     """Patches of parallel strokes along the hair's flow (each patch 4-10 strokes 18-55 px long at 512,
-    3-7 px apart), sometimes joined into a zig-zag, covering the hair."""
+    2.5-5 px plus the stroke width apart), sometimes joined into a zig-zag, up to the :func:`_ink_budget`."""
     ys, xs = np.nonzero(hair)
     crown = _crown(hair)
     face_x = float(np.median(xs))
-    n = max(1, int(len(xs) / (rng.uniform(200, 500) * k * k)))
-    pick = rng.integers(0, len(xs), size=n)
-    centres = np.stack([xs[pick], ys[pick]], 1).astype(np.float64)
-    dirs = _flow_dir(centres, crown, face_x)
+    budget = _ink_budget(hair, rng, width)
     lines = []
-    for c, d in zip(centres, dirs):
-        d = d + rng.normal(0, 0.15, 2)
+    while budget > 0 and len(lines) < 4000:
+        i = int(rng.integers(len(xs)))
+        c = np.array([xs[i], ys[i]], np.float64)
+        d = _flow_dir(c[None], crown, face_x)[0] + rng.normal(0, 0.15, 2)
         d /= np.linalg.norm(d)
         nrm = np.array([-d[1], d[0]])
         cnt = int(rng.integers(4, 11))
-        gap = rng.uniform(3, 7) * k
+        gap = rng.uniform(2.5, 5) * k + width
         half = rng.uniform(9, 28) * k
         zig = rng.random() < 0.4
         pts = []
@@ -367,6 +373,7 @@ def _zigzag_hatching(layer: np.ndarray, hair: np.ndarray, rng: np.random.Generat
                 lines.append(np.round(np.stack([a, b]) * 8).astype(np.int32))
         if zig:
             lines.append(np.round(np.array(pts) * 8).astype(np.int32))
+        budget -= cnt * 2 * half
     cv2.polylines(layer, lines, False, ink, width, cv2.LINE_AA, 3)
 
 
