@@ -238,11 +238,12 @@ def _margin_note(sheet: np.ndarray, rng: np.random.Generator, box: tuple[float, 
 def portrait_scan(rgb: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[bytes, np.ndarray, np.ndarray]:
     """The raw synthetic scan of a tonal graphite portrait (before the backend's intake).
 
-    Drawing (in the head's ``S x S`` square): graphite darkness from the render's luminance blended with a
-    flat tone per label (weight 0.15-0.35), contrast-stretched, softly quantised to 3-6 levels (Gaussian
-    blur 1.5-3.5 px at 512), scaled to 45-75 % darkness, clothes lighter; hatching (3-6 px spacing) in the
-    darker tones and cross-hatching in the darkest; broken label-boundary outlines; 0.01-0.03 strokes per
-    hair pixel along the hair's flow; paper-tooth noise; a 0.5-1.1 px blur (soft edges).
+    Drawing (in the head's ``S x S`` square): :func:`_portrait_darkness`, an artist's tone per part (light
+    skin shading 0.02-0.15 whatever the render's skin colour, hair 0.2-0.6 by its colour, darker brows,
+    eyes, lips and mouth, light clothes) plus the render's shading about each part's mean (contrast
+    0.6-1.3), softly quantised to 3-6 levels (Gaussian blur 1.5-3.5 px at 512); hatching (3-6 px spacing)
+    in the darker tones and cross-hatching in the darkest; broken label-boundary outlines; 0.02-0.06
+    strokes per hair pixel along the hair's flow; paper-tooth noise; a 0.5-1.1 px blur (soft edges).
 
     Scan: the square is scaled by 0.62-0.92, tilted by up to 3 degrees and placed on a portrait sheet
     (height 1.2-1.45, width 0.95-1.1 of the scaled square's side); paper level 0.78-0.94 with grain at
