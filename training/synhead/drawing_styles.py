@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
-from backend.labels import LABEL_IDS
+from backend.labels import LABEL_IDS, NUM_CLASSES
 from backend.sketch.raster import rasterize_strokes
 
-from .sketch_styles import _TONES, pencil_sketch, rough_strokes
+from .sketch_styles import pencil_sketch, rough_strokes
 
 HAIR = LABEL_IDS["hair"]
 SKIN = LABEL_IDS["skin"]
@@ -158,7 +159,7 @@ def _portrait_darkness(rgb: np.ndarray, label: np.ndarray, rng: np.random.Genera
     dark0 = 1.0 - g
     # an artist's tone per part, whatever the render's colours: light skin shading, dark hair and brows;
     # the render's shading (its variation about the part's mean) is kept with a contrast factor
-    n_lab = len(_TONES)
+    n_lab = NUM_CLASSES
     area = np.bincount(label.ravel(), minlength=n_lab).astype(np.float64)
     mean = np.bincount(label.ravel(), weights=dark0.ravel(), minlength=n_lab) / np.maximum(area, 1)
     level = np.zeros(n_lab, np.float32)
@@ -194,12 +195,12 @@ def _portrait_darkness(rgb: np.ndarray, label: np.ndarray, rng: np.random.Genera
         edge = cv2.dilate(edge, np.ones((2, 2), np.uint8))
     breaks = _multiscale_noise(edge.shape, rng, (int(24 * k) or 1,), (1.0,)) > rng.uniform(-0.8, 0.0)
     dark = np.maximum(dark, edge * breaks * rng.uniform(0.45, 0.85))
-    # hair: many strokes along its flow, some darker masses
+    # hair: many short strokes along its flow
     hair = label == HAIR
     if hair.any():
         layer = np.zeros(dark.shape, np.float32)
         _hair_strokes(layer, hair, rng, rng.uniform(0.02, 0.06), (12 * k, 45 * k), (0.5, 1.0),
-                      max(1, int(round(rng.uniform(0.8, 1.8) * k))))
+                      max(1, round(rng.uniform(0.8, 1.8) * k)))
         hair_grown = cv2.dilate(hair.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         dark = np.where(hair_grown, np.maximum(dark, layer), dark)
     # graphite grain: the paper's tooth breaks the tone
@@ -221,7 +222,7 @@ def _margin_note(sheet: np.ndarray, rng: np.random.Generator, box: tuple[float, 
     font = int(rng.choice([cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
                            cv2.FONT_HERSHEY_SIMPLEX | cv2.FONT_ITALIC]))
     scale = rng.uniform(0.025, 0.05) * h / 22.0
-    thick = max(1, int(round(rng.uniform(0.6, 1.6) * h / 600)))
+    thick = max(1, round(rng.uniform(0.6, 1.6) * h / 600))
     (tw, th), _ = cv2.getTextSize(text, font, scale, thick)
     top_room, bottom_room = box[1], h - box[3]
     if max(top_room, bottom_room) >= th + 6:
@@ -398,12 +399,12 @@ def hatched_sketch(doc: dict, rgb: np.ndarray, label: np.ndarray, rng: np.random
         return img
     layer = np.full((s, s), 255, np.uint8)
     ink = int(rng.integers(0, 61))
-    width = max(1, int(round(rng.uniform(1.3, 3.2) * k)))
+    width = max(1, round(rng.uniform(1.3, 3.2) * k))
     if rng.random() < 0.5:
         _scribbles(layer, hair, rng, k, ink, width)
     else:
         _zigzag_hatching(layer, hair, rng, k, ink, width)
-    g = max(1, int(round(rng.uniform(2, 6) * k)))
+    g = max(1, round(rng.uniform(2, 6) * k))
     grown = cv2.dilate(hair.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1, 2 * g + 1)))
     layer[grown == 0] = 255
     return np.minimum(img, layer)
@@ -469,12 +470,11 @@ def has_long_hair(label: np.ndarray) -> bool:
 
 def _side_spans(hair: np.ndarray, cx: float, left: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: (has hair on that side, outer edge x, inner edge x) of the hair left or right of ``cx``."""
-    h, w = hair.shape
-    cols = np.arange(w)
+    cols = np.arange(hair.shape[1])
     side = hair & ((cols < cx) if left else (cols >= cx))[None, :]
     has = side.any(1)
     big = np.where(side, cols[None, :], -1)
-    small = np.where(side, cols[None, :], w)
+    small = np.where(side, cols[None, :], len(cols))
     lo, hi = small.min(1).astype(np.float64), big.max(1).astype(np.float64)
     return has, (lo if left else hi), (hi if left else lo)
 
@@ -483,8 +483,7 @@ def _strand_lines(hair: np.ndarray, rng: np.random.Generator, n: int) -> list[np
     """``n`` long strands ``(m, 2)`` pixels (x, y) through the hair region, from near the parting down
     to its lower ends, split between the two sides; each runs at a fixed fraction between the side's
     outer and inner edge (row by row, smoothed), one per side close to the outer edge."""
-    h, w = hair.shape
-    k = h / 512.0
+    k = hair.shape[0] / 512.0
     ys, xs = np.nonzero(hair)
     cx = float(np.median(xs[ys <= np.percentile(ys, 20)])) + rng.normal(0, 6 * k)
     lines = []
@@ -529,7 +528,7 @@ def _face_side_runs(doc: dict, label: np.ndarray) -> list[dict]:
     the skin): the hairline and the face's sides, which a strand drawing keeps while its strands replace
     the hair's outer silhouette. Pieces of fewer than 3 points are left out."""
     s = label.shape[0]
-    r = max(1, int(round(0.015 * s)))
+    r = max(1, round(0.015 * s))
     near_skin = cv2.dilate((label == SKIN).astype(np.uint8),
                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
     out = []
