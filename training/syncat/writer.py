@@ -21,8 +21,8 @@ from backend.weights import atomic_write_text
 from training.synhead import TEST_SEEDS, split_of_seed
 from training.synhead.points import (POINTS_LABELS_VISIBLE, POINTS_OCCUPANCY_FILLED, fill_enclosed_cavities,
                                      npz_bytes, sample_points)
-from training.synhead.writer import (INPUT_RESOLUTION, VIEW_ORDER, VIEW_RESOLUTION, _npy, _png, _write_file,
-                                     canonical_framing, content_box, ply_bytes, sample_id)
+from training.synhead.writer import (INPUT_RESOLUTION, VIEW_ORDER, VIEW_RESOLUTION, _png, _write_file,
+                                     canonical_framing, content_box, ply_bytes, sample_id, view_files)
 
 from . import GENERATOR, GENERATOR_VERSION
 
@@ -55,18 +55,7 @@ def generate_cat_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 
     sketch, style = draw_sketch(choose_style(rng), doc, front["rgb"], front["label"], rng)
     files = {"sketch.png": _png(sketch, "L"), "strokes.json": json.dumps(doc, separators=(",", ":")).encode(),
              "mask.png": _png(front["label"], "L"), "rgb.png": _png(front["rgb"], "RGB")}
-    views = []
-    for name, r in view_renders.items():
-        nrm = ((r["normal"] + 1) / 2 * 255 + 0.5).astype(np.uint8)
-        nrm[r["alpha"] == 0] = 0
-        files[f"views/{name}_rgb.png"] = _png(r["rgb"], "RGB")
-        files[f"views/{name}_label.png"] = _png(r["label"], "L")
-        files[f"views/{name}_normal.png"] = _png(nrm, "RGB")
-        files[f"views/{name}_alpha.png"] = _png(r["alpha"], "L")
-        files[f"views/{name}_depth.npy"] = _npy(r["depth"].astype(np.float16))
-        views.append({"name": name, "rgb": f"{sid}/views/{name}_rgb.png", "label": f"{sid}/views/{name}_label.png",
-                      "depth": f"{sid}/views/{name}_depth.npy", "normal": f"{sid}/views/{name}_normal.png",
-                      "alpha": f"{sid}/views/{name}_alpha.png", "camera": r["camera"]})
+    views = view_files(sid, view_renders, files)
     pts = sample_points(scene, rng)
     mesh, vlab, vcol, _ = scene.combined()
     pts = fill_enclosed_cavities(pts, {"vertices": np.asarray(mesh.vertices, np.float32), "faces": mesh.faces})

@@ -89,6 +89,25 @@ def content_box(sketch: np.ndarray, threshold: int = 128) -> list[float] | None:
     return [round(xs.min() / w, 5), round(ys.min() / h, 5), round((xs.max() + 1) / w, 5), round((ys.max() + 1) / h, 5)]
 
 
+def view_files(sid: str, view_renders: dict, files: dict) -> list[dict]:
+    """Encode rendered views (name -> :func:`training.synhead.render.render_view` dict) into ``files``
+    (relative path -> bytes: ``views/<name>_{rgb,label,normal,alpha}.png``, ``views/<name>_depth.npy``
+    float16) and return their manifest entries (paths prefixed with the sample id ``sid``, camera)."""
+    views = []
+    for name, r in view_renders.items():
+        nrm = ((r["normal"] + 1) / 2 * 255 + 0.5).astype(np.uint8)
+        nrm[r["alpha"] == 0] = 0
+        files[f"views/{name}_rgb.png"] = _png(r["rgb"], "RGB")
+        files[f"views/{name}_label.png"] = _png(r["label"], "L")
+        files[f"views/{name}_normal.png"] = _png(nrm, "RGB")
+        files[f"views/{name}_alpha.png"] = _png(r["alpha"], "L")
+        files[f"views/{name}_depth.npy"] = _npy(r["depth"].astype(np.float16))
+        views.append({"name": name, "rgb": f"{sid}/views/{name}_rgb.png", "label": f"{sid}/views/{name}_label.png",
+                      "depth": f"{sid}/views/{name}_depth.npy", "normal": f"{sid}/views/{name}_normal.png",
+                      "alpha": f"{sid}/views/{name}_alpha.png", "camera": r["camera"]})
+    return views
+
+
 def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4, num_persp: int = 0,
                     fill_cavities: bool = True) -> dict:
     """Generate and write sample ``seed`` under ``out_dir``; return its manifest entry.
@@ -149,17 +168,7 @@ def generate_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 4, n
     for k in range(num_persp):
         cam = perspective_camera(cam_rng, VIEW_RESOLUTION, f"persp{k}")
         view_renders[cam["view"]] = render_camera(scene, cam)
-    for name, r in view_renders.items():
-        nrm = ((r["normal"] + 1) / 2 * 255 + 0.5).astype(np.uint8)
-        nrm[r["alpha"] == 0] = 0
-        files[f"views/{name}_rgb.png"] = _png(r["rgb"], "RGB")
-        files[f"views/{name}_label.png"] = _png(r["label"], "L")
-        files[f"views/{name}_normal.png"] = _png(nrm, "RGB")
-        files[f"views/{name}_alpha.png"] = _png(r["alpha"], "L")
-        files[f"views/{name}_depth.npy"] = _npy(r["depth"].astype(np.float16))
-        views.append({"name": name, "rgb": f"{sid}/views/{name}_rgb.png", "label": f"{sid}/views/{name}_label.png",
-                      "depth": f"{sid}/views/{name}_depth.npy", "normal": f"{sid}/views/{name}_normal.png",
-                      "alpha": f"{sid}/views/{name}_alpha.png", "camera": r["camera"]})
+    views += view_files(sid, view_renders, files)
     pts = sample_points(scene, rng)
     mesh, vlab, vcol, _ = scene.combined()
     if fill_cavities:  # against the float32 vertices mesh.ply stores, as `s3d-data fill-cavities` reads them
