@@ -61,7 +61,8 @@ def _options_from_args(args: argparse.Namespace):
         return GenerateOptions(seed=args.seed, resolution=args.resolution, views=args.views, formats=formats,
                                no_frame=args.no_frame, from_mask=args.from_mask,
                                smooth_iterations=args.smooth, max_faces=args.max_faces,
-                               symmetric=args.symmetric, colors=_colour_picks(args)).validate()
+                               symmetric=args.symmetric, colors=_colour_picks(args),
+                               texture=args.texture).validate()
     except PipelineError as e:
         print(f"s3d: error [{e.code}]: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -296,6 +297,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
                    help=f"Taubin smoothing iterations, 0 = off ({GenerateOptions.smooth_iterations})")
     p.add_argument("--max-faces", type=int, default=200_000, help="decimate to this many faces, 0 = off (200000)")
     p.add_argument("--symmetric", action="store_true", help="a mirror-symmetric head (left/right labels kept right)")
+    p.add_argument("--texture", type=int, nargs="?", const=1024, default=None, metavar="SIZE",
+                   help="also bake the vertex colours into texture.png (SIZE px a side, 256..4096, 1024 without a "
+                        "value) with UVs in mesh.obj / mesh.glb; needs --format with obj or glb")
     for group in ("hair", "skin", "eyes", "lips"):
         p.add_argument(f"--{group}-color", metavar="#RRGGBB", help=f"{group} colour (sRGB hex), shading kept")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")

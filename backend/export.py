@@ -7,6 +7,9 @@
   linear, and Blender reads byte colours as linear, so floats are the exact path), ``_LABEL`` float
   scalar (glTF custom attribute), one material whose base colour is multiplied by COLOR_0.
 * ``mesh.obj``: ``v x y z r g b`` with sRGB colours in [0, 1] (the common vertex-colour extension).
+* with a texture (``texture`` option, backend/texture.py): ``texture.png`` (sRGB), ``mesh.mtl``
+  (``map_Kd texture.png``), ``vt`` lines and ``f v/vt`` faces in ``mesh.obj``; ``mesh.glb`` with
+  ``TEXCOORD_0`` and an embedded ``baseColorTexture`` (vertex colours then in ``_COLOR``).
 * ``mask.png`` (label ids, mode L), ``mask_color.png`` (CelebAMask-HQ palette), ``views/<name>.png``.
 * ``result.json``.
 """
@@ -81,52 +84,47 @@ def read_ply(data: bytes) -> dict[str, np.ndarray]:
             "label": v["label"].copy(), "faces": f["i"].astype(np.int64)}
 
 
-def glb_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray, labels: np.ndarray,
-              normals: np.ndarray) -> bytes:
-    """glTF 2.0 binary (GLB) with linear float vertex colours, normals and a ``_LABEL`` attribute.
+def _glb_container(attributes: dict[str, np.ndarray], indices: np.ndarray, material: dict,
+                   image_png: bytes | None = None) -> bytes:
+    """A GLB of one triangle primitive: ``attributes`` name -> ``(N, k)`` float32 / ``(N,)`` float32 arrays
+    (``POSITION`` first: its min / max are recorded), ``indices (F * 3,)`` uint32, one material, and
+    optionally one PNG image as texture 0 (bufferView with ``mimeType`` image/png)."""
+    kinds = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
+    blob, views, accessors = b"", [], []
 
-    glTF is Y up and looks along -Z; the canonical frame (Z up, face towards -Y) is converted with the
-    same axis swap Blender's importer undoes (x, y, z) -> (x, z, -y), so the head imports upright.
-    """
-    def to_gltf(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a, np.float32)
-        return np.stack([a[:, 0], a[:, 2], -a[:, 1]], axis=1)
+    def add_view(data: bytes, target: int | None) -> int:
+        nonlocal blob
+        view = {"buffer": 0, "byteOffset": len(blob), "byteLength": len(data)}
+        if target is not None:
+            view["target"] = target
+        views.append(view)
+        blob += data + b"\0" * (-len(data) % 4)
+        return len(views) - 1
 
-    pos = to_gltf(vertices)
-    nrm = to_gltf(normals)
-    col = np.clip(np.asarray(rgb_linear, np.float32), 0, 1)
-    lab = np.asarray(labels, np.float32)
-    idx = np.asarray(faces, np.uint32).reshape(-1)
-    chunks = [pos.tobytes(), nrm.tobytes(), col.tobytes(), lab.tobytes(), idx.tobytes()]
-    offsets, blob = [], b""
-    for c in chunks:
-        offsets.append(len(blob))
-        blob += c + b"\0" * (-len(c) % 4)
-    nv = len(pos)
+    attr_index = {}
+    for name, arr in attributes.items():
+        arr = np.ascontiguousarray(arr, np.float32)
+        acc = {"bufferView": add_view(arr.tobytes(), 34962), "componentType": 5126, "count": int(len(arr)),
+               "type": kinds[1 if arr.ndim == 1 else arr.shape[1]]}
+        if name == "POSITION":
+            acc.update(min=arr.min(0).tolist(), max=arr.max(0).tolist())
+        accessors.append(acc)
+        attr_index[name] = len(accessors) - 1
+    idx = np.ascontiguousarray(indices, np.uint32)
+    accessors.append({"bufferView": add_view(idx.tobytes(), 34963), "componentType": 5125, "count": int(idx.size),
+                      "type": "SCALAR"})
     gltf = {
         "asset": {"version": "2.0", "generator": "S3D for Blender"},
         "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "name": "S3D_Head"}],
-        "materials": [{"name": "S3D_VertexColor", "pbrMetallicRoughness": {
-            "baseColorFactor": [1, 1, 1, 1], "metallicFactor": 0.0, "roughnessFactor": 0.7}}],
-        "meshes": [{"name": "S3D_Head", "primitives": [{
-            "attributes": {"POSITION": 0, "NORMAL": 1, "COLOR_0": 2, "_LABEL": 3}, "indices": 4, "material": 0}]}],
-        "buffers": [{"byteLength": len(blob)}],
-        "bufferViews": [
-            {"buffer": 0, "byteOffset": offsets[0], "byteLength": len(chunks[0]), "target": 34962},
-            {"buffer": 0, "byteOffset": offsets[1], "byteLength": len(chunks[1]), "target": 34962},
-            {"buffer": 0, "byteOffset": offsets[2], "byteLength": len(chunks[2]), "target": 34962},
-            {"buffer": 0, "byteOffset": offsets[3], "byteLength": len(chunks[3]), "target": 34962},
-            {"buffer": 0, "byteOffset": offsets[4], "byteLength": len(chunks[4]), "target": 34963},
-        ],
-        "accessors": [
-            {"bufferView": 0, "componentType": 5126, "count": nv, "type": "VEC3",
-             "min": pos.min(0).tolist(), "max": pos.max(0).tolist()},
-            {"bufferView": 1, "componentType": 5126, "count": nv, "type": "VEC3"},
-            {"bufferView": 2, "componentType": 5126, "count": nv, "type": "VEC3"},
-            {"bufferView": 3, "componentType": 5126, "count": nv, "type": "SCALAR"},
-            {"bufferView": 4, "componentType": 5125, "count": int(idx.size), "type": "SCALAR"},
-        ],
+        "materials": [material],
+        "meshes": [{"name": "S3D_Head", "primitives": [{"attributes": attr_index, "indices": len(accessors) - 1,
+                                                       "material": 0}]}],
     }
+    if image_png is not None:
+        gltf["images"] = [{"bufferView": add_view(image_png, None), "mimeType": "image/png", "name": "texture"}]
+        gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
+        gltf["textures"] = [{"sampler": 0, "source": 0}]
+    gltf.update(buffers=[{"byteLength": len(blob)}], bufferViews=views, accessors=accessors)
     js = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
     js += b" " * (-len(js) % 4)
     total = 12 + 8 + len(js) + 8 + len(blob)
@@ -134,14 +132,65 @@ def glb_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray, l
             + struct.pack("<I4s", len(blob), b"BIN\0") + blob)
 
 
-def obj_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray) -> bytes:
-    """Wavefront OBJ with ``v x y z r g b`` (sRGB in [0, 1]) and 1-based triangle faces."""
+def _to_gltf(a: np.ndarray) -> np.ndarray:
+    """Head frame (Z up, face towards -Y) -> glTF (Y up): (x, y, z) -> (x, z, -y), as Blender's importer
+    undoes it, so the head imports upright."""
+    a = np.asarray(a, np.float32)
+    return np.stack([a[:, 0], a[:, 2], -a[:, 1]], axis=1)
+
+
+def glb_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray, labels: np.ndarray,
+              normals: np.ndarray, atlas=None, texture_png: bytes | None = None) -> bytes:
+    """glTF 2.0 binary (GLB) with linear float vertex colours, normals and a ``_LABEL`` attribute.
+
+    With an ``atlas`` (backend.texture.Atlas) and its ``texture_png``: the vertices are split at the
+    atlas's seams, ``TEXCOORD_0`` holds the UVs (glTF's v down) and the material's
+    ``baseColorTexture`` is the embedded PNG; the vertex colours move from ``COLOR_0`` (which glTF
+    multiplies into the base colour, darkening the texture) to the custom attribute ``_COLOR`` (linear
+    float RGB; Blender's importer keeps ``_`` attributes as mesh attributes).
+    """
+    col = np.clip(np.asarray(rgb_linear, np.float32), 0, 1)
+    lab = np.asarray(labels, np.float32)
+    material = {"name": "S3D_VertexColor", "pbrMetallicRoughness": {
+        "baseColorFactor": [1, 1, 1, 1], "metallicFactor": 0.0, "roughnessFactor": 0.7}}
+    if atlas is None:
+        attrs = {"POSITION": _to_gltf(vertices), "NORMAL": _to_gltf(normals), "COLOR_0": col, "_LABEL": lab}
+        return _glb_container(attrs, np.asarray(faces).reshape(-1), material)
+    m = atlas.vertex_map
+    uv = np.stack([atlas.uv[:, 0], 1.0 - atlas.uv[:, 1]], axis=1)
+    attrs = {"POSITION": _to_gltf(np.asarray(vertices)[m]), "NORMAL": _to_gltf(np.asarray(normals)[m]),
+             "TEXCOORD_0": uv, "_COLOR": col[m], "_LABEL": lab[m]}
+    material = dict(material, name="S3D_Texture")
+    material["pbrMetallicRoughness"] = dict(material["pbrMetallicRoughness"], baseColorTexture={"index": 0})
+    return _glb_container(attrs, atlas.faces.reshape(-1), material, texture_png)
+
+
+def obj_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray, atlas=None,
+              mtl_name: str = "mesh.mtl") -> bytes:
+    """Wavefront OBJ with ``v x y z r g b`` (sRGB in [0, 1]) and 1-based triangle faces; with an
+    ``atlas`` (backend.texture.Atlas) also ``mtllib`` / ``usemtl`` of ``mtl_name``, ``vt u v`` lines and
+    faces ``f v/vt ...`` (the positions stay shared, so the mesh stays closed)."""
     c = linear_to_srgb(rgb_linear)
     buf = io.StringIO()
-    buf.write("# S3D for Blender: metres, Z up, face towards -Y; vertex colours sRGB\no S3D_Head\n")
+    buf.write("# S3D for Blender: metres, Z up, face towards -Y; vertex colours sRGB\n")
+    if atlas is not None:
+        buf.write(f"mtllib {mtl_name}\n")
+    buf.write("o S3D_Head\n")
     np.savetxt(buf, np.hstack([vertices, c]), fmt="v %.6f %.6f %.6f %.4f %.4f %.4f")
-    np.savetxt(buf, faces + 1, fmt="f %d %d %d")
+    if atlas is None:
+        np.savetxt(buf, faces + 1, fmt="f %d %d %d")
+    else:
+        np.savetxt(buf, atlas.uv, fmt="vt %.6f %.6f")
+        buf.write("usemtl S3D_Texture\n")
+        fv = np.stack([np.asarray(faces), atlas.faces], axis=2).reshape(-1, 6) + 1
+        np.savetxt(buf, fv, fmt="f %d/%d %d/%d %d/%d")
     return buf.getvalue().encode("ascii")
+
+
+def mtl_bytes(texture_name: str = "texture.png") -> bytes:
+    """The OBJ's material file: one material ``S3D_Texture`` whose diffuse colour map is ``texture_name``."""
+    return ("# S3D for Blender\nnewmtl S3D_Texture\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 10\nillum 1\n"
+            f"map_Kd {texture_name}\n").encode("ascii")
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -154,20 +203,34 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def write_mesh_files(out_dir: Path, formats: list[str], vertices: np.ndarray, faces: np.ndarray,
-                     rgb_linear: np.ndarray, labels: np.ndarray, normals: np.ndarray) -> list[str]:
+                     rgb_linear: np.ndarray, labels: np.ndarray, normals: np.ndarray, texture=None) -> list[str]:
     """Write ``mesh.<fmt>`` for every format; return the written relative paths.
+
+    Args:
+        texture: None, or ``(atlas, image)`` from ``backend.texture.texture_for`` (``image`` ``(S, S, 3)``
+            uint8 sRGB): then ``texture.png`` is written, ``mesh.obj`` gets UVs and ``mesh.mtl``, and
+            ``mesh.glb`` embeds the image as its base colour texture. ``mesh.ply`` is unchanged (PLY has no
+            standard per-corner UVs; docs/mesh.md).
 
     Raises:
         ValueError: an unknown format.
     """
     written = []
+    atlas, png = (None, None) if texture is None else (texture[0], png_bytes(texture[1]))
+    if png is not None:
+        atomic_write_bytes(out_dir / "texture.png", png)
+        written.append("texture.png")
     for fmt in formats:
         if fmt == "ply":
             atomic_write_bytes(out_dir / "mesh.ply", ply_bytes(vertices, faces, rgb_linear, labels))
         elif fmt == "glb":
-            atomic_write_bytes(out_dir / "mesh.glb", glb_bytes(vertices, faces, rgb_linear, labels, normals))
+            atomic_write_bytes(out_dir / "mesh.glb", glb_bytes(vertices, faces, rgb_linear, labels, normals,
+                                                               atlas, png))
         elif fmt == "obj":
-            atomic_write_bytes(out_dir / "mesh.obj", obj_bytes(vertices, faces, rgb_linear))
+            if atlas is not None:
+                atomic_write_bytes(out_dir / "mesh.mtl", mtl_bytes("texture.png"))
+                written.append("mesh.mtl")
+            atomic_write_bytes(out_dir / "mesh.obj", obj_bytes(vertices, faces, rgb_linear, atlas))
         else:
             raise ValueError(f"unknown mesh format {fmt!r}; choose from {', '.join(SUPPORTED_FORMATS)}")
         written.append(f"mesh.{fmt}")

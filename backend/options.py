@@ -10,6 +10,8 @@ RESOLUTIONS = (64, 128, 192, 256)
 #: Decimation budget range (faces); fewer than MIN_FACES leaves no usable head (a budget of 1 leaves 0 vertices).
 MIN_FACES, MAX_FACES = 1_000, 5_000_000
 MESH_FORMATS = ("ply", "glb", "obj")
+#: Texture sides (pixels) the ``texture`` option accepts.
+TEXTURE_SIZES = (256, 512, 1024, 2048, 4096)
 
 
 @dataclass
@@ -32,6 +34,9 @@ class GenerateOptions:
             with its mirror image, left/right labels kept right).
         colors: colours an artist picks, ``{"hair" | "skin" | "eyes" | "lips": "#rrggbb"}`` (sRGB), applied
             per class on the vertex colours, keeping their shading (backend/colour_picks.py); None = off.
+        texture: side in pixels (a power of two, ``TEXTURE_SIZES``) of a colour texture baked from the vertex
+            colours (backend/texture.py): ``texture.png``, UVs and a material in ``mesh.obj`` (+ ``mesh.mtl``)
+            and ``mesh.glb``; needs ``obj`` or ``glb`` in ``formats``. None or 0 = off.
     """
 
     seed: int = 0
@@ -46,6 +51,7 @@ class GenerateOptions:
     color_resolution: int = 128
     symmetric: bool = False
     colors: dict | None = None
+    texture: int | None = None
 
     def validate(self) -> "GenerateOptions":
         """Check ranges; return self.
@@ -78,6 +84,13 @@ class GenerateOptions:
                 self.max_faces == 0 or MIN_FACES <= self.max_faces <= MAX_FACES)):
             raise PipelineError("bad_option", f"max_faces must be 0 (no decimation) or {MIN_FACES}..{MAX_FACES}, "
                                 f"not {self.max_faces!r}")
+        if self.texture is not None and self.texture != 0:
+            if not whole(self.texture) or self.texture not in TEXTURE_SIZES:
+                raise PipelineError("bad_option", f"texture must be 0 (off) or one of {TEXTURE_SIZES} pixels, "
+                                    f"not {self.texture!r}")
+            if not {"obj", "glb"} & set(fmts):
+                raise PipelineError("bad_option", "texture needs obj or glb in formats (PLY has no standard "
+                                    "texture coordinates), e.g. formats [\"ply\", \"glb\"] / --format ply,glb")
         if self.colors is not None:
             from backend.colour_picks import parse_picks
 

@@ -105,9 +105,11 @@ class ColourViews:
 
 @dataclass
 class Outputs:
-    """Files the job wrote into its folder (relative paths, result.json not yet among them)."""
+    """Files the job wrote into its folder (relative paths, result.json not yet among them); ``texture``:
+    result.json's record of the baked texture (None without one)."""
 
     files: list[str]
+    texture: dict | None = None
 
 
 def intake(source: Any, name: str, from_mask: bool, no_frame: bool) -> Sketch:
@@ -252,8 +254,9 @@ def vertex_colors(head: HeadMesh, planes: Planes, views: int, color_resolution: 
 
 
 def export(out_dir: Path, head: HeadMesh, mask: Mask, colour_views: ColourViews, formats: tuple[str, ...],
-           view_resolution: int, check_cancel: Callable[[], None]) -> Outputs:
-    """Write the mesh files, mask.png / mask_color.png, sketch_framed.png and views/*.png into ``out_dir``.
+           view_resolution: int, check_cancel: Callable[[], None], texture_size: int | None = None) -> Outputs:
+    """Write the mesh files, mask.png / mask_color.png, sketch_framed.png and views/*.png into ``out_dir``;
+    with ``texture_size`` also texture.png and the UVs (``backend.texture.job_texture``).
 
     Raises:
         OutputError: a write failed (names the destination; backend.job_output.output_error).
@@ -261,12 +264,15 @@ def export(out_dir: Path, head: HeadMesh, mask: Mask, colour_views: ColourViews,
     from backend import export as files_out
     from backend.job_output import output_error
     from backend.previews import render_previews
+    from backend.texture import job_texture
     from backend.vertex_colors import RasterMesh
 
     files: list[str] = []
+    baked = job_texture(head.vertices, head.faces, head.normals, head.colours, texture_size)
+    check_cancel()
     try:
         files += files_out.write_mesh_files(out_dir, list(formats), head.vertices, head.faces, head.colours,
-                                            head.labels, head.normals)
+                                            head.labels, head.normals, baked[0] if baked else None)
         files += files_out.write_mask_files(out_dir, mask.input)
         if mask.sketch_framed is not None:
             files_out.atomic_write_bytes(out_dir / "sketch_framed.png", files_out.png_bytes(mask.sketch_framed))
@@ -277,7 +283,7 @@ def export(out_dir: Path, head: HeadMesh, mask: Mask, colour_views: ColourViews,
         files += files_out.write_view_files(out_dir, view_imgs)
     except OSError as e:  # the temporary folder is removed by generate's JobOutput
         raise output_error(out_dir, e) from None
-    return Outputs(files)
+    return Outputs(files, baked[1] if baked else None)
 
 
 def input_sha256(source: Any) -> str | None:
@@ -333,4 +339,5 @@ def result_record(source: Any, sketch: Sketch, mask: Mask, planes: Planes, head:
         "views": {v.name: v.camera_dict(options.view_resolution, BOX_SIZE_M / 2) for v in colour_views.views},
         "frame": {"units": "metres", "up": "+Z", "face_towards": "-Y", "box_size_m": BOX_SIZE_M},
         "files": sorted(outputs.files + ["result.json"]),
+        **({"texture": outputs.texture} if outputs.texture else {}),
     }
