@@ -13,8 +13,8 @@ While the artist draws, the add-on (blender_addon/live_preview_blender.py, the t
 
 At most one draft job runs at a time, so a fast artist never queues a pile of jobs: a new stroke cancels
 the running draft, and the next starts 0.4 s after the last stroke. The draft job is the normal job
-with :data:`DRAFT_OPTIONS` (a coarse grid, few and small colour views): about 1 s on one CPU core
-(``s3d bench --draft``).
+with :data:`DRAFT_OPTIONS` (a coarse grid, few and small colour views): about 1.1 s of one CPU core's
+time (``s3d bench --draft``; half of it is the sketch network, which no job option makes cheaper).
 
 Also here: :class:`ThreadedJob`, the job handle the glue uses (a worker thread with a cancel event), and
 :func:`read_mesh_ply`, which reads the backend's ``mesh.ply`` into arrays, so that the preview's mesh
