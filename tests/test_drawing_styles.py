@@ -188,6 +188,27 @@ def test_new_style_prob_redraws_batches_deterministically_and_is_off_by_default(
         SketchToMaskRecipe(new_style_prob=0.5, new_styles=["portrait", "oil"])
 
 
+def test_redraw_without_a_render_picks_only_styles_drawn_from_strokes(heads):
+    """A sketch pack holds no rgb.png: the re-draw then never picks portrait or pencil, and with only
+    those named it leaves the sketch alone."""
+    from training.augment import augmented_sketch, redraw_in_style
+    from training.synhead.drawing_styles import draw_style
+
+    doc, rgb, lab = heads["short"]
+    item = {"sketch": np.ones((S, S), np.float32), "mask": lab, "strokes": doc, "rgb_path": None}
+    for seed in range(4):
+        got = redraw_in_style(item, np.random.default_rng(seed), ["portrait", "marker"])
+        rng = np.random.default_rng(seed)
+        rng.integers(1)  # the pick among the one drawable name
+        np.testing.assert_array_equal(got, draw_style("marker", doc, None, lab, rng).astype(np.float32) / 255)
+    assert redraw_in_style(item, np.random.default_rng(0), ["portrait", "pencil"]) is None
+    kw = dict(stroke_prob=0.0, framing_prob=0.0, new_style_prob=1.0, new_styles=["portrait"])
+    sk, _ = augmented_sketch(item, np.random.default_rng(1), **kw)
+    assert set(np.unique(sk)) <= {1.0}  # the stored (blank) sketch, morphology aside
+    with pytest.raises(ValueError, match="pass rgb"):
+        draw_style("portrait", doc, None, lab, np.random.default_rng(0))
+
+
 class _RecordingNet:
     """Stands in for SketchToMask in evaluate_sketch2mask: records the inputs, predicts all background."""
 

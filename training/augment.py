@@ -258,23 +258,30 @@ def mirror(sketch: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def redraw_in_style(item: dict[str, Any], rng: np.random.Generator,
-                    styles: Sequence[str] | None = None) -> np.ndarray:
-    """Re-draw a :meth:`training.datasets.SynHead.sketch_item` (it needs ``strokes``, ``mask`` and
-    ``rgb_path``) in a style picked uniformly from ``styles`` (default
-    :data:`training.synhead.drawing_styles.NEW_STYLES`) with :func:`training.synhead.drawing_styles.draw_style`.
+                    styles: Sequence[str] | None = None) -> np.ndarray | None:
+    """Re-draw a :meth:`training.datasets.SynHead.sketch_item` (it needs ``strokes`` and ``mask``) in a style
+    picked uniformly from ``styles`` (default :data:`training.synhead.drawing_styles.NEW_STYLES`) with
+    :func:`training.synhead.drawing_styles.draw_style`. Styles drawn from the front render
+    (:data:`training.synhead.drawing_styles.NEEDS_RGB`: portrait, pencil) need ``rgb_path``; without one
+    (a sketch pack holds no render) the pick is among the other styles only.
 
     Returns ``(H, H) float32`` in [0, 1] (1 = paper) at the item's sketch size (resized, area, when the
-    label map's size differs).
+    label map's size differs), or None when no named style can be drawn without the render (no random
+    number drawn then).
 
     Raises:
         ValueError: an unknown style name; DataError: the render cannot be read.
     """
     from training.datasets import read_rgb
-    from training.synhead.drawing_styles import NEW_STYLES, check_style_names, draw_style
+    from training.synhead.drawing_styles import NEEDS_RGB, NEW_STYLES, check_style_names, draw_style
 
     names = check_style_names(styles if styles is not None else NEW_STYLES)
+    if not item.get("rgb_path"):
+        names = [n for n in names if n not in NEEDS_RGB]
+        if not names:
+            return None
     name = names[int(rng.integers(len(names)))]
-    rgb = (read_rgb(item["rgb_path"]) * 255.0 + 0.5).astype(np.uint8)
+    rgb = (read_rgb(item["rgb_path"]) * 255.0 + 0.5).astype(np.uint8) if name in NEEDS_RGB else None
     img = draw_style(name, item["strokes"], rgb, item["mask"], rng)
     size = np.asarray(item["sketch"]).shape[0]
     if img.shape[0] != size:
@@ -301,10 +308,10 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     re-draw is also made rough as SynHead's ``rough`` style is (jittered, broken, doubled strokes,
     :func:`training.synhead.sketch_styles.rough_strokes`), a fresh rough drawing each time where the data
     set stores one per head. With ``new_style_prob`` (default 0: off, no random number drawn) and when the
-    item has strokes and a front render (``rgb_path``), the sketch is instead re-drawn from them in one of
-    ``new_styles`` (default all of :data:`training.synhead.drawing_styles.NEW_STYLES`, picked uniformly;
-    :func:`training.synhead.drawing_styles.draw_style`), and then goes on through the marks, morphology,
-    framing and mirror steps like any other sketch.
+    item has strokes, the sketch is instead re-drawn from them in one of ``new_styles`` (default all of
+    :data:`training.synhead.drawing_styles.NEW_STYLES`, picked uniformly; :func:`redraw_in_style`: without a
+    front render, ``rgb_path``, only among the styles that need none), and then goes on through the marks,
+    morphology, framing and mirror steps like any other sketch.
 
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
 
@@ -312,8 +319,11 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
         ValueError: an unknown name in ``new_styles``.
     """
     sketch, mask = item["sketch"], item["mask"]
-    if new_style_prob > 0 and item.get("strokes") and item.get("rgb_path") and rng.random() < new_style_prob:
-        sketch = redraw_in_style(item, rng, new_styles)
+    redrawn = None
+    if new_style_prob > 0 and item.get("strokes") and rng.random() < new_style_prob:
+        redrawn = redraw_in_style(item, rng, new_styles)
+    if redrawn is not None:
+        sketch = redrawn
     elif item.get("strokes") and rng.random() < stroke_prob:
         doc = augment_strokes(item["strokes"], rng, closed_eyes=closed_eyes_prob, empty_eyes=empty_eyes_prob,
                               keep_accessories=keep_accessories)

@@ -457,7 +457,8 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
     ``style``: each head re-drawn in that SynHead style (:func:`training.synhead.drawing_styles.draw_style`
     from its strokes, front render and label map; generator :func:`training.synhead.drawing_styles.style_rng`
     of the head's seed and the style name, so every run draws the same sketches) instead of its stored
-    sketch; heads without strokes or render are skipped (``skipped``), ``count`` is the number measured.
+    sketch; heads without strokes (or without a render, for portrait and pencil) are skipped (``skipped``),
+    ``count`` is the number measured.
     Raises ValueError for an unknown style name."""
     from training.augment import augmented_sketch, face_marks
     from training.metrics import confusion_matrix, segmentation_scores
@@ -486,11 +487,11 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
         item = data.sketch_item(i)
         sk, mk = item["sketch"], item["mask"]
         if style is not None:
-            if not item.get("strokes") or not item.get("rgb_path"):
+            head = item["seed"] if item.get("seed", -1) >= 0 else i
+            sk = redraw_in_style(item, style_rng(head, style), [style]) if item.get("strokes") else None
+            if sk is None:  # no strokes, or no render for a style drawn from it
                 skipped += 1
                 continue
-            head = item["seed"] if item.get("seed", -1) >= 0 else i
-            sk = redraw_in_style(item, style_rng(head, style), [style])
             item = dict(item, style=style)
         elif augmented:
             sk, mk = augmented_sketch(item, np.random.default_rng([seed, i]), keep_accessories=keep_accessories)

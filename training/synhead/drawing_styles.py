@@ -41,6 +41,9 @@ CLOTH = LABEL_IDS["cloth"]
 _SKIN_LIKE = [LABEL_IDS[n] for n in ("skin", "nose", "l_ear", "r_ear", "ear_r", "neck", "neck_l")]
 #: The styles added for real drawings (issue 37), in the order they are documented.
 NEW_STYLES: tuple[str, ...] = ("portrait", "hatched", "marker", "strands")
+#: Styles drawn from the front render (the others use only the strokes and the label map; ``rgb`` may be
+#: None for them).
+NEEDS_RGB: frozenset[str] = frozenset({"pencil", "portrait"})
 #: Hair this far (fraction of the side) below the lowest skin row makes a head long-haired (``strands``).
 LONG_HAIR_BELOW_JAW = 0.03
 
@@ -627,12 +630,15 @@ def check_style_names(names: Any) -> list[str]:
 
 def draw_style(name: str, doc: dict, rgb: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw the head in style ``name`` (:data:`STYLE_FUNCTIONS`): ``(S, S)`` uint8, 255 paper, 0 ink,
-    ``S`` the side of ``label``.
+    ``S`` the side of ``label``. ``rgb`` may be None for a style not in :data:`NEEDS_RGB`.
 
     Raises:
-        ValueError: unknown style name, a non-square label map or an rgb that is not ``(H, W, 3)``.
+        ValueError: unknown style name, a non-square label map, or an rgb that is not ``(H, W, 3)`` (or is
+        None) for a style in :data:`NEEDS_RGB`.
     """
     check_style_names([name])
+    if name in NEEDS_RGB and rgb is None:
+        raise ValueError(f"style {name!r} is drawn from the front render: pass rgb")
     return STYLE_FUNCTIONS[name](doc, rgb, np.asarray(label), rng)
 
 
