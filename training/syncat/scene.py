@@ -66,6 +66,17 @@ def _feature_curves(shape, coat, eye_y, rng: np.random.Generator) -> dict[str, l
             z = p0[2] + length * (slope * s - rng.uniform(0.05, 0.2) * s ** 2)
             curves["whiskers"].append(np.stack([x, p0[1] + 0.03 * s, z], 1))
     aw, ah = shape.eye_almond
+    if rng.random() < 0.4:  # superciliary whiskers: a few short lines above each eye
+        n_brow = int(rng.integers(2, 4))
+        for i, side in enumerate((-1.0, 1.0)):
+            for k in range(n_brow):
+                x0 = shape.eye_c[0] - 0.4 * aw + k * 0.3 * aw
+                z0 = shape.eye_c[1] + ah + 0.005
+                s = np.linspace(0, 1, 6)
+                length = rng.uniform(0.02, 0.035)
+                x = side * (x0 + length * s * rng.uniform(0.3, 0.8))
+                z = z0 + length * (s - 0.35 * s ** 2)
+                curves["whiskers"].append(np.stack([x, np.full(6, eye_y[i]), z], 1))
     a = np.radians(shape.eye_tilt_deg)
     th = np.linspace(0, 2 * np.pi, 25)
     pw = (0.12 if coat["pupil"] == "slit" else coat["pupil_size"]) * aw
