@@ -150,9 +150,9 @@ def test_labels_agree_between_2d_and_3d(cat_dir):
 
 def test_nose_is_mouth_and_pads_are_whiskers():
     """The label decisions of docs/syncat.md: the nose pad is labelled mouth, the whisker pads whiskers."""
-    from training.synhead.render import render_view
-    from training.syncat.strokes import project
     from training.syncat.scene import build_cat_scene
+    from training.syncat.strokes import project
+    from training.synhead.render import render_view
 
     scene = build_cat_scene(SEEDS[0])
     label = render_view(scene, "front", 256)["label"]
@@ -181,8 +181,8 @@ def test_same_seed_same_files(cat_dir, tmp_path):
 
 
 def test_all_sketch_styles_draw(cat_dir):
-    from training.synhead.sketch_styles import ink_fraction
     from training.syncat.strokes import STYLES, draw_sketch
+    from training.synhead.sketch_styles import ink_fraction
 
     s = _manifest(cat_dir)["samples"][0]
     doc = json.loads((cat_dir / s["strokes"]).read_text())

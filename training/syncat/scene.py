@@ -13,13 +13,14 @@ the box in x and z.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import trimesh
 
 from backend.coords import BOX_SIZE_M
-from training.synhead.scene import POSE_MAX_DEG, POSE_PROBABILITY, SCALE_RANGE, SHIFT_FRACTION, Part, Scene, _jsonable
-from training.synhead.scene import _rotation
+from training.synhead.scene import (POSE_MAX_DEG, POSE_PROBABILITY, SCALE_RANGE, SHIFT_FRACTION, Part, Scene,
+                                    _jsonable, _rotation)
 
 from .paint import mouth_curves, sample_coat, vertex_colours, vertex_labels
 from .shapes import cat_mesh, ear_frame, eye_face_depths, sample_cat_shape
@@ -52,7 +53,7 @@ def _feature_curves(shape, coat, eye_y, rng: np.random.Generator) -> dict[str, l
     tri = np.concatenate(tri + [tri[0][:1]])
     curves["nose"].append(np.stack([tri[:, 0], np.full(len(tri), y_nose), tri[:, 1]], 1))
     y_mouth = shape.pad_c[1] - 0.9 * shape.pad_r[1]
-    for name, line in mouth_curves(shape, 12).items():
+    for line in mouth_curves(shape, 12).values():
         curves["mouth"].append(np.stack([line[:, 0], np.full(len(line), y_mouth), line[:, 1]], 1))
     n_wh = int(rng.integers(3, 6))
     for side in (-1.0, 1.0):
@@ -92,7 +93,7 @@ def _feature_curves(shape, coat, eye_y, rng: np.random.Generator) -> dict[str, l
         w0 = shape.ear_half_w
         pts = [(-0.7 * w0, 0.006), (0.0, 0.85 * shape.ear_h), (0.7 * w0, 0.006)]
         line = []
-        for (s0, u0), (s1, u1) in zip(pts[:-1], pts[1:]):
+        for (s0, u0), (s1, u1) in pairwise(pts):
             s = s0 + (s1 - s0) * t
             u = u0 + (u1 - u0) * t
             w = np.maximum(w0 * (1 - u / shape.ear_h), 1e-3)

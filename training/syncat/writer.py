@@ -35,10 +35,10 @@ def generate_cat_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 
     outside 1..4.
     """
     from training.synhead.render import candidates_from_coarse, ortho_camera, render_view
+    from training.synhead.sketch_styles import ink_fraction
 
     from .scene import build_cat_scene
     from .strokes import cat_strokes, choose_style, draw_sketch
-    from training.synhead.sketch_styles import ink_fraction
 
     if not 1 <= num_views <= len(VIEW_ORDER):
         raise ValueError(f"--views must be 1..{len(VIEW_ORDER)} (front, back, left, right), got {num_views}")
@@ -73,7 +73,7 @@ def generate_cat_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 
         "appearance": scene.appearance, "params": scene.params, "placement": scene.placement,
         "content_box": content_box(sketch), "ink_fraction": round(ink_fraction(sketch), 5),
         "labels_present": sorted(int(x) for x in np.unique(front["label"])),
-        "num_vertices": int(len(mesh.vertices)), "num_faces": int(len(mesh.faces)),
+        "num_vertices": len(mesh.vertices), "num_faces": len(mesh.faces),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     atomic_write_text(d / "sample.json", json.dumps(entry, indent=1))
