@@ -236,6 +236,23 @@ def test_cli_subject_cat(tmp_path, capsys):
         main(["synth", "--subject", "dog", "--out", str(tmp_path / "d"), "--num", "1"])
 
 
+def test_cli_default_subject_is_human(tmp_path, monkeypatch):
+    """Without --subject, `s3d-data synth` still calls SynHead's synthesise with the same arguments."""
+    import training.synhead.writer as synhead_writer
+    from training.data_cli import main
+
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append((args, kwargs))
+        return {"samples": []}
+
+    monkeypatch.setattr(synhead_writer, "synthesise", fake)
+    assert main(["synth", "--out", str(tmp_path / "h"), "--num", "3", "--seed", "7", "--workers", "2",
+                 "--no-progress"]) == 0
+    assert calls == [((str(tmp_path / "h"), 3, 7, 4, 2), {"progress": False, "persp": 0})]
+
+
 def test_no_mixing_with_other_generators(cat_dir, tmp_path):
     from training.syncat.writer import synthesise_cats
 
