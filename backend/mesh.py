@@ -274,7 +274,7 @@ def _snap_to_box(vertices: np.ndarray, on_face: np.ndarray) -> np.ndarray:
     return v
 
 
-def extract_mesh(grid: DensityGrid, smooth_iterations: int = 20, max_faces: int | None = 200_000,
+def extract_mesh(grid: DensityGrid, smooth_iterations: int = 30, max_faces: int | None = 200_000,
                  symmetric: bool = False, repair: bool = True) -> Mesh:
     """Marching cubes + clean-up of a density grid; vertices in metres in the canonical head frame.
 
@@ -285,10 +285,13 @@ def extract_mesh(grid: DensityGrid, smooth_iterations: int = 20, max_faces: int 
         symmetric: the grid is mirror-symmetric about x = 0: keep the mesh exactly so through smoothing
             (backend/symmetry.py; decimation may still break it by a fraction of a millimetre).
         repair: one solid piece, cavities filled, handles removed on the grid before marching cubes
-            (backend/mesh_topology.py), so the surface is one closed piece of genus 0.
+            (backend/mesh_topology.py), so the surface is one closed piece of genus 0; the lowest grid layer
+            takes the solid of the one above it and the cap vertices stay on the box floor, so the bottom
+            cut is one flat, closed cap.
 
     Returns:
-        :class:`Mesh` (metres) with ``stats``: ``raw_faces``, ``components``, ``kept_face_fraction``,
+        :class:`Mesh` (metres) with ``stats``: ``raw_faces``, ``components`` (surface pieces of the raw
+        grid), ``kept_face_fraction``,
         ``faces``, ``vertices``; with ``repair`` also ``genus_before``, ``genus``, ``handle_fix``,
         ``handle_radius``, ``points_changed``. Where the surface leaves the box (the neck's bottom cut)
         it is closed by a planar cap on the box face.
@@ -304,11 +307,17 @@ def extract_mesh(grid: DensityGrid, smooth_iterations: int = 20, max_faces: int 
     check_surface(grid)
     topo: dict = {}
     if repair:
-        values, topo = repair_topology(grid.values, grid.level)
+        values = grid.values.copy()
+        # the bottom cut: whatever is solid in the lowest cell reaches the box floor, so nothing hovers a
+        # fraction of a cell above the cap (the shoulders' underside would otherwise)
+        values[:, :, 0] = np.maximum(values[:, :, 0], values[:, :, 1])
+        values, topo = repair_topology(values, grid.level)
         grid = DensityGrid(values=values, level=grid.level, evaluated=grid.evaluated)
     verts, faces = marching_cubes(grid)
     raw_faces = int(len(faces))
     verts, faces, info = largest_component(verts, faces)
+    if repair:  # the pieces marching cubes finds in the raw grid (the repair already dropped the floaters)
+        info["components"] = max(info["components"], topo.pop("pieces_before"))
     if len(faces) < 100:
         raise MeshError("degenerate_surface", f"the largest surface piece has only {len(faces)} faces; the field "
                         "holds no head-sized surface (untrained weights, or a sketch far from a head)")

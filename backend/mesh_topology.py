@@ -136,21 +136,22 @@ def repair_topology(values: np.ndarray, level: float, max_radius: int = MAX_HAND
 
     Returns:
         ``(new values (same shape and dtype), stats)``; stats: ``genus_before`` (of the raw grid's largest
-        piece), ``genus`` (after), ``handle_fix`` (``"none"``, ``"closing"`` or ``"opening"``),
+        piece), ``pieces_before`` (surface pieces of the raw grid), ``genus`` (after), ``handle_fix`` (``"none"``, ``"closing"`` or ``"opening"``),
         ``handle_radius`` (cells), ``points_changed`` (grid points moved to the other side of the level).
         When no radius up to ``max_radius`` gives genus 0, the grid with the lowest genus found is returned.
     """
     occ0 = values >= level
     if not occ0.any():
         return values, {"genus_before": 0.0, "genus": 0.0, "handle_fix": "none", "handle_radius": 0,
-                        "points_changed": 0}
+                        "points_changed": 0, "pieces_before": 0}
     box = _crop(occ0, max_radius + 2)
     sub = values[box]
-    genus_before, _ = surface_genus(sub, level)
+    genus_before, pieces_before = surface_genus(sub, level)
     base = largest_solid(occ0[box])
     fixed = _apply(sub, level, base)
     genus = genus_before if np.array_equal(base, occ0[box]) else surface_genus(fixed, level)[0]
-    stats = {"genus_before": genus_before, "genus": genus, "handle_fix": "none", "handle_radius": 0}
+    stats = {"genus_before": genus_before, "genus": genus, "handle_fix": "none", "handle_radius": 0,
+             "pieces_before": pieces_before}
     if genus > 0:
         better, found = _remove_handles(sub, level, base, genus, max_radius)
         if better is not None:

@@ -25,7 +25,7 @@ class GenerateOptions:
         formats: mesh files to write: any of ``ply``, ``glb``, ``obj``.
         no_frame: skip auto-framing (inputs already in the canonical framing, such as SynHead views).
         from_mask: the input is a label map (CelebAMask-HQ ids or palette colours), not a sketch.
-        smooth_iterations: Taubin smoothing iterations (0 = off; 20 keeps the roughness of SynHead heads
+        smooth_iterations: Taubin smoothing iterations (0 = off; 30 keeps the roughness of SynHead heads
             within 1.5x of their ground truth's, docs/mesh.md).
         max_faces: decimation budget in faces, ``MIN_FACES``..``MAX_FACES`` (0 or None = off).
         view_resolution: pixels a side of the preview renders views/*.png (the shaded mesh).
@@ -45,7 +45,7 @@ class GenerateOptions:
     formats: tuple[str, ...] = ("ply",)
     no_frame: bool = False
     from_mask: bool = False
-    smooth_iterations: int = 20
+    smooth_iterations: int = 30
     max_faces: int | None = 200_000
     view_resolution: int = 256
     color_resolution: int = 128

@@ -29,12 +29,18 @@ def tunnel_grid() -> DensityGrid:
     return DensityGrid(values=values.astype(np.float32), level=0.0)
 
 
-def neck_grid() -> DensityGrid:
-    """A ball on a cylinder (a head on its neck) that leaves the box through its bottom face z = -1."""
+def neck_grid(shoulder: bool = False) -> DensityGrid:
+    """A ball on a cylinder (a head on its neck) that leaves the box through its bottom face z = -1; with
+    ``shoulder`` also a slab joined to the neck whose flat underside hovers 0.1 cell (0.6 mm) above the floor."""
     x, y, z = _coords()
     head = 0.55 - np.sqrt(x ** 2 + y ** 2 + (z - 0.2) ** 2)
     neck = np.minimum(0.3 - np.sqrt(x ** 2 + y ** 2), 0.2 - z)
-    return DensityGrid(values=np.maximum(head, neck).astype(np.float32), level=0.0)
+    values = np.maximum(head, neck)
+    if shoulder:
+        floor = -1.0 + 0.1 * 2.0 / CELLS
+        slab = np.minimum(np.minimum(0.3 - np.abs(x - 0.45), 0.2 - np.abs(y)), np.minimum(z - floor, -0.7 - z))
+        values = np.maximum(values, slab)
+    return DensityGrid(values=values.astype(np.float32), level=0.0)
 
 
 def _genus_pieces(mesh) -> tuple[float, int, bool]:
@@ -96,6 +102,17 @@ def test_the_bottom_cut_is_a_closed_planar_cap_after_smoothing():
     # without the repair step (the old clean-up) the smoothing bends the cap out of its plane
     old_low_z, _, _ = _bottom(extract_mesh(neck_grid(), smooth_iterations=20, max_faces=None, repair=False))
     assert np.ptp(old_low_z) > 1e-5
+
+
+def test_a_part_hovering_just_above_the_floor_joins_the_flat_cap():
+    grid = neck_grid(shoulder=True)
+    raw_low, _, _ = _bottom(extract_mesh(grid, smooth_iterations=0, max_faces=None, repair=False))
+    assert ((raw_low > -0.2 + 1e-5) & (raw_low < -0.2 + 1e-3)).any()  # the slab's underside hovers
+    mesh = extract_mesh(grid, smooth_iterations=20, max_faces=None)
+    low_z, cap_area, _ = _bottom(mesh)
+    assert np.ptp(low_z) == 0.0  # nothing between the cap and 1 mm above it
+    assert cap_area > np.pi * (0.3 * 0.2) ** 2 + 0.5 * (0.3 * 0.2) * (0.4 * 0.2)  # the slab's foot is in the cap
+    assert _genus_pieces(mesh) == (0, 1, True)
 
 
 def test_the_cap_stays_planar_through_decimation():
