@@ -9,7 +9,8 @@
 * ``mesh.obj``: ``v x y z r g b`` with sRGB colours in [0, 1] (the common vertex-colour extension).
 * with a texture (``texture`` option, backend/texture.py): ``texture.png`` (sRGB), ``mesh.mtl``
   (``map_Kd texture.png``), ``vt`` lines and ``f v/vt`` faces in ``mesh.obj``; ``mesh.glb`` with
-  ``TEXCOORD_0`` and an embedded ``baseColorTexture`` (vertex colours then in ``_COLOR``).
+  ``TEXCOORD_0`` and an embedded ``baseColorTexture`` (vertex colours then in ``_COLOR``); ``mesh.ply``
+  split at the UV seams with ``s`` ``t`` vertex properties.
 * ``mask.png`` (label ids, mode L), ``mask_color.png`` (CelebAMask-HQ palette), ``views/<name>.png``.
 * ``result.json``.
 """
@@ -34,21 +35,34 @@ def srgb_bytes(linear_rgb: np.ndarray) -> np.ndarray:
     return np.round(linear_to_srgb(linear_rgb) * 255.0).astype(np.uint8)
 
 
-def ply_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray, labels: np.ndarray) -> bytes:
+_PLY_TYPES = {"float": "<f4", "uchar": "u1", "int": "<i4"}
+
+
+def _ply_vertex_dtype(with_uv: bool) -> np.dtype:
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
+              ("label", "u1")]
+    return np.dtype(fields + ([("s", "<f4"), ("t", "<f4")] if with_uv else []))
+
+
+def ply_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray, labels: np.ndarray,
+              uv: np.ndarray | None = None) -> bytes:
     """Binary little-endian PLY of a coloured, labelled mesh.
 
     Args:
         vertices: ``(V, 3)`` metres; faces: ``(F, 3)`` int; rgb_linear: ``(V, 3)`` float linear [0, 1];
-        labels: ``(V,)`` int label ids 0..18.
+        labels: ``(V,)`` int label ids 0..18; uv: optional ``(V, 2)`` float texture coordinates (OBJ
+        convention), written as the vertex properties ``s`` ``t`` that trimesh and Blender's PLY importer
+        read as a UV map (the vertices must then be split at the UV seams; Blender's ``merge_verts``
+        import option welds them again and keeps the UVs per face corner).
     """
     nv, nf = len(vertices), len(faces)
-    vdt = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
-                    ("label", "u1")])
-    v = np.empty(nv, dtype=vdt)
+    v = np.empty(nv, dtype=_ply_vertex_dtype(uv is not None))
     v["x"], v["y"], v["z"] = (vertices[:, i].astype(np.float32) for i in range(3))
     c = srgb_bytes(rgb_linear)
     v["red"], v["green"], v["blue"] = c[:, 0], c[:, 1], c[:, 2]
     v["label"] = np.asarray(labels, dtype=np.uint8)
+    if uv is not None:
+        v["s"], v["t"] = np.asarray(uv[:, 0], np.float32), np.asarray(uv[:, 1], np.float32)
     fdt = np.dtype([("n", "u1"), ("i", "<i4", (3,))])
     f = np.empty(nf, dtype=fdt)
     f["n"] = 3
@@ -58,13 +72,15 @@ def ply_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray, l
         "colours sRGB; label = CelebAMask-HQ class id\n"
         f"element vertex {nv}\nproperty float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\nproperty uchar label\n"
-        f"element face {nf}\nproperty list uchar int vertex_indices\nend_header\n"
+        + ("property float s\nproperty float t\n" if uv is not None else "")
+        + f"element face {nf}\nproperty list uchar int vertex_indices\nend_header\n"
     )
     return header.encode("ascii") + v.tobytes() + f.tobytes()
 
 
 def read_ply(data: bytes) -> dict[str, np.ndarray]:
-    """Read a PLY written by :func:`ply_bytes`: ``{"vertices", "rgb" (uint8 sRGB), "label", "faces"}``.
+    """Read a PLY written by :func:`ply_bytes`: ``{"vertices", "rgb" (uint8 sRGB), "label", "faces"}``, and
+    ``"uv"`` ``(V, 2)`` float32 when it has ``s`` ``t`` properties.
 
     Raises:
         ValueError: a PLY with another layout.
@@ -75,13 +91,16 @@ def read_ply(data: bytes) -> dict[str, np.ndarray]:
     nf = next(int(h.split()[-1]) for h in header if h.startswith("element face"))
     if "property uchar label" not in header or "format binary_little_endian 1.0" not in header:
         raise ValueError("not an S3D mesh.ply (binary little endian with a 'label' vertex property)")
-    vdt = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
-                    ("label", "u1")])
+    with_uv = "property float s" in header
+    vdt = _ply_vertex_dtype(with_uv)
     fdt = np.dtype([("n", "u1"), ("i", "<i4", (3,))])
     v = np.frombuffer(data, dtype=vdt, count=nv, offset=end)
     f = np.frombuffer(data, dtype=fdt, count=nf, offset=end + nv * vdt.itemsize)
-    return {"vertices": np.stack([v["x"], v["y"], v["z"]], 1), "rgb": np.stack([v["red"], v["green"], v["blue"]], 1),
-            "label": v["label"].copy(), "faces": f["i"].astype(np.int64)}
+    out = {"vertices": np.stack([v["x"], v["y"], v["z"]], 1), "rgb": np.stack([v["red"], v["green"], v["blue"]], 1),
+           "label": v["label"].copy(), "faces": f["i"].astype(np.int64)}
+    if with_uv:
+        out["uv"] = np.stack([v["s"], v["t"]], 1)
+    return out
 
 
 def _glb_container(attributes: dict[str, np.ndarray], indices: np.ndarray, material: dict,
@@ -208,9 +227,9 @@ def write_mesh_files(out_dir: Path, formats: list[str], vertices: np.ndarray, fa
 
     Args:
         texture: None, or ``(atlas, image)`` from ``backend.texture.texture_for`` (``image`` ``(S, S, 3)``
-            uint8 sRGB): then ``texture.png`` is written, ``mesh.obj`` gets UVs and ``mesh.mtl``, and
-            ``mesh.glb`` embeds the image as its base colour texture. ``mesh.ply`` is unchanged (PLY has no
-            standard per-corner UVs; docs/mesh.md).
+            uint8 sRGB): then ``texture.png`` is written, ``mesh.obj`` gets UVs and ``mesh.mtl``,
+            ``mesh.glb`` embeds the image as its base colour texture and ``mesh.ply`` gets ``s`` ``t`` UVs
+            with its vertices split at the UV seams (PLY has only per-vertex properties; docs/mesh.md).
 
     Raises:
         ValueError: an unknown format.
@@ -221,7 +240,11 @@ def write_mesh_files(out_dir: Path, formats: list[str], vertices: np.ndarray, fa
         atomic_write_bytes(out_dir / "texture.png", png)
         written.append("texture.png")
     for fmt in formats:
-        if fmt == "ply":
+        if fmt == "ply" and atlas is not None:  # split at the UV seams, with s t (docs/mesh.md)
+            m = atlas.vertex_map
+            atomic_write_bytes(out_dir / "mesh.ply", ply_bytes(vertices[m], atlas.faces, rgb_linear[m], labels[m],
+                                                               atlas.uv))
+        elif fmt == "ply":
             atomic_write_bytes(out_dir / "mesh.ply", ply_bytes(vertices, faces, rgb_linear, labels))
         elif fmt == "glb":
             atomic_write_bytes(out_dir / "mesh.glb", glb_bytes(vertices, faces, rgb_linear, labels, normals,

@@ -120,9 +120,20 @@ def test_glb_keeps_vertex_colours_and_labels_as_attributes(written):
     assert doc["images"][0]["mimeType"] == "image/png"
 
 
-def test_ply_is_unchanged_by_the_texture(written):
-    out, _, m, colours, labels, _ = written
-    assert (out / "mesh.ply").read_bytes() == ply_bytes(m.vertices, m.faces, colours, labels)
+def test_ply_gets_st_uvs_split_at_the_seams_and_keeps_colours_and_labels(written):
+    from backend.export import read_ply
+
+    out, _, m, colours, labels, (atlas, _) = written
+    ply = read_ply((out / "mesh.ply").read_bytes())
+    assert np.allclose(ply["uv"], atlas.uv) and len(ply["vertices"]) == len(atlas.uv)
+    assert np.allclose(ply["vertices"][ply["faces"]], m.vertices[m.faces], atol=1e-6)
+    assert np.array_equal(ply["rgb"], srgb_bytes(colours[atlas.vertex_map]))
+    assert np.array_equal(ply["label"], labels[atlas.vertex_map])
+    loaded = trimesh.load(out / "mesh.ply", process=False)  # trimesh reads s t as UVs
+    assert np.allclose(loaded.visual.uv, atlas.uv)
+    # without a texture the PLY keeps its old layout: shared vertices, no s t
+    plain = read_ply(ply_bytes(m.vertices, m.faces, colours, labels))
+    assert "uv" not in plain and len(plain["vertices"]) == len(m.vertices)
 
 
 def test_texture_option_validation():
