@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 VOXEL_M = 0.0025
+#: Share of long-haired cats (a fur ruff on cheeks, neck and back of the head, :func:`_ruff`).
+LONGHAIR_PROBABILITY = 0.2
 #: Breed / age archetypes and their sampling weights.
 ARCHETYPES: dict[str, float] = {"domestic": 0.36, "round": 0.18, "long": 0.16, "big_ears": 0.12, "kitten": 0.18}
 
@@ -98,10 +100,13 @@ class CatShape:
     neck_c: tuple
     mouth_w: float        # mouth corner offset |x| and droop, metres
     mouth_droop: float
+    fluff_m: float = 0.0  # long hair: how far the fur ruff stands out at most (0: short hair)
+    fluff_waves: tuple = ()  # (6, 4): direction (3) and phase of each wave of the ruff's noise
+
 
     def to_json(self) -> dict:
         """Plain JSON-able dict (rounded floats)."""
-        return {k: (round(v, 5) if isinstance(v, float) else [round(float(x), 5) for x in v]
+        return {k: (round(v, 5) if isinstance(v, float) else np.round(np.asarray(v, float), 5).tolist()
                     if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
@@ -144,7 +149,9 @@ def sample_cat_shape(rng: np.random.Generator) -> CatShape:
         ear_h=ear_h, ear_thick=0.0065 * j(0.95, 1.15), ear_cup=0.012 * j(0.7, 1.3),
         ear_out_deg=j(12.0, 32.0), ear_back_deg=j(-4.0, 12.0), ear_yaw_deg=j(10.0, 30.0),
         neck=neck, neck_r=(0.075 * fw * j(0.9, 1.1), 0.075 * j(0.9, 1.1), 0.11),
-        neck_c=(0.0, 0.025, -sk[2] - 0.06), mouth_w=0.016 * j(0.8, 1.25), mouth_droop=0.004 * j(0.3, 1.6))
+        neck_c=(0.0, 0.025, -sk[2] - 0.06), mouth_w=0.016 * j(0.8, 1.25), mouth_droop=0.004 * j(0.3, 1.6),
+        fluff_m=j(0.003, 0.0045) if rng.random() < LONGHAIR_PROBABILITY else 0.0,
+        fluff_waves=tuple(tuple(float(x) for x in w) for w in rng.normal(0, 1, (6, 4))))
 
 
 # ---- the field ----------------------------------------------------------------------------------------
@@ -239,7 +246,24 @@ def face_group(shape: CatShape, p: np.ndarray) -> dict[str, np.ndarray]:
     if shape.neck:
         neck = np.maximum(sd_ellipsoid(p, shape.neck_c, shape.neck_r), (shape.neck_c[2] - 0.06) - p[:, 2])
         d = smin(d, neck, 0.03)
+    if shape.fluff_m > 0:
+        d = d - _ruff(shape, p)
     return {"face": d, "pads": pads, "nose": nose}
+
+
+def _ruff(shape: CatShape, p: np.ndarray) -> np.ndarray:
+    """Outward offset (N,) metres of a long-haired cat's fur: smooth noise (6 plane waves of 18-30 mm
+    wavelength) times ``fluff_m``, strongest on the sides of the cheeks and on the neck, none on the front of
+    the face (muzzle, eyes) so the features keep their place."""
+    n = np.zeros(len(p))
+    for w in shape.fluff_waves:
+        d = np.asarray(w[:3]) / (np.linalg.norm(w[:3]) + 1e-9)
+        n += np.sin(2 * np.pi * (p @ d) / (0.018 + 0.012 * abs(np.tanh(w[3]))) + 3 * w[3])
+    n = 0.5 + 0.5 * np.clip(n / np.sqrt(len(shape.fluff_waves)), -1, 1)
+    side = np.clip((np.abs(p[:, 0]) - 0.045) / 0.04, 0, 1)
+    low = np.clip((shape.chin_c[2] + 0.01 - p[:, 2]) / 0.04, 0, 1)
+    back = np.clip((p[:, 1] + 0.02) / 0.05, 0, 1) * 0.6
+    return shape.fluff_m * n * np.maximum(np.maximum(side, low), back)
 
 
 def face_surface_y(shape: CatShape, x: float, z: float) -> float:
