@@ -75,5 +75,7 @@ def contact_sheet(data_dir: str, out_path: str, count: int = 8, real_dir: str | 
 
 
 def _cat_caption(params: dict) -> str:
-    """``archetype pattern`` of a SynCat sample's params (empty when absent)."""
-    return f"{params.get('shape', {}).get('archetype', '')} {params.get('coat', {}).get('pattern', '')}".strip()
+    """``archetype [long-haired] pattern`` of a SynCat sample's params (empty when absent)."""
+    shape = params.get("shape", {})
+    hair = " long-haired" if shape.get("fluff_m", 0) > 0 else ""
+    return f"{shape.get('archetype', '')}{hair} {params.get('coat', {}).get('pattern', '')}".strip()
