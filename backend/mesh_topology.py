@@ -8,7 +8,8 @@ the **binary occupancy** ``values >= level`` of the grid (docs/mesh.md, "Surface
 1. keep the largest 6-connected solid component (scipy.ndimage.label);
 2. fill the cavities: empty space not connected to the box's border (scipy.ndimage.binary_fill_holes);
 3. remove handles by a morphological **closing** (fills tunnels narrower than the ball) or **opening**
-   (cuts bridges thinner than it) with a ball of the smallest radius, 1 cell upwards, after which the
+   (cuts bridges thinner than it) with a ball (``radius`` steps of the 18-neighbourhood) of the smallest
+   radius, 1 cell upwards, after which the
    marching-cubes surface of the grid is one piece of genus 0. The genus is read from the Euler
    characteristic of that surface, ``chi = V - E + F = 2 - 2 g`` for one closed piece, because marching
    cubes resolves ambiguous cells its own way, so the voxel set's genus may differ from the surface's.
@@ -36,26 +37,32 @@ def euler_characteristic(faces: np.ndarray, n_vertices: int) -> int:
 
 def surface_genus(values: np.ndarray, level: float) -> tuple[float, int]:
     """Marching-cubes surface of the grid ``values (n,)*3`` at ``level`` (padded outside like
-    :func:`backend.mesh.marching_cubes`): ``(genus of its largest piece, number of pieces)``."""
+    :func:`backend.mesh.marching_cubes`): ``(total genus of its pieces, number of pieces)``; the total
+    genus ``(2 * pieces - chi) / 2`` is 0 only when every piece is a topological sphere."""
     import mcubes
-
-    from backend.mesh import largest_component
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     lo = min(float(values.min()), level) - 1.0
     verts, faces = mcubes.marching_cubes(np.pad(values, 1, constant_values=lo), level)
     if len(faces) == 0:
         return 0.0, 0
-    v, f, info = largest_component(verts, faces.astype(np.int64))
-    return (2 - euler_characteristic(f, len(v))) / 2.0, int(info["components"])
+    f = faces.astype(np.int64)
+    nv = len(verts)
+    graph = coo_matrix((np.ones(2 * len(f), np.int8), (np.concatenate([f[:, 0], f[:, 1]]),
+                                                        np.concatenate([f[:, 1], f[:, 2]]))), shape=(nv, nv))
+    lone = nv - len(np.unique(f))  # vertices in no face count as neither pieces nor in chi
+    pieces = connected_components(graph, directed=False)[0] - lone
+    chi = euler_characteristic(f, nv) - lone
+    return (2 * pieces - chi) / 2.0, int(pieces)
 
 
 def _ball_dilate(occ: np.ndarray, radius: int) -> np.ndarray:
-    """Dilation of a bool grid by the ball of grid points within ``radius`` cells (scipy.ndimage)."""
-    from scipy.ndimage import binary_dilation
+    """Dilation of a bool grid by a discrete ball of ``radius`` cells: ``radius`` steps of the
+    18-neighbourhood (scipy.ndimage; a cuboctahedron, within 20 % of the Euclidean ball)."""
+    from scipy.ndimage import binary_dilation, generate_binary_structure
 
-    r = np.arange(-radius, radius + 1)
-    ball = (r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2) <= radius ** 2
-    return binary_dilation(occ, structure=ball)
+    return binary_dilation(occ, structure=generate_binary_structure(3, 2), iterations=radius)
 
 
 def _closing(occ: np.ndarray, radius: int) -> np.ndarray:
@@ -135,8 +142,8 @@ def repair_topology(values: np.ndarray, level: float, max_radius: int = MAX_HAND
         max_radius: the largest ball radius (cells) tried for the closing / opening.
 
     Returns:
-        ``(new values (same shape and dtype), stats)``; stats: ``genus_before`` (of the raw grid's largest
-        piece), ``pieces_before`` (surface pieces of the raw grid), ``genus`` (after), ``handle_fix`` (``"none"``, ``"closing"`` or ``"opening"``),
+        ``(new values (same shape and dtype), stats)``; stats: ``genus_before`` (total genus of the raw
+        grid's surface pieces), ``pieces_before`` (surface pieces of the raw grid), ``genus`` (after), ``handle_fix`` (``"none"``, ``"closing"`` or ``"opening"``),
         ``handle_radius`` (cells), ``points_changed`` (grid points moved to the other side of the level).
         When no radius up to ``max_radius`` gives genus 0, the grid with the lowest genus found is returned.
     """
