@@ -75,7 +75,8 @@ def vertex_labels(shape: CatShape, verts: np.ndarray, normals: np.ndarray, group
                           & (verts[:, 2] > allpts[:, 1].min() - 0.003) & (verts[:, 2] < allpts[:, 1].max() + 0.003))
     band = np.full(len(near), np.inf)
     for name, line in curves.items():
-        band = np.minimum(band, _dist_to_polyline(verts[near][:, [0, 2]], line) - (0.0015 if name == "philtrum" else 0.002))
+        half_width = 0.0015 if name == "philtrum" else 0.002
+        band = np.minimum(band, _dist_to_polyline(verts[near][:, [0, 2]], line) - half_width)
     mouth[near[band < 0]] = True
     lab[mouth & ~eye & ~ear] = MOUTH
     lab[eye] = EYES

@@ -9,15 +9,15 @@ bound ``k0 (k0 - 1) / k1``, polynomial smooth minimum ``smin``) are combined int
 distances also give the per-vertex labels:
 
 * face: skull, two cheeks, muzzle, two whisker pads, chin, nose pad and an optional neck/chest, joined by
-  smooth unions;
+  smooth unions, with an optional fur ruff (long-haired cats);
 * ears: two thin cupped triangular shells (the concave side faces forward), smooth-joined to the skull;
 * eyes: per side a sphere clipped by an almond (an ellipse in the front view, extruded along Y), its
   front 1.5-3 mm proud of the face surface, joined by a hard union so the eye outline is crisp; the face
   has a socket around it (the almond grown by 2.5 mm, carved 5 mm deep), so a groove rings the eye.
 
 The field is evaluated on a 10 mm grid, upsampled trilinearly twice (to 5 mm, then 2.5 mm) and
-re-evaluated exactly after each step in a narrow band around the surface, then meshed with PyMCubes; the grid is padded with outside values, so the
-mesh is closed (watertight).
+re-evaluated exactly after each step in a narrow band around the surface, then meshed with PyMCubes;
+the grid is padded with outside values, so the mesh is closed (watertight).
 """
 from __future__ import annotations
 
@@ -225,7 +225,8 @@ def sd_nose(shape: CatShape, p: np.ndarray) -> np.ndarray:
     """Nose pad: a flattened ellipsoid cut by an inverted triangle in the front view."""
     c = np.asarray(shape.nose_c)
     ell = sd_ellipsoid(p, c + [0, 0.002, 0], (shape.nose_half_w * 1.2, 0.009, shape.nose_h * 0.8))
-    tri = sd_triangle2d(p[:, 0] - c[0], -(p[:, 2] - c[2] - 0.45 * shape.nose_h), shape.nose_half_w, shape.nose_h) - 0.0015
+    tri = sd_triangle2d(p[:, 0] - c[0], -(p[:, 2] - c[2] - 0.45 * shape.nose_h), shape.nose_half_w,
+                        shape.nose_h) - 0.0015
     return np.maximum(ell, tri)
 
 
@@ -305,8 +306,8 @@ def bounds(shape: CatShape) -> np.ndarray:
 def cat_mesh(shape: CatShape):
     """Closed triangle mesh of the cat: ``(vertices (V, 3) float64 metres, faces (F, 3) int64, groups dict
     of per-vertex distances as :func:`cat_groups`)``. Coarse 10 mm grid, two trilinear 2x upsamplings,
-    each followed by exact re-evaluation where the field is within 16 mm / 6 mm of the surface, PyMCubes at level 0 (the field
-    negated: PyMCubes meshes the positive side as inside), outward normals."""
+    each followed by exact re-evaluation where the field is within 16 mm / 6 mm of the surface, PyMCubes
+    at level 0 (the field negated: PyMCubes meshes the positive side as inside), outward normals."""
     import mcubes
 
     from training.synhead.hair import _upsample2
