@@ -20,6 +20,8 @@ PICK_GROUPS: dict[str, tuple[str, ...]] = {
     "skin": ("skin", "nose", "l_ear", "r_ear", "neck"),
     "eyes": ("l_eye", "r_eye"),
     "lips": ("u_lip", "l_lip"),
+    "brows": ("l_brow", "r_brow"),
+    "cloth": ("cloth",),
 }
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
 #: Rec. 709 luminance weights of linear RGB.

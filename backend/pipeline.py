@@ -242,7 +242,8 @@ def _run_stages(source: Any, tmp_dir: Path, options: GenerateOptions, models: Mo
     with prog.stage_of(Stage.SKETCH_TO_MASK):
         mask = stages.sketch_to_mask(sketch, models.sketch2mask, models.device)
     with prog.stage_of(Stage.PLANES):
-        planes = stages.planes(mask, models.mask2triplane, options.seed, models.device, options.symmetric)
+        planes = stages.planes(mask, models.mask2triplane, options.seed, models.device, options.symmetric,
+                               options.colors)
     with prog.stage_of(Stage.DENSITY_GRID):
         grid = stages.density_grid(planes, options.resolution, prog.check_cancel)
     with prog.stage_of(Stage.MESH):
@@ -250,8 +251,7 @@ def _run_stages(source: Any, tmp_dir: Path, options: GenerateOptions, models: Mo
     with prog.stage_of(Stage.VERTEX_COLORS):
         head, views = stages.vertex_colors(head, planes, options.views, options.color_resolution, options.seed,
                                            prog.check_cancel)
-        if options.colors:
-            head = stages.colour_picks(head, options.colors)
+        head = stages.colour_picks(head, options.colors, planes.colour_code)
     with prog.stage_of(Stage.EXPORT):
         outputs = stages.export(Path(tmp_dir), head, mask, views, options.formats, options.view_resolution,
                                 prog.check_cancel)

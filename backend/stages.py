@@ -70,6 +70,9 @@ class Planes:
 
     field: FieldQuery
     level: float
+    #: The job's named colours with a colour-code generator (backend/models/colour_code.py): group ->
+    #: sRGB ``(3,)`` float in [0, 1], the seed's code with the artist's picks; None with a cVAE generator.
+    colour_code: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -185,15 +188,31 @@ def sketch_to_mask(sketch: Sketch, net: Any, device: str) -> Mask:
     return Mask(ids, ids_input, framed, transform, check_mask(ids_input, sketch.image).warnings)
 
 
-def planes(mask: Mask, m2t: Any, seed: int, device: str, symmetric: bool = False) -> Planes:
+def planes(mask: Mask, m2t: Any, seed: int, device: str, symmetric: bool = False, colors: dict | None = None) -> Planes:
     """The tri-planes of ``mask`` with z from ``seed`` (``Mask2Triplane.sample_z``), once per job; with
-    ``symmetric`` the field is queried mirror-symmetrised (``Mask2Triplane.query_symmetric``)."""
+    ``symmetric`` the field is queried mirror-symmetrised (``Mask2Triplane.query_symmetric``). With a
+    colour-code generator, z comes from the seed's colour code with the artist's ``colors`` (``#rrggbb`` per
+    group, already validated) set in it, and the code is kept on the result for :func:`colour_picks`."""
     import torch
 
+    code = None
     with torch.inference_mode():
-        z = m2t.sample_z(seed, 1, device)
+        if getattr(m2t, "colour_mapping", None) is not None:
+            from backend.models.colour_code import CODE_GROUPS, group_index, with_picks
+
+            picked = {g: hex_to_srgb(v) for g, v in (colors or {}).items() if g in CODE_GROUPS}
+            code_t = with_picks(m2t.sample_colour_code(seed, 1), picked)
+            z = m2t.z_from_colours(code_t).to(device)
+            code = {g: code_t[0, group_index(g)].numpy().astype(np.float64) for g in CODE_GROUPS}
+        else:
+            z = m2t.sample_z(seed, 1, device)
         p = m2t.planes_from_mask(torch.from_numpy(mask.framed.astype(np.int64))[None].to(device), z)
-    return Planes(FieldQuery(m2t, p, device, symmetric=symmetric), float(m2t.surface_sigma))
+    return Planes(FieldQuery(m2t, p, device, symmetric=symmetric), float(m2t.surface_sigma), code)
+
+
+def hex_to_srgb(value: str) -> tuple[float, float, float]:
+    """``#rrggbb`` -> sRGB floats in [0, 1]."""
+    return tuple(int(value[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
 
 
 def density_grid(planes: Planes, resolution: int, check_cancel: Callable[[], None]) -> Any:
@@ -221,14 +240,23 @@ def mesh(grid: Any, smooth_iterations: int, max_faces: int | None, symmetric: bo
     return HeadMesh(m.vertices, m.faces, m.stats, grid.evaluated)
 
 
-def colour_picks(head: HeadMesh, colors: dict) -> HeadMesh:
-    """The artist's colours on the head's vertex colours (backend/colour_picks.py); ``colors`` already
-    validated by ``GenerateOptions``."""
+def colour_picks(head: HeadMesh, colors: dict | None, code: dict[str, np.ndarray] | None = None) -> HeadMesh:
+    """Named colours on the head's vertex colours (backend/colour_picks.py): each group of the job's colour
+    ``code`` (sRGB, :attr:`Planes.colour_code`; groups the view did not show are skipped), then the artist's
+    ``colors`` (``#rrggbb``, already validated by ``GenerateOptions``) over them. Unchanged when both are
+    empty."""
     from dataclasses import replace
 
-    from backend.colour_picks import apply_picks, parse_picks
+    from backend.colorspace import srgb_to_linear
+    from backend.colour_picks import PICK_GROUPS, apply_picks, parse_picks
+    from backend.models.colour_code import ABSENT_COLOUR
 
-    return replace(head, colours=apply_picks(head.colours, head.labels, parse_picks(colors)))
+    picks = {g: srgb_to_linear(np.asarray(c, np.float64)) for g, c in (code or {}).items()
+             if g in PICK_GROUPS and not np.all(np.asarray(c) == ABSENT_COLOUR)}
+    picks.update(parse_picks(colors or {}))
+    if not picks:
+        return head
+    return replace(head, colours=apply_picks(head.colours, head.labels, picks))
 
 
 def vertex_colors(head: HeadMesh, planes: Planes, views: int, color_resolution: int, seed: int,
@@ -324,6 +352,8 @@ def result_record(source: Any, sketch: Sketch, mask: Mask, planes: Planes, head:
         "device_reason": models.device_reason,
         "weights": {n: {"sha256": c.get("sha256"), "profile": c.get("profile")} for n, c in models.cards.items()},
         "framing": mask.transform.to_dict(),
+        "colour_code": ({g: "#" + "".join(f"{int(round(float(v) * 255)):02x}" for v in c)
+                         for g, c in planes.colour_code.items()} if planes.colour_code else None),
         "intake": sketch.intake,
         "warnings": mask.warnings,  # [{"code", "message"}], shown by the add-on
         "timings_s": timings,
