@@ -5,6 +5,18 @@ S3D backend, which runs as a separate process in its own Python environment (doc
 section 6). Installed as a Blender 4.3+ extension (``blender_manifest.toml``) or enabled from a folder
 (``bl_info`` below). Modules that need ``bpy`` are imported only in :func:`register`, so the pure
 modules (stroke projection, HTTP client, process lifecycle, environment set-up) import without Blender.
+
+Layout, one folder per role:
+
+* ``ui/``: panel, operators, properties, preferences (all ``bpy``).
+* ``scene/``: Blender scene data: stroke capture and projection, the sketch object and its guide,
+  the head importer, mesh steps, the live preview.
+* ``transport/``: the backend: HTTP client, process lifecycle, environment set-up, job runner, job
+  folders, PNG bytes (no ``bpy``).
+* ``tasks.py``: the one background-task helper (worker thread, cancel event, typed events, a main-thread
+  timer that follows it) used by every operation that must not block Blender.
+* ``generation.py``: Generate / Variations / Regenerate as plain functions; ``batch.py``: the headless
+  batch entry point (``blender -b -P blender_addon/batch.py``).
 """
 
 bl_info = {
@@ -17,7 +29,8 @@ bl_info = {
     "category": "Add Mesh",
 }
 
-_MODULES = ("properties", "preferences", "operators", "live_preview_blender", "panel")
+#: registered in this order, unregistered in reverse
+_MODULES = ("ui.properties", "ui.preferences", "ui.operators", "scene.live_preview_blender", "ui.panel")
 
 
 def _modules():
@@ -34,7 +47,8 @@ def register():
 
 def unregister():
     """Cancel jobs, stop every backend process this session started, unregister everything."""
-    from . import backend_process, generation
+    from . import generation
+    from .transport import backend_process
 
     generation.stop_async()
     backend_process.stop_all()

@@ -1,15 +1,16 @@
 """Generate: the add-on's logic as plain functions (operators and the batch entry point call these).
 
 * :func:`build_request` turns the panel settings (a Grease Pencil object, a sketch image file or a mask
-  image) into a :class:`~.job_runner.JobRequest` (docs/contracts.md section 5).
+  image) into a :class:`~.transport.job_runner.JobRequest` (docs/contracts.md section 5).
 * :func:`run_sync` runs jobs on the calling thread and imports the results: the path for
   ``bpy.app.background`` (``blender -b``, tests, batch), where timers never fire.
-* :func:`start_async` runs them in a :class:`~.job_runner.JobThread`; :func:`_poll_active`, a
-  ``bpy.app.timers`` function on the main thread, drains its queue, updates the progress shown in the
-  panel and imports finished heads. Blender data is touched only on the main thread.
+* :func:`start_async` runs them in a background task (``transport.job_runner.jobs_work`` in
+  :data:`JOBS`, a ``tasks.TaskSlot``) whose ``bpy.app.timers`` function, on the main thread, hands
+  its events to :func:`_on_job_event` (the progress shown in the panel) and, at the end, to
+  :func:`_on_job_end` (imports the finished heads). Blender data is touched only on the main thread.
 
 Imports that change the scene end with one undo step ("S3D: import head"); a job that fails changes
-nothing. Main thread only (except what the job thread does inside job_runner).
+nothing. Main thread only (except the task's work, in transport.job_runner).
 """
 from __future__ import annotations
 
@@ -23,16 +24,17 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from .backend_process import backend_for
-from .gp_capture import capture, is_grease_pencil, stroke_hash
-from .http_client import BackendError
-from .importer import import_job_folder
-from .job_runner import JobRequest, JobResult, JobThread, run_job, stage_label
-from .label_set import NUM_CLASSES, colour_to_ids
-from .mesh_ops import QuadRemeshError, TextureBakeError, bake_texture, quad_remesh
-from .png_io import encode_png, is_png
-from .job_folders import prune_job_folders
-from .preferences import backend_config, get_preferences, job_root
+from .transport.backend_process import backend_for
+from .scene.gp_capture import capture, is_grease_pencil, stroke_hash
+from .transport.http_client import BackendError
+from .scene.importer import import_job_folder
+from .tasks import Cancelled, Failed, Finished, PartResult, Progress, TaskSlot
+from .transport.job_runner import JobRequest, JobResult, jobs_work, run_job
+from .scene.label_set import NUM_CLASSES, colour_to_ids
+from .scene.mesh_ops import QuadRemeshError, TextureBakeError, bake_texture, quad_remesh
+from .transport.png_io import encode_png, is_png
+from .transport.job_folders import prune_job_folders
+from .ui.preferences import backend_config, get_preferences, job_root
 
 VARIATION_SPACING_M = 0.45  # side by side: one tri-plane box (0.40 m) plus a gap
 #: the backend's decimation budget range (backend/pipeline.py MIN_FACES, MAX_FACES)
@@ -303,7 +305,7 @@ def run_sync(context, requests: list[JobRequest], replace_object=None, on_progre
     """Run the jobs on this thread, then import them all. Nothing is imported when one fails.
 
     Raises:
-        BackendError, JobCancelled: from :func:`~.job_runner.run_job` (the scene is unchanged).
+        BackendError, JobCancelled: from :func:`~.transport.job_runner.run_job` (the scene is unchanged).
     """
     cfg = backend_config(context)
     results = []
@@ -316,112 +318,94 @@ def run_sync(context, requests: list[JobRequest], replace_object=None, on_progre
     return import_results(context, results, replace_object)
 
 
-class _Active:
-    thread: JobThread | None = None
+class _Job:
+    """What the running asynchronous Generate needs besides its task: the heads finished so far and
+    where to put them."""
+
     results: list[JobResult] = []
     replace_object_name: str | None = None
     filepath: str = ""
     config = None
 
 
+def _status():
+    return bpy.context.window_manager.s3d_status
+
+
+def _update_device(status) -> None:
+    if _Job.config is not None:
+        health = backend_for(_Job.config).health
+        if health:
+            status.device = str(health.get("device", ""))
+            status.device_reason = str(health.get("device_reason", ""))
+
+
+def _on_job_event(ev) -> None:
+    """Main thread: show a job event in the panel; collect finished heads."""
+    status = _status()
+    if isinstance(ev, Progress):
+        status.stage, status.progress = ev.message, ev.fraction
+    elif isinstance(ev, PartResult):
+        _Job.results.append(ev.result)
+    _update_device(status)
+
+
+def _on_job_end(ev: Finished | Failed | Cancelled) -> None:
+    """Main thread, once the task has ended: say why it stopped, import the heads that finished."""
+    status = _status()
+    if isinstance(ev, Failed):
+        status.last_error = ev.message
+    elif isinstance(ev, Cancelled):
+        status.last_error = "Cancelled"
+    _update_device(status)
+    results, _Job.results = _Job.results, []
+    same_file = bpy.data.filepath == _Job.filepath  # another file opened meanwhile: import, never replace
+    replace = bpy.data.objects.get(_Job.replace_object_name) if _Job.replace_object_name and same_file else None
+    status.running = False
+    status.progress = 1.0 if results else 0.0
+    if results:
+        try:
+            wm = bpy.context.window_manager
+            window = wm.windows[0] if len(wm.windows) else None
+            with bpy.context.temp_override(window=window):
+                import_results(bpy.context, results, replace)
+            status.stage = "Done"
+        except Exception as e:  # shown in the panel
+            status.last_error = f"Import failed: {e}"
+
+
+#: The asynchronous Generate: at most one task, followed by a timer every 0.1 s.
+JOBS = TaskSlot("s3d-job", _on_job_event, _on_job_end, interval_s=0.1)
+
+
 def is_running() -> bool:
     """True while an asynchronous job runs."""
-    return _Active.thread is not None
+    return JOBS.busy()
 
 
 def start_async(context, requests: list[JobRequest], replace_object=None) -> None:
-    """Start the jobs in a worker thread and a main-thread timer that imports the results."""
+    """Start the jobs in a background task and a main-thread timer that imports the results."""
     if is_running():
         raise InputError("a job is already running; cancel it first")
     cfg = backend_config(context)
     status = context.window_manager.s3d_status
     status.running, status.progress, status.stage, status.last_error = True, 0.0, "Starting the backend", ""
     status.last_warning = ""
-    _Active.thread = JobThread(cfg, requests)
-    _Active.results = []
-    _Active.replace_object_name = replace_object.name if replace_object is not None else None
-    _Active.filepath = bpy.data.filepath
-    _Active.config = cfg
-    _Active.thread.start()
-    bpy.app.timers.register(_poll_active, first_interval=0.1, persistent=True)  # survives File > Open
+    _Job.results = []
+    _Job.replace_object_name = replace_object.name if replace_object is not None else None
+    _Job.filepath = bpy.data.filepath
+    _Job.config = cfg
+    JOBS.start(jobs_work(cfg, requests))  # the timer is persistent: it survives File > Open
 
 
 def cancel_async() -> None:
     """Ask the running job to stop."""
-    if _Active.thread is not None:
-        _Active.thread.cancel()
-
-
-def _redraw() -> None:
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "PREFERENCES"):
-                area.tag_redraw()
-
-
-def _poll_active():
-    """Main-thread timer: apply the job thread's events; import finished heads. Returns the next interval."""
-    thread = _Active.thread
-    if thread is None:
-        return None
-    status = bpy.context.window_manager.s3d_status
-    try:
-        finished = _apply_events(thread, status)
-    except Exception as e:  # never leave the panel stuck in "running"
-        status.last_error = f"internal error while following the job: {e}"
-        thread.cancel()
-        finished = True
-    if finished:
-        results, _Active.results = _Active.results, []
-        same_file = bpy.data.filepath == _Active.filepath  # another file opened meanwhile: import, never replace
-        replace = bpy.data.objects.get(_Active.replace_object_name) if _Active.replace_object_name and same_file else None
-        _Active.thread = None
-        status.running = False
-        status.progress = 1.0 if results else 0.0
-        if results:
-            try:
-                wm = bpy.context.window_manager
-                window = wm.windows[0] if len(wm.windows) else None
-                with bpy.context.temp_override(window=window):
-                    import_results(bpy.context, results, replace)
-                status.stage = "Done"
-            except Exception as e:  # shown in the panel
-                status.last_error = f"Import failed: {e}"
-    _redraw()
-    return None if finished else 0.1
-
-
-def _apply_events(thread: JobThread, status) -> bool:
-    """Copy queued events into the panel status; True when the thread has finished."""
-    n = max(1, len(thread.requests))
-    finished = False
-    for ev in thread.drain():
-        if ev[0] == "progress":
-            _, i, stage, frac = ev
-            status.stage = stage_label(stage) + (f" ({i + 1}/{n})" if n > 1 else "")
-            status.progress = (i + frac) / n
-        elif ev[0] == "done":
-            _Active.results.append(ev[2])
-        elif ev[0] == "error":
-            status.last_error = str(ev[2])
-        elif ev[0] == "cancelled":
-            status.last_error = "Cancelled"
-        elif ev[0] == "finished":
-            finished = True
-    if _Active.config is not None:
-        health = backend_for(_Active.config).health
-        if health:
-            status.device = str(health.get("device", ""))
-            status.device_reason = str(health.get("device_reason", ""))
-    return finished
+    JOBS.cancel()
 
 
 def stop_async() -> None:
     """Cancel the job and forget the timer (add-on disabled)."""
-    cancel_async()
-    if bpy.app.timers.is_registered(_poll_active):
-        bpy.app.timers.unregister(_poll_active)
-    _Active.thread = None
+    JOBS.stop()
 
 
 __all__ = ["BackendError", "GenerateSettings", "InputError", "build_request", "run_sync", "start_async"]

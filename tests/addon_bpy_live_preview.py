@@ -25,8 +25,8 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 import blender_addon  # noqa: E402
-from blender_addon import live_preview_blender as glue  # noqa: E402
-from blender_addon.sketch_setup import add_stroke, create_sketch_object  # noqa: E402
+from blender_addon.scene import live_preview_blender as glue  # noqa: E402
+from blender_addon.scene.sketch_setup import add_stroke, create_sketch_object  # noqa: E402
 
 FAKE_JOB_S = 0.3
 

@@ -2,7 +2,7 @@
 
 Usage: python tests/addon_bpy_mesh_checks.py --job JOB_DIR --bad-ply FILE --out REPORT.json
 
-Imports a recorded job folder with ``blender_addon.importer.import_job_folder`` (Blender's PLY importer)
+Imports a recorded job folder with ``blender_addon.scene.importer.import_job_folder`` (Blender's PLY importer)
 and a broken PLY, then runs the optional mesh steps on the imported head. Writes what it observed into
 REPORT.json (arrays into REPORT.npz); the assertions live in the pytest file. Only this script touches bpy.
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from blender_addon import importer  # noqa: E402
+from blender_addon.scene import importer  # noqa: E402
 
 
 def point_values(me, name: str, kind: str = "value", width: int = 1) -> np.ndarray | None:
@@ -80,7 +80,7 @@ def main() -> int:
             report["bad_ply_error"] = str(e)
         report["objects_after_bad"] = sorted(o.name for o in bpy.data.objects)
 
-        from blender_addon import mesh_ops
+        from blender_addon.scene import mesh_ops
 
         engine = ctx.scene.render.engine
         t0 = time.monotonic()

@@ -156,21 +156,21 @@ def draw_everything(mod, report_extra: dict) -> list[str]:
         for running in (False, True):
             s.source, status.running = source, running
             status.device, status.device_reason, status.last_error = "cpu", "no CUDA", "a long error " * 12
-            mod.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
+            mod.ui.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
     s.source, s.live_preview, status.preview_stage = "GREASE_PENCIL", True, "Live preview failed: a long reason " * 3
-    mod.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
+    mod.ui.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
     s.live_preview, status.preview_stage = False, ""
     saved = prefs.backend_python
     for env_running in (False, True):
         status.env_running, status.env_error = env_running, "" if env_running else "pip failed"
-        mod.preferences.S3DPreferences.draw(_Self(CheckingLayout(calls), prefs), ctx)
+        mod.ui.preferences.S3DPreferences.draw(_Self(CheckingLayout(calls), prefs), ctx)
         prefs.backend_python = "/nonexistent/python"  # the panel's "no backend environment" box
         os.environ.pop("S3D_BACKEND_PYTHON", None)
-        mod.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
-        problems.append(mod.preferences.backend_python_problem(prefs))
+        mod.ui.panel.S3D_PT_main.draw(_Self(CheckingLayout(calls)), ctx)
+        problems.append(mod.ui.preferences.backend_python_problem(prefs))
     prefs.backend_python = saved
     report_extra["backend_python_problems"] = problems
-    report_extra["backend_python_problem_ok"] = mod.preferences.backend_python_problem(prefs)
+    report_extra["backend_python_problem_ok"] = mod.ui.preferences.backend_python_problem(prefs)
     status.running = status.env_running = False
     status.last_error = status.device = ""
     s.source = "GREASE_PENCIL"
@@ -182,7 +182,7 @@ def live_preview_step(mod, gp, scene) -> dict:
     applied to the one preview object; the draft job folders are gone; toggle off removes the preview."""
     import re
 
-    glue = mod.live_preview_blender
+    glue = mod.scene.live_preview_blender
     s = scene.s3d
     s.source, s.gp_object, s.live_preview = "GREASE_PENCIL", gp, True
     drawing = gp.data.layers["Lines"].current_frame().drawing
@@ -196,10 +196,10 @@ def live_preview_step(mod, gp, scene) -> dict:
             time.sleep(0.05)
 
     t = np.linspace(0.0, 1.0, 6)
-    mod.sketch_setup.add_stroke(drawing, np.c_[-0.02 + 0.04 * t, 0.06 + 0.005 * t, 0 * t], 0.0015)  # a brow line
+    mod.scene.sketch_setup.add_stroke(drawing, np.c_[-0.02 + 0.04 * t, 0.06 + 0.005 * t, 0 * t], 0.0015)  # a brow line
     out = {"first_started": tick_until(lambda: glue.state().running is not None, 5.0)}
     first = glue.state().running
-    mod.sketch_setup.add_stroke(drawing, np.c_[-0.01 + 0.02 * t, -0.075 + 0 * t, 0 * t], 0.0015)  # a chin line
+    mod.scene.sketch_setup.add_stroke(drawing, np.c_[-0.01 + 0.02 * t, -0.075 + 0 * t, 0 * t], 0.0015)  # a chin line
     glue.tick(bpy.context)
     out["first_cancel_asked"] = first.handle.cancel_event.is_set()
     t0 = time.monotonic()
@@ -213,7 +213,7 @@ def live_preview_step(mod, gp, scene) -> dict:
         out["first_outcome"] = f"{type(e).__name__}: {e}"
         m = re.search(r"job (\S+) ", str(e))
         if m:
-            client = mod.backend_process.backend_for(mod.preferences.backend_config()).client()
+            client = mod.transport.backend_process.backend_for(mod.ui.preferences.backend_config()).client()
             out["first_backend_state"] = client.status(m.group(1))["state"]
     obj = glue.preview_object()
     previews = [o.name for o in bpy.data.objects if o.get(glue.PREVIEW_PROP)]
@@ -273,8 +273,8 @@ def main() -> int:
         bpy.ops.s3d.new_sketch()
         report["drawing_plane_after"] = [ts.gpencil_sculpt.lock_axis, ts.gpencil_stroke_placement_view3d]
         ts.gpencil_sculpt.lock_axis = "VIEW"
-        report["drawing_plane_changes"] = mod.sketch_setup.set_drawing_plane(bpy.context)
-        report["drawing_plane_changes_again"] = mod.sketch_setup.set_drawing_plane(bpy.context)
+        report["drawing_plane_changes"] = mod.scene.sketch_setup.set_drawing_plane(bpy.context)
+        report["drawing_plane_changes_again"] = mod.scene.sketch_setup.set_drawing_plane(bpy.context)
         gp = bpy.context.active_object
         report["sketch"] = {"name": gp.name, "type": gp.type, "layers": [l.name for l in gp.data.layers],
                             "guide_locked": gp.data.layers["S3D Guide"].lock}
@@ -284,16 +284,16 @@ def main() -> int:
         report["generate_poll_with_drawing"] = bpy.ops.s3d.generate.poll()
 
         step("capture")
-        doc = mod.gp_capture.capture(gp, scene, "FRONT")
+        doc = mod.scene.gp_capture.capture(gp, scene, "FRONT")
         report["captured"] = doc
-        report["capture_hash"] = mod.gp_capture.stroke_hash(doc)
+        report["capture_hash"] = mod.scene.gp_capture.stroke_hash(doc)
         cam = bpy.data.objects.new("Front camera", bpy.data.cameras.new("Front camera"))
         scene.collection.objects.link(cam)
         cam.location, cam.rotation_euler = (0.0, -2.0, 0.0), (np.pi / 2, 0.0, 0.0)  # looks along +Y
         cam.data.type, cam.data.ortho_scale = "ORTHO", 0.4
         scene.camera = cam
         scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 512, 512, 100
-        report["captured_camera"] = mod.gp_capture.capture(gp, scene, "CAMERA")
+        report["captured_camera"] = mod.scene.gp_capture.capture(gp, scene, "CAMERA")
 
         step("generate")
         s = scene.s3d
@@ -312,7 +312,7 @@ def main() -> int:
         report["status_warning"] = status.last_warning
         report["head_warnings_prop"] = head.get("s3d_warnings")
         report["after_generate"] = names()
-        report["backend_pid"] = mod.backend_process.running_backends()[0].pid
+        report["backend_pid"] = mod.transport.backend_process.running_backends()[0].pid
         report["check_backend"] = sorted(bpy.ops.s3d.check_backend())
 
         step("undo")
@@ -326,7 +326,7 @@ def main() -> int:
         gp_name = report["sketch"]["name"]
 
         step("backend crash and restart")
-        proc = mod.backend_process.running_backends()[0]
+        proc = mod.transport.backend_process.running_backends()[0]
         os.kill(proc.pid, signal.SIGKILL)
         time.sleep(0.5)
         report["generate_after_crash"] = sorted(bpy.ops.s3d.generate())
@@ -411,13 +411,13 @@ def main() -> int:
         gen = mod.generation
         before_async = names()
         gen.start_async(bpy.context, [gen.build_request(bpy.context, gen.GenerateSettings.from_scene(bpy.context), seed=9)])
-        report["async_timer_registered"] = bpy.app.timers.is_registered(gen._poll_active)
+        report["async_timer_registered"] = bpy.app.timers.is_registered(gen.JOBS.timer)
         report["async_running_during"] = bool(status.running)
         report["generate_poll_while_running"] = bpy.ops.s3d.generate.poll()
         ret, stages, t0 = 0.1, [], time.monotonic()
         while ret is not None and time.monotonic() - t0 < 90:
             time.sleep(0.05)
-            ret = gen._poll_active()
+            ret = gen.JOBS.timer()
             if status.stage and (not stages or stages[-1] != status.stage):
                 stages.append(status.stage)
         new_async = sorted(set(names()) - set(before_async))
@@ -425,26 +425,26 @@ def main() -> int:
                            "running_after": bool(status.running), "progress": status.progress,
                            "seed": bpy.data.objects[new_async[0]]["s3d_seed"] if new_async else None,
                            "error": status.last_error}
-        if bpy.app.timers.is_registered(gen._poll_active):
-            bpy.app.timers.unregister(gen._poll_active)
+        if bpy.app.timers.is_registered(gen.JOBS.timer):
+            bpy.app.timers.unregister(gen.JOBS.timer)
         before_cancel = names()
         gen.start_async(bpy.context, [gen.build_request(bpy.context, gen.GenerateSettings.from_scene(bpy.context), seed=10)])
         gen.cancel_async()
         ret, t0 = 0.1, time.monotonic()
         while ret is not None and time.monotonic() - t0 < 60:
             time.sleep(0.05)
-            ret = gen._poll_active()
+            ret = gen.JOBS.timer()
         report["async_cancel"] = {"finished": ret is None, "error": status.last_error, "unchanged": names() == before_cancel}
-        if bpy.app.timers.is_registered(gen._poll_active):
-            bpy.app.timers.unregister(gen._poll_active)
-        report["env_dir"] = str(mod.preferences.default_env_dir())
+        if bpy.app.timers.is_registered(gen.JOBS.timer):
+            bpy.app.timers.unregister(gen.JOBS.timer)
+        report["env_dir"] = str(mod.ui.preferences.default_env_dir())
 
         step("live preview against the backend (ticked by hand)")
         report["live_preview"] = live_preview_step(mod, bpy.data.objects[gp_name], scene)
 
         step("job folders kept to the newest N, never one of a head in the file")
-        jobs_root = mod.preferences.job_root(bpy.context)
-        n_real = len(mod.job_folders.job_folders(jobs_root))  # the later tests read these: keep them all
+        jobs_root = mod.ui.preferences.job_root(bpy.context)
+        n_real = len(mod.transport.job_folders.job_folders(jobs_root))  # the later tests read these: keep them all
         for i in range(3):
             (jobs_root / f"old_head_seed{i}_2020010{i + 1}-000000-000000").mkdir(parents=True)
         holder = bpy.data.objects.new("Old head", None)  # a head of the oldest folder, still in the file
@@ -457,10 +457,10 @@ def main() -> int:
         bpy.data.objects.remove(holder)
         report["prune"] = {"removed": sorted(x.name for x in removed), "in_use": in_use,
                            "in_use_exist": all(Path(f).is_dir() for f in in_use),
-                           "left": sorted(x.name for x in mod.job_folders.job_folders(jobs_root))}
+                           "left": sorted(x.name for x in mod.transport.job_folders.job_folders(jobs_root))}
 
         step("dead backend")
-        mod.backend_process.stop_all()
+        mod.transport.backend_process.stop_all()
         prefs.backend_python = args.dead_python
         before_dead = names()
         meshes_dead = len(bpy.data.meshes)
@@ -473,7 +473,7 @@ def main() -> int:
         report["dead_status_error"] = status.last_error
 
         step("recorded multi-class job")
-        obj = mod.importer.import_job_folder(bpy.context, args.recorded_job, "Recorded", sketch_sha256="x")
+        obj = mod.scene.importer.import_job_folder(bpy.context, args.recorded_job, "Recorded", sketch_sha256="x")
         info, rec_arrays = describe_head(obj)
         report["recorded"] = info
         report["recorded_warnings"] = {"prop": obj.get("s3d_warnings"),
@@ -491,7 +491,7 @@ def main() -> int:
 
         step("disable")
         prefs.backend_python = args.backend_python
-        live = mod.backend_process.backend_for(mod.preferences.backend_config())
+        live = mod.transport.backend_process.backend_for(mod.ui.preferences.backend_config())
         live.client()
         pid = live.pid
         bpy.ops.preferences.addon_disable(module=PKG)

@@ -26,7 +26,8 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(TESTS))
 
-from blender_addon import label_set, png_io, stroke_projection  # noqa: E402
+from blender_addon.scene import label_set, stroke_projection  # noqa: E402
+from blender_addon.transport import png_io  # noqa: E402
 from ply_files import write_ply  # noqa: E402
 
 HAS_SERVER = (ROOT / "backend" / "server.py").is_file()
@@ -149,7 +150,7 @@ def test_colour_mask_snaps_painted_colours_to_classes():
 
 
 def test_backend_requirements_exclude_torch():
-    from blender_addon.backend_env import backend_requirements, setup_commands
+    from blender_addon.transport.backend_env import backend_requirements, setup_commands
 
     reqs = backend_requirements(ROOT)
     assert reqs and not any(r.lower().startswith("torch") for r in reqs)
@@ -165,7 +166,7 @@ def _fake_python(path: Path, version: str) -> str:
 
 
 def test_env_setup_finds_a_python_311_or_uses_uv(tmp_path, monkeypatch):
-    from blender_addon import backend_env
+    from blender_addon.transport import backend_env
 
     py313 = _fake_python(tmp_path / "python3.13", "3 13")  # Blender 5.1+'s own Python
     py311 = _fake_python(tmp_path / "python3.11", "3 11")
@@ -184,7 +185,7 @@ def test_env_setup_finds_a_python_311_or_uses_uv(tmp_path, monkeypatch):
 def test_env_setup_waits_for_online_access():
     from types import SimpleNamespace
 
-    from blender_addon.backend_env import online_access_problem
+    from blender_addon.transport.backend_env import online_access_problem
 
     assert online_access_problem(SimpleNamespace(online_access=True)) is None
     msg = online_access_problem(SimpleNamespace(online_access=False, online_access_override=False))
@@ -231,9 +232,84 @@ def test_extension_zip_passes_blenders_validator_with_an_accepted_licence(tmp_pa
     assert r.returncode == 0 and "Success" in r.stdout, r.stdout + r.stderr
 
 
+def test_task_slot_hands_typed_events_to_the_main_thread_in_order():
+    """One helper for every background operation: events in order, one terminal event, then ``on_end``;
+    a cancel ends a job ``Cancelled``; an error in ``on_event`` cancels the task and ends it ``internal_error``."""
+    import threading
+
+    from blender_addon.tasks import Cancelled, Failed, Finished, PartResult, Progress, TaskSlot, failure
+    from blender_addon.transport.http_client import BackendError
+    from blender_addon.transport.job_runner import JobCancelled
+
+    seen, ends = [], []
+    slot = TaskSlot("s3d-test", seen.append, ends.append)
+
+    def work(task):
+        task.emit(Progress("mesh", 0.5, "Making the mesh"))
+        task.emit(PartResult(0, "head"))
+        return ["head"]
+
+    slot.start(work, follow=False)
+    assert slot.busy() and slot.wait(5) and not slot.busy()
+    assert seen == [Progress("mesh", 0.5, "Making the mesh"), PartResult(0, "head"), Finished(["head"])]
+    assert ends == [Finished(["head"])]
+
+    seen.clear(), ends.clear()
+    go = threading.Event()
+
+    def cancellable(task):
+        go.set()
+        task.cancel_event.wait(5)
+        raise JobCancelled("job j1 cancelled")
+
+    slot.start(cancellable, follow=False)
+    with pytest.raises(RuntimeError, match="already running"):
+        slot.start(work, follow=False)
+    go.wait(5)
+    slot.cancel()
+    assert slot.wait(5) and isinstance(ends[0], Cancelled) and isinstance(ends[0].error, JobCancelled)
+
+    ends.clear()
+    slot.on_event = lambda ev: 1 / 0
+    task = slot.start(work, follow=False)
+    assert slot.wait(5) and task.cancelled()
+    assert isinstance(ends[0], Failed) and ends[0].code == "internal_error" and "division" in ends[0].message
+
+    assert failure(BackendError("backend_timeout", "too slow")).code == "backend_timeout"
+    err = ValueError("")
+    assert failure(err) == Failed("valueerror", "ValueError", err)
+
+
+def test_jobs_work_reports_overall_progress_and_each_finished_job(monkeypatch):
+    from blender_addon.tasks import BackgroundTask, Failed, Finished, PartResult, Progress
+    from blender_addon.transport import job_runner
+
+    def fake_run_job(config, req, cancel_event=None, on_progress=None, **kw):
+        on_progress("mesh", 0.5)
+        if req.name == "bad":
+            raise job_runner.BackendError("job_failed", "the mask was empty")
+        return req.name
+
+    monkeypatch.setattr(job_runner, "run_job", fake_run_job)
+    reqs = [job_runner.JobRequest(job_input={}, options={}, out_dir="/tmp/x", name=n) for n in ("a", "b")]
+    task = BackgroundTask(job_runner.jobs_work(None, reqs)).start()
+    task.join(5)
+    evs = task.drain()
+    assert evs == [Progress("mesh", 0.25, "Making the mesh (1/2)"), PartResult(0, "a"),
+                   Progress("mesh", 0.75, "Making the mesh (2/2)"), PartResult(1, "b"), Finished(["a", "b"])]
+    reqs[1].name = "bad"
+    task = BackgroundTask(job_runner.jobs_work(None, reqs)).start()
+    task.join(5)
+    evs = task.drain()
+    assert evs[1] == PartResult(0, "a") and isinstance(evs[-1], Failed)
+    assert evs[-1].code == "job_failed" and evs[-1].message == "the mask was empty"
+    with pytest.raises(job_runner.BackendError):
+        task.result()
+
+
 def test_stage_names_are_shown_in_words():
     from backend.pipeline import STAGES
-    from blender_addon.job_runner import STAGE_LABELS, stage_label
+    from blender_addon.transport.job_runner import STAGE_LABELS, stage_label
 
     assert stage_label("density_grid") == "Building the surface"
     assert all(name in STAGE_LABELS for name, _ in STAGES)  # every backend stage has words
@@ -242,7 +318,7 @@ def test_stage_names_are_shown_in_words():
 
 
 def test_job_folders_keep_the_newest_and_those_in_use(tmp_path):
-    from blender_addon.job_folders import job_folders, prune_job_folders
+    from blender_addon.transport.job_folders import job_folders, prune_job_folders
 
     names = [f"S3D_Sketch_head_seed{i}_2026120{i}-101500-00000{i}" for i in range(1, 7)]
     for n in names:
@@ -262,8 +338,8 @@ def test_job_folders_keep_the_newest_and_those_in_use(tmp_path):
 # HTTP client and backend lifecycle (no bpy)
 # ---------------------------------------------------------------------------------------------------------
 def test_start_failure_is_reported_with_the_backend_output(tmp_path):
-    from blender_addon.backend_process import BackendConfig, BackendProcess
-    from blender_addon.http_client import BackendError
+    from blender_addon.transport.backend_process import BackendConfig, BackendProcess
+    from blender_addon.transport.http_client import BackendError
 
     fake = tmp_path / "python"
     fake.write_text("#!/bin/sh\necho 'ImportError: no module named torch' >&2\nexit 3\n")
@@ -281,7 +357,7 @@ def test_start_failure_is_reported_with_the_backend_output(tmp_path):
 def test_unreachable_backend_is_a_clear_error():
     import socket
 
-    from blender_addon.http_client import BackendClient, BackendError
+    from blender_addon.transport.http_client import BackendClient, BackendError
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -295,7 +371,7 @@ def test_unreachable_backend_is_a_clear_error():
 def test_guide_content_box_matches_the_backend_framing():
     from backend.align import canonical_content_box as backend_box
 
-    from blender_addon import sketch_guide
+    from blender_addon.scene import sketch_guide
 
     ref = backend_box()
     ours = sketch_guide.canonical_content_box()
@@ -645,23 +721,22 @@ def test_live_preview_cancels_the_stale_draft_on_the_backend_and_fills_one_objec
 
 
 def test_env_setup_thread_reports_progress_lines_and_failures(tmp_path):
-    from blender_addon.backend_env import EnvSetupThread
+    from blender_addon.tasks import BackgroundTask, Failed, Finished, OutputLine, Progress
+    from blender_addon.transport.backend_env import EnvSetup, env_python
 
     def run(steps):
-        t = EnvSetupThread(tmp_path / "env", ROOT, python=sys.executable)
-        t.steps = steps
-        t.start()
-        t.join(60)
-        out = []
-        while not t.events.empty():
-            out.append(t.events.get_nowait())
-        return out
+        setup = EnvSetup(tmp_path / "env", ROOT, python=sys.executable)
+        setup.steps = steps
+        task = BackgroundTask(setup.run, name="s3d-env-setup").start()
+        task.join(60)
+        return task.drain()
 
     ok = run([("one", [sys.executable, "-c", "print('hello from pip')"]), ("two", [sys.executable, "-c", "pass"])])
-    assert [e.kind for e in ok] == ["progress", "line", "progress", "done"]
-    assert ok[1].text == "hello from pip" and ok[2].fraction == pytest.approx(0.5)
+    assert [type(e) for e in ok] == [Progress, OutputLine, Progress, Finished]
+    assert ok[1].line == "hello from pip" and ok[2].fraction == pytest.approx(0.5)
+    assert ok[0].message == "one" and ok[-1].result == str(env_python(tmp_path / "env"))
     bad = run([("broken", [sys.executable, "-c", "import sys; print('ERROR: no matching distribution'); sys.exit(4)"])])
-    assert bad[-1].kind == "error" and "exit code 4" in bad[-1].text and "no matching distribution" in bad[-1].text
+    assert isinstance(bad[-1], Failed) and "exit code 4" in bad[-1].message and "no matching distribution" in bad[-1].message
 
 
 def test_symmetric_option_gives_a_head_that_is_its_own_mirror_image(scenario):
@@ -717,8 +792,8 @@ def test_panel_and_preferences_draw_valid_ui(scenario):
 def test_stop_interrupts_a_start_in_progress(tmp_path):
     import threading
 
-    from blender_addon.backend_process import BackendConfig, BackendProcess
-    from blender_addon.http_client import BackendError
+    from blender_addon.transport.backend_process import BackendConfig, BackendProcess
+    from blender_addon.transport.http_client import BackendError
 
     slow = tmp_path / "python"
     slow.write_text("#!/bin/sh\nexec sleep 60\n")  # never prints S3D_READY
@@ -774,7 +849,7 @@ def test_build_addon_bundles_addon_backend_and_lite_weights_only(tmp_path):
 
 
 def test_remote_backend_opt_in_starts_nothing(backend_setup):
-    from blender_addon.backend_process import BackendConfig, BackendProcess
+    from blender_addon.transport.backend_process import BackendConfig, BackendProcess
 
     local = BackendProcess(BackendConfig(backend_python=str(backend_setup["shim"]), backend_root=str(ROOT),
                                          weights_dir=str(backend_setup["weights"]), startup_timeout_s=120))
@@ -784,7 +859,7 @@ def test_remote_backend_opt_in_starts_nothing(backend_setup):
         assert remote.client().health()["status"] == "ok"
         assert remote.pid is None and remote.is_running()
         wrong = BackendProcess(BackendConfig(remote_url=client.base_url, remote_token="not-the-token"))
-        from blender_addon.http_client import BackendError
+        from blender_addon.transport.http_client import BackendError
 
         with pytest.raises(BackendError) as e:
             wrong.client()
@@ -797,7 +872,7 @@ def test_remote_backend_opt_in_starts_nothing(backend_setup):
 def test_loopback_client_ignores_proxy_settings(monkeypatch):
     from urllib.request import ProxyHandler
 
-    from blender_addon.http_client import BackendClient
+    from blender_addon.transport.http_client import BackendClient
 
     monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
@@ -809,9 +884,9 @@ def test_loopback_client_ignores_proxy_settings(monkeypatch):
 
 def test_failed_download_leaves_no_partial_result(tmp_path, monkeypatch):
     """A connection lost while fetching a job's files must not leave some of them in the output folder."""
-    from blender_addon import job_runner
-    from blender_addon.backend_process import BackendConfig
-    from blender_addon.http_client import BackendError
+    from blender_addon.transport import job_runner
+    from blender_addon.transport.backend_process import BackendConfig
+    from blender_addon.transport.http_client import BackendError
 
     class FlakyClient:
         def submit(self, job_input, options):

@@ -1,4 +1,4 @@
-"""Live preview: the state machine (blender_addon/live_preview.py) with a fake clock and a fake job runner,
+"""Live preview: the state machine (blender_addon/scene/live_preview.py) with a fake clock and a fake job runner,
 the PLY reader, and, under bpy 5.0.1 in a subprocess (tests/addon_bpy_live_preview.py), the Blender glue:
 strokes added one by one, one preview object updated in place, stale drafts cancelled, no undo steps.
 """
@@ -20,8 +20,8 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(TESTS))
 
-from blender_addon.live_preview import (DEBOUNCE_S, DRAFT_OPTIONS, LivePreview, ThreadedJob,  # noqa: E402
-                                        read_mesh_ply)
+from blender_addon.scene.live_preview import DEBOUNCE_S, DRAFT_OPTIONS, LivePreview, read_mesh_ply  # noqa: E402
+from blender_addon.tasks import BackgroundTask  # noqa: E402
 from ply_files import write_ply  # noqa: E402
 
 HAS_BPY = importlib.util.find_spec("bpy") is not None
@@ -175,22 +175,22 @@ def test_nothing_to_send_cancels_and_stop_cancels_everything():
     assert runner.jobs[1].cancelled and live.latest_key is None and live.running is None
 
 
-def test_threaded_job_hands_over_result_error_and_cancel():
-    job = ThreadedJob(lambda cancel: 42)
+def test_background_task_hands_over_result_error_and_cancel():
+    job = BackgroundTask(lambda task: 42).start()
     job.join(5)
     assert job.done() and job.result() == 42
-    job = ThreadedJob(lambda cancel: (_ for _ in ()).throw(ValueError("bad")))
+    job = BackgroundTask(lambda task: (_ for _ in ()).throw(ValueError("bad"))).start()
     job.join(5)
     with pytest.raises(ValueError, match="bad"):
         job.result()
     started = threading.Event()
 
-    def wait(cancel):
+    def wait(task):
         started.set()
-        assert cancel.wait(5)
+        assert task.cancel_event.wait(5)
         return "stopped"
 
-    job = ThreadedJob(wait)
+    job = BackgroundTask(wait).start()
     started.wait(5)
     assert not job.done()
     job.cancel()

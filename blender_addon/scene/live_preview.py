@@ -1,6 +1,6 @@
 """Live preview: the decisions behind the draft head that follows a drawing (standard library and numpy, no bpy).
 
-While the artist draws, the add-on (blender_addon/live_preview_blender.py, the thin Blender glue) asks
+While the artist draws, the add-on (blender_addon/scene/live_preview_blender.py, the thin Blender glue) asks
 :class:`LivePreview` what to do, a few times a second:
 
 * :meth:`LivePreview.observe` gets the drawing's current key (a hash of its strokes and the options
@@ -16,14 +16,14 @@ the running draft, and the next starts 0.4 s after the last stroke. The draft jo
 with :data:`DRAFT_OPTIONS` (a coarse grid, few and small colour views): about 1.1 s of one CPU core's
 time (``s3d bench --draft``; half of it is the sketch network, which no job option makes cheaper).
 
-Also here: :class:`ThreadedJob`, the job handle the glue uses (a worker thread with a cancel event), and
-:func:`read_mesh_ply`, which reads the backend's ``mesh.ply`` into arrays, so that the preview's mesh
-can be built with Blender's mesh API without the PLY import operator (which changes the selection and
-the active object, and so would disturb the drawing in progress).
+The glue's job handles are ``tasks.BackgroundTask`` objects (a worker thread with a cancel event; they
+have ``done``, ``cancel`` and ``result``). Also here: :func:`read_mesh_ply`, which reads the backend's
+``mesh.ply`` into arrays, so that the preview's mesh can be built with Blender's mesh API without the PLY
+import operator (which changes the selection and the active object, and so would disturb the drawing in
+progress).
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,45 +168,6 @@ class LivePreview:
     def busy(self) -> bool:
         """True while a draft job (current or stale) has not finished."""
         return self.running is not None or bool(self.stale)
-
-
-class ThreadedJob:
-    """A job handle: ``work(cancel_event)`` runs in a daemon thread; :meth:`cancel` sets the event.
-
-    ``work`` is expected to stop soon after the event is set (``job_runner.run_job`` then cancels the
-    backend job and raises ``JobCancelled``).
-    """
-
-    def __init__(self, work: Callable[[threading.Event], Any], name: str = "s3d-live-preview"):
-        self.cancel_event = threading.Event()
-        self._result: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self, work: Callable[[threading.Event], Any]) -> None:
-        try:
-            self._result = work(self.cancel_event)
-        except BaseException as e:  # handed to the main thread by result()
-            self._error = e
-
-    def done(self) -> bool:
-        """True once ``work`` has returned or raised."""
-        return not self._thread.is_alive()
-
-    def cancel(self) -> None:
-        """Set the cancel event."""
-        self.cancel_event.set()
-
-    def result(self) -> Any:
-        """``work``'s return value; raises what it raised. Call only when :meth:`done`."""
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread (tests, shutdown)."""
-        self._thread.join(timeout)
 
 
 _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "<i2", "int16": "<i2",

@@ -25,13 +25,14 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import generation
-from .generation import GenerateSettings, InputError, build_request
+from .. import generation
+from ..tasks import BackgroundTask
+from ..generation import GenerateSettings, InputError, build_request
 from .gp_capture import is_grease_pencil, read_strokes
 from .importer import COLOR_ATTRIBUTE, vertex_colour_material
-from .job_runner import JobRequest, run_job
-from .live_preview import DRAFT_OPTIONS, LivePreview, ThreadedJob, read_mesh_ply
-from .preferences import backend_config
+from ..transport.job_runner import JobRequest, run_job
+from .live_preview import DRAFT_OPTIONS, LivePreview, read_mesh_ply
+from ..ui.preferences import backend_config
 
 PREVIEW_NAME = "S3D Preview"
 #: custom property that marks the preview object (found by it, whatever the user renamed it to)
@@ -59,18 +60,18 @@ class FailedJob:
 
 
 def backend_runner(config):
-    """The default draft runner: ``runner(request) -> ThreadedJob`` that runs the job on the backend
+    """The default draft runner: ``runner(request) -> BackgroundTask`` that runs the job on the backend
     (``run_job``, cancelled through the backend's cancel endpoint), reads ``mesh.ply`` into arrays in the
     worker thread and always removes the job's folder, so that draft folders never pile up."""
-    def run(request: JobRequest) -> ThreadedJob:
-        def work(cancel_event):
+    def run(request: JobRequest) -> BackgroundTask:
+        def work(task: BackgroundTask) -> dict:
             try:
-                res = run_job(config, request, cancel_event=cancel_event, poll_interval_s=0.05)
+                res = run_job(config, request, cancel_event=task.cancel_event, poll_interval_s=0.05)
                 return {"mesh": read_mesh_ply(Path(request.out_dir) / "mesh.ply"), "job_id": res.job_id,
                         "result": res.result}
             finally:
                 shutil.rmtree(request.out_dir, ignore_errors=True)
-        return ThreadedJob(work)
+        return BackgroundTask(work, name="s3d-live-preview").start()
     return run
 
 

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .backend_process import find_backend_root
+from ..transport.backend_process import find_backend_root
 from .stroke_projection import BOX_SIZE_M
 
 #: Same as ``backend.align.DEFAULT_CANONICAL_CONTENT_BOX`` (a test checks it): content box centre,

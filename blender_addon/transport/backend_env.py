@@ -6,19 +6,19 @@ so Blender's own Python serves only when it is 3.11) or, when there is none, ``u
 ``<env python> -m pip install torch==2.13.0`` (pinned first, so no dependency pulls another build);
 ``<env python> -m pip install <backend requirements>``. The requirements come from
 ``backend_requirements.txt`` (written into the extension zip by ``build_addon.py``) or, in a checkout,
-from ``pyproject.toml``'s ``[project].dependencies``. Runs in a worker thread; the add-on shows the
-progress and the latest pip line from a main-thread timer. Standard library only.
+from ``pyproject.toml``'s ``[project].dependencies``. :meth:`EnvSetup.run` is the work of a
+``tasks.BackgroundTask``; the add-on shows its progress and the latest pip line from a main-thread timer.
+Standard library only.
 """
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import threading
-from dataclasses import dataclass
 from pathlib import Path
+
+from ..tasks import BackgroundTask, OutputLine, Progress, TaskCancelled
 
 TORCH_REQUIREMENT = "torch==2.13.0"
 
@@ -173,59 +173,59 @@ def online_access_problem(app=None) -> str | None:
     return msg
 
 
-@dataclass
-class SetupEvent:
-    """Progress of the environment setup: ``kind`` is "progress", "line", "done" or "error"."""
+class EnvSetupError(RuntimeError):
+    """A set-up step failed (its exit code and last output lines in the message) or could not run."""
 
-    kind: str
-    fraction: float = 0.0
-    text: str = ""
+    code = "env_setup_failed"
 
 
-class EnvSetupThread(threading.Thread):
-    """Runs :func:`setup_commands` one after the other; events on :attr:`events` (:class:`SetupEvent`)."""
+class EnvSetup:
+    """The environment set-up: :func:`setup_commands` run one after the other by :meth:`run`.
+
+    Raises :class:`NoBasePythonError` or FileNotFoundError (see :func:`setup_commands`) when made, so
+    before any thread starts.
+    """
 
     def __init__(self, env_dir: str | os.PathLike, backend_root: str | os.PathLike, python: str | None = None):
-        """Raises :class:`NoBasePythonError` (see :func:`setup_commands`) before any thread starts."""
-        super().__init__(name="s3d-env-setup", daemon=True)
         self.env_dir = Path(env_dir)
         self.steps = setup_commands(env_dir, backend_root, python)
-        self.events: queue.Queue = queue.Queue()
-        self.cancel_event = threading.Event()
         self.proc: subprocess.Popen | None = None
 
-    def run(self) -> None:
+    def run(self, task: BackgroundTask) -> str:
+        """The task's work: a ``Progress`` event per step (``fraction`` = steps done / steps), an
+        ``OutputLine`` per output line of the running step (200 characters at most). A cancel terminates
+        the running step at its next output line. Returns the environment's Python executable.
+
+        Raises:
+            EnvSetupError: a step exited non-zero (its last 10 output lines in the message) or could not run.
+            TaskCancelled: the task was cancelled.
+        """
         n = len(self.steps)
-        try:
-            for i, (label, argv) in enumerate(self.steps):
-                if self.cancel_event.is_set():
-                    self.events.put(SetupEvent("error", i / n, "cancelled"))
-                    return
-                self.events.put(SetupEvent("progress", i / n, label))
-                env = dict(os.environ)
-                env.pop("PYTHONHOME", None)
-                env.pop("PYTHONPATH", None)
+        for i, (label, argv) in enumerate(self.steps):
+            if task.cancelled():
+                raise TaskCancelled("cancelled")
+            task.emit(Progress(f"step{i + 1}", i / n, label))
+            env = dict(os.environ)
+            env.pop("PYTHONHOME", None)
+            env.pop("PYTHONPATH", None)
+            try:
                 self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                              stdin=subprocess.DEVNULL)
-                tail: list[str] = []
-                assert self.proc.stdout is not None
-                for raw in iter(self.proc.stdout.readline, b""):
-                    line = raw.decode("utf-8", "replace").rstrip()
-                    if line:
-                        tail = (tail + [line])[-10:]
-                        self.events.put(SetupEvent("line", i / n, line[:200]))
-                    if self.cancel_event.is_set():
-                        self.proc.terminate()
-                rc = self.proc.wait()
-                if rc != 0:
-                    msg = "\n".join(tail)
-                    self.events.put(SetupEvent("error", i / n, f"'{label}' failed (exit code {rc}):\n{msg}"))
-                    return
-            self.events.put(SetupEvent("done", 1.0, str(env_python(self.env_dir))))
-        except OSError as e:
-            self.events.put(SetupEvent("error", 0.0, f"cannot run the setup: {e}"))
-
-    def cancel(self) -> None:
-        """Ask the setup to stop: the running step is terminated at its next output line, then an ``error`` event
-        follows."""
-        self.cancel_event.set()
+            except OSError as e:
+                raise EnvSetupError(f"cannot run the setup: {e}") from e
+            tail: list[str] = []
+            assert self.proc.stdout is not None
+            for raw in iter(self.proc.stdout.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line:
+                    tail = (tail + [line])[-10:]
+                    task.emit(OutputLine(line[:200]))
+                if task.cancelled():
+                    self.proc.terminate()
+            rc = self.proc.wait()
+            if task.cancelled():
+                raise TaskCancelled("cancelled")
+            if rc != 0:
+                msg = "\n".join(tail)
+                raise EnvSetupError(f"'{label}' failed (exit code {rc}):\n{msg}")
+        return str(env_python(self.env_dir))

@@ -27,7 +27,7 @@ from pathlib import Path
 from .http_client import BackendClient, BackendError
 
 READY_PREFIX = "S3D_READY "
-ADDON_DIR = Path(__file__).resolve().parent
+ADDON_DIR = Path(__file__).resolve().parents[1]  # the add-on folder (this file is in its transport/)
 
 
 def find_backend_root(addon_dir: str | os.PathLike = ADDON_DIR) -> Path | None:

@@ -1,7 +1,8 @@
-"""Running backend jobs: a synchronous path and a worker thread that reports through a queue.
+"""Running backend jobs: :func:`run_job` on the calling thread, and :func:`jobs_work`, the work of a
+``tasks.BackgroundTask`` that runs several jobs one after the other.
 
-Blender data is touched only on the main thread (docs/design.md section 6): the worker thread
-talks HTTP and writes files, then puts events on a :class:`queue.Queue`; the add-on drains that queue
+Blender data is touched only on the main thread (docs/design.md section 6): the task's worker thread
+talks HTTP and writes files and reports with typed events (``tasks``); the add-on follows the task
 from a ``bpy.app.timers`` function on the main thread. Timers do not run in background mode, so
 ``blender -b``, the batch entry point and the tests call :func:`run_job` directly.
 Standard library only (no bpy).
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import queue
 import tempfile
 import threading
 import time
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..tasks import BackgroundTask, PartResult, Progress, TaskCancelled
 from .backend_process import BackendConfig, backend_for
 from .http_client import BackendError
 
@@ -65,8 +66,9 @@ class JobResult:
         return json.loads(path.read_text()) if path.is_file() else {}
 
 
-class JobCancelled(Exception):
-    """The user cancelled the job."""
+class JobCancelled(TaskCancelled):
+    """The user cancelled the job (a ``tasks.TaskCancelled``, so a task that raises it ends
+    ``tasks.Cancelled``)."""
 
 
 def _safe_relative(rel: str) -> str:
@@ -157,53 +159,34 @@ def run_job(config: BackendConfig, request: JobRequest, *, cancel_event: threadi
     return JobResult(request=request, job_id=job_id, status=status, files=files)
 
 
-class JobThread(threading.Thread):
-    """Runs several :class:`JobRequest` one after the other in a worker thread.
+def jobs_work(config: BackendConfig, requests: list[JobRequest]):
+    """The work of a ``tasks.BackgroundTask`` that runs ``requests`` one after the other.
 
-    Events on :attr:`events` (a :class:`queue.Queue`), each a tuple:
-    ``("progress", index, stage, fraction)``, ``("done", index, JobResult)``,
-    ``("error", index, BackendError | Exception)``, ``("cancelled", index)``, and finally ``("finished",)``.
-    The main thread drains them with :meth:`drain` from a timer.
+    Events: ``tasks.Progress`` (``stage``: the backend's stage name; ``fraction``: over all the
+    jobs; ``message``: the stage in words, with "(i/n)" when there are several jobs) and a
+    ``tasks.PartResult`` (``index``, :class:`JobResult`) per finished job. Returns the list of
+    results; the first failure ends the task (the results before it were already sent), a cancel
+    cancels the backend job and ends it ``tasks.Cancelled``.
     """
+    requests = list(requests)
+    n = max(1, len(requests))
 
-    def __init__(self, config: BackendConfig, requests: list[JobRequest]):
-        super().__init__(name="s3d-job", daemon=True)
-        self.config = config
-        self.requests = list(requests)
-        self.events: queue.Queue = queue.Queue()
-        self.cancel_event = threading.Event()
+    def work(task: BackgroundTask) -> list[JobResult]:
+        results = []
+        for i, req in enumerate(requests):
+            if task.cancelled():
+                raise JobCancelled(f"cancelled before job {i + 1} of {n}")
 
-    def cancel(self) -> None:
-        """Ask the running job to stop (asynchronous; a ``cancelled`` event follows)."""
-        self.cancel_event.set()
+            def on_progress(stage: str, frac: float, i: int = i) -> None:
+                words = stage_label(stage) + (f" ({i + 1}/{n})" if n > 1 else "")
+                task.emit(Progress(stage, (i + frac) / n, words))
 
-    def run(self) -> None:
-        try:
-            for i, req in enumerate(self.requests):
-                if self.cancel_event.is_set():
-                    self.events.put(("cancelled", i))
-                    break
-                try:
-                    res = run_job(self.config, req, cancel_event=self.cancel_event,
-                                  on_progress=lambda stage, frac, i=i: self.events.put(("progress", i, stage, frac)))
-                except JobCancelled:
-                    self.events.put(("cancelled", i))
-                    break
-                except Exception as e:  # reported to the user on the main thread
-                    self.events.put(("error", i, e))
-                    break
-                self.events.put(("done", i, res))
-        finally:
-            self.events.put(("finished",))
+            res = run_job(config, req, cancel_event=task.cancel_event, on_progress=on_progress)
+            task.emit(PartResult(i, res))
+            results.append(res)
+        return results
 
-    def drain(self) -> list[tuple]:
-        """All events queued so far (non-blocking)."""
-        out = []
-        while True:
-            try:
-                out.append(self.events.get_nowait())
-            except queue.Empty:
-                return out
+    return work
 
 
 #: What the panel shows for the backend's stage names (backend/pipeline.py STAGES, the server's states).

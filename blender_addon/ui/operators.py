@@ -8,19 +8,19 @@ reason in plain words (also shown in the panel).
 from __future__ import annotations
 
 import random
-import threading
 
 import bpy
 
-from . import generation
-from .backend_env import EnvSetupThread, NoBasePythonError, online_access_problem
-from .backend_process import backend_for, find_backend_root, stop_all
-from .generation import GenerateSettings, InputError
-from .http_client import BackendError
-from .job_runner import JobCancelled
-from .importer import MeshImportError
+from .. import generation
+from ..tasks import Cancelled, Failed, Finished, OutputLine, Progress, TaskSlot
+from ..transport.backend_env import EnvSetup, NoBasePythonError, online_access_problem
+from ..transport.backend_process import backend_for, find_backend_root, stop_all
+from ..generation import GenerateSettings, InputError
+from ..transport.http_client import BackendError
+from ..transport.job_runner import JobCancelled
+from ..scene.importer import MeshImportError
 from .preferences import backend_config, default_env_dir, get_preferences
-from .sketch_setup import create_sketch_object, frame_front_view, set_drawing_plane
+from ..scene.sketch_setup import create_sketch_object, frame_front_view, set_drawing_plane
 
 _FAILURES = (BackendError, JobCancelled, InputError, MeshImportError, OSError, ValueError)
 
@@ -210,23 +210,18 @@ def _show_health(context, health: dict) -> str:
     return f"S3D backend ready on {health.get('device', '?')}"
 
 
-class _Check:
-    thread: threading.Thread | None = None
-    outcome: tuple | None = None
-
-
-def _poll_check():
-    if _Check.thread is None or _Check.thread.is_alive():
-        return 0.2
-    _Check.thread = None
-    kind, value = _Check.outcome or ("error", "no answer")
+def _on_check_end(ev: Finished | Failed | Cancelled) -> None:
+    """Main thread: show the backend's health, or why it did not start."""
     status = bpy.context.window_manager.s3d_status
     status.stage = ""
-    if kind == "ok":
-        _show_health(bpy.context, value)
+    if isinstance(ev, Finished):
+        _show_health(bpy.context, ev.result)
     else:
-        status.last_error = value
-    return None
+        status.last_error = ev.message
+
+
+#: 'Check Backend' outside background mode: the start-up runs in a task, followed every 0.2 s.
+CHECK = TaskSlot("s3d-check", lambda ev: None, _on_check_end, interval_s=0.2)
 
 
 class S3D_OT_check_backend(bpy.types.Operator):
@@ -237,7 +232,7 @@ class S3D_OT_check_backend(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if _Check.thread is not None:
+        if CHECK.busy():
             cls.poll_message_set("The backend is starting")
             return False
         return True
@@ -252,18 +247,12 @@ class S3D_OT_check_backend(bpy.types.Operator):
             self.report({"INFO"}, _show_health(context, backend.health or {}))
             return {"FINISHED"}
 
-        def work():  # worker thread: no Blender data here
-            try:
-                backend.client()
-                _Check.outcome = ("ok", backend.health or {})
-            except BackendError as err:
-                _Check.outcome = ("error", str(err))
+        def work(task):  # worker thread: no Blender data here
+            backend.client()
+            return backend.health or {}
 
-        _Check.outcome = None
-        _Check.thread = threading.Thread(target=work, name="s3d-check", daemon=True)
-        _Check.thread.start()
+        CHECK.start(work)
         context.window_manager.s3d_status.stage = "Starting the backend"
-        bpy.app.timers.register(_poll_check, first_interval=0.2, persistent=True)
         return {"FINISHED"}
 
 
@@ -280,38 +269,33 @@ class S3D_OT_stop_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class _EnvSetup:
-    thread: EnvSetupThread | None = None
-
-
-def _poll_env_setup():
-    thread = _EnvSetup.thread
-    if thread is None:
-        return None
+def _on_env_event(ev) -> None:
+    """Main thread: show the set-up's step and its latest output line in the preferences."""
     status = bpy.context.window_manager.s3d_status
-    done = False
-    while not thread.events.empty():
-        ev = thread.events.get_nowait()
-        status.env_progress = ev.fraction
-        if ev.kind == "progress":
-            status.env_stage = ev.text
-        elif ev.kind == "line":
-            status.env_line = ev.text
-        elif ev.kind == "error":
-            status.env_error, done = ev.text, True
-        elif ev.kind == "done":
-            status.env_error, done = "", True
-            prefs = get_preferences()
-            if prefs is not None and not prefs.backend_python:
-                prefs.backend_python = ev.text
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            area.tag_redraw()
-    if done:
-        status.env_running = False
-        _EnvSetup.thread = None
-        return None
-    return 0.2
+    if isinstance(ev, Progress):
+        status.env_progress, status.env_stage = ev.fraction, ev.message
+    elif isinstance(ev, OutputLine):
+        status.env_line = ev.line
+
+
+def _on_env_end(ev: Finished | Failed | Cancelled) -> None:
+    """Main thread: the set-up ended; on success the new environment becomes the backend Python (when
+    the preference is empty)."""
+    status = bpy.context.window_manager.s3d_status
+    if isinstance(ev, Finished):
+        status.env_progress, status.env_error = 1.0, ""
+        prefs = get_preferences()
+        if prefs is not None and not prefs.backend_python:
+            prefs.backend_python = ev.result
+    elif isinstance(ev, Cancelled):
+        status.env_error = "cancelled"
+    else:
+        status.env_error = ev.message
+    status.env_running = False
+
+
+#: 'Create Backend Environment': the set-up runs in a task, followed every 0.2 s.
+ENV_SETUP = TaskSlot("s3d-env-setup", _on_env_event, _on_env_end, interval_s=0.2)
 
 
 class S3D_OT_create_backend_env(bpy.types.Operator):
@@ -322,7 +306,7 @@ class S3D_OT_create_backend_env(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if _EnvSetup.thread is not None:
+        if ENV_SETUP.busy():
             cls.poll_message_set("The environment is being created")
             return False
         if find_backend_root() is None:
@@ -336,7 +320,7 @@ class S3D_OT_create_backend_env(bpy.types.Operator):
         if problem is None:
             env_dir = default_env_dir()
             try:
-                thread = EnvSetupThread(env_dir, find_backend_root())
+                setup = EnvSetup(env_dir, find_backend_root())
             except (NoBasePythonError, FileNotFoundError) as err:
                 problem = str(err)
         if problem is not None:
@@ -346,16 +330,12 @@ class S3D_OT_create_backend_env(bpy.types.Operator):
         env_dir.parent.mkdir(parents=True, exist_ok=True)
         status.env_running, status.env_progress, status.env_error, status.env_line = True, 0.0, "", ""
         status.env_stage = "starting"
-        _EnvSetup.thread = thread
-        thread.start()
-        if bpy.app.background:
-            thread.join()
-            _poll_env_setup()
+        ENV_SETUP.start(setup.run, follow=not bpy.app.background)
+        if bpy.app.background:  # timers never fire: wait here
+            ENV_SETUP.wait()
             if status.env_error:
                 self.report({"ERROR"}, f"S3D: {status.env_error}")
                 return {"CANCELLED"}
-            return {"FINISHED"}
-        bpy.app.timers.register(_poll_env_setup, first_interval=0.2, persistent=True)
         return {"FINISHED"}
 
 
@@ -369,11 +349,7 @@ def register() -> None:
 
 
 def unregister() -> None:
-    if _EnvSetup.thread is not None:
-        _EnvSetup.thread.cancel()
-        _EnvSetup.thread = None
-    for timer in (_poll_env_setup, _poll_check):
-        if bpy.app.timers.is_registered(timer):
-            bpy.app.timers.unregister(timer)
+    ENV_SETUP.stop()
+    CHECK.stop()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

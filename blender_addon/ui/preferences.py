@@ -1,7 +1,8 @@
 """Add-on preferences: where the backend's Python is, time-outs, the remote-backend opt-in.
 
-``bl_idname`` is the add-on's package name (``__package__``), which is ``bl_ext.<repo>.s3d_sketch_to_head``
-for an installed extension and the folder name for an add-on enabled from a folder.
+``bl_idname`` is the add-on's package name (the package above this ``ui`` subpackage), which is
+``bl_ext.<repo>.s3d_sketch_to_head`` for an installed extension and the folder name for an add-on enabled
+from a folder.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import bpy
 
-from .backend_env import env_python
-from .backend_process import BackendConfig, find_backend_root
+from ..transport.backend_env import env_python
+from ..transport.backend_process import BackendConfig, find_backend_root
 
-ADDON_PACKAGE = __package__
+ADDON_PACKAGE = __package__.rpartition(".")[0]  # "<add-on>.ui" -> "<add-on>"
 
 
 def default_env_dir() -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bpy
 
-from .gp_capture import is_grease_pencil
+from ..scene.gp_capture import is_grease_pencil
 
 QUALITY_ITEMS = [
     ("64", "Draft (64)", "Marching-cubes grid of 64^3: fastest"),
@@ -21,7 +21,7 @@ def _poll_grease_pencil(self, obj):
 
 
 def _live_preview_changed(self, context):
-    from . import live_preview_blender
+    from ..scene import live_preview_blender
 
     live_preview_blender.toggle_changed(self, context)
 
