@@ -2,7 +2,7 @@
 """Build the installable Blender extension: ``dist/<id>-<version>.zip``.
 
 The zip holds, at its root, the add-on (``blender_addon/``: ``blender_manifest.toml``, ``__init__.py``,
-modules), plus ``backend/`` (the backend's source, without caches), ``weights/`` (the ``lite`` weights
+``tasks.py``, ``generation.py``, ``batch.py`` and its subpackages ``ui/``, ``scene/``, ``transport/``), plus ``backend/`` (the backend's source, without caches), ``weights/`` (the ``lite`` weights
 found in the weights folder: each ``<name>.safetensors`` with its model card ``<name>.json``) and
 ``backend_requirements.txt`` (``pyproject.toml``'s dependencies without torch). Torch and other
 packages are never bundled: the add-on creates the backend's environment on first use (a button in
@@ -49,6 +49,25 @@ def _source_files(folder: Path) -> list[Path]:
     return out
 
 
+def addon_files(addon_dir: Path = ADDON_DIR) -> list[tuple[str, Path]]:
+    """The add-on's files as ``(name in the zip, path)``, subfolders included.
+
+    Raises:
+        SystemExit: a folder with Python modules but no ``__init__.py`` (Blender could not import them), or
+            no ``blender_manifest.toml`` / ``__init__.py`` at the top.
+    """
+    files = _source_files(addon_dir)
+    names = {p.relative_to(addon_dir).as_posix() for p in files}
+    missing = [n for n in ("blender_manifest.toml", "__init__.py") if n not in names]
+    for folder in sorted({p.parent for p in files if p.suffix == ".py"}):
+        rel = folder.relative_to(addon_dir).as_posix()
+        if rel != "." and f"{rel}/__init__.py" not in names:
+            missing.append(f"{rel}/__init__.py")
+    if missing:
+        raise SystemExit(f"build_addon: the add-on lacks {', '.join(missing)}")
+    return [(p.relative_to(addon_dir).as_posix(), p) for p in files]
+
+
 def lite_weights(weights_dir: Path, all_profiles: bool = False) -> list[Path]:
     """Cards and safetensors of the weights to bundle: every card whose profile is ``lite`` (or unset).
 
@@ -83,8 +102,7 @@ def build(out_dir: Path, weights_dir: Path | None, all_profiles: bool = False) -
     man = manifest()
     name = f"{man['id']}-{man['version']}.zip"
     entries: list[tuple[str, Path | bytes]] = []
-    for path in _source_files(ADDON_DIR):
-        entries.append((path.relative_to(ADDON_DIR).as_posix(), path))
+    entries += addon_files()
     for path in _source_files(BACKEND_DIR):
         entries.append(("backend/" + path.relative_to(BACKEND_DIR).as_posix(), path))
     if weights_dir is not None and weights_dir.is_dir():

@@ -822,6 +822,20 @@ def test_stop_interrupts_a_start_in_progress(tmp_path):
         os.kill(pid, 0)
 
 
+def test_build_addon_refuses_a_subfolder_without_init(tmp_path):
+    import build_addon
+
+    (tmp_path / "blender_manifest.toml").write_text("")
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "ui").mkdir()
+    (tmp_path / "ui" / "panel.py").write_text("")
+    with pytest.raises(SystemExit, match="ui/__init__.py"):
+        build_addon.addon_files(tmp_path)
+    (tmp_path / "ui" / "__init__.py").write_text("")
+    assert [n for n, _ in build_addon.addon_files(tmp_path)] == ["__init__.py", "blender_manifest.toml", "ui/__init__.py",
+                                                                 "ui/panel.py"]
+
+
 def test_build_addon_bundles_addon_backend_and_lite_weights_only(tmp_path):
     import zipfile
 
@@ -836,6 +850,9 @@ def test_build_addon_bundles_addon_backend_and_lite_weights_only(tmp_path):
     assert zip_path.name == f"s3d_sketch_to_head-{build_addon.manifest()['version']}.zip"
     names = zipfile.ZipFile(zip_path).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names and "backend/cli.py" in names
+    for sub in ("tasks.py", "generation.py", "batch.py", "ui/__init__.py", "ui/operators.py", "scene/__init__.py",
+                "scene/importer.py", "scene/live_preview_blender.py", "transport/__init__.py", "transport/job_runner.py"):
+        assert sub in names, sub  # the add-on's subpackages are packaged, each with its __init__.py
     assert "backend/server.py" in names or not HAS_SERVER
     assert "weights/sketch2mask_lite.safetensors" in names and "weights/sketch2mask_lite.json" in names
     assert not any("mask2triplane_paper" in n for n in names)  # only 'lite' weights are bundled
