@@ -46,13 +46,13 @@ if not __package__:  # run as a script (blender -P .../batch.py): import the add
 
 import bpy  # noqa: E402
 
-from .transport.backend_process import find_backend_root, stop_all  # noqa: E402
 from .generation import (MAX_FACES, MIN_FACES, GenerateSettings, InputError, build_request,  # noqa: E402
                          import_results, push_undo, run_sync)
 from .scene.gp_capture import is_grease_pencil  # noqa: E402
+from .scene.importer import MeshImportError  # noqa: E402
+from .transport.backend_process import find_backend_root, stop_all  # noqa: E402
 from .transport.http_client import BackendError  # noqa: E402
 from .transport.job_runner import JobCancelled, JobResult  # noqa: E402
-from .scene.importer import MeshImportError  # noqa: E402
 from .ui.preferences import auto_backend_python  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}

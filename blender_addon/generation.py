@@ -24,16 +24,16 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from .transport.backend_process import backend_for
 from .scene.gp_capture import capture, is_grease_pencil, stroke_hash
-from .transport.http_client import BackendError
 from .scene.importer import import_job_folder
-from .tasks import Cancelled, Failed, Finished, PartResult, Progress, TaskSlot
-from .transport.job_runner import JobRequest, JobResult, jobs_work, run_job
 from .scene.label_set import NUM_CLASSES, colour_to_ids
 from .scene.mesh_ops import QuadRemeshError, TextureBakeError, bake_texture, quad_remesh
-from .transport.png_io import encode_png, is_png
+from .tasks import Cancelled, Failed, Finished, PartResult, Progress, TaskSlot
+from .transport.backend_process import backend_for
+from .transport.http_client import BackendError
 from .transport.job_folders import prune_job_folders
+from .transport.job_runner import JobRequest, JobResult, jobs_work, run_job
+from .transport.png_io import encode_png, is_png
 from .ui.preferences import backend_config, get_preferences, job_root
 
 VARIATION_SPACING_M = 0.45  # side by side: one tri-plane box (0.40 m) plus a gap

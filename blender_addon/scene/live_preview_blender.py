@@ -26,13 +26,13 @@ import bpy
 import numpy as np
 
 from .. import generation
-from ..tasks import BackgroundTask
 from ..generation import GenerateSettings, InputError, build_request
+from ..tasks import BackgroundTask
+from ..transport.job_runner import JobRequest, run_job
+from ..ui.preferences import backend_config
 from .gp_capture import is_grease_pencil, read_strokes
 from .importer import COLOR_ATTRIBUTE, vertex_colour_material
-from ..transport.job_runner import JobRequest, run_job
 from .live_preview import DRAFT_OPTIONS, LivePreview, read_mesh_ply
-from ..ui.preferences import backend_config
 
 PREVIEW_NAME = "S3D Preview"
 #: custom property that marks the preview object (found by it, whatever the user renamed it to)

@@ -18,7 +18,6 @@ from .gp_capture import GUIDE_LAYER_NAME, grease_pencil_datablocks
 from .sketch_guide import guide_strokes
 
 
-
 def _material(name: str, rgba: tuple[float, float, float, float]):
     mat = bpy.data.materials.get(name)
     if mat is None:

@@ -12,15 +12,19 @@ import random
 import bpy
 
 from .. import generation
+from ..generation import GenerateSettings, InputError
+from ..scene.importer import MeshImportError
+from ..scene.sketch_setup import (
+    create_sketch_object,
+    frame_front_view,
+    set_drawing_plane,
+)
 from ..tasks import Cancelled, Failed, Finished, OutputLine, Progress, TaskSlot
 from ..transport.backend_env import EnvSetup, NoBasePythonError, online_access_problem
 from ..transport.backend_process import backend_for, find_backend_root, stop_all
-from ..generation import GenerateSettings, InputError
 from ..transport.http_client import BackendError
 from ..transport.job_runner import JobCancelled
-from ..scene.importer import MeshImportError
 from .preferences import backend_config, default_env_dir, get_preferences
-from ..scene.sketch_setup import create_sketch_object, frame_front_view, set_drawing_plane
 
 _FAILURES = (BackendError, JobCancelled, InputError, MeshImportError, OSError, ValueError)
 
