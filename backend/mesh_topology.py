@@ -10,7 +10,9 @@ the **binary occupancy** ``values >= level`` of the grid (docs/mesh.md, "Surface
 3. remove handles by a morphological **closing** (fills tunnels narrower than the ball) or **opening**
    (cuts bridges thinner than it) with a ball (``radius`` steps of the 18-neighbourhood) of the smallest
    radius, 1 cell upwards, after which the
-   marching-cubes surface of the grid is one piece of genus 0. The genus is read from the Euler
+   marching-cubes surface of the grid is one piece of genus 0. A closing fills crevices as well as
+   tunnels, so the largest connected pieces of the change are then given back one by one when the
+   surface stays genus 0 without them. The genus is read from the Euler
    characteristic of that surface, ``chi = V - E + F = 2 - 2 g`` for one closed piece, because marching
    cubes resolves ambiguous cells its own way, so the voxel set's genus may differ from the surface's.
 
@@ -24,6 +26,8 @@ import numpy as np
 
 #: The largest ball radius (grid cells) tried to remove handles.
 MAX_HANDLE_RADIUS = 4
+#: How many of the largest pieces of a closing's or opening's change are tested for being needed.
+UNDO_TESTS = 8
 
 
 def euler_characteristic(faces: np.ndarray, n_vertices: int) -> int:
@@ -128,6 +132,34 @@ def _remove_handles(values: np.ndarray, level: float, base: np.ndarray, genus: f
     return best, stats
 
 
+def _undo_needless(values: np.ndarray, level: float, base: np.ndarray, occ: np.ndarray, pieces: int,
+                   mirror: bool, tests: int = UNDO_TESTS) -> np.ndarray:
+    """Give back to ``base`` each of the ``tests`` largest connected pieces (26-connected) of the change
+    ``occ != base`` that the topology does not need: a closing fills crevices as well as the tunnels
+    it is meant for. A piece is given back when the surface stays genus 0 with at most ``pieces``
+    pieces. With ``mirror`` (the grid is symmetric about its x mid-plane) a piece goes with its mirror
+    image, so the result stays symmetric. Returns the new occupancy."""
+    from scipy.ndimage import label
+
+    lab, n = label(occ != base, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return occ
+    sizes = np.bincount(lab.ravel())[1:]
+    done = np.zeros(n + 1, bool)
+    for i in np.argsort(-sizes, kind="stable")[:tests] + 1:
+        if done[i]:
+            continue
+        piece = lab == i
+        if mirror:
+            piece |= piece[::-1]
+        done[np.unique(lab[piece])] = True
+        trial = np.where(piece, base, occ)
+        g, p = surface_genus(_apply(values, level, trial), level)
+        if g == 0 and p <= pieces:
+            occ = trial
+    return occ
+
+
 def repair_topology(values: np.ndarray, level: float, max_radius: int = MAX_HANDLE_RADIUS
                     ) -> tuple[np.ndarray, dict]:
     """Make the grid's marching-cubes surface one closed piece of genus 0 (module docstring).
@@ -143,7 +175,8 @@ def repair_topology(values: np.ndarray, level: float, max_radius: int = MAX_HAND
 
     Returns:
         ``(new values (same shape and dtype), stats)``; stats: ``genus_before`` (total genus of the raw
-        grid's surface pieces), ``pieces_before`` (surface pieces of the raw grid), ``genus`` (after), ``handle_fix`` (``"none"``, ``"closing"`` or ``"opening"``),
+        grid's surface pieces), ``pieces_before`` (surface pieces of the raw grid), ``genus`` (after),
+        ``handle_fix`` (``"none"``, ``"closing"`` or ``"opening"``),
         ``handle_radius`` (cells), ``points_changed`` (grid points moved to the other side of the level).
         When no radius up to ``max_radius`` gives genus 0, the grid with the lowest genus found is returned.
     """
@@ -164,6 +197,11 @@ def repair_topology(values: np.ndarray, level: float, max_radius: int = MAX_HAND
         if better is not None:
             fixed = better
             stats.update(found)
+        if found["genus"] == 0:
+            spread = float(np.abs(sub - level).max())
+            mirror = bool(np.abs(sub - sub[::-1]).max() <= 1e-5 * spread)  # a symmetric job's grid
+            occ = _undo_needless(sub, level, base, fixed >= level, surface_genus(fixed, level)[1], mirror)
+            fixed = _apply(sub, level, occ)
     out = values.copy()  # outside the crop every point is already outside the surface
     out[box] = fixed
     stats["points_changed"] = int(((out >= level) != occ0).sum())

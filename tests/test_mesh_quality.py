@@ -67,6 +67,23 @@ def test_a_grid_with_a_tunnel_comes_out_genus_0_and_one_closed_piece():
     assert volume_box == pytest.approx(4 / 3 * np.pi * 0.6 ** 3, rel=0.05)
 
 
+def test_the_closing_gives_back_the_crevices_it_filled_beside_the_tunnel():
+    """A one-cell slot cut into the ball (a crevice) is filled by the same closing that plugs the tunnel;
+    the repair gives it back, so only the tunnel's plug stays."""
+    grid = tunnel_grid()
+    x, y, z = _coords()
+    h = 2.0 / CELLS
+    slot = np.maximum(np.maximum(np.abs(y) - 0.75 * h, x + 0.3), np.abs(z - 0.3) - 0.15)
+    values = np.minimum(grid.values, slot).astype(np.float32)
+    in_slot = (slot < 0) & (np.sqrt(x ** 2 + y ** 2 + z ** 2) < 0.55)
+    assert in_slot.sum() > 20 and not (values[in_slot] >= 0).any()
+    out, stats = repair_topology(values, 0.0)
+    assert stats["genus"] == 0 and stats["handle_fix"] == "closing"
+    assert not (out[in_slot] >= 0).any()  # the crevice is open again
+    _, without_slot = repair_topology(grid.values, 0.0)  # floater, bubble and plug only
+    assert stats["points_changed"] <= without_slot["points_changed"] + 5
+
+
 def test_repair_leaves_a_genus_0_grid_alone():
     x, y, z = _coords()
     values = (0.5 - np.sqrt(x ** 2 + y ** 2 + z ** 2)).astype(np.float32)

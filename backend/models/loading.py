@@ -103,6 +103,13 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
         for name, value in offsets.items():
             vec[LABEL_NAMES.index(name)] = float(value)
         model.semantic_logit_offsets = vec
+    albedo = card.get("inference", {}).get("colour_albedo")
+    if albedo is not None:
+        try:
+            model.set_colour_albedo(torch.tensor(albedo, dtype=torch.float32))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise WeightsError("weights_mismatch", f"model card {name}.json: inference.colour_albedo is unusable ({e}); "
+                                                   "write it again with s3d-train colour-albedo") from None
     prior = card.get("inference", {}).get("z_prior")
     if prior is not None:
         try:

@@ -419,6 +419,9 @@ class Mask2Triplane(nn.Module):
         if cfg.get("appearance_code", "cvae") == "colours":
             self.colour_mapping = ColourMapping(cfg["z_dim"])
             self.register_buffer("colour_codes", torch.full((int(cfg.get("colour_code_table", 512)), CODE_DIM), 0.5))
+        #: The card's ``inference.colour_albedo`` ``(N, 18)``: per row of :attr:`colour_codes`, the same head's
+        #: mean *albedo* per group (its ground-truth mesh), the colours the mesh gets; None: the codes themselves.
+        self.colour_albedo: torch.Tensor | None = None
         #: ``(num_classes,)`` float32 added to the semantic logits at inference (eval mode only), or None: the
         #: card's ``inference.semantic_logit_offsets`` (backend/models/loading.py), an inference setting
         self.semantic_logit_offsets: torch.Tensor | None = None
@@ -440,6 +443,12 @@ class Mask2Triplane(nn.Module):
         Meaningful only with ``depth_interval_slope > 0`` (see the module docstring)."""
         return planes[:, 1, :2]
 
+    def _colour_rows(self, seed: int, batch: int) -> torch.Tensor:
+        if self.colour_mapping is None:
+            raise RuntimeError("this generator has no colour code (config appearance_code is not 'colours')")
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randint(self.colour_codes.shape[0], (batch,), generator=g)
+
     def sample_colour_code(self, seed: int, batch: int = 1) -> torch.Tensor:
         """The colour code of a seed, ``(batch, 18)`` float32 on the CPU: rows of :attr:`colour_codes` chosen by
         a CPU generator seeded with ``seed`` (the same seed, the same code).
@@ -447,11 +456,36 @@ class Mask2Triplane(nn.Module):
         Raises:
             RuntimeError: the model has no colour code (config ``appearance_code`` is not ``"colours"``).
         """
-        if self.colour_mapping is None:
-            raise RuntimeError("this generator has no colour code (config appearance_code is not 'colours')")
-        g = torch.Generator().manual_seed(int(seed))
-        rows = torch.randint(self.colour_codes.shape[0], (batch,), generator=g)
-        return self.colour_codes.detach().cpu()[rows].float()
+        return self.colour_codes.detach().cpu()[self._colour_rows(seed, batch)].float()
+
+    def sample_colour_albedo(self, seed: int, batch: int = 1) -> torch.Tensor:
+        """The albedo of the seed's colour code, ``(batch, 18)`` float32 sRGB: the same rows as
+        :meth:`sample_colour_code` in :attr:`colour_albedo`, or the code itself when the card has none.
+
+        Raises:
+            RuntimeError: the model has no colour code.
+        """
+        if self.colour_albedo is None:
+            return self.sample_colour_code(seed, batch)
+        return self.colour_albedo[self._colour_rows(seed, batch)].float()
+
+    def set_colour_albedo(self, table: torch.Tensor | None) -> None:
+        """Use ``table (N, 18)`` float sRGB in [0, 1] (rows aligned with :attr:`colour_codes`) as the albedo of
+        the codes (None: the codes themselves).
+
+        Raises:
+            ValueError: no colour code, a shape that does not match the code table, or values outside [0, 1].
+        """
+        if table is None:
+            self.colour_albedo = None
+            return
+        table = torch.as_tensor(table, dtype=torch.float32)
+        if self.colour_mapping is None or table.shape != self.colour_codes.shape:
+            raise ValueError(f"colour albedo must be {tuple(self.colour_codes.shape) if self.colour_mapping else 'unused'}"
+                             f" (one row per colour code), got {tuple(table.shape)}")
+        if not bool(((table >= 0) & (table <= 1)).all()):
+            raise ValueError("colour albedo values must be sRGB in [0, 1]")
+        self.colour_albedo = table
 
     def z_from_colours(self, code: torch.Tensor) -> torch.Tensor:
         """``code (B, 18)`` sRGB in [0, 1] (backend/models/colour_code.py) -> ``z (B, z_dim)`` on the model's
