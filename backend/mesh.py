@@ -284,10 +284,8 @@ def extract_mesh(grid: DensityGrid, smooth_iterations: int = 30, max_faces: int 
         max_faces: decimate to this face budget (None = off).
         symmetric: the grid is mirror-symmetric about x = 0: keep the mesh exactly so through smoothing
             (backend/symmetry.py; decimation may still break it by a fraction of a millimetre).
-        repair: one solid piece, cavities filled, handles removed on the grid before marching cubes
-            (backend/mesh_topology.py), so the surface is one closed piece of genus 0; the lowest grid layer
-            takes the solid of the one above it and the cap vertices stay on the box floor, so the bottom
-            cut is one flat, closed cap.
+        repair: one solid piece of genus 0 (backend/mesh_topology.py, on the grid), and a bottom cut that
+            is one flat, closed cap on the box floor (docs/mesh.md, "Surface quality").
 
     Returns:
         :class:`Mesh` (metres) with ``stats``: ``raw_faces``, ``components`` (surface pieces of the raw
