@@ -16,6 +16,14 @@
   hair, docs/models.md); these marks teach it that lines on a face can stay skin.
 
 Every function takes a ``numpy.random.Generator``: the same seed gives the same result.
+
+Label sets: the functions that read label ids take the data's :class:`backend.labels.LabelSet`
+(``labels``, default the human ``CELEBAMASK_HQ``, so human runs draw the same numbers as before). The
+mirror swaps the set's left/right labels (none for seg2cat: a cat mask is only flipped). The parts built
+on SynHead's human stroke groups and human classes are no-ops for any other set, without drawing a
+random number: closed and empty eyes (SynHead's ``eye`` / ``iris`` / ``lid`` groups; SynCat's ``eye``
+group is a cat's whole eye outline), shading marks on skin and neck (:func:`face_marks`) and the re-draws
+in the styles of real drawings (:func:`redraw_in_style`, whose tone levels are per human class).
 """
 from __future__ import annotations
 
@@ -26,7 +34,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from backend.labels import LABEL_IDS, mirror_mask
+from backend.labels import CELEBAMASK_HQ, LABEL_IDS, LabelSet
 from backend.sketch.raster import rasterize_strokes
 
 #: Stroke groups that outline the head; dropped rarely (people nearly always draw them).
@@ -75,7 +83,7 @@ def close_eyes(strokes: list[dict[str, Any]], rng: np.random.Generator) -> list[
 
 def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: float = 0.2,
                     stroke_drop: float = 0.1, closed_eyes: float = 0.0, empty_eyes: float = 0.0,
-                    keep_accessories: bool = False) -> dict[str, Any]:
+                    keep_accessories: bool = False, labels: LabelSet = CELEBAMASK_HQ) -> dict[str, Any]:
     """A changed copy of a normalised-frame stroke document (docs/contracts.md section 2).
 
     With probability ``closed_eyes`` (default 0, so earlier recipes draw the same numbers) the eyes are
@@ -87,10 +95,14 @@ def augment_strokes(doc: dict[str, Any], rng: np.random.Generator, group_drop: f
     (sigma 0.1-0.25 %); width factor in [0.6, 1.6]; broken into pieces with gaps (15 %); doubled with a
     small offset (10 %). With ``keep_accessories`` the strokes of :data:`ACCESSORY_GROUPS` are never
     dropped (the random numbers drawn stay the same, so only those strokes change); the default (False)
-    keeps the augmented test protocol of ``s3d-eval`` as it was.
+    keeps the augmented test protocol of ``s3d-eval`` as it was. ``labels``: the data's label set; closed
+    and empty eyes apply to the human set only (they edit SynHead's human eye groups) and are skipped,
+    without drawing a random number, for any other.
     """
     out = copy.deepcopy(doc)
     strokes = out.get("strokes", [])
+    if labels.subject != "human":
+        closed_eyes = empty_eyes = 0.0
     if closed_eyes > 0 and rng.random() < closed_eyes:
         strokes = close_eyes(strokes, rng)
     if empty_eyes > 0 and rng.random() < empty_eyes:
@@ -182,7 +194,8 @@ def _segment(layer: np.ndarray, centre: np.ndarray, half: np.ndarray, ink: int, 
              cv2.LINE_AA)
 
 
-def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, max_groups: int = 6) -> np.ndarray:
+def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, max_groups: int = 6,
+               labels: LabelSet = CELEBAMASK_HQ) -> np.ndarray:
     """Draw shading marks that do not change the label map onto ``sketch (H, W)`` float32 in [0, 1] (1 = paper).
 
     Placed on the skin and neck of ``mask (H, W)`` label ids (:data:`MARKABLE_LABELS`, eroded by 1 % of
@@ -196,8 +209,11 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
     Stroke widths are 0.2-0.7 % of the height (SynHead draws 0.2-0.6 %), ink 0-0.2 grey; sizes measured by
     eye on the hatched and stubbled dev sketches. The mask is not changed: the marks are shading, not label
     boundaries. Returns a new array; without markable pixels the sketch is returned unchanged. Not from
-    S3D: this project's answer to hatched real sketches.
+    S3D: this project's answer to hatched real sketches. Human label sets only: for any other ``labels``
+    (the ids above are CelebAMask-HQ's) the sketch is returned unchanged and no random number is drawn.
     """
+    if labels.subject != "human":
+        return sketch
     h, w = sketch.shape
     markable = np.isin(mask, MARKABLE_LABELS).astype(np.uint8)
     k = max(1, int(round(0.01 * h)))
@@ -250,15 +266,19 @@ def face_marks(sketch: np.ndarray, mask: np.ndarray, rng: np.random.Generator, m
     return np.minimum(sketch, marks).astype(np.float32)
 
 
-def mirror(sketch: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Left-right mirror image of a sketch ``(H, W)`` (any dtype) and its label map ``(H, W)`` uint8, with the
-    left/right labels swapped (:func:`backend.labels.mirror_mask`). Deterministic; applying it twice
-    gives the input back."""
-    return np.ascontiguousarray(np.asarray(sketch)[:, ::-1]), mirror_mask(mask)
+def mirror(sketch: np.ndarray, mask: np.ndarray, labels: LabelSet = CELEBAMASK_HQ) -> tuple[np.ndarray, np.ndarray]:
+    """Left-right mirror image of a sketch ``(H, W)`` (any dtype) and its label map ``(H, W)`` uint8 of
+    ``labels``, with the set's left/right labels swapped (:meth:`backend.labels.LabelSet.mirror_mask`;
+    seg2cat has none, so a cat mask is only flipped). Deterministic; applying it twice gives the input back.
+
+    Raises:
+        ValueError: an id outside ``labels``.
+    """
+    return np.ascontiguousarray(np.asarray(sketch)[:, ::-1]), labels.mirror_mask(mask)
 
 
 def redraw_in_style(item: dict[str, Any], rng: np.random.Generator,
-                    styles: Sequence[str] | None = None) -> np.ndarray | None:
+                    styles: Sequence[str] | None = None, labels: LabelSet = CELEBAMASK_HQ) -> np.ndarray | None:
     """Re-draw a :meth:`training.datasets.SynHead.sketch_item` (it needs ``strokes`` and ``mask``) in a style
     picked uniformly from ``styles`` (default :data:`training.synhead.drawing_styles.NEW_STYLES`) with
     :func:`training.synhead.drawing_styles.draw_style`. Styles drawn from the front render
@@ -266,8 +286,8 @@ def redraw_in_style(item: dict[str, Any], rng: np.random.Generator,
     (a sketch pack holds no render) the pick is among the other styles only.
 
     Returns ``(H, H) float32`` in [0, 1] (1 = paper) at the item's sketch size (resized, area, when the
-    label map's size differs), or None when no named style can be drawn without the render (no random
-    number drawn then).
+    label map's size differs), or None when no named style can be drawn without the render or ``labels``
+    is not a human set (the styles' tones are per CelebAMask-HQ class); no random number is drawn then.
 
     Raises:
         ValueError: an unknown style name; DataError: the render cannot be read.
@@ -276,6 +296,8 @@ def redraw_in_style(item: dict[str, Any], rng: np.random.Generator,
     from training.synhead.drawing_styles import NEEDS_RGB, NEW_STYLES, check_style_names, draw_style
 
     names = check_style_names(styles if styles is not None else NEW_STYLES)
+    if labels.subject != "human":
+        return None
     if not item.get("rgb_path"):
         names = [n for n in names if n not in NEEDS_RGB]
         if not names:
@@ -295,7 +317,8 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
                      mirror_prob: float = 0.0, closed_eyes_prob: float = 0.0,
                      empty_eyes_prob: float = 0.0, keep_accessories: bool = False,
                      rough_prob: float = 0.0, new_style_prob: float = 0.0,
-                     new_styles: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     new_styles: Sequence[str] | None = None,
+                     labels: LabelSet = CELEBAMASK_HQ) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes (eyes
     drawn closed with ``closed_eyes_prob``, :func:`close_eyes`, or without irises with ``empty_eyes_prob``),
@@ -313,6 +336,10 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     front render, ``rgb_path``, only among the styles that need none), and then goes on through the marks,
     morphology, framing and mirror steps like any other sketch.
 
+    ``labels``: the item's label set (default the human one). For any other set the human-only steps are
+    skipped without drawing random numbers: the re-draw in a new style, closed / empty eyes and the marks
+    (the module docstring); the mirror swaps that set's left/right labels.
+
     Returns ``(sketch (H, H) float32 in [0, 1], mask (H, H) uint8)`` at the item's own size.
 
     Raises:
@@ -320,23 +347,24 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     """
     sketch, mask = item["sketch"], item["mask"]
     redrawn = None
-    if new_style_prob > 0 and item.get("strokes") and rng.random() < new_style_prob:
-        redrawn = redraw_in_style(item, rng, new_styles)
+    human = labels.subject == "human"
+    if human and new_style_prob > 0 and item.get("strokes") and rng.random() < new_style_prob:
+        redrawn = redraw_in_style(item, rng, new_styles, labels)
     if redrawn is not None:
         sketch = redrawn
     elif item.get("strokes") and rng.random() < stroke_prob:
         doc = augment_strokes(item["strokes"], rng, closed_eyes=closed_eyes_prob, empty_eyes=empty_eyes_prob,
-                              keep_accessories=keep_accessories)
+                              keep_accessories=keep_accessories, labels=labels)
         if rough_prob > 0 and rng.random() < rough_prob:
             from training.synhead.sketch_styles import rough_strokes
 
             doc = rough_strokes(doc, rng)
         sketch = rasterize_strokes(doc, size=sketch.shape[0]).astype(np.float32) / 255.0
-    if marks_prob > 0 and rng.random() < marks_prob:
-        sketch = face_marks(np.asarray(sketch, np.float32), mask, rng)
+    if human and marks_prob > 0 and rng.random() < marks_prob:
+        sketch = face_marks(np.asarray(sketch, np.float32), mask, rng, labels=labels)
     sketch = s3d_morphology(np.ascontiguousarray(sketch, dtype=np.float32), rng)
     if rng.random() < framing_prob:
         sketch, mask = random_framing(sketch, mask, rng, scale_range=scale_range, max_shift=max_shift)
     if mirror_prob > 0 and rng.random() < mirror_prob:
-        sketch, mask = mirror(sketch, mask)
+        sketch, mask = mirror(sketch, mask, labels)
     return sketch, mask

@@ -8,6 +8,11 @@ Every reader yields numpy arrays; the training scripts batch them. Resampling co
 * masks as targets are id maps, downsampled by taking the most frequent id of each block (mode pooling);
 * sketches are float32 in [0, 1], 1 = white paper.
 
+Label sets: a SynHead folder's manifest names its classes (``label_set``: ``celebamask-hq-19`` for
+SynHead's humans, ``seg2cat`` for SynCat's cats, docs/syncat.md); :class:`SynHead` reads it with
+:func:`backend.labels.label_set` and exposes it as ``labels``, and every class count, palette and mirror
+table below comes from it. The 2D readers of published human data sets serve ``celebamask-hq-19``.
+
 Seeds of the test split (the manifest's ``test_seeds`` range and every sample whose ``split`` is
 ``test``) never reach a training reader: :class:`SynHead` with ``split="train"`` drops them and
 :func:`assert_no_test_samples` checks it again.
@@ -24,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from backend.colorspace import srgb_to_linear
-from backend.labels import NUM_CLASSES, PALETTE
+from backend.labels import CELEBAMASK_HQ, NUM_CLASSES, LabelSet, label_set
 from backend.models.renderer import camera_rays
 from training.patches import view_patch
 
@@ -33,31 +38,34 @@ class DataError(RuntimeError):
     """A data folder that cannot be read: the message names the file and what is wrong."""
 
 
-def read_ids(path: str | Path) -> np.ndarray:
-    """Label-id PNG -> ``(H, W)`` uint8. Colour-coded CelebAMask-HQ maps are mapped back to ids.
+def read_ids(path: str | Path, labels: LabelSet = CELEBAMASK_HQ) -> np.ndarray:
+    """Label-id PNG -> ``(H, W)`` uint8 ids of ``labels`` (default the 19 CelebAMask-HQ classes).
+    Colour-coded maps in the set's palette are mapped back to ids.
 
     Raises:
-        DataError: unreadable file or colours outside the palette.
+        DataError: unreadable file, an id outside ``0 .. labels.num_classes - 1`` or colours outside the
+            palette.
     """
     try:
         im = Image.open(path)
         im.load()
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read label map {path}: {e}") from None
+    k = labels.num_classes
     if im.mode in ("L", "P", "I", "I;16"):
         ids = np.asarray(im if im.mode != "P" else im.convert("L"))
-        if ids.max() >= NUM_CLASSES:
-            raise DataError(f"label map {path} has id {int(ids.max())} outside 0..{NUM_CLASSES - 1}")
+        if ids.max() >= k:
+            raise DataError(f"label map {path} has id {int(ids.max())} outside 0..{k - 1} ({labels.name})")
         return ids.astype(np.uint8)
     rgb = np.asarray(im.convert("RGB")).reshape(-1, 3).astype(np.int32)
     code = rgb[:, 0] * 65536 + rgb[:, 1] * 256 + rgb[:, 2]
-    pal = PALETTE.astype(np.int32)
+    pal = labels.palette.astype(np.int32)
     pal_code = pal[:, 0] * 65536 + pal[:, 1] * 256 + pal[:, 2]
     lut = {int(c): i for i, c in enumerate(pal_code)}
     try:
         ids = np.array([lut[int(c)] for c in code], dtype=np.uint8)
     except KeyError as e:
-        raise DataError(f"label map {path} has colour {e} that is not in the CelebAMask-HQ palette") from None
+        raise DataError(f"label map {path} has colour {e} that is not in the {labels.name} palette") from None
     return ids.reshape(im.size[1], im.size[0])
 
 
@@ -79,7 +87,12 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 def onehot_area(ids: np.ndarray, resolution: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Id map ``(H, H)`` -> class fractions ``(num_classes, R, R)`` float32 by area averaging (H % R == 0),
-    or by pixel repetition when R is a multiple of H."""
+    or by pixel repetition when R is a multiple of H. ``num_classes``: the label set's class count (default
+    19, CelebAMask-HQ; a :class:`SynHead` reader passes ``data.labels.num_classes``).
+
+    Raises:
+        ValueError: H is neither a multiple nor a divisor of R.
+    """
     h = ids.shape[0]
     if resolution > h and resolution % h == 0:
         ids = np.repeat(np.repeat(ids, resolution // h, 0), resolution // h, 1)
@@ -161,7 +174,7 @@ class SynHead:
 
     Raises:
         DataError: no manifest, an unknown label set or box size, no sample in the split, or folders that
-            disagree or share seeds.
+            disagree (on the label set too) or share seeds.
     """
 
     def __init__(self, root: str | Path | Sequence[str | Path], split: str = "train", limit: int | None = None):
@@ -177,6 +190,12 @@ class SynHead:
                 raise DataError(f"the data folders disagree on {key} ({', '.join(sorted(values))}): "
                                 f"train on folders made the same way, or upgrade the older one (s3d-data relabel / "
                                 f"fill-cavities)")
+        names = sorted({m.get("label_set", CELEBAMASK_HQ.name) for m in manifests})
+        if len(names) > 1:
+            raise DataError(f"the data folders disagree on label_set ({', '.join(names)}): one run trains one "
+                            f"subject's networks")
+        #: The folders' label set (:class:`backend.labels.LabelSet`): class count, names, palette, mirror ids.
+        self.labels: LabelSet = label_set(names[0])
         lo, hi = self.manifest_value("test_seeds")
         self.test_seeds = (int(lo), int(hi))
         samples, seen = [], {}
@@ -208,8 +227,10 @@ class SynHead:
             manifest = json.loads(man_path.read_text())
         except json.JSONDecodeError as e:
             raise DataError(f"{man_path} is not valid JSON ({e}); is the data set still being written?") from None
-        if manifest.get("label_set", "celebamask-hq-19") != "celebamask-hq-19":
-            raise DataError(f"{man_path}: label_set {manifest.get('label_set')!r} is not celebamask-hq-19")
+        try:
+            label_set(manifest.get("label_set", CELEBAMASK_HQ.name))
+        except KeyError as e:
+            raise DataError(f"{man_path}: {e.args[0]}") from None
         from backend.coords import BOX_SIZE_M
 
         box = float(manifest.get("box_size_m", BOX_SIZE_M))
@@ -247,7 +268,7 @@ class SynHead:
                            focus_fraction: float = 0.0) -> dict[str, np.ndarray]:
         """Arrays for one training example of the mask -> tri-plane network.
 
-        Returns: ``mask (19, Rm, Rm)`` class fractions, ``rgb (3, Ra, Ra)`` float in [0, 1] (input view),
+        Returns: ``mask (K, Rm, Rm)`` class fractions (K = ``self.labels.num_classes``), ``rgb (3, Ra, Ra)`` float in [0, 1] (input view),
         ``xyz (P, 3)`` float32 normalised box coords, ``occ (P,)`` float32, ``label (P,)`` int64,
         ``point_rgb (P, 3)`` linear float in [0, 1] (SynHead stores sRGB; converted here, because the
         field's colour is linear by contract), ``surface (P,)`` float32 (1 for near/on-surface points);
@@ -259,8 +280,8 @@ class SynHead:
         would otherwise get one or two rays per view).
         """
         s = self.samples[index]
-        ids = read_ids(s.path("mask"))
-        out: dict[str, np.ndarray] = {"mask": onehot_area(ids, mask_resolution)}
+        ids = read_ids(s.path("mask"), self.labels)
+        out: dict[str, np.ndarray] = {"mask": onehot_area(ids, mask_resolution, self.labels.num_classes)}
         rgb = read_rgb(s.path("rgb"))
         out["rgb"] = np.transpose(_resize_rgb(rgb, appearance_resolution), (2, 0, 1))
         out.update(self._points(s, rng, num_points, near_fraction))
@@ -329,7 +350,7 @@ class SynHead:
             alpha = read_grey(s.root / v["alpha"]) if v.get("alpha") else np.ones(rgb.shape[:2], np.float32)
             depth = np.load(s.root / v["depth"]).astype(np.float32) if v.get("depth") else np.zeros(rgb.shape[:2], np.float32)
             depth = np.where(np.isfinite(depth) & (alpha > 0.5), depth, 0.0)
-            label = read_ids(s.root / v["label"]) if v.get("label") else np.zeros(rgb.shape[:2], np.uint8)
+            label = read_ids(s.root / v["label"], self.labels) if v.get("label") else np.zeros(rgb.shape[:2], np.uint8)
             # half the rays on the silhouette (a share of them on the focus classes), half anywhere
             focus = np.flatnonzero(np.isin(label.reshape(-1), list(focus_labels))) if focus_fraction > 0 else []
             n_focus = min(int(m * focus_fraction), len(focus), m // 2)
@@ -367,15 +388,16 @@ class SynHead:
             rgb = read_rgb(s.root / v["rgb"])
             alpha = read_grey(s.root / v["alpha"]) if v.get("alpha") else np.ones(rgb.shape[:2], np.float32)
             depth = np.load(s.root / v["depth"]).astype(np.float32)
-            label = read_ids(s.root / v["label"])
+            label = read_ids(s.root / v["label"], self.labels)
         except (KeyError, OSError, ValueError) as e:
             raise DataError(f"sample {s.entry.get('id')}: view {v.get('name')} is unreadable ({e})") from None
-        return view_patch(srgb_to_linear(rgb), alpha, depth, label, v["camera"], rng, size, min_scale, NUM_CLASSES)
+        return view_patch(srgb_to_linear(rgb), alpha, depth, label, v["camera"], rng, size, min_scale,
+                          self.labels.num_classes)
 
     # ---- sketch -> mask ----------------------------------------------------------------------------
     def sketch_item(self, index: int) -> dict[str, Any]:
         """Raw arrays for the sketch network: ``sketch (512, 512)`` float [0, 1] (1 = paper), ``mask (512, 512)``
-        uint8 ids, ``strokes`` (the stroke JSON document or None), ``style`` (sketch style name), ``rgb_path``
+        uint8 ids of :attr:`labels`, ``strokes`` (the stroke JSON document or None), ``style`` (sketch style name), ``rgb_path``
         (the front render ``rgb.png`` as a string, read only when a drawing style needs it, or None) and
         ``seed`` (the head's seed, -1 when unknown)."""
         s = self.samples[index]
@@ -383,7 +405,7 @@ class SynHead:
         if s.entry.get("strokes") and s.path("strokes").is_file():
             strokes = json.loads(s.path("strokes").read_text())
         rgb = str(s.path("rgb")) if s.entry.get("rgb") else None
-        return {"sketch": read_grey(s.path("sketch")), "mask": read_ids(s.path("mask")), "strokes": strokes,
+        return {"sketch": read_grey(s.path("sketch")), "mask": read_ids(s.path("mask"), self.labels), "strokes": strokes,
                 "style": s.entry.get("sketch_style", "clean"), "rgb_path": rgb, "seed": s.seed}
 
 
@@ -420,6 +442,9 @@ class CelebAMaskHQ:
     Raises:
         DataError: the layout is not found.
     """
+
+    #: The label set of the masks (human, 19 classes).
+    labels: LabelSet = CELEBAMASK_HQ
 
     def __init__(self, root: str | Path, limit: int | None = None):
         self.root = Path(root)
@@ -463,6 +488,9 @@ class MMCelebAHQSketches:
     last ``test_fraction`` of the sorted file list is the test split. Items as :meth:`SynHead.sketch_item`
     (no strokes, style ``real``).
     """
+
+    #: The label set of the masks (human, 19 classes).
+    labels: LabelSet = CELEBAMASK_HQ
 
     def __init__(self, root: str | Path, split: str = "train", limit: int | None = None, test_fraction: float = 0.1):
         self.root = Path(root)

@@ -30,6 +30,12 @@ with the card's inference setting (``mirror_average``) and, for comparison, the 
 head is also re-drawn in each named SynHead style (training/synhead/drawing_styles.py, seeded by the head's
 seed and the style's name) and measured per style (``sketch2mask.styles``: mIoU, mAP, per-class IoU; a
 table on stderr).
+
+Label sets: the networks and the data must serve the same label set (the weights are loaded for the
+data's ``label_set``: a SynCat folder needs cat weights). Class counts, names and per-class tables come
+from it. The human-only parts are skipped for any other set, each with a line in the report's ``notes``:
+the face / hair geometry regions, the shaded and glasses-kept sketch protocols, ``--sketch-styles``,
+``--real-sketches`` (the face checks), ``--real-masks`` and ``--appearance`` (human class groups).
 """
 from __future__ import annotations
 
@@ -43,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.labels import LABEL_IDS, LABEL_NAMES, NUM_CLASSES, colorize
+from backend.labels import CELEBAMASK_HQ, LABEL_IDS, LABEL_NAMES, NUM_CLASSES, LabelSet, colorize
 
 
 def predicted_mesh(model, planes: torch.Tensor, grid: int):
@@ -234,13 +240,17 @@ def region_geometry(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray) -> 
     return {region: chamfer_fscore(pred, gt, gt_region=sel) for region, sel in inside.items() if sel.any()}
 
 
-def geometry_metrics(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray) -> dict[str, float]:
+def geometry_metrics(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray,
+                     regions: bool = True) -> dict[str, float]:
     """The per-head geometry of ``s3d-eval``: :func:`training.metrics.chamfer_fscore` of ``pred (N, 3)``
-    against ``gt (M, 3)`` (metres) plus ``{chamfer_mm, fscore_2mm, fscore_5mm}_{region}`` for each of
-    :data:`GEOMETRY_REGIONS` the truth has samples in (``gt_labels (M,)`` label ids)."""
+    against ``gt (M, 3)`` (metres) plus, with ``regions`` (human heads: the regions are CelebAMask-HQ ids),
+    ``{chamfer_mm, fscore_2mm, fscore_5mm}_{region}`` for each of :data:`GEOMETRY_REGIONS` the truth has
+    samples in (``gt_labels (M,)`` label ids)."""
     from training.metrics import chamfer_fscore
 
     out = chamfer_fscore(pred, gt)
+    if not regions:
+        return out
     for region, r in region_geometry(pred, gt, gt_labels).items():
         out.update({f"{k}_{region}": r[k] for k in ("chamfer_mm", "fscore_2mm", "fscore_5mm")})
     return out
@@ -248,15 +258,15 @@ def geometry_metrics(pred: np.ndarray, gt: np.ndarray, gt_labels: np.ndarray) ->
 
 @torch.no_grad()
 def posterior_planes(model, sample) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """A SynHead sample's ``(label ids (H, W) uint8, one-hot mask (1, 19, H, W) float32, planes (1, 3, C, R,
-    R))``, the planes with z = ``Mask2Triplane.posterior_z`` of the ground-truth input-view RGB (how the
+    """A SynHead sample's ``(label ids (H, W) uint8, one-hot mask (1, K, H, W) float32 (K classes of the
+    model's label set), planes (1, 3, C, R, R))``, the planes with z = ``Mask2Triplane.posterior_z`` of the ground-truth input-view RGB (how the
     evaluation renders a test head); a mirror pair ``(1, 2, 3, C, R, R)`` when the model mirror-averages
     (``Mask2Triplane.planes_from_onehot``, same z for both)."""
     from backend.models.mask2triplane import ids_to_onehot
     from training.datasets import read_ids, read_rgb
 
-    ids = read_ids(sample.path("mask"))
-    onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), NUM_CLASSES)
+    ids = read_ids(sample.path("mask"), model.labels)
+    onehot = ids_to_onehot(torch.from_numpy(ids)[None].long(), model.num_classes)
     rgb = torch.from_numpy(read_rgb(sample.path("rgb"))).permute(2, 0, 1)[None]
     return ids, onehot, model.planes_from_onehot(onehot, model.posterior_z(rgb, onehot))
 
@@ -266,7 +276,10 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
                            real_masks: Path | None = None, outer_reference: bool = True,
                            geometry_limit: int | None = None) -> dict[str, Any]:
     """Metrics of a :class:`Mask2Triplane` on a :class:`SynHead` test split (see the module docstring);
-    ``outer_reference`` adds the geometry against the outer reference (``*_outer`` keys).
+    ``outer_reference`` adds the geometry against the outer reference (``*_outer`` keys). Classes come
+    from the model's label set (``model.labels``); the face / hair geometry regions and ``real_masks`` are
+    human-only and skipped for another set (``notes`` in the summary says so). The appearance spread is
+    that of label 1 (skin for humans, face fur for cats).
 
     ``geometry_limit``: measure the geometry (mesh extraction, Chamfer distance, F-score; about 30 s a head
     on one CPU thread) on the first ``geometry_limit`` heads only, and everything else (label consistency,
@@ -283,7 +296,14 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
     cfg = model.cfg
     renderer = VolumeRenderer(cfg.get("render_samples", 24), cfg.get("render_importance_samples", 24))
     rng = np.random.default_rng(0)
-    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    labels: LabelSet = getattr(model, "labels", CELEBAMASK_HQ)
+    human = labels.subject == "human"
+    k_classes = labels.num_classes
+    conf = np.zeros((k_classes, k_classes), np.int64)
+    notes: list[str] = []
+    if not human:
+        notes.append(f"label set {labels.name}: the face / hair geometry regions (GEOMETRY_REGIONS, human ids) "
+                     f"are not measured")
     rows, sheet = [], []
     t0 = time.time()
     for k, s in enumerate(data.samples):
@@ -294,7 +314,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
             pred_mesh = predicted_mesh(model, planes, grid)
             pred_pts = mesh_samples(pred_mesh, 20000, rng)
             gt_pts, gt_labels = mesh_surface_points(s.path("mesh"), 20000, rng, with_labels=True)
-            row.update(geometry_metrics(pred_pts, gt_pts, gt_labels))
+            row.update(geometry_metrics(pred_pts, gt_pts, gt_labels, regions=human))
             if outer_reference:  # the outer reference, comparable with older measurements
                 outer = chamfer_fscore(mesh_samples(pred_mesh, 20000, rng, visible_only=False),
                                        mesh_surface_points(s.path("mesh"), 20000, rng, reference="outer"))
@@ -302,7 +322,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
         renders = {v: renderer.render(field, orthographic_camera(v, view_res)) for v in ("front", "left", "back")}
         sem = renders["front"]["semantic"][0].argmax(0).numpy()
         target = mode_pool(ids, view_res) if ids.shape[0] % view_res == 0 else ids
-        c = confusion_matrix(sem, target, NUM_CLASSES)
+        c = confusion_matrix(sem, target, k_classes)
         conf += c
         row["label_miou"] = segmentation_scores(c)["miou"]
         views = {v["name"]: v for v in s.entry.get("views", [])}
@@ -334,7 +354,7 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
             row["seed_colour_std"] = float(np.std(np.stack(cols), axis=0).mean())
         rows.append(row)
         if sheet_path is not None and k < sheet_rows:
-            tiles = [colorize(target)]
+            tiles = [labels.colorize(target)]
             for name in ("front", "left", "back"):
                 gt = gt_imgs.get(name)
                 tiles.append(_to_uint8(gt) if gt is not None and gt.shape[0] == view_res else np.zeros((view_res, view_res, 3), np.uint8))
@@ -357,14 +377,20 @@ def evaluate_mask2triplane(model, data, grid: int, view_res: int, sheet_path: Pa
     summary["geometry_by_hair_style"] = geometry_by(geometry_rows, "hair_style")
     # SynHead >= 0.2.0 turns 60 % of heads by up to 10 degrees, which the mask shows only indirectly
     summary["geometry_by_pose"] = geometry_by(geometry_rows, "pose")
-    summary.update({"label_consistency_miou": seg["miou"], "label_per_class_iou": _per_class(seg["per_class_iou"]),
+    summary.update({"label_set": labels.name,
+                    "label_consistency_miou": seg["miou"],
+                    "label_per_class_iou": _per_class(seg["per_class_iou"], labels.names),
                     # precision < recall: the render paints a class wider than the mask has it
-                    "label_per_class_precision": _per_class(seg["per_class_precision"]),
-                    "label_per_class_recall": _per_class(seg["per_class_recall"]),
+                    "label_per_class_precision": _per_class(seg["per_class_precision"], labels.names),
+                    "label_per_class_recall": _per_class(seg["per_class_recall"], labels.names),
                     "count": len(rows), "geometry_count": len(geometry_rows), "grid": grid, "view_resolution": view_res,
                     "seconds": round(time.time() - t0, 1), "per_sample": rows})
-    if real_masks is not None:
+    if real_masks is not None and human:
         summary["real_masks"] = evaluate_real_masks(model, renderer, real_masks, view_res, sheet_path)
+    elif real_masks is not None:
+        notes.append(f"label set {labels.name}: --real-masks (CelebAMask-HQ id maps) skipped")
+    if notes:
+        summary["notes"] = notes
     return summary
 
 
@@ -375,7 +401,8 @@ def seed_sheet(model, renderer, sample, view_res: int, path: Path, seeds: tuple[
     from backend.models.renderer import orthographic_camera
     from training.datasets import read_ids
 
-    onehot = ids_to_onehot(torch.from_numpy(read_ids(sample.path("mask")))[None].long(), NUM_CLASSES)
+    onehot = ids_to_onehot(torch.from_numpy(read_ids(sample.path("mask"), model.labels))[None].long(),
+                           model.num_classes)
     cols = []
     for seed in seeds:
         planes = model.planes_from_onehot(onehot, model.sample_z(seed))
@@ -437,8 +464,9 @@ def _save_png(path: Path, img: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _per_class(values: list) -> dict[str, float | None]:
-    return {name: (None if v is None else round(v, 4)) for name, v in zip(LABEL_NAMES, values)}
+def _per_class(values: list, names: tuple[str, ...] = LABEL_NAMES) -> dict[str, float | None]:
+    """Per-class values by label name (``names``: the label set's, default the human one), rounded."""
+    return {name: (None if v is None else round(v, 4)) for name, v in zip(names, values)}
 
 
 @torch.no_grad()
@@ -459,11 +487,18 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
     of the head's seed and the style name, so every run draws the same sketches) instead of its stored
     sketch; heads without strokes (or without a render, for portrait and pencil) are skipped (``skipped``),
     ``count`` is the number measured.
+
+    Classes come from the network's label set (``net.labels``; the data must serve the same set). For a
+    non-human set ``shaded``, ``keep_accessories`` and ``style`` have nothing to act on (the marks, glasses
+    strokes and drawing styles are human-only, training/augment.py), so the sketches are the clean or
+    augmented ones; :func:`main` does not ask for those protocols then.
     Raises ValueError for an unknown style name."""
     from training.augment import augmented_sketch, face_marks
     from training.metrics import confusion_matrix, segmentation_scores
 
-    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    labels: LabelSet = getattr(net, "labels", CELEBAMASK_HQ)
+    k_classes = labels.num_classes
+    conf = np.zeros((k_classes, k_classes), np.int64)
     by_style: dict[str, np.ndarray] = {}
     pending: list[tuple[np.ndarray, np.ndarray, str]] = []
 
@@ -471,7 +506,7 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
         x = torch.from_numpy(np.stack([p[0] for p in pending]))[:, None]
         pred = net.predict_ids(x, mirror_average).numpy()
         for (_, mk, style), pr in zip(pending, pred):
-            c = confusion_matrix(pr, mk, NUM_CLASSES)
+            c = confusion_matrix(pr, mk, k_classes)
             conf[...] += c
             by_style.setdefault(style, np.zeros_like(conf))
             by_style[style] += c
@@ -488,15 +523,16 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
         sk, mk = item["sketch"], item["mask"]
         if style is not None:
             head = item["seed"] if item.get("seed", -1) >= 0 else i
-            sk = redraw_in_style(item, style_rng(head, style), [style]) if item.get("strokes") else None
+            sk = redraw_in_style(item, style_rng(head, style), [style], labels) if item.get("strokes") else None
             if sk is None:  # no strokes, or no render for a style drawn from it
                 skipped += 1
                 continue
             item = dict(item, style=style)
         elif augmented:
-            sk, mk = augmented_sketch(item, np.random.default_rng([seed, i]), keep_accessories=keep_accessories)
+            sk, mk = augmented_sketch(item, np.random.default_rng([seed, i]), keep_accessories=keep_accessories,
+                                      labels=labels)
         elif shaded:
-            sk = face_marks(np.asarray(sk, np.float32), mk, np.random.default_rng([seed, i, 1]))
+            sk = face_marks(np.asarray(sk, np.float32), mk, np.random.default_rng([seed, i, 1]), labels=labels)
         pending.append((np.ascontiguousarray(sk, np.float32), mk, item["style"]))
         count += 1
         if len(pending) == batch:
@@ -505,15 +541,17 @@ def evaluate_sketch2mask(net, data, augmented: bool, seed: int = 1234, batch: in
         flush()
     seg = segmentation_scores(conf)
     return {"miou": seg["miou"], "map": seg["map"], "pixel_accuracy": seg["pixel_accuracy"],
-            "per_class_iou": _per_class(seg["per_class_iou"]), "per_class_precision": _per_class(seg["per_class_precision"]),
-            "per_class_recall": _per_class(seg["per_class_recall"]),
+            "per_class_iou": _per_class(seg["per_class_iou"], labels.names),
+            "per_class_precision": _per_class(seg["per_class_precision"], labels.names),
+            "per_class_recall": _per_class(seg["per_class_recall"], labels.names),
             "per_style_miou": {k: segmentation_scores(v)["miou"] for k, v in sorted(by_style.items())},
             "count": count, **({"style": style, "skipped": skipped} if style is not None else {})}
 
 
 def style_table(results: dict[str, dict[str, Any]]) -> str:
     """Text table of :func:`evaluate_sketch2mask` results per sketch style: one column per style, rows
-    mIoU, mAP, the number of heads and each class's IoU (``-`` where a class never occurs)."""
+    mIoU, mAP, the number of heads and each class's IoU (``-`` where a class never occurs), the classes
+    those of the results' ``per_class_iou`` (the label set they were measured with)."""
     names = list(results)
     width = max(8, *(len(n) + 1 for n in names))
     fmt = lambda v: f"{'-' if v is None else f'{v:.3f}':>{width}}"  # noqa: E731
@@ -521,7 +559,7 @@ def style_table(results: dict[str, dict[str, Any]]) -> str:
     lines.append("mIoU".ljust(12) + "".join(fmt(results[n]["miou"]) for n in names))
     lines.append("mAP".ljust(12) + "".join(fmt(results[n]["map"]) for n in names))
     lines.append("heads".ljust(12) + "".join(f"{results[n]['count']:>{width}}" for n in names))
-    for c in LABEL_NAMES:
+    for c in (results[names[0]]["per_class_iou"] if names else ()):
         lines.append(c.ljust(12) + "".join(fmt(results[n]["per_class_iou"][c]) for n in names))
     return "\n".join(lines)
 
@@ -669,6 +707,20 @@ def appearance_side_by_side(data_root: str, split: str, limit: int,
     return out
 
 
+def _data_labels(root: str) -> LabelSet:
+    """The label set of the ``--data`` folder(s) (SynHead manifests; human for an MM-CelebA-HQ folder).
+
+    Raises:
+        DataError: unreadable or disagreeing manifests (:class:`training.datasets.SynHead`).
+    """
+    from training.datasets import SynHead, data_roots
+
+    roots = data_roots(root)
+    if len(roots) == 1 and not (roots[0] / "manifest.json").is_file():
+        return CELEBAMASK_HQ
+    return SynHead(roots, "all").labels
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s3d-eval", description="measure S3D weights on the SynHead test split")
     p.add_argument("--data", required=True, help="SynHead folder (its test split is used; see --split)")
@@ -735,16 +787,21 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         report: dict[str, Any] = {"command": command_line()}
+        notes: list[str] = []
         if args.only not in ("sketch2mask", "appearance"):
             data = SynHead(args.data, args.split, limit=args.limit)
             report["data"] = data.describe()
-            model, card = load_mask2triplane(args.weights)
+            model, card = load_mask2triplane(args.weights, label_set=data.labels.name)
             report["mask2triplane"] = evaluate_mask2triplane(model, data, args.grid, args.view_resolution,
                                                              out.with_name(out.stem + "_mask2triplane.png"),
                                                              real_masks=args.real_masks,
                                                              geometry_limit=args.geometry_limit)
             report["mask2triplane"]["weights_sha256"] = card["sha256"]
-        if args.appearance:
+            notes += report["mask2triplane"].get("notes", [])
+        if args.appearance and _data_labels(args.data).subject != "human":
+            notes.append(f"label set {_data_labels(args.data).name}: --appearance (human class groups, "
+                         f"training/appearance_eval.py) skipped")
+        elif args.appearance:
             report["appearance"] = appearance_side_by_side(args.data, args.split, args.appearance,
                                                            [("weights", args.weights)] + [
                                                                tuple(c.split("=", 1)) for c in args.compare])
@@ -752,19 +809,28 @@ def main(argv: list[str] | None = None) -> int:
             data = open_sketch_data(args.data, args.split, limit=args.sketch_limit)
             report.setdefault("data", data.describe())
             report["sketch_data"] = data.describe()
-            net, card = load_sketch2mask(args.weights)
-            r = {"clean": evaluate_sketch2mask(net, data, False), "augmented": evaluate_sketch2mask(net, data, True),
-                 "shaded": evaluate_sketch2mask(net, data, False, shaded=True),
-                 "augmented_glasses_kept": evaluate_sketch2mask(net, data, True, keep_accessories=True),
-                 "weights_sha256": card["sha256"], "mirror_average": net.mirror_average}
+            labels = getattr(data, "labels", CELEBAMASK_HQ)
+            human = labels.subject == "human"
+            net, card = load_sketch2mask(args.weights, label_set=labels.name)
+            r = {"clean": evaluate_sketch2mask(net, data, False), "augmented": evaluate_sketch2mask(net, data, True)}
+            if human:
+                r["shaded"] = evaluate_sketch2mask(net, data, False, shaded=True)
+                r["augmented_glasses_kept"] = evaluate_sketch2mask(net, data, True, keep_accessories=True)
+            else:
+                notes.append(f"label set {labels.name}: the shaded and glasses-kept sketch protocols (human marks "
+                             f"and accessories) skipped")
+            r.update({"weights_sha256": card["sha256"], "mirror_average": net.mirror_average})
             # the other inference setting on the same split: the evidence for the card's choice
             other = not net.mirror_average
             r["mirror_average_other"] = {"mirror_average": other,
                                          "clean_miou": evaluate_sketch2mask(net, data, False, mirror_average=other)["miou"],
-                                         "augmented_miou": evaluate_sketch2mask(net, data, True, mirror_average=other)["miou"],
-                                         "shaded_miou": evaluate_sketch2mask(net, data, False, mirror_average=other,
-                                                                             shaded=True)["miou"]}
-            if args.real_sketches:
+                                         "augmented_miou": evaluate_sketch2mask(net, data, True, mirror_average=other)["miou"]}
+            if human:
+                r["mirror_average_other"]["shaded_miou"] = evaluate_sketch2mask(net, data, False, mirror_average=other,
+                                                                                shaded=True)["miou"]
+            if args.real_sketches and not human:
+                notes.append(f"label set {labels.name}: --real-sketches (human face checks) skipped")
+            elif args.real_sketches:
                 predictions = predict_real_sketches(net, args.real_sketches)
                 r["real_sketches_sheet"] = real_sketch_sheet(predictions, out.with_name(out.stem + "_real_sketches.png"))
                 r["real_sketches_checks"] = {name: mask_plausibility(pred) for name, _, pred in predictions}
@@ -784,17 +850,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  ablation {label}: {ablation[label]}", file=sys.stderr)
             if ablation:
                 r["ablation"] = ablation
-            if styles:
+            if styles and not human:
+                notes.append(f"label set {labels.name}: --sketch-styles (SynHead's human drawing styles) skipped")
+            elif styles:
                 r["styles"] = {name: evaluate_sketch2mask(net, data, False, style=name) for name in styles}
                 print("  sketch2mask per sketch style (IoU):\n" + style_table(r["styles"]), file=sys.stderr)
             report["sketch2mask"] = r
+        if notes:
+            report["notes"] = notes
+            for line in notes:
+                print(f"  note: {line}", file=sys.stderr)
         atomic_write_text(out, json.dumps(report, indent=2) + "\n")
         if args.update_cards:
             update_cards(Path(args.weights), report, report["command"])
         brief = {"mask2triplane": {k: v for k, v in report.get("mask2triplane", {}).items() if k.startswith(("mean_", "label_consistency"))},
                  "sketch2mask": {k: {"miou": v["miou"], "map": v["map"]} for k, v in report.get("sketch2mask", {}).items()
                                  if isinstance(v, dict) and "miou" in v}}
-        if styles:
+        if styles and "styles" in report.get("sketch2mask", {}):
             brief["sketch2mask_styles"] = {k: v["miou"] for k, v in report["sketch2mask"]["styles"].items()}
         print(json.dumps(brief, indent=2))
         return 0

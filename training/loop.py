@@ -133,7 +133,7 @@ def read_parameters(source: str | Path, kind: str) -> tuple[dict[str, torch.Tens
     if p.is_dir():
         from backend.models.loading import load_model
 
-        earlier, card = load_model(kind, p, "cpu")
+        earlier, card = load_model(kind, p, "cpu", label_set=None)  # any label set; warm_start compares them
         info = {"source": str(p), "sha256": card.get("sha256"), "steps": card["training"]["steps"],
                 "minutes": card["training"]["minutes"], "command": card["training"]["command"]}
         if card["training"].get("init_from"):
@@ -164,13 +164,32 @@ def warm_start(model: torch.nn.Module, source: str | Path, kind: str, refit: tup
     ``config["channels"]`` differ from ``model.cfg["channels"]``, it maps the source's parameters onto the
     wider network first (training/widen.py, function-preserving); the info then lists ``widened_from``.
 
+    Label sets: the source must serve the model's label set (each config's ``label_set``, absent meaning
+    celebamask-hq-19; :func:`backend.models.config.config_labels`). A warm start from a human (19-class)
+    run into a cat (6-class) network, or back, is refused with :class:`backend.models.config.LabelSetError`
+    before any tensor is copied: the class-dependent layers (the mask encoder's and appearance encoder's
+    inputs, the decoder's semantic outputs, the sketch U-Net's head) mean different classes, and ``refit``
+    is not used for them on purpose, because most of the other weights were shaped by those classes too
+    (a 19-class mask encoder has never seen a cat's outline). Train the other set's networks from scratch.
+
     Raises:
+        LabelSetError: the source serves another label set than ``model``.
         FileNotFoundError: ``source`` does not exist.
         RuntimeError: the tensors do not fit ``model`` (a different architecture), or an ``expand``
             tensor shrank.
         ValueError: from ``widen``, for a width that shrinks.
     """
     state, source_cfg, info = read_parameters(source, kind)
+    own_cfg = getattr(model, "cfg", None)
+    if isinstance(own_cfg, dict) and isinstance(source_cfg, dict):
+        from backend.models.config import DEFAULT_LABEL_SET, LabelSetError
+
+        own_set = own_cfg.get("label_set", DEFAULT_LABEL_SET)
+        source_set = source_cfg.get("label_set", DEFAULT_LABEL_SET)
+        if own_set != source_set:
+            raise LabelSetError(f"cannot warm-start a {own_set} network ({own_cfg.get('num_classes')} classes) "
+                                f"from {source}, a {source_set} network ({source_cfg.get('num_classes')} "
+                                f"classes): train it from scratch (no --init-from)")
     own_channels, source_channels = getattr(model, "cfg", {}).get("channels"), source_cfg.get("channels")
     if (widen is not None and None not in (own_channels, source_channels)
             and list(source_channels) != list(own_channels)):

@@ -7,8 +7,12 @@
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
+
+from backend.labels import CELEBAMASK_HQ, LabelSet
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -42,14 +46,44 @@ def style_vector_loss(style: torch.Tensor, target_ws: torch.Tensor) -> torch.Ten
 #: Face-part classes that cover few pixels (eye_g, eyes, brows, mouth, lips): ``small_class_weights`` boosts them.
 SMALL_CLASSES: tuple[int, ...] = (3, 4, 5, 6, 7, 10, 11, 12)
 
+#: Label-set name -> the names of its small classes, the ones the recipes weight up (``small_class_weight``)
+#: and draw extra rays from (``small_class_rays``). Humans: :data:`SMALL_CLASSES` by name. Cats (seg2cat):
+#: eyes, mouth (nose pad, philtrum, mouth line) and whiskers (the whisker pads), each about 1-3 % of a
+#: SynCat front view, against face and ear.
+SMALL_CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "celebamask-hq-19": ("eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip"),
+    "seg2cat": ("mouth", "eyes", "whiskers"),
+}
 
-def small_class_weights(num_classes: int, boost: float, device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """Cross-entropy class weights ``(num_classes,)`` float32: ``boost`` for :data:`SMALL_CLASSES`, 1 elsewhere;
-    None when ``boost == 1`` (plain cross-entropy)."""
+
+def small_classes(labels: LabelSet = CELEBAMASK_HQ) -> tuple[int, ...]:
+    """The ids of ``labels``' small classes (:data:`SMALL_CLASS_NAMES`), ascending; :data:`SMALL_CLASSES` for
+    the human set.
+
+    Raises:
+        KeyError: a label set without an entry in :data:`SMALL_CLASS_NAMES`.
+    """
+    try:
+        names = SMALL_CLASS_NAMES[labels.name]
+    except KeyError:
+        raise KeyError(f"no small classes are defined for label set {labels.name!r} (training/losses.py "
+                       f"SMALL_CLASS_NAMES)") from None
+    return tuple(sorted(labels.ids[n] for n in names))
+
+
+def small_class_weights(num_classes: int, boost: float, device: torch.device | str = "cpu",
+                        classes: Sequence[int] = SMALL_CLASSES) -> torch.Tensor | None:
+    """Cross-entropy class weights ``(num_classes,)`` float32: ``boost`` for ``classes`` (default the human
+    :data:`SMALL_CLASSES`; :func:`small_classes` for another label set), 1 elsewhere; None when
+    ``boost == 1`` (plain cross-entropy).
+
+    Raises:
+        IndexError: a class id ``>= num_classes``.
+    """
     if boost == 1.0:
         return None
     w = torch.ones(num_classes, device=device)
-    w[list(SMALL_CLASSES)] = boost
+    w[list(classes)] = boost
     return w
 
 

@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--limit", type=int, help="use the first N heads")
     f.add_argument("--shrinkage", type=float, default=0.05, help="covariance shrinkage towards its diagonal")
     f.add_argument("--threads", type=int, help="torch CPU threads")
+    a = sub.add_parser("colour-albedo", help="write the albedo of each colour code's training head into the card of a "
+                                             "colour-code generator (training/colour_code_fit.py)")
+    a.add_argument("--weights", default="weights", help="weights folder (its card is updated in place)")
+    a.add_argument("--name", help="weights name (default mask2triplane_lite)")
+    a.add_argument("--data", required=True, help="SynHead folder of the heads the generator trained on")
     i = sub.add_parser("interpolate", help="export (1 - alpha) * BASE + alpha * RUN (WiSE-FT weight interpolation)")
     i.add_argument("base", help="the weights RUN was fine-tuned from: a weights folder or a checkpoint.pt")
     i.add_argument("run", help="run folder holding checkpoint.pt (the fine-tuned network)")
@@ -121,7 +126,8 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
     each prediction with the mirrored input's: the mirrored sketch's label scores
     (backend/models/sketch2mask.py) or the mirrored mask's field (``Mask2Triplane.planes_from_onehot``).
     ``semantic_logit_adjustment`` tau > 0 (mask2triplane only) writes ``inference.semantic_logit_offsets``:
-    ``-tau * log(small_class_weight)`` for :data:`training.losses.SMALL_CLASSES`, the classes the run's
+    ``-tau * log(small_class_weight)`` for the small classes of the run's label set
+    (:func:`training.losses.small_classes`; for humans :data:`training.losses.SMALL_CLASSES`), the classes the run's
     recipe weighted up (logit adjustment, Menon et al. ICLR 2021; Mask2Triplane.query).
 
     Raises:
@@ -139,8 +145,8 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
 
 
 def _semantic_logit_offsets(ck: dict[str, Any], run: str | Path, tau: float) -> dict[str, Any]:
-    from backend.labels import LABEL_NAMES
-    from training.losses import SMALL_CLASSES
+    from backend.models.config import config_labels
+    from training.losses import small_classes
 
     weight = float(ck["meta"]["recipe"].get("small_class_weight", 1.0))
     if ck["meta"]["kind"] != "mask2triplane" or weight <= 1.0 or tau < 0:
@@ -148,8 +154,9 @@ def _semantic_logit_offsets(ck: dict[str, Any], run: str | Path, tau: float) -> 
                          f"classes up (small_class_weight > 1) and tau >= 0; {run} is a {ck['meta']['kind']} run "
                          f"with small_class_weight {weight}, tau {tau}")
     offset = round(-tau * math.log(weight), 4)
+    labels = config_labels(ck["meta"]["config"])
     return {"semantic_logit_adjustment_tau": tau,
-            "semantic_logit_offsets": {LABEL_NAMES[c]: offset for c in SMALL_CLASSES}}
+            "semantic_logit_offsets": {labels.names[c]: offset for c in small_classes(labels)}}
 
 
 def _default_name(ck: dict[str, Any]) -> str:
@@ -157,13 +164,22 @@ def _default_name(ck: dict[str, Any]) -> str:
 
 
 def _run_card(ck: dict[str, Any], run: str | Path, mirror_average: bool) -> dict[str, Any]:
-    """The model card of a training checkpoint (without sha256 and name, which ``save_weights`` adds)."""
+    """The model card of a training checkpoint (without sha256 and name, which ``save_weights`` adds).
+
+    ``label_set`` is the one the run's config serves (:func:`backend.models.config.config_labels`: the
+    config's ``label_set``, celebamask-hq-19 for a human run, whose config has none), so the card says which
+    subject's masks the network reads or writes.
+
+    Raises:
+        LabelSetError: the config's class count does not fit its label set.
+    """
     from backend.coords import BOX_SIZE_M
-    from backend.models.loading import LABEL_SET
+    from backend.models.config import config_labels
 
     meta = ck["meta"]
     card = {
-        "kind": meta["kind"], "profile": meta["profile"], "config": meta["config"], "label_set": LABEL_SET,
+        "kind": meta["kind"], "profile": meta["profile"], "config": meta["config"],
+        "label_set": config_labels(meta["config"]).name,
         "box_size_m": BOX_SIZE_M, "data": meta["data"],
         "training": {"command": meta["command"], "steps": int(ck["step"]), "minutes": round(ck["elapsed_s"] / 60, 1),
                      "machine": meta["machine"], "device": meta["device"], "world_size": meta["world_size"],
@@ -243,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
 
                 torch.set_num_threads(args.threads)
             print(json.dumps(fit_prior(args.weights, args.data, args.limit, args.name, command_line(), args.shrinkage)))
+            return 0
+        if args.command == "colour-albedo":
+            from training.colour_code_fit import write_colour_albedo
+            from training.loop import command_line
+
+            print(json.dumps(write_colour_albedo(args.weights, args.data, args.name, command_line())))
             return 0
         if args.command in ("export", "interpolate"):
             if args.command == "export":

@@ -12,6 +12,13 @@ q(z | ground-truth RGB, mask) (reparameterised) give the planes; the losses are
   loss), then ramped in;
 * ``kl_weight`` x KL(q(z | rgb, mask) || N(0, I)), so z ~ N(0, I) at inference gives plausible colours
   (the weight is ramped in over ``kl_warmup_steps`` so that the code is used before it is squeezed).
+
+The network serves the data's label set (``data.labels``: 19 CelebAMask-HQ classes for SynHead, six
+seg2cat classes for SynCat): the config's ``num_classes`` and ``label_set`` come from it
+(:func:`backend.models.config.for_label_set`), and so do the small classes that the semantic terms weight
+up and that extra rays are drawn from (:func:`training.losses.small_classes`). An ``--init-from`` run of
+another label set is refused (training/loop.py ``warm_start``); CelebAMask-HQ photos (``adv_photos``) and
+the colour code (``appearance_code: colours``) are human-only and refused for other sets.
 """
 from __future__ import annotations
 
@@ -24,13 +31,13 @@ import numpy as np
 import torch
 
 from backend.models.colour_code import colour_code
-from backend.models.config import get_config
+from backend.models.config import LabelSetError, for_label_set, get_config
 from backend.models.mask2triplane import Mask2Triplane
 from backend.models.renderer import VolumeRenderer
 from training.adversarial import AdversarialStep, depth_normals, discriminator_image
 from training.datasets import SynHead
-from training.losses import (SMALL_CLASSES, depth_interval_loss, kl_to_standard_normal, point_losses, render_losses,
-                             small_class_weights)
+from training.losses import (depth_interval_loss, kl_to_standard_normal, point_losses, render_losses,
+                             small_class_weights, small_classes)
 from training.loop import LoopLimits, RunContext, command_line, machine_description, run_loop, warm_start
 from training.prefetch import PrefetchedBatches
 
@@ -60,7 +67,7 @@ class Mask2TriplaneRecipe:
     render_ramp_steps: int = 100     # ... then ramped in linearly
     w_interval: float = 10.0         # depth-interval channels of the X-Z plane (when the config has the prior)
     occ_on_surface: bool = False     # on-surface points have no inside/outside: left out of the occupancy BCE
-    small_class_weight: float = 3.0  # semantic CE weight of eye_g, eyes, brows, mouth, lips on the points
+    small_class_weight: float = 3.0  # semantic CE weight of the small classes on the points (training/losses.py)
     small_class_rays: float = 0.25   # share of each view's rays drawn from those classes' pixels (they cover few)
     render_appearance_detached: bool = True  # RGB / semantic render losses cannot move the density
     ema_decay: float = 0.0  # moving average of the weights (training/loop.py run_loop); export and eval use it
@@ -87,7 +94,8 @@ class Mask2TriplaneLoss(torch.nn.Module):
         self.model = model
         self.recipe = recipe
         self.renderer = VolumeRenderer(recipe.render_samples, recipe.render_importance, background_rgb=1.0)
-        weights = small_class_weights(model.num_classes, recipe.small_class_weight)
+        weights = small_class_weights(model.num_classes, recipe.small_class_weight,
+                                      classes=small_classes(model.labels))
         self.register_buffer("class_weights", weights if weights is not None else torch.ones(model.num_classes))
         # a plain attribute, not a submodule: the discriminator has its own optimiser and is not part of the
         # generator's DistributedDataParallel graph (AdversarialStep averages its gradients itself)
@@ -203,7 +211,8 @@ class Mask2TriplaneBatchBuilder:
             self.photos = CelebAMaskHQ(recipe.adv_photos)
 
     def _photo_batch(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """``photo_mask (P, 19, Rm, Rm)`` class fractions and ``photo_patch_*`` (:func:`photo_patch`) of
+        """CelebAMask-HQ photos (human networks only): ``photo_mask (P, 19, Rm, Rm)`` class fractions and
+        ``photo_patch_*`` (:func:`photo_patch`) of
         ``adv_photo_batch`` random photos."""
         from backend.labels import NUM_CLASSES
         from training.datasets import onehot_area
@@ -225,7 +234,8 @@ class Mask2TriplaneBatchBuilder:
                                               recipe.points, recipe.near_fraction, recipe.rays_per_view,
                                               num_ray_views=recipe.ray_views,
                                               with_interval=bool(cfg.get("depth_interval_slope", 0.0)),
-                                              focus_labels=SMALL_CLASSES, focus_fraction=recipe.small_class_rays)
+                                              focus_labels=small_classes(self.data.labels),
+                                              focus_fraction=recipe.small_class_rays)
                  for i in idx]
         if recipe.adv_weight > 0:
             for i, it in zip(idx, items):
@@ -261,6 +271,10 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
         recipe.rays_per_view = 0
     torch.manual_seed(args.seed)
     data = SynHead(args.data, "train", limit=args.limit)
+    for_label_set(cfg, data.labels)  # num_classes (and label_set for a non-human set) from the data
+    if recipe.adv_photos and data.labels.subject != "human":
+        raise LabelSetError(f"adv_photos are CelebAMask-HQ photos of people; the data's label set is "
+                            f"{data.labels.name!r}")
     model = Mask2Triplane(cfg)
     init_info = None
     if getattr(args, "init_from", None):

@@ -4,6 +4,12 @@ L = L_SV + L_CE + L_Dice, where L_SV is the MSE between the U-Net's bottleneck s
 w+ of the trained (frozen) mask encoder on the ground-truth mask. Augmentation (training/augment.py):
 stroke-level changes on the clean strokes, S3D's keep / dilate-3 / erode-7, random framing. Ablations:
 ``--no-sv`` drops L_SV (S3D Table 2), ``--no-aug`` trains on the stored sketches unchanged (Table 3).
+
+The network serves the data's label set (``data.labels``: 19 CelebAMask-HQ classes for SynHead, six
+seg2cat classes for SynCat): the config's ``num_classes`` and ``label_set`` are set from it
+(:func:`backend.models.config.for_label_set`), the small classes the recipe weights up are that set's
+(:func:`training.losses.small_classes`), and the mask encoder and any ``--init-from`` run must serve the
+same set (:class:`backend.models.config.LabelSetError` otherwise).
 """
 from __future__ import annotations
 
@@ -15,12 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.models.config import get_config
+from backend.labels import CELEBAMASK_HQ
+from backend.models.config import LabelSetError, for_label_set, get_config
 from backend.models.mask2triplane import Mask2Triplane
 from backend.models.sketch2mask import SketchToMask
 from training.augment import augmented_sketch
 from training.datasets import DataError, SynHead, onehot_area, open_sketch_data, resize_grey
-from training.losses import sketch_to_mask_loss, small_class_weights
+from training.losses import sketch_to_mask_loss, small_class_weights, small_classes
 from training.loop import (LoopLimits, RunContext, command_line, machine_description, read_parameters, run_loop,
                            warm_start)
 from training.prefetch import PrefetchedBatches
@@ -38,7 +45,7 @@ class SketchToMaskRecipe:
     augment: bool = True
     stroke_prob: float = 0.5
     framing_prob: float = 0.5
-    small_class_weight: float = 1.0  # cross-entropy weight of eye_g, eyes, brows, mouth, lips (1 = S3D's plain CE)
+    small_class_weight: float = 1.0  # cross-entropy weight of the small classes (training/losses.py; 1 = S3D's plain CE)
     # random framing (scale, shift as a fraction of the image): real sketches framed by their ink's box
     # (wide hair, long necks) put the face smaller or lower than SynHead's canonical framing
     framing_scale_min: float = 0.92
@@ -96,7 +103,8 @@ class SketchToMaskLoss(torch.nn.Module):
         super().__init__()
         self.net = net
         self.recipe = recipe
-        weights = small_class_weights(net.cfg["num_classes"], recipe.small_class_weight)
+        weights = small_class_weights(net.cfg["num_classes"], recipe.small_class_weight,
+                                      classes=small_classes(net.labels))
         self.register_buffer("class_weights", weights if weights is not None else torch.ones(net.cfg["num_classes"]))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -110,12 +118,14 @@ class SketchToMaskLoss(torch.nn.Module):
 class SketchBatchBuilder:
     """``rng -> host batch`` of the sketch network (picklable, for ``--workers``): ``sketch (B, 1, r, r)`` float32 in
     [0, 1] (1 = paper) and ``mask (B, r, r)`` int64 label ids at the U-Net's internal resolution ``r``, augmented by
-    the recipe (training/augment.py); with ``enc_res``, ``mask_area (B, 19, e, e)`` float32, the class fractions of
-    the mask at the mask encoder's resolution ``e`` (input of the L_SV target, S3D section 3.3)."""
+    the recipe (training/augment.py, with the data's label set ``data.labels``, human when the reader has none);
+    with ``enc_res``, ``mask_area (B, K, e, e)`` float32 (K classes of that set), the class fractions of the mask
+    at the mask encoder's resolution ``e`` (input of the L_SV target, S3D section 3.3)."""
 
     def __init__(self, data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe, enc_res: int | None):
         self.data, self.recipe, self.enc_res = data, recipe, enc_res
         self.res = cfg["internal_resolution"]
+        self.labels = getattr(data, "labels", CELEBAMASK_HQ)
 
     @classmethod
     def for_encoder(cls, data: SynHead, cfg: dict[str, Any], recipe: SketchToMaskRecipe,
@@ -134,13 +144,15 @@ class SketchBatchBuilder:
                                           (recipe.framing_scale_min, recipe.framing_scale_max), recipe.framing_shift,
                                           recipe.face_marks_prob, recipe.mirror_prob, recipe.closed_eyes_prob,
                                           recipe.empty_eyes_prob, recipe.keep_accessory_strokes,
-                                          recipe.rough_redraw_prob, recipe.new_style_prob, recipe.new_styles)
+                                          recipe.rough_redraw_prob, recipe.new_style_prob, recipe.new_styles,
+                                          labels=self.labels)
             else:
                 sk, mk = item["sketch"], item["mask"]
+            k = self.labels.num_classes
             sketches.append(resize_grey(sk, r))
-            masks.append(onehot_area(mk, r).argmax(0))
+            masks.append(onehot_area(mk, r, k).argmax(0))
             if self.enc_res is not None:
-                fracs.append(onehot_area(mk, self.enc_res))
+                fracs.append(onehot_area(mk, self.enc_res, k))
         batch = {"sketch": np.stack(sketches)[:, None], "mask": np.stack(masks).astype(np.int64)}
         if fracs:
             batch["mask_area"] = np.stack(fracs)
@@ -171,12 +183,17 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
         recipe.augment = False
     torch.manual_seed(args.seed)
     data = open_sketch_data(args.data, "train", limit=args.limit)
+    labels = getattr(data, "labels", CELEBAMASK_HQ)
+    for_label_set(cfg, labels)  # num_classes (and label_set for a non-human set) from the data
     encoder, enc_info = (None, None)
     if recipe.sv_weight > 0:
         if not args.mask_encoder:
             raise DataError("L_SV needs the trained mask encoder: pass --mask-encoder RUN/checkpoint.pt or a weights "
                             "folder (or --no-sv for the ablation without it)")
         encoder, enc_info = load_mask_encoder(args.mask_encoder, ctx.device)
+        if encoder.labels.name != labels.name:
+            raise LabelSetError(f"--mask-encoder {args.mask_encoder} serves label set {encoder.labels.name!r}, the "
+                                f"data {labels.name!r}: use the mask -> tri-plane run trained on this data")
         shape = (encoder.cfg["num_ws_geometry"], encoder.cfg["w_dim"])
         if shape != (cfg["num_ws_geometry"], cfg["w_dim"]):
             raise DataError(f"mask encoder geometry w+ is {shape}, the U-Net style head is "

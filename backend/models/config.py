@@ -9,6 +9,11 @@ Two profiles share one code path (docs/design.md section 3):
   inference: masks encoded at 128 px, w+ = 4 + 4 ws of 128, planes 3 x 24 x 128^2, U-Net at 128 px
   internally (512 px input accepted and resampled).
 
+Both networks serve one label set (backend/labels.py): the config's ``num_classes`` and optional
+``label_set`` (a manifest name such as ``"seg2cat"``). A config without ``label_set`` serves
+``celebamask-hq-19``, so the profiles below, and every config stored in an existing model card, are the
+human 19-class networks unchanged; :func:`config_labels` reads the set of a config.
+
 ``PROFILES[name]["mask2triplane"]`` configures :class:`backend.models.mask2triplane.Mask2Triplane`,
 ``PROFILES[name]["sketch2mask"]`` configures :class:`backend.models.sketch2mask.SketchToMask`. The
 sketch network's style head must match the mask encoder's geometry w+ (``num_ws_geometry`` x ``w_dim``).
@@ -18,7 +23,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from backend.labels import NUM_CLASSES
+from backend.labels import NUM_CLASSES, LabelSet, label_set
+
+#: The label set of a config without a ``label_set`` key (every profile and every earlier model card).
+DEFAULT_LABEL_SET = "celebamask-hq-19"
+
+
+class LabelSetError(ValueError):
+    """A network, config, checkpoint or data folder that serve different label sets (code
+    ``label_set_mismatch``); the message names both sets."""
+
+    code = "label_set_mismatch"
 
 _LITE_M2T: dict[str, Any] = {
     "num_classes": NUM_CLASSES,
@@ -107,3 +122,42 @@ def get_config(profile: str, kind: str) -> dict[str, Any]:
     if kind not in PROFILES[profile]:
         raise ValueError(f"unknown network kind {kind!r}; choose one of {sorted(PROFILES[profile])}")
     return copy.deepcopy(PROFILES[profile][kind])
+
+
+def config_labels(cfg: dict[str, Any]) -> LabelSet:
+    """The :class:`backend.labels.LabelSet` a network config serves: ``cfg["label_set"]``, or
+    :data:`DEFAULT_LABEL_SET` when the key is absent.
+
+    Raises:
+        LabelSetError: an unknown label-set name, or ``cfg["num_classes"]`` (when present) differs from the
+            set's class count.
+    """
+    name = cfg.get("label_set", DEFAULT_LABEL_SET)
+    try:
+        labels = label_set(name)
+    except KeyError as e:
+        raise LabelSetError(f"config: {e.args[0]}") from None
+    k = cfg.get("num_classes", labels.num_classes)
+    if k != labels.num_classes:
+        raise LabelSetError(f"config num_classes is {k}, but label set {labels.name!r} has "
+                         f"{labels.num_classes} classes")
+    return labels
+
+
+def for_label_set(cfg: dict[str, Any], labels: LabelSet) -> dict[str, Any]:
+    """``cfg`` (changed in place and returned) set up to serve ``labels``: ``num_classes`` from the set and,
+    for any set but :data:`DEFAULT_LABEL_SET`, ``label_set`` = its name (a human config stays exactly as
+    the profile wrote it, so human runs and cards are unchanged).
+
+    Raises:
+        LabelSetError: ``cfg`` already names another label set.
+    """
+    named = cfg.get("label_set", DEFAULT_LABEL_SET)
+    if named != labels.name:
+        if "label_set" in cfg:
+            raise LabelSetError(f"the config names label set {named!r}, the data is "
+                             f"{labels.name!r}")
+    cfg["num_classes"] = labels.num_classes
+    if labels.name != DEFAULT_LABEL_SET:
+        cfg["label_set"] = labels.name
+    return cfg

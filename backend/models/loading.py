@@ -8,6 +8,11 @@ the tensors strictly, then apply the card's ``inference`` settings (for either n
 logit offsets, and for the generator ``z_prior``, the Gaussian its seeds are drawn from). Every failure
 raises :class:`backend.weights.WeightsError` with a stable code and a
 sentence naming the file and what to do.
+
+Label sets: a card's ``label_set`` names the classes its network serves (backend/labels.py:
+``celebamask-hq-19`` for the human networks, ``seg2cat`` for cats); its config's ``num_classes`` and
+``label_set`` (absent = celebamask-hq-19) must agree with it. The loaders accept the label set the caller
+asks for, celebamask-hq-19 by default, so a cat card in the human networks' place is refused.
 """
 from __future__ import annotations
 
@@ -18,10 +23,10 @@ from typing import Any
 import torch
 
 from backend.coords import BOX_SIZE_M
-from backend.labels import LABEL_NAMES, NUM_CLASSES
+from backend.labels import LABEL_SETS
 from backend.weights import DEFAULT_WEIGHTS_DIR, WeightsError, load_state_dict
 
-#: Label-set name the cards use for the CelebAMask-HQ order of backend/labels.py.
+#: Label-set name the cards use for the CelebAMask-HQ order of backend/labels.py (the default everywhere).
 LABEL_SET = "celebamask-hq-19"
 DEFAULT_NAMES = {"mask2triplane": "mask2triplane_lite", "sketch2mask": "sketch2mask_lite"}
 
@@ -44,25 +49,37 @@ def _finite_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def check_card(card: dict[str, Any], kind: str, name: str) -> None:
-    """Raise :class:`WeightsError` (code ``weights_mismatch``) when the card does not fit this code."""
+def check_card(card: dict[str, Any], kind: str, name: str, label_set: str | None = LABEL_SET) -> None:
+    """Raise :class:`WeightsError` (code ``weights_mismatch``) when the card does not fit this code.
+
+    ``label_set``: the label set the caller needs (default celebamask-hq-19); None accepts any set
+    backend/labels.py knows. Either way the card's config must agree with its ``label_set`` (class count,
+    and the config's ``label_set`` key, absent meaning celebamask-hq-19).
+    """
     def bad(msg: str) -> WeightsError:
         return WeightsError("weights_mismatch", f"model card {name}.json: {msg}")
 
     if card.get("kind") != kind:
         raise bad(f"kind is {card.get('kind')!r}, expected {kind!r}")
-    if card.get("label_set") != LABEL_SET:
-        raise bad(f"label_set is {card.get('label_set')!r}, this code uses {LABEL_SET!r}")
+    card_set = card.get("label_set")
+    if card_set not in LABEL_SETS:
+        raise bad(f"label_set is {card_set!r}, this code knows {sorted(LABEL_SETS)}")
+    if label_set is not None and card_set != label_set:
+        raise bad(f"label_set is {card_set!r}, this code uses {label_set!r} here")
+    labels = LABEL_SETS[card_set]
     if not isinstance(card.get("config"), dict):
         raise bad("has no 'config' object (the architecture); retrain or restore the card")
-    if card["config"].get("num_classes") != NUM_CLASSES:
-        raise bad(f"config num_classes is {card['config'].get('num_classes')}, this code uses {NUM_CLASSES}")
+    if card["config"].get("num_classes") != labels.num_classes:
+        raise bad(f"config num_classes is {card['config'].get('num_classes')}, label set {card_set!r} has "
+                  f"{labels.num_classes}")
+    if card["config"].get("label_set", LABEL_SET) != card_set:
+        raise bad(f"config label_set is {card['config'].get('label_set', LABEL_SET)!r}, the card says {card_set!r}")
     inference = card.get("inference", {})
     if not isinstance(inference, dict) or not isinstance(inference.get("mirror_average", False), bool):
         raise bad(f"'inference' must be an object whose mirror_average is true or false, got {inference!r}")
     offsets = inference.get("semantic_logit_offsets", {})
-    if not isinstance(offsets, dict) or not all(k in LABEL_NAMES and _finite_number(v) for k, v in offsets.items()):
-        raise bad(f"inference.semantic_logit_offsets must map label names of {LABEL_SET!r} to finite numbers, "
+    if not isinstance(offsets, dict) or not all(k in labels.names and _finite_number(v) for k, v in offsets.items()):
+        raise bad(f"inference.semantic_logit_offsets must map label names of {card_set!r} to finite numbers, "
                   f"got {offsets!r}")
     prior = inference.get("z_prior")
     if prior is not None and not (isinstance(prior, dict) and isinstance(prior.get("mean"), list)
@@ -76,8 +93,11 @@ def check_card(card: dict[str, Any], kind: str, name: str) -> None:
 
 
 def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, device: str | torch.device = "cpu",
-               name: str | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+               name: str | None = None, label_set: str | None = LABEL_SET) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Verify, build and load ``<name>`` (default ``<kind>_lite``) -> ``(model in eval mode on device, card)``.
+
+    ``label_set``: the label set the card must serve (default celebamask-hq-19; None: any known set,
+    :func:`check_card`). The network's class count is the card's set's.
 
     Raises:
         WeightsError: missing/corrupted files (``weights_missing``, ``weights_corrupt``), a card that does
@@ -85,7 +105,8 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
     """
     name = name or DEFAULT_NAMES[kind]
     state, card = load_state_dict(name, weights_dir, device="cpu")
-    check_card(card, kind, name)
+    check_card(card, kind, name, label_set)
+    names = LABEL_SETS[card["label_set"]].names
     try:
         model = build_model(kind, card["config"])
     except (ValueError, KeyError, TypeError) as e:
@@ -99,9 +120,9 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
     model.mirror_average = card.get("inference", {}).get("mirror_average", False)
     offsets = card.get("inference", {}).get("semantic_logit_offsets")
     if offsets:
-        vec = torch.zeros(NUM_CLASSES)
-        for name, value in offsets.items():
-            vec[LABEL_NAMES.index(name)] = float(value)
+        vec = torch.zeros(len(names))
+        for label, value in offsets.items():
+            vec[names.index(label)] = float(value)
         model.semantic_logit_offsets = vec
     albedo = card.get("inference", {}).get("colour_albedo")
     if albedo is not None:
@@ -125,12 +146,12 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
 
 
 def load_mask2triplane(weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, device: str | torch.device = "cpu",
-                       name: str = DEFAULT_NAMES["mask2triplane"]):
+                       name: str = DEFAULT_NAMES["mask2triplane"], label_set: str | None = LABEL_SET):
     """``(Mask2Triplane in eval mode, card)`` from ``<weights_dir>/<name>.{safetensors,json}``. See :func:`load_model`."""
-    return load_model("mask2triplane", weights_dir, device, name)
+    return load_model("mask2triplane", weights_dir, device, name, label_set)
 
 
 def load_sketch2mask(weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, device: str | torch.device = "cpu",
-                     name: str = DEFAULT_NAMES["sketch2mask"]):
+                     name: str = DEFAULT_NAMES["sketch2mask"], label_set: str | None = LABEL_SET):
     """``(SketchToMask in eval mode, card)`` from ``<weights_dir>/<name>.{safetensors,json}``. See :func:`load_model`."""
-    return load_model("sketch2mask", weights_dir, device, name)
+    return load_model("sketch2mask", weights_dir, device, name, label_set)

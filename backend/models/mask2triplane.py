@@ -1,4 +1,7 @@
-"""Mask -> tri-plane generator: a 19-class face mask and a latent z -> w+ -> three feature planes -> a field.
+"""Mask -> tri-plane generator: a face mask and a latent z -> w+ -> three feature planes -> a field.
+
+The mask's classes are the config's label set (the 19 CelebAMask-HQ classes by default, or pix2pix3D's
+six seg2cat classes; :func:`backend.models.config.config_labels`).
 
 The structure follows pix2pix3D (CVPR 2023, section 3: a mask encoder gives the geometry ws, z through an
 MLP gives the appearance ws, w+ drives an EG3D tri-plane synthesis, an MLP decodes point features to
@@ -48,8 +51,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from backend.labels import MIRROR_IDS
 from backend.models.colour_code import CODE_DIM, ColourMapping
+from backend.models.config import LabelSetError, config_labels
 
 #: Keys every Mask2Triplane config must hold (see backend/models/config.py).
 REQUIRED_KEYS = (
@@ -403,6 +406,10 @@ class Mask2Triplane(nn.Module):
         if missing:
             raise ValueError(f"Mask2Triplane config lacks {missing}; build it from backend.models.config.PROFILES")
         self.cfg = dict(cfg)
+        #: The label set the network serves (:func:`backend.models.config.config_labels`: the config's
+        #: ``label_set``, celebamask-hq-19 without one); its ``mirror_ids`` drive the mirror averaging.
+        self.labels = config_labels(cfg)
+        self._mirror_ids = list(self.labels.mirror_ids)
         self.num_classes = cfg["num_classes"]
         self.z_dim = cfg["z_dim"]
         self.num_ws_geometry = cfg["num_ws_geometry"]
@@ -417,6 +424,9 @@ class Mask2Triplane(nn.Module):
         #: table of training heads' codes :attr:`colour_codes` ``(N, 18)`` (a buffer, so the weights carry it).
         self.colour_mapping: ColourMapping | None = None
         if cfg.get("appearance_code", "cvae") == "colours":
+            if self.labels.subject != "human":
+                raise LabelSetError(f"appearance_code 'colours' averages human class groups "
+                                    f"(backend/models/colour_code.py); label set {self.labels.name!r} needs 'cvae'")
             self.colour_mapping = ColourMapping(cfg["z_dim"])
             self.register_buffer("colour_codes", torch.full((int(cfg.get("colour_code_table", 512)), CODE_DIM), 0.5))
         #: The card's ``inference.colour_albedo`` ``(N, 18)``: per row of :attr:`colour_codes`, the same head's
@@ -501,7 +511,7 @@ class Mask2Triplane(nn.Module):
 
     def posterior_z(self, rgb: torch.Tensor, mask_onehot: torch.Tensor) -> torch.Tensor:
         """The code of a ground-truth view, ``(B, z_dim)``: z of its colour code with a colour-code generator,
-        else the cVAE posterior mean. ``rgb (B, 3, H, W)`` float32 sRGB in [0, 1], ``mask_onehot (B, 19, H',
+        else the cVAE posterior mean. ``rgb (B, 3, H, W)`` float32 sRGB in [0, 1], ``mask_onehot (B, K, H',
         W')`` (how evaluation renders a known head)."""
         if self.colour_mapping is not None:
             from backend.models.colour_code import colour_code
@@ -554,7 +564,7 @@ class Mask2Triplane(nn.Module):
             raise ValueError(f"mask_onehot must be (B, {self.num_classes}, H, H) float, got {tuple(mask_onehot.shape)}")
 
     def encode(self, mask_onehot: torch.Tensor, z: torch.Tensor) -> MaskEncoding:
-        """``mask_onehot (B, 19, H, H)`` float32 + ``z (B, z_dim)`` -> :class:`MaskEncoding` (w+, pixel features).
+        """``mask_onehot (B, K, H, H)`` float32 + ``z (B, z_dim)`` -> :class:`MaskEncoding` (w+, pixel features).
 
         Raises:
             ValueError: wrong shapes.
@@ -583,7 +593,7 @@ class Mask2Triplane(nn.Module):
     def query(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
         """Decode ``xyz (B, N, 3)`` normalised box coordinates on ``planes (B, 3, C, R, R)``.
 
-        Returns ``{"sigma": (B, N, 1) >= 0, "rgb": (B, N, 3) linear in [0, 1], "semantic": (B, N, 19) logits,
+        Returns ``{"sigma": (B, N, 1) >= 0, "rgb": (B, N, 3) linear in [0, 1], "semantic": (B, N, K) logits,
         "occupancy_logit": (B, N, 1)}``. Points outside the box see zero plane features. Call it in
         chunks of a few hundred thousand points under ``torch.no_grad()`` for dense grids.
 
@@ -603,9 +613,11 @@ class Mask2Triplane(nn.Module):
         return out
 
     def planes_from_onehot(self, mask_onehot: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``mask_onehot (B, 19, H, H)`` float32 + ``z (B, z_dim)`` -> planes ``(B, 3, C, R, R)``, or with
-        :attr:`mirror_average` a mirror pair ``(B, 2, 3, C, R, R)``: ``[:, 0]`` the mask's planes, ``[:, 1]``
-        the planes of the mirrored mask (columns flipped, left/right labels swapped) with the same z.
+        """``mask_onehot (B, K, H, H)`` float32 (K = ``num_classes``) + ``z (B, z_dim)`` -> planes
+        ``(B, 3, C, R, R)``, or with :attr:`mirror_average` a mirror pair ``(B, 2, 3, C, R, R)``: ``[:, 0]``
+        the mask's planes, ``[:, 1]`` the planes of the mirrored mask (columns flipped, left/right labels
+        swapped by the label set's ``mirror_ids``; for a set without left/right classes only flipped) with
+        the same z.
         :meth:`query` averages the pair's two fields, the second one mirrored back (x -> -x).
 
         Test-time flip averaging (standard for segmentation; not in pix2pix3D or S3D): the mirrored mask is
@@ -618,7 +630,7 @@ class Mask2Triplane(nn.Module):
         planes = self.synthesize(self.encode(mask_onehot, z))
         if not self.mirror_average:
             return planes
-        mirrored = mask_onehot.flip(-1)[:, list(MIRROR_IDS)]
+        mirrored = mask_onehot.flip(-1)[:, self._mirror_ids]
         return torch.stack([planes, self.synthesize(self.encode(mirrored, z))], dim=1)
 
     @torch.no_grad()
@@ -653,7 +665,7 @@ class Mask2Triplane(nn.Module):
         surface stays at logit 0) and colours averaged, the semantic output the log of the mean of the two
         softmaxes with ``b``'s left/right labels swapped."""
         occ = (a["occupancy_logit"] + b["occupancy_logit"]) / 2
-        probs = (a["semantic"].softmax(-1) + b["semantic"][..., list(MIRROR_IDS)].softmax(-1)) / 2
+        probs = (a["semantic"].softmax(-1) + b["semantic"][..., self._mirror_ids].softmax(-1)) / 2
         return {"occupancy_logit": occ, "sigma": self.decoder.density_scale * F.softplus(occ),
                 "rgb": (a["rgb"] + b["rgb"]) / 2, "semantic": probs.clamp_min(1e-12).log()}
 

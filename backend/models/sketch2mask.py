@@ -1,4 +1,5 @@
-"""Sketch -> 19-class face mask: the S3D U-Net (S3D, CVPRW 2025, section 3.2-3.3).
+"""Sketch -> face mask: the S3D U-Net (S3D, CVPRW 2025, section 3.2-3.3), with the config's label set
+(the 19 CelebAMask-HQ classes by default, :func:`backend.models.config.config_labels`).
 
 Seven encoder-decoder pairs with skip connections (U-Net, Ronneberger et al. 2015); the logits come back
 at the input resolution; a head on the bottleneck gives a style vector shaped like the mask encoder's
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from backend.labels import MIRROR_IDS
+from backend.models.config import config_labels
 
 REQUIRED_KEYS = ("num_classes", "internal_resolution", "channels", "num_ws_geometry", "w_dim")
 
@@ -53,6 +54,9 @@ class SketchToMask(nn.Module):
         if res % 128:
             raise ValueError(f"internal_resolution must be a multiple of 128 (7 halvings), got {res}")
         self.cfg = dict(cfg)
+        #: The label set the network serves (:func:`backend.models.config.config_labels`: the config's
+        #: ``label_set``, celebamask-hq-19 without one); its ``mirror_ids`` drive the mirror averaging.
+        self.labels = config_labels(cfg)
         #: predict_ids / label_scores average with the mirrored sketch (an inference setting, not architecture)
         self.mirror_average = False
         #: ``(K,)`` float32 added to :meth:`label_scores` (the card's ``inference.semantic_logit_offsets``,
@@ -107,13 +111,13 @@ class SketchToMask(nn.Module):
 
         Without mirror averaging these are the logits. With it (``mirror_average``, default the model's
         :attr:`mirror_average`), the log of the mean of two softmaxes: the sketch's and the mirrored
-        sketch's, mirrored back with the left/right labels swapped (:data:`backend.labels.MIRROR_IDS`).
+        sketch's, mirrored back with the left/right labels swapped (the ``mirror_ids`` of :attr:`labels`).
         Test-time flip averaging, a standard segmentation practice (not in S3D); it costs a second pass.
         Last, :attr:`semantic_logit_offsets` (when set) is added per class.
         """
         scores = self.forward(sketch)[0]
         if self.mirror_average if mirror_average is None else mirror_average:
-            mirrored = self.forward(sketch.flip(-1))[0].flip(-1)[:, list(MIRROR_IDS)]
+            mirrored = self.forward(sketch.flip(-1))[0].flip(-1)[:, list(self.labels.mirror_ids)]
             scores = ((scores.softmax(1) + mirrored.softmax(1)) / 2).clamp_min(1e-12).log()
         if self.semantic_logit_offsets is not None:
             scores = scores + self.semantic_logit_offsets.to(scores)[:, None, None]
