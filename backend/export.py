@@ -9,7 +9,7 @@
 * ``mesh.obj``: ``v x y z r g b`` with sRGB colours in [0, 1] (the common vertex-colour extension).
 * with a texture (``texture`` option, backend/texture.py): ``texture.png`` (sRGB), ``mesh.mtl``
   (``map_Kd texture.png``), ``vt`` lines and ``f v/vt`` faces in ``mesh.obj``; ``mesh.glb`` with
-  ``TEXCOORD_0`` and an embedded ``baseColorTexture`` (vertex colours then in ``_COLOR``); ``mesh.ply``
+  ``TEXCOORD_0`` and an embedded ``baseColorTexture`` (vertex colours then in ``COLOR_1``); ``mesh.ply``
   split at the UV seams with ``s`` ``t`` vertex properties.
 * ``mask.png`` (label ids, mode L), ``mask_color.png`` (CelebAMask-HQ palette), ``views/<name>.png``.
 * ``result.json``.
@@ -165,8 +165,9 @@ def glb_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray, l
     With an ``atlas`` (backend.texture.Atlas) and its ``texture_png``: the vertices are split at the
     atlas's seams, ``TEXCOORD_0`` holds the UVs (glTF's v down) and the material's
     ``baseColorTexture`` is the embedded PNG; the vertex colours move from ``COLOR_0`` (which glTF
-    multiplies into the base colour, darkening the texture) to the custom attribute ``_COLOR`` (linear
-    float RGB; Blender's importer keeps ``_`` attributes as mesh attributes).
+    multiplies into the base colour, darkening the texture) to ``COLOR_1`` (linear float RGB, not used by
+    the material). Not a custom ``_COLOR``: Blender 5.0.1's glTF importer pairs custom attributes with
+    their arrays through a set, so two of different sizes (``_COLOR``, ``_LABEL``) fail or swap.
     """
     col = np.clip(np.asarray(rgb_linear, np.float32), 0, 1)
     lab = np.asarray(labels, np.float32)
@@ -178,7 +179,7 @@ def glb_bytes(vertices: np.ndarray, faces: np.ndarray, rgb_linear: np.ndarray, l
     m = atlas.vertex_map
     uv = np.stack([atlas.uv[:, 0], 1.0 - atlas.uv[:, 1]], axis=1)
     attrs = {"POSITION": _to_gltf(np.asarray(vertices)[m]), "NORMAL": _to_gltf(np.asarray(normals)[m]),
-             "TEXCOORD_0": uv, "_COLOR": col[m], "_LABEL": lab[m]}
+             "TEXCOORD_0": uv, "COLOR_1": col[m], "_LABEL": lab[m]}
     material = dict(material, name="S3D_Texture")
     material["pbrMetallicRoughness"] = dict(material["pbrMetallicRoughness"], baseColorTexture={"index": 0})
     return _glb_container(attrs, atlas.faces.reshape(-1), material, texture_png)
