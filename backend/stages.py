@@ -71,7 +71,8 @@ class Planes:
     field: FieldQuery
     level: float
     #: The job's named colours with a colour-code generator (backend/models/colour_code.py): group ->
-    #: sRGB ``(3,)`` float in [0, 1], the seed's code with the artist's picks; None with a cVAE generator.
+    #: sRGB ``(3,)`` float in [0, 1], the albedo of the seed's code with the artist's picks; None with a
+    #: cVAE generator.
     colour_code: dict[str, np.ndarray] | None = None
 
 
@@ -201,9 +202,9 @@ def planes(mask: Mask, m2t: Any, seed: int, device: str, symmetric: bool = False
             from backend.models.colour_code import CODE_GROUPS, group_index, with_picks
 
             picked = {g: hex_to_srgb(v) for g, v in (colors or {}).items() if g in CODE_GROUPS}
-            code_t = with_picks(m2t.sample_colour_code(seed, 1), picked)
-            z = m2t.z_from_colours(code_t).to(device)
-            code = {g: code_t[0, group_index(g)].numpy().astype(np.float64) for g in CODE_GROUPS}
+            z = m2t.z_from_colours(with_picks(m2t.sample_colour_code(seed, 1), picked)).to(device)
+            albedo = with_picks(m2t.sample_colour_albedo(seed, 1), picked)
+            code = {g: albedo[0, group_index(g)].numpy().astype(np.float64) for g in CODE_GROUPS}
         else:
             z = m2t.sample_z(seed, 1, device)
         p = m2t.planes_from_mask(torch.from_numpy(mask.framed.astype(np.int64))[None].to(device), z)

@@ -69,3 +69,36 @@ def test_colour_generator_starts_from_a_cvae_run_and_seeds_pick_training_colours
     assert len({tuple(c.tolist()) for c in codes}) > 1
     z_pick = model.z_from_colours(with_picks(model.sample_colour_code(7), {"hair": (0.0, 0.0, 1.0)}))
     assert not torch.allclose(z_pick, model.sample_z(7))
+
+
+def test_colour_albedo_rows_follow_the_code_rows_and_the_check_refuses_other_heads(fake_data, tmp_path):  # noqa: F811
+    from backend.models.colour_code import group_index as gi
+    from backend.models.loading import load_mask2triplane
+    from training.colour_code_fit import write_colour_albedo
+    from training.loop import RunContext
+    from training.train_cli import export
+    from training.train_mask2triplane import train
+
+    ctx = RunContext(torch.device("cpu"), "test")
+    recipe = {"batch": 2, "points": 256, "rays_per_view": 16, "render_samples": 4, "render_importance": 4}
+    run = tmp_path / "colours"
+    cfg = {**_tiny_m2t_override(), "appearance_code": "colours", "colour_code_table": 8}
+    train(_args(data=str(fake_data), out=str(run), steps=1, config_override=cfg, recipe_override=recipe), ctx)
+    export(run, tmp_path / "w", name="mask2triplane_lite")
+    with pytest.raises(RuntimeError, match="differ from the table"):
+        write_colour_albedo(tmp_path / "w", fake_data, None, "test", tolerance=-1.0)
+    summary = write_colour_albedo(tmp_path / "w", fake_data, None, "test")
+    assert summary["heads"] == 5 and summary["max_code_difference"] <= 2e-3
+    model, card = load_mask2triplane(tmp_path / "w")
+    assert len(card["inference"]["colour_albedo"]) == 8
+    from backend.export import read_ply
+
+    mesh = read_ply((fake_data / "s000003" / "mesh.ply").read_bytes())  # every fixture head: one grey, hair on top
+    hair = torch.from_numpy(mesh["rgb"][mesh["label"] == LABEL_IDS["hair"]].mean(0) / 255.0).float()
+    for seed in range(6):
+        albedo = model.sample_colour_albedo(seed)[0]
+        assert torch.allclose(albedo[gi("hair")], hair, atol=1e-4)
+        assert not torch.allclose(albedo[gi("hair")], model.sample_colour_code(seed)[0, gi("hair")], atol=1e-2)
+        assert torch.all(albedo[gi("cloth")] == ABSENT_COLOUR)
+    with pytest.raises(ValueError):
+        model.set_colour_albedo(torch.zeros(3, CODE_DIM))

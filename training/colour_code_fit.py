@@ -63,3 +63,51 @@ def init_colour_code(model: Mask2Triplane, data, steps: int = 1500, lr: float = 
         total = (y - y.mean(0)).pow(2).sum().item()
     return {"heads": int(len(codes)), "table_rows": int(table), "fit_r2": round(1.0 - resid / max(total, 1e-12), 4),
             "z_spread": round(float(np.sqrt(total / y.numel())), 4)}
+
+
+def mesh_albedo_code(mesh_ply: bytes, min_vertices: int = 5) -> np.ndarray:
+    """Per-group mean sRGB albedo of a SynHead ground-truth mesh (``mesh.ply``: albedo vertex colours and
+    class labels) in the code's layout: ``(18,)`` float32 in [0, 1], :data:`~backend.models.colour_code.
+    ABSENT_COLOUR` for groups with fewer than ``min_vertices`` vertices."""
+    from backend.export import read_ply
+    from backend.labels import LABEL_IDS
+    from backend.models.colour_code import ABSENT_COLOUR, CODE_GROUPS
+
+    mesh = read_ply(mesh_ply)
+    rgb, labels = mesh["rgb"].astype(np.float32) / 255.0, mesh["label"]
+    out = []
+    for names in CODE_GROUPS.values():
+        sel = np.isin(labels, [LABEL_IDS[n] for n in names])
+        out.append(rgb[sel].mean(0) if sel.sum() >= min_vertices else np.full(3, ABSENT_COLOUR, np.float32))
+    return np.concatenate(out).astype(np.float32)
+
+
+def write_colour_albedo(weights_dir, data_root, name: str | None, command: str, tolerance: float = 2e-3) -> dict[str, Any]:
+    """Write ``inference.colour_albedo`` into the card of a colour-code generator: for each row of its code
+    table, the albedo (:func:`mesh_albedo_code`) of the training head the row was measured on. The rows were
+    filled by :func:`init_colour_code` from the first heads of ``data_root`` in order; each head's code is
+    measured again and must equal its row, so a different data folder cannot be paired with the table.
+
+    Raises:
+        RuntimeError: not a colour-code generator, or the data's codes do not match the table.
+    """
+    from backend.models.loading import load_model
+    from backend.weights import write_card
+    from training.datasets import SynHead
+
+    model, card = load_model("mask2triplane", weights_dir, "cpu", name)
+    if model.colour_mapping is None:
+        raise RuntimeError(f"{card['name']} has no colour code (config appearance_code is not 'colours')")
+    table = model.colour_codes.shape[0]
+    data = SynHead(data_root, "train", limit=table)
+    codes, _ = training_colour_codes(model, data, table)
+    rows = torch.arange(table) % len(codes)
+    worst = float((codes[rows] - model.colour_codes.float()).abs().max())
+    if worst > tolerance:
+        raise RuntimeError(f"the colour codes of {data_root} differ from the table by up to {worst:.4f}: not the heads "
+                           "the table was measured on")
+    albedo = np.stack([mesh_albedo_code(data.samples[i].path("mesh").read_bytes()) for i in range(len(codes))])
+    card.setdefault("inference", {})["colour_albedo"] = [[round(float(v), 4) for v in albedo[i]] for i in rows.tolist()]
+    card["inference"]["colour_albedo_source"] = {"heads": int(len(codes)), "command": command}
+    write_card(card, card["name"], weights_dir)
+    return {"name": card["name"], "heads": int(len(codes)), "max_code_difference": round(worst, 5)}
