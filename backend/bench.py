@@ -163,7 +163,7 @@ def blender_import_time(job_dir: str | Path, repeats: int = 3, timeout: float = 
     """Time the add-on's import of a job folder under bpy, in a subprocess.
 
     Runs ``sys.executable scripts/bench_addon_import.py --job-dir JOB_DIR --repeats N --json``: each repeat
-    imports ``mesh.ply`` + ``result.json`` with ``blender_addon.importer.import_job_folder`` into an empty
+    imports ``mesh.ply`` + ``result.json`` with ``blender_addon.scene.importer.import_job_folder`` into an empty
     factory scene.
 
     Args:

@@ -3,7 +3,7 @@
 Faults:
 
 * ``kill``: the backend process killed (SIGKILL) mid-job, driven the way the Blender add-on drives it
-  (``blender_addon.backend_process`` + ``blender_addon.job_runner``, no Blender needed): the job must
+  (``blender_addon.transport.backend_process`` + ``blender_addon.transport.job_runner``, no Blender needed): the job must
   fail with a clear ``backend_crashed`` error, the next job must restart the backend and complete, the
   first job's output folder must stay empty, the killed server's own jobs folder must hold no half-written
   job folder, and a server restarted on that folder must answer the job ``failed`` (``interrupted``) and
@@ -65,9 +65,9 @@ def _files(d: Path) -> list[str]:
 
 def fault_kill(weights: Path, tmp: Path) -> dict:
     """SIGKILL the add-on's backend process while a job runs; then run the next job."""
-    from blender_addon.backend_process import BackendConfig, backend_for, stop_all
-    from blender_addon.http_client import BackendError
-    from blender_addon.job_runner import JobRequest, run_job
+    from blender_addon.transport.backend_process import BackendConfig, backend_for, stop_all
+    from blender_addon.transport.http_client import BackendError
+    from blender_addon.transport.job_runner import JobRequest, run_job
 
     strokes = json.loads(EXAMPLE.read_text())
     config = BackendConfig(backend_python=sys.executable, backend_root=str(ROOT), weights_dir=str(weights),

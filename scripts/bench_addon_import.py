@@ -12,7 +12,7 @@ output of ``s3d generate``; ``s3d bench`` uses this on the mesh it just generate
 from an empty factory scene (``wm.read_factory_settings(use_empty=True)``: no objects, meshes or
 materials, so the material is created again each time) and times ``read_ply_mesh`` (Blender's
 ``bpy.ops.wm.ply_import`` plus the label attribute; reported as ``read_ply``) and
-``blender_addon.importer.import_job_folder`` (read + mesh + colour attribute + vertex groups +
+``blender_addon.scene.importer.import_job_folder`` (read + mesh + colour attribute + vertex groups +
 material) under the bpy module. Prints one line, or with ``--json`` one JSON object::
 
     {"vertices": N, "faces": F, "repeats": R, "import_s": [...], "median_s": s, "read_ply_s": [...],
@@ -37,7 +37,7 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 from backend.export import ply_bytes  # noqa: E402
-from blender_addon.importer import MeshImportError, import_job_folder, read_ply_mesh  # noqa: E402
+from blender_addon.scene.importer import MeshImportError, import_job_folder, read_ply_mesh  # noqa: E402
 
 
 def write_icosphere_job(folder: Path, subdivisions: int) -> None:

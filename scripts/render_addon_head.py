@@ -9,7 +9,7 @@ JOB_DIR is a job folder (``s3d generate INPUT --out JOB_DIR``, docs/contracts.md
 ``--strokes`` the whole add-on path runs instead: the add-on is registered, "New sketch" creates the
 Grease Pencil object, the stroke JSON's strokes are drawn into it, and Generate (synchronous path)
 captures them, starts the backend (``$S3D_BACKEND_PYTHON``, default this Python) and imports the head.
-The mesh is imported with the add-on's own importer (``blender_addon.importer.import_job_folder``:
+The mesh is imported with the add-on's own importer (``blender_addon.scene.importer.import_job_folder``:
 colour attribute ``Col``, material, vertex groups), placed at the origin, and rendered from a three-quarter front view
 with an orthographic camera framing the tri-plane box. Workbench needs an OpenGL context (Mesa EGL works
 headless here); ``--engine CYCLES`` renders on the CPU with few samples instead. The PNG is written
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import bpy  # noqa: E402
 from mathutils import Vector  # noqa: E402
 
-from blender_addon.importer import import_job_folder  # noqa: E402
+from blender_addon.scene.importer import import_job_folder  # noqa: E402
 
 
 def generate_from_strokes(ctx, strokes_path: Path, args):
@@ -39,8 +39,8 @@ def generate_from_strokes(ctx, strokes_path: Path, args):
     import numpy as np
 
     import blender_addon
-    from blender_addon.sketch_setup import add_stroke
-    from blender_addon.stroke_projection import BOX_SIZE_M
+    from blender_addon.scene.sketch_setup import add_stroke
+    from blender_addon.scene.stroke_projection import BOX_SIZE_M
 
     os.environ.setdefault("S3D_BACKEND_PYTHON", sys.executable)
     if args.weights:
