@@ -184,18 +184,18 @@ class SynHead:
         self.root = self.roots[0]
         manifests = [self._read_manifest(r) for r in self.roots]
         self.manifest = manifests[0]
-        for key, default in MANIFEST_DEFAULTS.items():
-            values = {json.dumps(m.get(key, default)) for m in manifests}
-            if len(values) > 1:
-                raise DataError(f"the data folders disagree on {key} ({', '.join(sorted(values))}): "
-                                f"train on folders made the same way, or upgrade the older one (s3d-data relabel / "
-                                f"fill-cavities)")
         names = sorted({m.get("label_set", CELEBAMASK_HQ.name) for m in manifests})
         if len(names) > 1:
             raise DataError(f"the data folders disagree on label_set ({', '.join(names)}): one run trains one "
                             f"subject's networks")
         #: The folders' label set (:class:`backend.labels.LabelSet`): class count, names, palette, mirror ids.
         self.labels: LabelSet = label_set(names[0])
+        for key, default in MANIFEST_DEFAULTS.items():
+            values = {json.dumps(m.get(key, default)) for m in manifests}
+            if len(values) > 1:
+                raise DataError(f"the data folders disagree on {key} ({', '.join(sorted(values))}): "
+                                f"train on folders made the same way, or upgrade the older one (s3d-data relabel / "
+                                f"fill-cavities)")
         lo, hi = self.manifest_value("test_seeds")
         self.test_seeds = (int(lo), int(hi))
         samples, seen = [], {}
