@@ -13,6 +13,8 @@ Each head of a SynHead folder is generated as the evaluation does it (training/a
   mean edge length of ``--edge-mm`` (4 mm, about the ground truth's own) so the tessellations compare.
   The ratio is generated over ground truth (the ground truth's ``mesh.ply``: head, hair, eyes, ... as
   separate closed pieces, clipped the same way).
+* **repair** (when the backend records it in result.json's ``mesh``): ``handle_fix`` (closing / opening /
+  none), its ball radius in cells and the grid points it moved to the other side of the level.
 * **bottom cut**: ``cap_fraction`` = area of the faces lying within 2 mm of the lowest point with a normal
   within 3 degrees of straight down, over the area of the mesh's cross-section 2 mm above the lowest point
   (1.0 for a closed flat cap); ``cap_dev_mm`` = the largest height of those cap faces' vertices above the
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     models = load_models(args.weights, "cpu", need_sketch=False)
     rows = []
     print(f"{'head':8} {'genus':>5} {'pieces':>6} {'tight':>5} {'rough':>7} {'gt':>7} {'ratio':>6} "
-          f"{'cap':>5} {'dev_mm':>6} {'gen_s':>5}")
+          f"{'cap':>5} {'dev_mm':>6} {'gen_s':>5} repair")
     with tempfile.TemporaryDirectory() as tmp:
         for s in samples:
             out = Path(tmp) / s["id"]
@@ -146,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             secs = time.perf_counter() - t0
             row = measure_head(read_ply((out / "mesh.ply").read_bytes()),
                                read_ply((data / s["mesh"]).read_bytes()), args.edge_mm / 1000.0)
-            row.update(id=s["id"], generate_s=round(secs, 2))
+            stats = json.loads((out / "result.json").read_text())["mesh"]
+            row.update(id=s["id"], generate_s=round(secs, 2),
+                       **{k: stats[k] for k in ("handle_fix", "handle_radius", "points_changed") if k in stats})
             rows.append(row)
             print(f"{s['id']:8} {row['genus']:5.0f} {row['pieces']:6d} {str(row['watertight'])[0]:>5} "
                   f"{row['roughness_gen']:7.2f} {row['roughness_gt']:7.2f} {row['roughness_ratio']:6.2f} "
-                  f"{row['cap_fraction']:5.2f} {row['cap_dev_mm']:6.2f} {secs:5.1f}", flush=True)
+                  f"{row['cap_fraction']:5.2f} {row['cap_dev_mm']:6.2f} {secs:5.1f} {row.get('handle_fix', '-')}"
+                  f" {row.get('handle_radius', '')} {row.get('points_changed', '')}", flush=True)
     summary = summarise(rows)
     print("summary:", json.dumps(summary))
     if args.json:
