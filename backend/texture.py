@@ -11,7 +11,8 @@ Method (docs/mesh.md, "Texture"):
    project's 2-core machine (28 s with these charts given to it for packing alone), against about a
    second here, so it is not used (docs/mesh.md).
 2. **Packing**: charts sorted by height are placed on shelves (rows) of the square atlas with
-   ``PADDING`` texels between them, at the largest common texel density that fits.
+   ``PADDING`` texels between them, at the largest common texel density that fits (tried in steps of
+   3 %). Charts keep their orientation: the face stays upright in the image, for painting on it.
 3. **Baking**: each texel centre inside a triangle takes the barycentric mix of the triangle's three
    **linear** vertex colours, converted to sRGB bytes; every other texel takes the colour of the nearest
    baked texel (OpenCV's labelled distance transform), so islands bleed past their borders and
@@ -139,12 +140,12 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None =
     np.maximum.at(hi, vchart, uv)
     uv -= lo[vchart]
     extent = hi - lo
-    scale = np.sqrt(0.7 * size ** 2 / max(float((extent[:, 0] * extent[:, 1]).sum()), 1e-30))
+    scale = np.sqrt(size ** 2 / max(float((extent[:, 0] * extent[:, 1]).sum()), 1e-30))
     while True:  # the largest texel density (texels per unit) whose shelves fit
         corners = _shelf_pack(np.ceil(extent * scale) + 2 * PADDING, float(size))
         if corners is not None:
             break
-        scale *= 0.95
+        scale *= 0.97
     uv = (uv * scale + corners[vchart] + PADDING) / size
     return Atlas(vmap.astype(np.int64), new_faces.astype(np.int64), uv.astype(np.float32), int(n_charts), int(size))
 
