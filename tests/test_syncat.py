@@ -201,24 +201,17 @@ def test_all_sketch_styles_draw(cat_dir):
 
 
 def test_synhead_reader_reads_the_folder(cat_dir):
-    """The per-sample readers of training/datasets.py work on a SynCat folder; the stock SynHead reader
-    refuses it by its label set (its trainers are 19-class), naming the set."""
-    from training.datasets import DataError, SynHead
+    """training/datasets.py's SynHead reads a SynCat folder with its label set (seg2cat): 6-class masks,
+    rays, depth intervals, sketches and patches."""
+    from training.datasets import SynHead
 
-    with pytest.raises(DataError, match="seg2cat"):
-        SynHead(cat_dir, split="all")
-
-    class CatReader(SynHead):
-        @staticmethod
-        def _read_manifest(root):
-            return json.loads((Path(root) / "manifest.json").read_text())
-
-    data = CatReader(cat_dir, split="train")
+    data = SynHead(cat_dir, split="train")
+    assert data.labels.name == "seg2cat"
     assert len(data) == len(SEEDS)
     rng = np.random.default_rng(0)
     item = data.mask2triplane_item(0, rng, 64, 64, 512, rays_per_view=64, with_interval=True)
     assert item["mask"].shape[1:] == (64, 64) and item["label"].max() < CAT.num_classes
-    assert np.isclose(item["mask"].sum(0), 1).all() and item["mask"][CAT.num_classes:].sum() == 0
+    assert item["mask"].shape[0] == CAT.num_classes and np.isclose(item["mask"].sum(0), 1).all()
     assert item["interval_fg"].sum() > 100
     sk = data.sketch_item(1)
     assert sk["sketch"].shape == (512, 512) and sk["mask"].max() == CAT.num_classes - 1
