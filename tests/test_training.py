@@ -817,7 +817,7 @@ def test_update_cards_keeps_same_weights_metrics_from_another_split(tmp_path):
 def test_geometry_grouped_by_head_pose():
     from types import SimpleNamespace
 
-    from training.eval_cli import geometry_by, head_pose
+    from training.geometry_eval import geometry_by, head_pose
 
     def sample(pose):
         return SimpleNamespace(entry={"placement": {"pose_deg": pose} if pose is not None else {}})
@@ -1017,7 +1017,7 @@ def test_labelled_visible_samples_carry_the_part_labels(tmp_path):
     import trimesh
 
     from backend.export import ply_bytes
-    from training.eval_cli import mesh_surface_points
+    from training.geometry_eval import mesh_surface_points
 
     left = trimesh.creation.icosphere(subdivisions=3, radius=0.04)
     left.apply_translation([-0.06, 0, 0])
@@ -1041,7 +1041,7 @@ def test_ground_truth_samples_keep_only_the_outer_surface(tmp_path):
     reference about a fifth lie on the inner one (its share of the area)."""
     import trimesh
 
-    from training.eval_cli import mesh_surface_points
+    from training.geometry_eval import mesh_surface_points
 
     outer = trimesh.creation.icosphere(subdivisions=4, radius=0.08)
     inner = trimesh.creation.icosphere(subdivisions=4, radius=0.04)
@@ -1063,7 +1063,7 @@ def test_visible_reference_leaves_out_a_cavity(tmp_path):
     import mcubes
     import trimesh
 
-    from training.eval_cli import mesh_surface_points
+    from training.geometry_eval import mesh_surface_points
 
     n, h = 101, 0.05  # grid points a side over [-h, h], 1 mm apart
     x, y, z = np.meshgrid(*[np.linspace(-h, h, n)] * 3, indexing="ij")
@@ -1191,3 +1191,20 @@ def test_sketch2mask_bf16_autocast_trains_and_keeps_float32_weights(fake_data, t
         losses.append(float(out["loss"].detach()))
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
     assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+def test_no_training_library_module_imports_a_cli_module():
+    """Only the command-line modules (``training/*_cli.py``) may import another CLI module: a library module
+    (calibration, the trainers, the geometry helpers, ...) must not depend on argument parsing."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "training"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name.endswith("_cli.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(root.parent)}: {n}" for n in names if n.split(".")[-1].endswith("_cli")]
+    assert not offenders, offenders

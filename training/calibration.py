@@ -171,7 +171,7 @@ def collect_scores(model, kind: str, data, max_offset: float = 3.0) -> OffsetSea
             return out
         from backend.models.renderer import VolumeRenderer, orthographic_camera
         from training.datasets import mode_pool
-        from training.eval_cli import posterior_planes
+        from training.geometry_eval import posterior_planes
 
         cfg = model.cfg
         renderer = VolumeRenderer(cfg.get("render_samples", 24), cfg.get("render_importance_samples", 24))
