@@ -85,6 +85,22 @@ class ColourMapping(nn.Module):
         return self.net(code - 0.5)
 
 
+def checked_albedo(table, codes: torch.Tensor | None) -> torch.Tensor:
+    """``table`` as float32 ``(N, 18)``, the albedo of each row of the code table ``codes (N, 18)``.
+
+    Raises:
+        ValueError: no code table (a generator without a colour code), a shape other than the code table's,
+            or values outside [0, 1].
+    """
+    table = torch.as_tensor(table, dtype=torch.float32)
+    if codes is None or table.shape != codes.shape:
+        raise ValueError(f"colour albedo must be {tuple(codes.shape) if codes is not None else 'unused'} (one row per "
+                         f"colour code), got {tuple(table.shape)}")
+    if not bool(((table >= 0) & (table <= 1)).all()):
+        raise ValueError("colour albedo values must be sRGB in [0, 1]")
+    return table
+
+
 def with_picks(code: torch.Tensor, picks_srgb: dict[str, tuple[float, float, float]]) -> torch.Tensor:
     """``code (B, 18)`` with the picked groups set: ``picks_srgb`` maps a group of :data:`CODE_GROUPS` to an
     sRGB triple in [0, 1]. Returns a new tensor.
