@@ -21,7 +21,8 @@ Each head of a SynHead folder is generated as the evaluation does it (training/a
   lowest point (0 for an exactly planar cap).
 
 Run with ``OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/surface_quality.py --data
-/work/data/synhead_test --heads 30`` (about 5 s a head on a busy 2-core CPU).
+/work/data/synhead_test --heads 30`` (about 5 s a head on a busy 2-core CPU). ``--texture-sizes 1024,2048``
+first times the ``texture`` option on the first head (:func:`texture_cost`).
 """
 from __future__ import annotations
 
@@ -117,6 +118,38 @@ def measure_head(gen: dict, gt: dict, edge_m: float) -> dict:
     return row
 
 
+def texture_cost(models, mask: np.ndarray, seed: int, resolution: int, sizes: list[int]) -> list[dict]:
+    """Time and file sizes of the ``texture`` option on one head: the job's stages called in order
+    (backend/stages.py, default options, formats ply, obj, glb), then ``stages.export`` without a texture
+    and with each of ``sizes`` (pixels). Rows: ``size``, ``export_s``, ``texture`` (result.json's record),
+    ``mb`` (megabytes of each mesh / texture file)."""
+    import os
+
+    from backend import stages
+    from backend.options import GenerateOptions
+
+    o = GenerateOptions(seed=seed, resolution=resolution, from_mask=True, no_frame=True)
+    sk = stages.intake(mask, "head", True, True)
+    m = stages.sketch_to_mask(sk, None, models.device)
+    planes = stages.planes(m, models.mask2triplane, seed, models.device)
+    grid = stages.density_grid(planes, resolution, lambda: None)
+    head = stages.mesh(grid, o.smooth_iterations, o.max_faces)
+    head, views = stages.vertex_colors(head, planes, o.views, o.color_resolution, seed, lambda: None)
+    rows = []
+    for size in [None] + list(sizes):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            out = stages.export(Path(tmp), head, m, views, ("ply", "obj", "glb"), o.view_resolution, lambda: None,
+                                texture_size=size)
+            secs = time.perf_counter() - t0
+            mb = {f: round(os.path.getsize(Path(tmp) / f) / 1e6, 2) for f in sorted(out.files)
+                  if f.startswith(("mesh.", "texture."))}
+        rows.append({"size": size, "export_s": round(secs, 2), "texture": out.texture, "mb": mb,
+                     "faces": int(len(head.faces))})
+        print(f"texture {size}: export {secs:.2f} s, {out.texture}, MB {mb}", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Generate and measure ``--heads`` heads; print one line a head and a summary; ``--json`` saves rows."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -127,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edge-mm", type=float, default=4.0)
     p.add_argument("--weights", default=None)
     p.add_argument("--json", default=None, help="write the rows and summary here")
+    p.add_argument("--texture-sizes", default="", help="also time the texture option at these sizes (e.g. "
+                   "1024,2048) on the first head, through backend/stages.py")
     args = p.parse_args(argv)
 
     from backend.export import read_ply
@@ -136,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data)
     samples = json.loads((data / "manifest.json").read_text())["samples"][: args.heads]
     models = load_models(args.weights, "cpu", need_sketch=False)
+    sizes = [int(x) for x in args.texture_sizes.split(",") if x.strip()]
+    tex_rows = texture_cost(models, read_ids(data / samples[0]["mask"]), args.seed, args.resolution, sizes) \
+        if sizes else []
     rows = []
     print(f"{'head':8} {'genus':>5} {'pieces':>6} {'tight':>5} {'rough':>7} {'gt':>7} {'ratio':>6} "
           f"{'cap':>5} {'dev_mm':>6} {'gen_s':>5} repair")
@@ -159,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(rows)
     print("summary:", json.dumps(summary))
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "summary": summary, "args": vars(args)}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": rows, "summary": summary, "texture": tex_rows,
+                                               "args": vars(args)}, indent=1))
     return 0
 
 
