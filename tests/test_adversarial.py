@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -149,7 +150,7 @@ def test_adversarial_steps_train_both_players_and_resume_the_game(fake_data, tmp
     assert ck["auxiliary"]["optimizer"]["state"]  # Adam moments kept for the resume
 
     # the generator's adversarial term reaches its weights: one step with only that loss changes them
-    train(_args(**{**vars(args), "steps": 6, "resume": True}), ctx)
+    train(replace(args, steps=6, resume=True), ctx)
     ck2 = load_checkpoint(out / "checkpoint.pt")
     assert ck2["step"] == 6 and any(not torch.equal(d_state[k], v) for k, v in ck2["auxiliary"]["discriminator"].items())
 

@@ -8,7 +8,6 @@ sets and refusals, not quality.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -20,6 +19,7 @@ pytest.importorskip("embreex")
 pytest.importorskip("mcubes")
 
 from backend.labels import CAT, CELEBAMASK_HQ  # noqa: E402
+from training.run_spec import TrainRun  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -32,12 +32,11 @@ TINY_M2T = {"mask_resolution": 32, "encoder_channels": [8, 16, 16], "pixel_featu
 TINY_S2M = {"channels": [4, 8, 8, 8, 8, 8, 8, 8], "num_ws_geometry": 2, "w_dim": 16}
 
 
-def _args(**kw) -> argparse.Namespace:
-    base = dict(profile="lite", steps=2, minutes=None, resume=False, batch=None, seed=0, threads=1, device="cpu",
-                limit=None, checkpoint_minutes=10.0, log_every=1, config_override=None, recipe_override=None,
-                no_render_loss=False, mask_encoder=None, no_sv=False, no_aug=False, init_from=None, workers=0)
+def _args(**kw) -> TrainRun:
+    """A tiny two-step test run with ``kw`` set."""
+    base = dict(data="", out="", steps=2, checkpoint_minutes=10.0, log_every=1)
     base.update(kw)
-    return argparse.Namespace(**base)
+    return TrainRun(**base)
 
 
 @pytest.fixture(scope="module")

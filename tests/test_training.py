@@ -6,6 +6,7 @@ a nose disc in the mask), written exactly in the manifest format of docs/contrac
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 import shutil
 from pathlib import Path
@@ -417,13 +418,33 @@ def test_face_marks_shade_only_the_skin_and_are_seeded():
 # ---- training, export, evaluation ------------------------------------------------------------------
 
 def _args(**kw):
-    import argparse
+    """A tiny test run (:class:`training.run_spec.TrainRun`) with ``kw`` set."""
+    from training.run_spec import TrainRun
 
-    base = dict(profile="lite", steps=None, minutes=None, resume=False, batch=None, seed=0, threads=1, device="cpu",
-                limit=None, checkpoint_minutes=10.0, log_every=1, config_override=None, recipe_override=None,
-                no_render_loss=False, mask_encoder=None, no_sv=False, no_aug=False, init_from=None, workers=0)
+    base = dict(data="", out="", checkpoint_minutes=10.0, log_every=1)
     base.update(kw)
-    return argparse.Namespace(**base)
+    return TrainRun(**base)
+
+
+def test_train_run_from_the_parsed_command_line():
+    """``s3d-train``'s arguments become the trainers' run description: every run field the subcommand has,
+    the other network's flags at their defaults, the process settings (device, threads) left out."""
+    from dataclasses import asdict
+
+    from training.run_spec import TrainRun
+    from training.train_cli import build_parser
+
+    ns = build_parser().parse_args(["mask2triplane", "--data", "d", "--out", "o", "--steps", "7", "--seed", "3",
+                                    "--no-render-loss", "--recipe-override", '{"lr": 0.1}', "--device", "cpu"])
+    run = TrainRun.from_namespace(ns)
+    assert asdict(run) == {**asdict(TrainRun(data="d", out="o")), "steps": 7, "seed": 3, "no_render_loss": True,
+                           "recipe_override": {"lr": 0.1}}
+    ns = build_parser().parse_args(["sketch2mask", "--data", "d", "--out", "o", "--minutes", "2.5", "--no-sv",
+                                    "--mask-encoder", "w", "--init-from", "i", "--workers", "2", "--limit", "4"])
+    run = TrainRun.from_namespace(ns)
+    assert (run.minutes, run.no_sv, run.no_aug, run.mask_encoder, run.init_from, run.workers, run.limit) == (
+        2.5, True, False, "w", "i", 2, 4)
+    assert not hasattr(run, "device") and not hasattr(run, "threads")
 
 
 def _loss_at(loss_module, batch):
@@ -515,7 +536,7 @@ def test_mask2triplane_steps_lower_the_loss_and_resume(fake_data, tmp_path):
     s1 = train(args, ctx)
     assert s1["steps"] == 3 and (out / "checkpoint.pt").is_file()
     assert len((out / "log.jsonl").read_text().splitlines()) == 3
-    s2 = train(_args(**{**vars(args), "steps": 5, "resume": True}), ctx)
+    s2 = train(replace(args, steps=5, resume=True), ctx)
     assert s2["steps"] == 5
     ck = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ck["step"] == 5 and ck["meta"]["data"]["split"] == "train" and ck["meta"]["config"]["plane_resolution"] == 32

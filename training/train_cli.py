@@ -285,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             from training.train_mask2triplane import train
         else:
             from training.train_sketch2mask import train
-        summary = train(args, ctx)
+        from training.run_spec import TrainRun
+
+        summary = train(TrainRun.from_namespace(args), ctx)
         if ctx.is_main:
             print(json.dumps(summary))
         return 0

@@ -22,7 +22,6 @@ the colour code (``appearance_code: colours``) are human-only and refused for ot
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from training.losses import (depth_interval_loss, kl_to_standard_normal, point_l
                              small_class_weights, small_classes)
 from training.loop import LoopLimits, RunContext, command_line, machine_description, run_loop, warm_start
 from training.prefetch import PrefetchedBatches
+from training.run_spec import TrainRun
 
 
 @dataclass
@@ -260,30 +260,31 @@ def make_batch_fn(data: SynHead, cfg: dict[str, Any], recipe: Mask2TriplaneRecip
     return lambda rng: mask2triplane_batch_to_device(build(rng), device)
 
 
-def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
-    """Run ``s3d-train mask2triplane``; returns a summary dict (also printed by the CLI)."""
-    cfg = get_config(args.profile, "mask2triplane")
-    cfg.update(args.config_override or {})
-    recipe = Mask2TriplaneRecipe(**{k: v for k, v in (args.recipe_override or {}).items()})
-    if args.batch:
-        recipe.batch = args.batch
-    if args.no_render_loss:
+def train(run: TrainRun, ctx: RunContext) -> dict[str, Any]:
+    """Train the mask -> tri-plane generator as ``run`` describes (``s3d-train mask2triplane``); returns a summary
+    dict (also printed by the CLI)."""
+    cfg = get_config(run.profile, "mask2triplane")
+    cfg.update(run.config_override or {})
+    recipe = Mask2TriplaneRecipe(**{k: v for k, v in (run.recipe_override or {}).items()})
+    if run.batch:
+        recipe.batch = run.batch
+    if run.no_render_loss:
         recipe.rays_per_view = 0
-    torch.manual_seed(args.seed)
-    data = SynHead(args.data, "train", limit=args.limit)
+    torch.manual_seed(run.seed)
+    data = SynHead(run.data, "train", limit=run.limit)
     for_label_set(cfg, data.labels)  # num_classes (and label_set for a non-human set) from the data
     if recipe.adv_photos and data.labels.subject != "human":
         raise LabelSetError(f"adv_photos are CelebAMask-HQ photos of people; the data's label set is "
                             f"{data.labels.name!r}")
     model = Mask2Triplane(cfg)
     init_info = None
-    if getattr(args, "init_from", None):
-        init_info = warm_start(model, args.init_from, "mask2triplane", expand=Mask2Triplane.WARM_START_EXPANDABLE,
+    if run.init_from:
+        init_info = warm_start(model, run.init_from, "mask2triplane", expand=Mask2Triplane.WARM_START_EXPANDABLE,
                                fresh=Mask2Triplane.WARM_START_FRESH)
-    if model.colour_mapping is not None and (init_info is None or "fresh" in init_info) and not args.resume:
+    if model.colour_mapping is not None and (init_info is None or "fresh" in init_info) and not run.resume:
         from training.colour_code_fit import init_colour_code
 
-        init_info = {**(init_info or {}), "colour_code": init_colour_code(model, data, seed=args.seed)}
+        init_info = {**(init_info or {}), "colour_code": init_colour_code(model, data, seed=run.seed)}
         print(f"colour code: {init_info['colour_code']}", flush=True)
     model = model.to(ctx.device)
     loss_module: torch.nn.Module = Mask2TriplaneLoss(model, recipe).to(ctx.device)
@@ -293,15 +294,15 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
         loss_module = DistributedDataParallel(loss_module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
                                               find_unused_parameters=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=(0.9, 0.99))
-    meta = {"kind": "mask2triplane", "profile": args.profile, "config": cfg, "recipe": asdict(recipe),
+    meta = {"kind": "mask2triplane", "profile": run.profile, "config": cfg, "recipe": asdict(recipe),
             "data": data.describe(), "init_from": init_info, "command": command_line(), "machine": machine_description(),
             "device": str(ctx.device), "device_reason": ctx.device_reason, "world_size": ctx.world_size,
-            "seed": args.seed}
-    out = Path(args.out)
-    with PrefetchedBatches(Mask2TriplaneBatchBuilder(data, cfg, recipe), args.seed, ctx.rank, args.workers) as host:
+            "seed": run.seed}
+    out = Path(run.out)
+    with PrefetchedBatches(Mask2TriplaneBatchBuilder(data, cfg, recipe), run.seed, ctx.rank, run.workers) as host:
         state = run_loop(ctx, loss_module, optimizer, lambda step: mask2triplane_batch_to_device(host(step), ctx.device),
-                         out, LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
-                         lambda: {"meta": meta}, args.resume, model, "mask2triplane", recipe.ema_decay)
+                         out, LoopLimits(run.steps, run.minutes, run.checkpoint_minutes, run.log_every),
+                         lambda: {"meta": meta}, run.resume, model, "mask2triplane", recipe.ema_decay)
     last = state.history[-1] if state.history else {}
     return {"out": str(out / "checkpoint.pt"), "steps": state.step, "minutes": round(state.elapsed_s / 60, 2),
             "last_losses": last}

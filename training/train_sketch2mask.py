@@ -13,7 +13,6 @@ same set (:class:`backend.models.config.LabelSetError` otherwise).
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from training.losses import sketch_to_mask_loss, small_class_weights, small_clas
 from training.loop import (LoopLimits, RunContext, command_line, machine_description, read_parameters, run_loop,
                            warm_start)
 from training.prefetch import PrefetchedBatches
+from training.run_spec import TrainRun
 from training.synhead.drawing_styles import NEW_STYLES, check_style_names
 from training.widen import widen_sketch2mask_state
 
@@ -170,29 +170,29 @@ def sketch_batch_to_device(host: dict[str, np.ndarray], device: torch.device,
     return batch
 
 
-def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
-    """Run ``s3d-train sketch2mask``; returns a summary dict."""
-    cfg = get_config(args.profile, "sketch2mask")
-    cfg.update(args.config_override or {})
-    recipe = SketchToMaskRecipe(**(args.recipe_override or {}))
-    if args.batch:
-        recipe.batch = args.batch
-    if args.no_sv:
+def train(run: TrainRun, ctx: RunContext) -> dict[str, Any]:
+    """Train the sketch -> mask U-Net as ``run`` describes (``s3d-train sketch2mask``); returns a summary dict."""
+    cfg = get_config(run.profile, "sketch2mask")
+    cfg.update(run.config_override or {})
+    recipe = SketchToMaskRecipe(**(run.recipe_override or {}))
+    if run.batch:
+        recipe.batch = run.batch
+    if run.no_sv:
         recipe.sv_weight = 0.0
-    if args.no_aug:
+    if run.no_aug:
         recipe.augment = False
-    torch.manual_seed(args.seed)
-    data = open_sketch_data(args.data, "train", limit=args.limit)
+    torch.manual_seed(run.seed)
+    data = open_sketch_data(run.data, "train", limit=run.limit)
     labels = getattr(data, "labels", CELEBAMASK_HQ)
     for_label_set(cfg, labels)  # num_classes (and label_set for a non-human set) from the data
     encoder, enc_info = (None, None)
     if recipe.sv_weight > 0:
-        if not args.mask_encoder:
+        if not run.mask_encoder:
             raise DataError("L_SV needs the trained mask encoder: pass --mask-encoder RUN/checkpoint.pt or a weights "
                             "folder (or --no-sv for the ablation without it)")
-        encoder, enc_info = load_mask_encoder(args.mask_encoder, ctx.device)
+        encoder, enc_info = load_mask_encoder(run.mask_encoder, ctx.device)
         if encoder.labels.name != labels.name:
-            raise LabelSetError(f"--mask-encoder {args.mask_encoder} serves label set {encoder.labels.name!r}, the "
+            raise LabelSetError(f"--mask-encoder {run.mask_encoder} serves label set {encoder.labels.name!r}, the "
                                 f"data {labels.name!r}: use the mask -> tri-plane run trained on this data")
         shape = (encoder.cfg["num_ws_geometry"], encoder.cfg["w_dim"])
         if shape != (cfg["num_ws_geometry"], cfg["w_dim"]):
@@ -200,9 +200,9 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
                             f"{(cfg['num_ws_geometry'], cfg['w_dim'])}: use the same profile for both")
     net = SketchToMask(cfg)
     init_info = None
-    if getattr(args, "init_from", None):
+    if run.init_from:
         # a wider --config-override "channels" than the source's is grown function-preservingly (training/widen.py)
-        init_info = warm_start(net, args.init_from, "sketch2mask", refit=SketchToMask.WARM_START_REFIT,
+        init_info = warm_start(net, run.init_from, "sketch2mask", refit=SketchToMask.WARM_START_REFIT,
                                widen=widen_sketch2mask_state)
     net = net.to(ctx.device).to(memory_format=torch.channels_last)
     loss_module: torch.nn.Module = SketchToMaskLoss(net, recipe).to(ctx.device)
@@ -212,16 +212,16 @@ def train(args: argparse.Namespace, ctx: RunContext) -> dict[str, Any]:
         loss_module = DistributedDataParallel(loss_module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
                                               find_unused_parameters=recipe.sv_weight == 0)  # style head idle
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.99))
-    meta = {"kind": "sketch2mask", "profile": args.profile, "config": cfg, "recipe": asdict(recipe),
+    meta = {"kind": "sketch2mask", "profile": run.profile, "config": cfg, "recipe": asdict(recipe),
             "data": data.describe(), "mask_encoder": enc_info, "init_from": init_info, "command": command_line(),
             "machine": machine_description(), "device": str(ctx.device), "device_reason": ctx.device_reason,
-            "world_size": ctx.world_size, "seed": args.seed}
-    out = Path(args.out)
+            "world_size": ctx.world_size, "seed": run.seed}
+    out = Path(run.out)
     build = SketchBatchBuilder.for_encoder(data, cfg, recipe, encoder)
-    with PrefetchedBatches(build, args.seed, ctx.rank, args.workers) as host:
+    with PrefetchedBatches(build, run.seed, ctx.rank, run.workers) as host:
         state = run_loop(ctx, loss_module, optimizer, lambda step: sketch_batch_to_device(host(step), ctx.device, encoder),
-                         out, LoopLimits(args.steps, args.minutes, args.checkpoint_minutes, args.log_every),
-                         lambda: {"meta": meta}, args.resume, net, "sketch2mask", recipe.ema_decay)
+                         out, LoopLimits(run.steps, run.minutes, run.checkpoint_minutes, run.log_every),
+                         lambda: {"meta": meta}, run.resume, net, "sketch2mask", recipe.ema_decay)
     last = state.history[-1] if state.history else {}
     return {"out": str(out / "checkpoint.pt"), "steps": state.step, "minutes": round(state.elapsed_s / 60, 2),
             "last_losses": last}
