@@ -254,7 +254,7 @@ def _run_stages(source: Any, tmp_dir: Path, options: GenerateOptions, models: Mo
         head = stages.colour_picks(head, options.colors, planes.colour_code)
     with prog.stage_of(Stage.EXPORT):
         outputs = stages.export(Path(tmp_dir), head, mask, views, options.formats, options.view_resolution,
-                                prog.check_cancel)
+                                prog.check_cancel, options.texture or None)
     timings = dict(prog.timings, total=round(time.perf_counter() - t_start, 4))
     result = stages.result_record(source, sketch, mask, planes, head, views, outputs, options, models, timings)
     try:

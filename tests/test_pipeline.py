@@ -467,3 +467,14 @@ def test_colour_picks_reach_the_mesh_and_bad_picks_are_refused(weights_dir, monk
     with pytest.raises(PipelineError) as e:
         generate(sketch_png, tmp_path / "bad", GenerateOptions(colors={"skin": "green"}, **FAST), weights_dir=weights_dir)
     assert e.value.code == "bad_option" and not (tmp_path / "bad").exists()
+
+
+def test_generate_with_texture_writes_the_texture_and_its_uvs(weights_dir, sphere_field, sketch_png, tmp_path):
+    out = tmp_path / "job"
+    result = generate(sketch_png, out, GenerateOptions(seed=3, formats=("ply", "obj"), texture=256),
+                      weights_dir=weights_dir, device="cpu")
+    assert result["texture"]["file"] == "texture.png" and "texture.png" in result["files"]
+    assert Image.open(out / "texture.png").size == (256, 256)
+    obj = (out / "mesh.obj").read_text()
+    assert "\nvt " in obj and "mtllib" in obj and "map_Kd texture.png" in (out / "mesh.mtl").read_text()
+    assert "uv" in read_ply((out / "mesh.ply").read_bytes())
