@@ -13,107 +13,18 @@ Each stage raises its own module's coded error (``IntakeError``, ``FramingError`
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from backend.field_query import FieldQuery
-from backend.labels import LABEL_NAMES, NUM_CLASSES
+from backend.result_record import input_sha256, result_record  # noqa: F401  (the last stage)
+from backend.stage_values import ColourViews, HeadMesh, Mask, Outputs, Planes, Sketch
 
 #: Side of the framed sketch and mask the networks see, pixels.
 FRAMED_SIZE = 512
-
-
-@dataclass
-class Sketch:
-    """The job's input after intake and first-pass alignment.
-
-    Attributes:
-        image: the normalised sketch ``(H, W)`` uint8, dark on white; None for a mask input.
-        framed: ``image`` aligned onto the canonical framing, ``(512, 512)`` uint8; None for a mask input.
-        mask: a mask input's label ids in its own pixels ``(H, W)`` uint8; None for a sketch.
-        mask_framed: ``mask`` aligned, ``(512, 512)`` uint8; None for a sketch.
-        transform: the alignment (``backend.align.FramingTransform``).
-        info: result.json's ``input`` record; intake: its ``intake`` record.
-    """
-
-    image: np.ndarray | None
-    framed: np.ndarray | None
-    mask: np.ndarray | None
-    mask_framed: np.ndarray | None
-    transform: Any
-    info: dict
-    intake: dict
-
-
-@dataclass
-class Mask:
-    """Label ids (CelebAMask-HQ) of the job: ``framed (512, 512)`` uint8 for the generator and ``input``
-    ``(H, W)`` uint8 in the input's pixels (mask.png); ``sketch_framed`` is the final framed sketch (None for
-    a mask input), ``transform`` the final alignment, ``warnings`` the plausibility warnings."""
-
-    framed: np.ndarray
-    input: np.ndarray
-    sketch_framed: np.ndarray | None
-    transform: Any
-    warnings: list[dict]
-
-
-@dataclass
-class Planes:
-    """The job's tri-plane field (computed once): ``field`` answers point queries; ``level`` is the surface
-    density (iso level)."""
-
-    field: FieldQuery
-    level: float
-    #: The job's named colours with a colour-code generator (backend/models/colour_code.py): group ->
-    #: sRGB ``(3,)`` float in [0, 1], the albedo of the seed's code with the artist's picks; None with a
-    #: cVAE generator.
-    colour_code: dict[str, np.ndarray] | None = None
-
-
-@dataclass
-class HeadMesh:
-    """The head in the head frame: ``vertices (V, 3)`` float metres, ``faces (F, 3)`` int; after
-    :func:`vertex_colors` also ``normals (V, 3)`` float64 unit, ``labels (V,)`` class ids and
-    ``colours (V, 3)`` linear RGB in [0, 1]. ``stats``: clean-up numbers; ``grid_evaluated``: field points
-    per grid level."""
-
-    vertices: np.ndarray
-    faces: np.ndarray
-    stats: dict
-    grid_evaluated: list[int]
-    normals: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    colours: np.ndarray | None = None
-
-    def box_vertices(self) -> np.ndarray:
-        """``(V, 3)`` float32 normalised box coordinates (backend/coords.py), where the field lives."""
-        from backend.coords import metres_to_box
-
-        return metres_to_box(self.vertices).astype(np.float32)
-
-
-@dataclass
-class ColourViews:
-    """The views the vertex colours came from (``backend.vertex_colors.OrthoView``) and the share of vertices
-    at least one of them saw."""
-
-    views: list
-    vertices_seen: float
-
-
-@dataclass
-class Outputs:
-    """Files the job wrote into its folder (relative paths, result.json not yet among them); ``texture``:
-    result.json's record of the baked texture (None without one)."""
-
-    files: list[str]
-    texture: dict | None = None
 
 
 def intake(source: Any, name: str, from_mask: bool, no_frame: bool) -> Sketch:
@@ -246,7 +157,6 @@ def colour_picks(head: HeadMesh, colors: dict | None, code: dict[str, np.ndarray
     ``code`` (sRGB, :attr:`Planes.colour_code`; groups the view did not show are skipped), then the artist's
     ``colors`` (``#rrggbb``, already validated by ``GenerateOptions``) over them. Unchanged when both are
     empty."""
-    from dataclasses import replace
 
     from backend.colorspace import srgb_to_linear
     from backend.colour_picks import PICK_GROUPS, apply_picks, parse_picks
@@ -265,7 +175,13 @@ def vertex_colors(head: HeadMesh, planes: Planes, views: int, color_resolution: 
     """Normals, semantic labels and colours per vertex: colours blended from ``views`` band-rendered views of
     the field (jitter from ``numpy.random.default_rng(seed)``), labels from the semantic field."""
     from backend.mesh import vertex_classes
-    from backend.vertex_colors import RasterMesh, blend_vertex_colors, render_views, standard_views, vertex_normals
+    from backend.vertex_colors import (
+        RasterMesh,
+        blend_vertex_colors,
+        render_views,
+        standard_views,
+        vertex_normals,
+    )
 
     rng = np.random.default_rng(seed)
     vb = head.box_vertices()
@@ -313,62 +229,3 @@ def export(out_dir: Path, head: HeadMesh, mask: Mask, colour_views: ColourViews,
     except OSError as e:  # the temporary folder is removed by generate's JobOutput
         raise output_error(out_dir, e) from None
     return Outputs(files, baked[1] if baked else None)
-
-
-def input_sha256(source: Any) -> str | None:
-    """sha256 of the job's input: the file's bytes, the uploaded bytes, the stroke JSON (sorted keys,
-    compact) or the array's bytes; None when it cannot be read."""
-    try:
-        if isinstance(source, (str, Path)):
-            data = Path(source).read_bytes()
-        elif isinstance(source, (bytes, bytearray, memoryview)):
-            data = bytes(source)
-        elif isinstance(source, dict):
-            data = json.dumps(source, sort_keys=True, separators=(",", ":")).encode("utf-8")
-        elif isinstance(source, np.ndarray):
-            data = np.ascontiguousarray(source).tobytes()
-        else:
-            return None
-    except (OSError, TypeError, ValueError):
-        return None
-    return hashlib.sha256(data).hexdigest()
-
-
-def result_record(source: Any, sketch: Sketch, mask: Mask, planes: Planes, head: HeadMesh,
-                  colour_views: ColourViews, outputs: Outputs, options: Any, models: Any,
-                  timings: dict[str, float]) -> dict[str, Any]:
-    """The job's ``result.json`` record (docs/contracts.md section 6); ``timings`` includes ``total``."""
-    from backend.coords import BOX_SIZE_M
-
-    info = dict(sketch.info, sha256=input_sha256(source))
-    counts = np.bincount(head.labels, minlength=NUM_CLASSES)
-    lo, hi = head.vertices.min(0), head.vertices.max(0)
-    return {
-        "api": 1,
-        "input": info,
-        "seed": options.seed,
-        "sketch_sha256": info["sha256"],
-        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()},
-        "device": models.device,
-        "device_reason": models.device_reason,
-        "weights": {n: {"sha256": c.get("sha256"), "profile": c.get("profile")} for n, c in models.cards.items()},
-        "framing": mask.transform.to_dict(),
-        "colour_code": ({g: "#" + "".join(f"{int(round(float(v) * 255)):02x}" for v in c)
-                         for g, c in planes.colour_code.items()} if planes.colour_code else None),
-        "intake": sketch.intake,
-        "warnings": mask.warnings,  # [{"code", "message"}], shown by the add-on
-        "timings_s": timings,
-        "vertex_count": int(len(head.vertices)),
-        "face_count": int(len(head.faces)),
-        "bbox_m": {"min": lo.round(5).tolist(), "max": hi.round(5).tolist(), "size": (hi - lo).round(5).tolist()},
-        "class_vertex_counts": {LABEL_NAMES[i]: int(counts[i]) for i in range(NUM_CLASSES) if counts[i] > 0},
-        "mesh": dict(head.stats, iso_level=planes.level, grid_points_evaluated=head.grid_evaluated,
-                     grid_points_dense=int((options.resolution + 1) ** 3),
-                     field_points_queried=int(planes.field.points)),
-        "vertex_colors": {"views": [v.name for v in colour_views.views], "vertices_seen": colour_views.vertices_seen,
-                          "color_resolution": options.color_resolution, "preview_resolution": options.view_resolution},
-        "views": {v.name: v.camera_dict(options.view_resolution, BOX_SIZE_M / 2) for v in colour_views.views},
-        "frame": {"units": "metres", "up": "+Z", "face_towards": "-Y", "box_size_m": BOX_SIZE_M},
-        "files": sorted(outputs.files + ["result.json"]),
-        **({"texture": outputs.texture} if outputs.texture else {}),
-    }
