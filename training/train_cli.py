@@ -19,7 +19,10 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backend.models.card import ModelCard
 
 
 def _json_dict(text: str) -> dict[str, Any]:
@@ -140,11 +143,18 @@ def export(run: str | Path, weights_dir: str | Path, name: str | None = None,
     ck = load_checkpoint(Path(run) / "checkpoint.pt")
     card = _run_card(ck, run, mirror_average)
     if semantic_logit_adjustment:
-        card.setdefault("inference", {}).update(_semantic_logit_offsets(ck, run, semantic_logit_adjustment))
-    return save_weights(inference_state(ck), card, name or _default_name(ck), weights_dir)
+        tau, offsets = _semantic_logit_offsets(ck, run, semantic_logit_adjustment)
+        card.inference = card.settings
+        card.inference.semantic_logit_adjustment_tau, card.inference.semantic_logit_offsets = tau, offsets
+    return save_weights(inference_state(ck), card.to_dict(), name or _default_name(ck), weights_dir)
 
 
-def _semantic_logit_offsets(ck: dict[str, Any], run: str | Path, tau: float) -> dict[str, Any]:
+def _semantic_logit_offsets(ck: dict[str, Any], run: str | Path, tau: float) -> tuple[float, dict[str, float]]:
+    """``(tau, {label name: -tau * log(small_class_weight)})`` for the small classes of a mask2triplane run.
+
+    Raises:
+        ValueError: not a mask2triplane run, a recipe that weights no class up, or tau < 0.
+    """
     from backend.models.config import config_labels
     from training.losses import small_classes
 
@@ -155,15 +165,14 @@ def _semantic_logit_offsets(ck: dict[str, Any], run: str | Path, tau: float) -> 
                          f"with small_class_weight {weight}, tau {tau}")
     offset = round(-tau * math.log(weight), 4)
     labels = config_labels(ck["meta"]["config"])
-    return {"semantic_logit_adjustment_tau": tau,
-            "semantic_logit_offsets": {labels.names[c]: offset for c in small_classes(labels)}}
+    return tau, {labels.names[c]: offset for c in small_classes(labels)}
 
 
 def _default_name(ck: dict[str, Any]) -> str:
     return f"{ck['meta']['kind']}_{ck['meta']['profile']}"
 
 
-def _run_card(ck: dict[str, Any], run: str | Path, mirror_average: bool) -> dict[str, Any]:
+def _run_card(ck: dict[str, Any], run: str | Path, mirror_average: bool) -> ModelCard:
     """The model card of a training checkpoint (without sha256 and name, which ``save_weights`` adds).
 
     ``label_set`` is the one the run's config serves (:func:`backend.models.config.config_labels`: the
@@ -174,25 +183,21 @@ def _run_card(ck: dict[str, Any], run: str | Path, mirror_average: bool) -> dict
         LabelSetError: the config's class count does not fit its label set.
     """
     from backend.coords import BOX_SIZE_M
+    from backend.models.card import InferenceSettings, ModelCard
     from backend.models.config import config_labels
 
     meta = ck["meta"]
-    card = {
-        "kind": meta["kind"], "profile": meta["profile"], "config": meta["config"],
-        "label_set": config_labels(meta["config"]).name,
-        "box_size_m": BOX_SIZE_M, "data": meta["data"],
-        "training": {"command": meta["command"], "steps": int(ck["step"]), "minutes": round(ck["elapsed_s"] / 60, 1),
-                     "machine": meta["machine"], "device": meta["device"], "world_size": meta["world_size"],
-                     "seed": meta["seed"], "recipe": meta["recipe"]},
-        "metrics": {},
-    }
+    training = {"command": meta["command"], "steps": int(ck["step"]), "minutes": round(ck["elapsed_s"] / 60, 1),
+                "machine": meta["machine"], "device": meta["device"], "world_size": meta["world_size"],
+                "seed": meta["seed"], "recipe": meta["recipe"]}
     if meta.get("mask_encoder"):
-        card["training"]["mask_encoder"] = meta["mask_encoder"]
+        training["mask_encoder"] = meta["mask_encoder"]
     if meta.get("init_from"):
-        card["training"]["init_from"] = meta["init_from"]
-    if mirror_average:
-        card["inference"] = {"mirror_average": True}
-    return card
+        training["init_from"] = meta["init_from"]
+    return ModelCard(kind=meta["kind"], profile=meta["profile"], config=meta["config"],
+                     label_set=config_labels(meta["config"]).name, box_size_m=BOX_SIZE_M, data=meta["data"],
+                     training=training, metrics={},
+                     inference=InferenceSettings(mirror_average=True) if mirror_average else None)
 
 
 def interpolate(base: str | Path, run: str | Path, alpha: float, weights_dir: str | Path, name: str | None = None,
@@ -229,9 +234,9 @@ def interpolate(base: str | Path, run: str | Path, alpha: float, weights_dir: st
     mixed = {k: torch.lerp(base_state[k].to(v.dtype), v, alpha) if v.is_floating_point() else v.clone()
              for k, v in state.items()}
     card = _run_card(ck, run, mirror_average)
-    card["training"]["interpolation"] = {"alpha": alpha, "base": base_info, "command": command_line(),
-                                         "method": "WiSE-FT weight interpolation: (1 - alpha) * base + alpha * run"}
-    return save_weights(mixed, card, name or _default_name(ck), weights_dir)
+    card.training["interpolation"] = {"alpha": alpha, "base": base_info, "command": command_line(),
+                                      "method": "WiSE-FT weight interpolation: (1 - alpha) * base + alpha * run"}
+    return save_weights(mixed, card.to_dict(), name or _default_name(ck), weights_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
