@@ -27,19 +27,19 @@ What one bench run measures, in one process (models loaded once, as ``s3d serve`
 :data:`DRAFT_OPTIONS` (the same as ``blender_addon/live_preview.py``; a test keeps them equal), one
 warm-up and ``repeats`` timed runs of ``generate``, the wall time of each run around the whole call.
 
+The FLOP counting and the naive baseline live in backend/bench_flops.py, the Blender-import row in
+backend/bench_blender.py, the draft case in backend/bench_draft.py; this module runs the bench and prints it.
+
 Stage FLOPs not counted (numpy / OpenCV work: intake, mesh, export; the z-buffer part of vertex_colors)
 are reported as ``null``.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import math
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,148 +48,17 @@ from typing import Any
 
 import numpy as np
 
+from backend.bench_blender import blender_import_time, format_blender_row
+# DRAFT_OPTIONS: tests/test_live_preview.py compares the add-on's draft options with it here
+from backend.bench_draft import DRAFT_OPTIONS, bench_draft, format_draft  # noqa: F401
+from backend.bench_flops import NAIVE_BLOCK, ConvFlopCounter, decoder_flops_per_point, matmul_gflops, naive_baseline
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUT = ROOT / "examples" / "head_front.json"
-NAIVE_BLOCK = 32
-BLENDER_SCRIPT = ROOT / "scripts" / "bench_addon_import.py"
-NO_BPY = "bpy not installed"
-
-
-#: The live preview's draft job (blender_addon/live_preview.py DRAFT_OPTIONS): grid 64^3, 4 colour views
-#: (the backend's minimum) rendered at 48 px, 32 px preview renders.
-DRAFT_OPTIONS = {"resolution": 64, "views": 4, "color_resolution": 48, "view_resolution": 32}
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 ``torch.mm`` rate in GFLOP/s (``2 n^3`` FLOPs per product; best of ``repeats``)."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)  # warm-up
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best / 1e9
-
-
-def decoder_flops_per_point(cfg: dict[str, Any]) -> int:
-    """Analytic FLOPs of one decoder query: plane sampling (3 planes x C x 4 taps x mul+add) + the MLP."""
-    c, h, k = cfg["plane_channels"], cfg["decoder_hidden"], cfg["num_classes"]
-    fin = 3 * c + (3 if cfg.get("decoder_xyz", False) else 0)
-    return 3 * c * 4 * 2 + 2 * (fin * h + h * h + h * (1 + 3 + k))
-
-
-class ConvFlopCounter:
-    """Forward hooks on Conv2d / ConvTranspose2d / Linear / ModulatedConv2d; FLOPs summed per current stage.
-
-    Modules under ``skip`` (the decoder, counted analytically) are not hooked.
-    """
-
-    def __init__(self, modules: list[Any], skip: Any = None):
-        import torch.nn as nn
-
-        from backend.models.mask2triplane import ModulatedConv2d
-
-        self.stage = ""
-        self.flops: dict[str, float] = {}
-        self.handles = []
-        skipped = {id(m) for m in skip.modules()} if skip is not None else set()
-        for root in modules:
-            for m in root.modules():
-                if id(m) in skipped:
-                    continue
-                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) or isinstance(m, ModulatedConv2d):
-                    self.handles.append(m.register_forward_hook(self._hook))
-
-    def _hook(self, m: Any, inputs: tuple, out: Any) -> None:
-        import torch.nn as nn
-
-        if isinstance(m, nn.Linear):
-            f = 2.0 * out.numel() * m.in_features
-        elif isinstance(m, nn.ConvTranspose2d):
-            x = inputs[0]
-            f = 2.0 * x.numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1] / m.groups
-        else:  # Conv2d or ModulatedConv2d: weight (Cout, Cin/groups, k, k)
-            w = m.weight
-            f = 2.0 * out.numel() * w.shape[1] * w.shape[2] * w.shape[3]
-        self.flops[self.stage] = self.flops.get(self.stage, 0.0) + f
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def naive_baseline(models: Any, mask512: np.ndarray, resolution: int, seed: int = 0, max_blocks: int = 4) -> dict:
-    """Time the published extraction loop: generator re-run per ``32^3`` block of the dense grid.
-
-    Times ``max_blocks`` blocks (each: mask encoder + synthesis, then the decoder on the block's points)
-    and extrapolates to all ``ceil((res+1)^3 / 32^3)`` blocks.
-    """
-    import torch
-
-    m2t, dev = models.mask2triplane, models.device
-    n = resolution + 1
-    total_points = n ** 3
-    block = NAIVE_BLOCK ** 3
-    n_blocks = math.ceil(total_points / block)
-    lin = np.linspace(-1.0, 1.0, n, dtype=np.float32)
-    g = np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3)
-    ids = torch.from_numpy(mask512.astype(np.int64))[None].to(dev)
-    timed = min(max_blocks, n_blocks)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        z = m2t.sample_z(seed, 1, dev)
-        for i in range(timed):
-            planes = m2t.planes_from_mask(ids, z)
-            xyz = torch.from_numpy(g[i * block:(i + 1) * block]).to(dev)[None]
-            m2t.query(planes, xyz)["sigma"].cpu()
-    per_block = (time.perf_counter() - t0) / timed
-    return {"blocks": n_blocks, "blocks_timed": timed, "block_points": block, "seconds_per_block": per_block,
-            "seconds_estimated": per_block * n_blocks, "points": total_points}
-
-
-def bpy_available() -> bool:
-    """True when ``bpy`` can be imported by this Python (``importlib.util.find_spec``; bpy is not imported)."""
-    return importlib.util.find_spec("bpy") is not None
-
-
-def blender_import_time(job_dir: str | Path, repeats: int = 3, timeout: float = 600.0) -> dict:
-    """Time the add-on's import of a job folder under bpy, in a subprocess.
-
-    Runs ``sys.executable scripts/bench_addon_import.py --job-dir JOB_DIR --repeats N --json``: each repeat
-    imports ``mesh.ply`` + ``result.json`` with ``blender_addon.scene.importer.import_job_folder`` into an empty
-    factory scene.
-
-    Args:
-        job_dir: a job folder of ``s3d generate`` (``mesh.ply``, ``result.json``).
-        repeats: imports (>= 1); the median is reported.
-        timeout: seconds before the subprocess is killed.
-
-    Returns:
-        ``{"median_s", "import_s" (list), "read_ply_median_s", "vertices", "faces", "repeats", "bpy_version",
-        "job_dir"}`` (seconds), or ``{"skipped": "bpy not installed"}`` when bpy is not importable.
-
-    Raises:
-        RuntimeError: the subprocess failed, timed out or printed no JSON (the message has its stderr tail).
-    """
-    if not bpy_available():
-        return {"skipped": NO_BPY}
-    cmd = [sys.executable, str(BLENDER_SCRIPT), "--job-dir", str(job_dir), "--repeats", str(int(repeats)), "--json"]
-    try:
-        r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired as e:
-        raise RuntimeError(f"Blender import timed out after {timeout:.0f} s") from e
-    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-    if r.returncode != 0 or not lines:
-        tail = (r.stderr.strip() or r.stdout.strip())[-500:]
-        raise RuntimeError(f"Blender import failed (exit {r.returncode}): {tail}")
-    return json.loads(lines[-1])
 
 
 def bench_resolution(source: Any, models: Any, resolution: int, repeats: int, views: int, workdir: Path,
@@ -210,15 +79,45 @@ def bench_resolution(source: Any, models: Any, resolution: int, repeats: int, vi
     stages = [k for k in runs[0]["timings_s"] if k != "total"]
     med = {k: statistics.median(r["timings_s"][k] for r in runs) for k in stages}
     med["total"] = statistics.median(r["timings_s"]["total"] for r in runs)
+    row = _stage_flops(source, models, opts, workdir / f"flops{resolution}", stages, rate_gflops)
+    floor = row["compute_floor_s"]
+    row["time_over_floor"] = {k: (None if floor[k] in (None, 0.0) else med[k] / floor[k]) for k in stages}
+    naive = naive_baseline(models, _mask512(workdir / f"flops{resolution}" / "mask.png"), resolution,
+                           max_blocks=naive_blocks)
+    ours = med["planes"] + med["density_grid"]
+    naive["ours_planes_plus_density_grid_s"] = ours
+    naive["speed_ratio"] = naive["seconds_estimated"] / ours if ours > 0 else None
+    if not blender:
+        blend: dict[str, Any] = {"skipped": "--no-blender"}
+    else:
+        try:
+            blend = blender_import_time(workdir / f"r{resolution}_{repeats - 1}", blender_repeats)
+        except RuntimeError as e:
+            blend = {"error": str(e)}
+    res = row.pop("result")
+    return {"resolution": resolution, "repeats": repeats, "median_s": med, "flops": row["flops"],
+            "compute_floor_s": row["compute_floor_s"], "time_over_floor": row["time_over_floor"],
+            "decoder_flops_per_point": row["decoder_flops_per_point"],
+            "grid_points_evaluated": row["grid_points_evaluated"],
+            "grid_points_dense": int(res["mesh"]["grid_points_dense"]),
+            "color_points_queried": row["color_points_queried"],
+            "vertices": res["vertex_count"], "faces": res["face_count"], "naive_baseline": naive,
+            "blender_import": blend}
 
-    # FLOP count in one more run with hooks (not timed)
+
+def _stage_flops(source: Any, models: Any, opts: Any, job_dir: Path, stages: list[str], rate_gflops: float) -> dict:
+    """FLOPs per stage in one more (untimed) generate run with counting hooks, and each stage's compute floor
+    (``flops / matmul rate``): ``{"result" (the run's result), "flops", "compute_floor_s",
+    "decoder_flops_per_point", "grid_points_evaluated", "color_points_queried"}``."""
+    from backend.pipeline import generate
+
     m2t = models.mask2triplane
     nets = [m2t] + ([models.sketch2mask] if models.sketch2mask is not None else [])
     counter = ConvFlopCounter(nets, skip=m2t.decoder)
     try:
         def progress(stage: str, _f: float) -> None:
             counter.stage = stage
-        res = generate(source, workdir / f"flops{resolution}", opts, models=models, progress=progress)
+        res = generate(source, job_dir, opts, models=models, progress=progress)
     finally:
         counter.remove()
     # a mirror-averaged generator (card inference.mirror_average) decodes every queried point twice
@@ -231,32 +130,19 @@ def bench_resolution(source: Any, models: Any, resolution: int, repeats: int, vi
     flops["density_grid"] = float(grid_pts * per_point)
     flops["vertex_colors"] = float(color_pts * per_point)
     floor = {k: (None if f is None else f / (rate_gflops * 1e9)) for k, f in flops.items()}
-    multiple = {k: (None if floor[k] in (None, 0.0) else med[k] / floor[k]) for k in stages}
+    return {"result": res, "flops": flops, "compute_floor_s": floor, "decoder_flops_per_point": per_point,
+            "grid_points_evaluated": grid_pts, "color_points_queried": color_pts}
 
+
+def _mask512(path: Path) -> np.ndarray:
+    """The job's label mask at 512 x 512: the generator's cost does not depend on the mask's content, so the
+    job's mask, resized, stands in for the naive baseline's input."""
     from PIL import Image
 
-    mask512 = np.asarray(Image.open(workdir / f"flops{resolution}" / "mask.png"))
-    # the generator's cost does not depend on the mask's content; the job's mask, resized, stands in
-    mask512 = np.asarray(mask512)
+    mask512 = np.asarray(Image.open(path))
     if mask512.shape != (512, 512):
         mask512 = np.asarray(Image.fromarray(mask512.astype(np.uint8)).resize((512, 512), Image.NEAREST))
-    naive = naive_baseline(models, mask512, resolution, max_blocks=naive_blocks)
-    ours = med["planes"] + med["density_grid"]
-    naive["ours_planes_plus_density_grid_s"] = ours
-    naive["speed_ratio"] = naive["seconds_estimated"] / ours if ours > 0 else None
-    if not blender:
-        blend: dict[str, Any] = {"skipped": "--no-blender"}
-    else:
-        try:
-            blend = blender_import_time(workdir / f"r{resolution}_{repeats - 1}", blender_repeats)
-        except RuntimeError as e:
-            blend = {"error": str(e)}
-    return {"resolution": resolution, "repeats": repeats, "median_s": med, "flops": flops,
-            "compute_floor_s": floor, "time_over_floor": multiple,
-            "decoder_flops_per_point": per_point, "grid_points_evaluated": grid_pts,
-            "grid_points_dense": int(res["mesh"]["grid_points_dense"]), "color_points_queried": color_pts,
-            "vertices": res["vertex_count"], "faces": res["face_count"], "naive_baseline": naive,
-            "blender_import": blend}
+    return mask512
 
 
 def run_bench(source: Any = None, resolutions: tuple[int, ...] = (128,), repeats: int = 3, threads: int = 0,
@@ -304,77 +190,6 @@ def run_bench(source: Any = None, resolutions: tuple[int, ...] = (128,), repeats
                                                           naive_blocks, blender, blender_repeats))
     report["peak_rss_mb"] = _peak_rss_mb()
     return report
-
-
-def bench_draft(source: Any = None, repeats: int = 5, threads: int = 0, weights_dir: str | Path | None = None,
-                device: str = "cpu", seed: int = 0) -> dict:
-    """Wall time of the live preview's draft job: :data:`DRAFT_OPTIONS`, models loaded once, one warm-up run,
-    then ``repeats`` timed ``generate`` calls (each timed around the whole call, files written).
-
-    The CPU time of the process per run (``time.process_time``) is reported too: on a busy machine the wall
-    time grows with the load, the CPU time much less (with one thread it is what the wall time would be
-    on a quiet core).
-
-    Returns:
-        ``{"case": "draft", "options", "input", "device", "threads", "cpu_count", "load_average_before",
-        "wall_s" (list), "median_s", "min_s", "max_s", "cpu_s" (list), "cpu_median_s", "stage_median_s",
-        "vertices", "faces"}``.
-
-    Raises:
-        ValueError: repeats < 1. PipelineError: from loading or generating.
-    """
-    import torch
-
-    from backend.pipeline import GenerateOptions, generate, load_models
-
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, not {repeats}")
-    if threads:
-        torch.set_num_threads(threads)
-    source = str(source or DEFAULT_INPUT)
-    models = load_models(weights_dir, device)
-    opts = GenerateOptions(seed=seed, **DRAFT_OPTIONS).validate()
-    load_before = os.getloadavg()[0]
-    walls, cpus, runs = [], [], []
-    with tempfile.TemporaryDirectory(prefix="s3d-bench-draft-") as tmp:
-        generate(source, Path(tmp) / "warm", opts, models=models)
-        for i in range(repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
-            runs.append(generate(source, Path(tmp) / f"draft{i}", opts, models=models))
-            walls.append(time.perf_counter() - t0)
-            cpus.append(time.process_time() - c0)
-    stages = [k for k in runs[0]["timings_s"] if k != "total"]
-    return {"case": "draft", "options": dict(DRAFT_OPTIONS), "input": source, "device": models.device,
-            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average_before": load_before,
-            "wall_s": walls, "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
-            "cpu_s": cpus, "cpu_median_s": statistics.median(cpus),
-            "stage_median_s": {k: statistics.median(r["timings_s"][k] for r in runs) for k in stages},
-            "vertices": runs[-1]["vertex_count"], "faces": runs[-1]["face_count"]}
-
-
-def format_draft(rep: dict) -> str:
-    """The draft case as text: the wall time first, then the stages."""
-    o = rep["options"]
-    lines = [f"draft job (live preview): wall median {rep['median_s']:.3f} s (min {rep['min_s']:.3f}, max "
-             f"{rep['max_s']:.3f}) over {len(rep['wall_s'])} runs after a warm-up; CPU time median "
-             f"{rep['cpu_median_s']:.3f} s",
-             f"options resolution {o['resolution']}, {o['views']} colour views at {o['color_resolution']} px, previews "
-             f"{o['view_resolution']} px; input {rep['input']}; device {rep['device']}; threads {rep['threads']} of "
-             f"{rep['cpu_count']} cores; load average before {rep['load_average_before']:.2f}; "
-             f"{rep['vertices']} vertices"]
-    lines += [f"  {k:<16}{v:>8.3f}" for k, v in rep["stage_median_s"].items() if k != "load_models"]
-    return "\n".join(lines)
-
-
-def format_blender_row(b: dict) -> str:
-    """The ``blender_import`` row of the text report (not part of the job total)."""
-    if "median_s" in b:
-        return (f"{'blender_import':<16}{b['median_s']:>10.3f}  not in the total: add-on import_job_folder into an "
-                f"empty scene, bpy {b['bpy_version']}, median of {b['repeats']}")
-    if "skipped" in b:
-        return f"{'blender_import':<16}{'-':>10}  {b['skipped']}"
-    err = " ".join(str(b.get("error", "unknown")).split())
-    return f"{'blender_import':<16}{'-':>10}  {err[:300]}"
 
 
 def format_report(rep: dict) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend import bench
+from backend import bench, bench_blender
 from backend.bench import main
 from backend.models.mask2triplane import Mask2Triplane
 from backend.pipeline import STAGES
@@ -71,16 +71,16 @@ def test_bench_json_has_every_stage_positive_times_and_matmul_rate(tmp_path, mon
 
 
 def test_bench_without_bpy_or_with_no_blender_says_so(tmp_path, monkeypatch, capsys):
-    real_run = bench.subprocess.run
+    real_run = bench_blender.subprocess.run
 
     def run(cmd, *a, **k):
-        assert str(bench.BLENDER_SCRIPT) not in map(str, cmd), "no Blender subprocess may run"
+        assert str(bench_blender.BLENDER_SCRIPT) not in map(str, cmd), "no Blender subprocess may run"
         return real_run(cmd, *a, **k)
 
-    monkeypatch.setattr(bench.subprocess, "run", run)
+    monkeypatch.setattr(bench_blender.subprocess, "run", run)
     _no_bpy(monkeypatch)
-    assert bench.blender_import_time(tmp_path) == {"skipped": "bpy not installed"}
-    assert bench.format_blender_row({"skipped": "bpy not installed"}).split() == ["blender_import", "-", "bpy",
+    assert bench_blender.blender_import_time(tmp_path) == {"skipped": "bpy not installed"}
+    assert bench_blender.format_blender_row({"skipped": "bpy not installed"}).split() == ["blender_import", "-", "bpy",
                                                                                   "not", "installed"]
     monkeypatch.undo()
     rep = _tiny_bench(tmp_path, monkeypatch, "--no-blender")
@@ -104,12 +104,12 @@ def _ico_job(folder):
 @pytest.mark.skipif(not HAS_BPY, reason="bpy not installed")
 def test_blender_import_time_on_a_tiny_job_and_a_failure(tmp_path):
     n_v, n_f = _ico_job(tmp_path / "job")
-    b = bench.blender_import_time(tmp_path / "job", repeats=2)
+    b = bench_blender.blender_import_time(tmp_path / "job", repeats=2)
     assert b["median_s"] > 0 and b["read_ply_median_s"] > 0 and len(b["import_s"]) == 2
     assert (b["vertices"], b["faces"]) == (n_v, n_f) and b["bpy_version"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(RuntimeError, match=r"exit 1.*mesh\.ply"):
-        bench.blender_import_time(tmp_path / "empty", repeats=1)
+        bench_blender.blender_import_time(tmp_path / "empty", repeats=1)
 
 
 def test_bench_rejects_bad_resolution(capsys):
