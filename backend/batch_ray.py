@@ -10,7 +10,7 @@
   front of the queue and is retried on the next free worker, at most ``max_retries`` times (then it fails
   with ``worker_lost``). The killed job's temporary folder is removed by the retry (never committed), so
   no half-written result folder appears.
-* Re-runs skip finished items (:func:`backend.cli.finished_result`: input sha256 and options in
+* Re-runs skip finished items (:func:`backend.batch.finished_result`: input sha256 and options in
   ``result.json``), so an interrupted batch resumes.
 * ``OUT_DIR/summary.json``: the plain batch's keys plus ``engine``, ``per_worker``, ``retries`` /
   ``retried``, ``converted`` / ``skipped`` counts, the Ray settings, ``wall_s`` (all of it, Ray start
@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from backend.batch_ray_driver import MAX_UNAVAILABLE_PINGS, Converter, Driver
-from backend.batch_ray_session import INSTALL_HINT, BatchError, RaySession, import_ray, start_ray, stop_ray
+from backend.batch_ray_session import (
+    INSTALL_HINT,
+    BatchError,
+    RaySession,
+    import_ray,
+    start_ray,
+    stop_ray,
+)
 
 #: Re-exported for the code and tests that import them from here.
 __all__ = ["INSTALL_HINT", "MAX_UNAVAILABLE_PINGS", "BatchError", "Converter", "RaySession", "import_ray",
@@ -54,7 +61,7 @@ def run_batch(plan: list[tuple[Path, Path]], out_dir: Path, options: Any, *, in_
     """Convert every ``(input, output folder)`` of ``plan`` on Ray actors; write ``out_dir/summary.json``.
 
     Args:
-        plan: from :func:`backend.cli.batch_plan`; options: a validated ``GenerateOptions``.
+        plan: from :func:`backend.batch.batch_plan`; options: a validated ``GenerateOptions``.
         workers: actors (0: CPU cores up to 4 locally; cluster GPUs / ``num_gpus_per_worker``, else
             cluster CPUs / ``threads``); threads: torch threads per actor, also the CPUs it reserves
             (0: cores / workers locally, 1 on a cluster); num_gpus_per_worker: GPUs each actor reserves
@@ -132,7 +139,7 @@ def _check_options(device: str, workers: int, threads: int, num_gpus_per_worker:
 
 def _split_plan(plan: list[tuple[Path, Path]], opts: dict, force: bool) -> tuple[list[tuple[str, str]], list[str]]:
     """``plan`` -> (items to convert, inputs already converted with these options); ``force`` redoes all."""
-    from backend.cli import finished_result
+    from backend.batch import finished_result
 
     todo, skipped = [], []
     for src, dest in plan:
@@ -149,7 +156,7 @@ def run_from_args(args, options) -> int:
     Returns:
         0 all converted (or skipped), 1 some failed, 2 Ray missing / unreachable / bad options.
     """
-    from backend.cli import batch_plan
+    from backend.batch import batch_plan
 
     in_dir, out_dir = Path(args.in_dir), Path(args.out_dir)
     try:

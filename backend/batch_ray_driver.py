@@ -17,15 +17,15 @@ MAX_UNAVAILABLE_PINGS = 600
 class Converter:
     """A Ray actor body: loads the models once, then converts items one call at a time.
 
-    Uses the plain batch's worker functions (``backend.cli._batch_init`` / ``_batch_one``), so both
+    Uses the plain batch's worker functions (``backend.batch.worker_init`` / ``convert_one``), so both
     engines convert an item identically and report failures with the same codes.
     """
 
     def __init__(self, index: int, weights: str | None, device: str, threads: int, need_sketch: bool):
-        from backend.cli import _batch_init
+        from backend.batch import worker_init
 
         self.index = index
-        _batch_init(weights, device, threads, need_sketch)
+        worker_init(weights, device, threads, need_sketch)
 
     def ready(self) -> dict:
         """``{"pid", "node"}``: answers once the actor (re)started and loaded its models."""
@@ -35,9 +35,9 @@ class Converter:
 
     def convert(self, src: str, dest: str, options: dict) -> dict:
         """One item -> ``dest`` (atomic); the plain batch's result dict plus ``worker`` and ``pid``."""
-        from backend.cli import _batch_one
+        from backend.batch import convert_one
 
-        r = _batch_one((src, dest, options))
+        r = convert_one((src, dest, options))
         return dict(r, worker=self.index, pid=os.getpid())
 
 
@@ -100,7 +100,7 @@ class Driver:
 
     def _hand_out(self) -> None:
         """Give every free actor the next item (an item a lost worker had committed counts as done)."""
-        from backend.cli import finished_result
+        from backend.batch import finished_result
 
         if self.free and self.queue and self.first_start is None:
             self.first_start = time.perf_counter()  # workers loaded: the steady-state clock starts
@@ -143,7 +143,7 @@ class Driver:
         i, (src, dest) = self.inflight.pop(ref)
         try:
             r = ray.get(ref)
-        except ray.exceptions.RayTaskError as e:  # raised inside convert, past _batch_one's handler
+        except ray.exceptions.RayTaskError as e:  # raised inside convert, past convert_one's handler
             r = {"input": src, "ok": False, "code": "internal_error", "message": str(e).splitlines()[0][:300],
                  "worker": i}
         except ray.exceptions.RayError as e:  # the worker process died (or its node did)

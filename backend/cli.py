@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 
@@ -50,7 +48,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 #: Input file suffixes ``batch`` picks up.
-INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".json")
 
 
 def _options_from_args(args: argparse.Namespace):
@@ -136,85 +133,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _batch_inputs(in_dir: Path) -> list[Path]:
-    return sorted(p for p in in_dir.rglob("*") if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(in_dir).parts))
-
-
-def batch_plan(in_dir: Path, out_dir: Path) -> list[tuple[Path, Path]]:
-    """Every input of ``in_dir`` and its output folder: ``out_dir/<relative path without suffix>``, or
-    ``<stem>_<suffix>`` when inputs of one folder share a stem (``head.png`` and ``head.json`` would
-    otherwise overwrite each other). Used by both batch engines."""
-    inputs = _batch_inputs(in_dir)
-    stems: dict[Path, int] = {}
-    for p in inputs:
-        key = p.relative_to(in_dir).with_suffix("")
-        stems[key] = stems.get(key, 0) + 1
-    plan = []
-    for p in inputs:
-        rel = p.relative_to(in_dir).with_suffix("")
-        if stems[rel] > 1:
-            rel = rel.with_name(f"{rel.name}_{p.suffix.lstrip('.').lower()}")
-        plan.append((p, out_dir / rel))
-    return plan
-
-
-def finished_result(src: Path, dest: Path, options_dict: dict) -> bool:
-    """True when ``dest/result.json`` records this input (same sha256 of its bytes) converted with these
-    options (``dataclasses.asdict(GenerateOptions)``): a batch re-run skips it. Never raises; an unreadable
-    or foreign result.json counts as not finished."""
-    from backend.pipeline import input_sha256
-
-    try:
-        rec = json.loads((dest / "result.json").read_text())
-        want = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options_dict.items()}
-        return (isinstance(rec, dict) and rec.get("sketch_sha256") is not None
-                and rec.get("sketch_sha256") == input_sha256(src) and rec.get("options") == want)
-    except (OSError, ValueError):
-        return False
-
-
-_WORKER: dict = {}
-
-
-def _batch_init(weights: str | None, device: str, threads: int, need_sketch: bool) -> None:
-    import torch
-
-    from backend.pipeline import PipelineError, load_models
-
-    torch.set_num_threads(max(1, threads))
-    try:
-        _WORKER["models"] = load_models(weights, device, need_sketch=need_sketch)
-    except PipelineError as e:
-        _WORKER["error"] = {"code": e.code, "message": str(e)}
-
-
-def _batch_one(task: tuple[str, str, dict]) -> dict:
-    from backend.pipeline import GenerateOptions, PipelineError, generate
-
-    src, out, opts = task
-    t0 = time.perf_counter()
-    if "error" in _WORKER:
-        return {"input": src, "ok": False, **_WORKER["error"]}
-    try:
-        opts = dict(opts, formats=tuple(opts["formats"]))
-        r = generate(src, out, GenerateOptions(**opts), models=_WORKER["models"])
-        return {"input": src, "ok": True, "out": out, "seconds": round(time.perf_counter() - t0, 3),
-                "vertices": r["vertex_count"], "faces": r["face_count"]}
-    except PipelineError as e:
-        return {"input": src, "ok": False, "code": e.code, "message": str(e)}
-    except Exception as e:  # one broken file never stops the batch
-        return {"input": src, "ok": False, "code": "internal_error", "message": f"{type(e).__name__}: {e}"}
-
-
 def cmd_batch(args: argparse.Namespace) -> int:
     """Every input of ``IN_DIR`` -> ``OUT_DIR/<relative path without suffix>/``; summary.json."""
-    import dataclasses
-    import multiprocessing as mp
-
-    from tqdm import tqdm
-
-    from backend.weights import atomic_write_text
+    from backend.batch import run_local_batch
 
     in_dir, out_dir = Path(args.in_dir), Path(args.out_dir)
     if not in_dir.is_dir():
@@ -225,47 +146,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         from backend.batch_ray import run_from_args
 
         return run_from_args(args, options)
-    plan = batch_plan(in_dir, out_dir)
-    inputs = [p for p, _ in plan]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo, skipped = [], []
-    for p, dest in plan:
-        if not args.force and finished_result(p, dest, dataclasses.asdict(options)):
-            skipped.append(str(p))
-            continue
-        todo.append((str(p), str(dest), dataclasses.asdict(options)))
-    device = args.device
-    cpu = os.cpu_count() or 1
-    workers = args.workers or max(1, min(cpu, 4))
-    if device == "cuda":
-        workers = 1
-    workers = max(1, min(workers, len(todo) or 1))
-    threads = args.threads or max(1, cpu // workers)
-    results: list[dict] = []
-    if todo:
-        if workers == 1:
-            _batch_init(args.weights, device, threads, not options.from_mask)
-            it = map(_batch_one, todo)
-            for r in tqdm(it, total=len(todo), desc="s3d batch", unit="file", disable=args.quiet):
-                results.append(r)
-        else:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_batch_init,
-                          initargs=(args.weights, device, threads, not options.from_mask)) as pool:
-                for r in tqdm(pool.imap_unordered(_batch_one, todo), total=len(todo), desc="s3d batch",
-                              unit="file", disable=args.quiet):
-                    results.append(r)
-    failed = [r for r in results if not r["ok"]]
-    summary = {"in_dir": str(in_dir), "out_dir": str(out_dir), "options": dataclasses.asdict(options),
-               "workers": workers, "threads_per_worker": threads, "total_inputs": len(inputs),
-               "done": sorted((r for r in results if r["ok"]), key=lambda r: r["input"]),
-               "failed": sorted(failed, key=lambda r: r["input"]), "skipped_existing": skipped}
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    print(f"s3d batch: {len(results) - len(failed)} done, {len(failed)} failed, {len(skipped)} already done; "
-          f"summary in {out_dir / 'summary.json'}")
-    for r in failed:
-        print(f"  failed {r['input']}: [{r['code']}] {r['message']}", file=sys.stderr)
-    return 1 if failed else 0
+    return run_local_batch(in_dir, out_dir, options, args.weights, args.device, args.workers, args.threads,
+                           args.force, args.quiet)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -150,7 +150,7 @@ def test_a_worker_killed_mid_job_has_its_item_retried_and_nothing_half_written(r
 
 
 def test_plain_batch_skips_only_inputs_finished_with_the_same_bytes_and_options(tmp_path, weights_dir, monkeypatch):
-    from backend.cli import batch_plan, finished_result
+    from backend.batch import batch_plan, finished_result
 
     monkeypatch.setattr(Mask2Triplane, "query", sphere_query(Mask2Triplane.query))
     threads = torch.get_num_threads()
