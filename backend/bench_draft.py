@@ -14,7 +14,7 @@ from typing import Any
 
 #: The live preview's draft job (blender_addon/live_preview.py DRAFT_OPTIONS): grid 64^3, 4 colour views
 #: (the backend's minimum) rendered at 48 px, 32 px preview renders.
-DRAFT_OPTIONS = {"resolution": 64, "views": 4, "color_resolution": 48, "view_resolution": 32}
+DRAFT_OPTIONS = {"resolution": 64, "views": 4, "color_resolution": 48, "view_resolution": 32, "draft": True}
 
 
 def bench_draft(source: Any = None, repeats: int = 5, threads: int = 0, weights_dir: str | Path | None = None,

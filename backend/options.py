@@ -37,6 +37,8 @@ class GenerateOptions:
         texture: side in pixels (a power of two, ``TEXTURE_SIZES``) of a colour texture baked from the vertex
             colours (backend/texture.py): ``texture.png``, UVs and a material in ``mesh.obj`` (+ ``mesh.mtl``)
             and ``mesh.glb``; needs ``obj`` or ``glb`` in ``formats``. None or 0 = off.
+        draft: a live-preview head: the sketch network predicts once per framing pass, without the mirror
+            average its card asks for (half its time; the add-on's live preview sets it).
     """
 
     seed: int = 0
@@ -52,6 +54,7 @@ class GenerateOptions:
     symmetric: bool = False
     colors: dict | None = None
     texture: int | None = None
+    draft: bool = False
 
     def validate(self) -> "GenerateOptions":
         """Check ranges; return self.
@@ -98,7 +101,7 @@ class GenerateOptions:
                 parse_picks(self.colors)
             except ValueError as e:
                 raise PipelineError("bad_option", str(e)) from None
-        for name in ("no_frame", "from_mask", "symmetric"):
+        for name in ("no_frame", "from_mask", "symmetric", "draft"):
             if not isinstance(getattr(self, name), bool):
                 raise PipelineError("bad_option", f"{name} must be true or false, not {getattr(self, name)!r}")
         return self

@@ -240,7 +240,7 @@ def _run_stages(source: Any, tmp_dir: Path, options: GenerateOptions, models: Mo
     with prog.stage_of(Stage.INTAKE):
         sketch = stages.intake(source, input_name or name, options.from_mask, options.no_frame)
     with prog.stage_of(Stage.SKETCH_TO_MASK):
-        mask = stages.sketch_to_mask(sketch, models.sketch2mask, models.device)
+        mask = stages.sketch_to_mask(sketch, models.sketch2mask, models.device, options.draft)
     with prog.stage_of(Stage.PLANES):
         planes = stages.planes(mask, models.mask2triplane, options.seed, models.device, options.symmetric,
                                options.colors)

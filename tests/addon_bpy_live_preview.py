@@ -146,7 +146,7 @@ def main() -> int:
         report["after_last_stroke"] = preview_facts({
             "applied": applied, "drawing_key": glue.drawing_key(bpy.context), "latency_s": live.last_latency_s,
             "draft_options": {k: drafts[-1].request.options[k] for k in ("resolution", "views", "color_resolution",
-                                                                          "view_resolution", "formats")},
+                                                                          "view_resolution", "draft", "formats")},
             "active_object": bpy.context.active_object.name, "mode": bpy.context.mode})
         first = report["after_last_stroke"]
 

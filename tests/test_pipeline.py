@@ -478,3 +478,24 @@ def test_generate_with_texture_writes_the_texture_and_its_uvs(weights_dir, spher
     obj = (out / "mesh.obj").read_text()
     assert "\nvt " in obj and "mtllib" in obj and "map_Kd texture.png" in (out / "mesh.mtl").read_text()
     assert "uv" in read_ply((out / "mesh.ply").read_bytes())
+
+
+def test_draft_predicts_the_mask_without_the_mirror_average(weights_dir, sphere_field, sketch_png, tmp_path,
+                                                            monkeypatch):
+    from backend.models.sketch2mask import SketchToMask
+
+    seen = []
+    original = SketchToMask.predict_ids
+
+    def spy(self, x, mirror_average=None):
+        seen.append(mirror_average)
+        return original(self, x, mirror_average)
+
+    monkeypatch.setattr(SketchToMask, "predict_ids", spy)
+    opts = dict(seed=3, resolution=64, views=4, color_resolution=48, view_resolution=32)
+    generate(sketch_png, tmp_path / "full", GenerateOptions(**opts), weights_dir=weights_dir, device="cpu")
+    assert seen and all(m is None for m in seen)  # the card decides
+    seen.clear()
+    result = generate(sketch_png, tmp_path / "draft", GenerateOptions(**opts, draft=True), weights_dir=weights_dir,
+                      device="cpu")
+    assert seen and all(m is False for m in seen) and result["options"]["draft"] is True

@@ -35,7 +35,7 @@ import numpy as np
 DEBOUNCE_S = 0.4
 #: Options of a draft job (merged over the panel's options): grid 64^3, 4 colour views (the backend's
 #: minimum) rendered at 48 px, 32 px preview renders. Measured by ``s3d bench --draft`` (same options).
-DRAFT_OPTIONS = {"resolution": 64, "views": 4, "color_resolution": 48, "view_resolution": 32}
+DRAFT_OPTIONS = {"resolution": 64, "views": 4, "color_resolution": 48, "view_resolution": 32, "draft": True}
 
 
 class JobHandle(Protocol):
