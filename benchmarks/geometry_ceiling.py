@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from backend.mesh import density_grid, extract_mesh
     from backend.labels import NUM_CLASSES
     from training.datasets import SynHead, mode_pool, read_ids
-    from training.eval_cli import inside_box, mesh_surface_points, region_geometry, visible_samples
+    from training.geometry_eval import inside_box, mesh_surface_points, region_geometry, visible_samples
     from training.metrics import chamfer_fscore, confusion_matrix, segmentation_scores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--k and --limit must be >= 1")
 
     from training.datasets import SynHead
-    from training.eval_cli import GEOMETRY_REGIONS, geometry_metrics, mesh_surface_points
+    from training.geometry_eval import GEOMETRY_REGIONS, geometry_metrics, mesh_surface_points
 
     t0 = time.time()
     train, test = SynHead(args.train_data or args.data, "train"), SynHead(args.data, "test", limit=args.limit)
