@@ -18,17 +18,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from backend.colour_picks import PICK_GROUPS
 from backend.labels import LABEL_IDS
 
-#: Class groups of the code, in code order, and the label names each averages.
-CODE_GROUPS: dict[str, tuple[str, ...]] = {
-    "hair": ("hair",),
-    "skin": ("skin", "nose", "l_ear", "r_ear", "neck"),
-    "eyes": ("l_eye", "r_eye"),
-    "lips": ("u_lip", "l_lip"),
-    "brows": ("l_brow", "r_brow"),
-    "cloth": ("cloth",),
-}
+#: Class groups of the code, in code order, and the label names each averages: the groups an artist can
+#: pick (backend/colour_picks.py), so a pick sets exactly one group of the code.
+CODE_GROUPS: dict[str, tuple[str, ...]] = PICK_GROUPS
 CODE_DIM = 3 * len(CODE_GROUPS)
 #: sRGB of a group the view does not show (closed eyes, no clothes in frame): mid grey.
 ABSENT_COLOUR = 0.5
