@@ -19,6 +19,8 @@ eye classes goes to ``eye_center`` and the eye-to-mouth distance is scaled to ``
 (:data:`DEFAULT_CANONICAL_LANDMARKS`, measured on SynHead masks; ``canonical_framing.json`` may override
 them with the same keys). No rotation: the transform stays a uniform scale and a shift. Finding the
 landmarks and the head box in a mask is backend/align_landmarks.py (its names are re-exported here).
+Cats (seg2cat masks) have no landmark reframing: their canonical eye and mouth places are not measured, so
+they keep the content-box framing, whose SynCat statistics match SynHead's (docs/syncat.md).
 
 All transforms are affine maps of continuous pixel coordinates (pixel centres at integers, x right,
 y down) from the input image's own pixel frame to the ``size`` x ``size`` framed image, recorded in
@@ -38,6 +40,7 @@ from backend.align_landmarks import (CANONICAL_FRAMING_PATH, DEFAULT_CANONICAL_H
                                      DEFAULT_CANONICAL_LANDMARKS, EYE_IDS, FACE_IDS, HEAD_IDS, MIN_LANDMARK_PIXELS,
                                      MOUTH_IDS, canonical_landmarks, mask_head_box, mask_landmarks)
 from backend.errors import CodedError
+from backend.labels import CELEBAMASK_HQ, LabelSet
 
 #: Defaults used while ``canonical_framing.json`` is absent: normalised image coords, y down.
 DEFAULT_CANONICAL_CONTENT_BOX = {"center": [0.5, 0.54], "width": 0.62, "height": 0.88, "n": 0,
@@ -150,9 +153,11 @@ def framing_transform(ink: np.ndarray, size: int = 512, auto_frame: bool = True,
     return FramingTransform([[s, 0.0, tx], [0.0, s, ty]], [w, h], size, box, canonical, True)
 
 
-def input_landmarks(framed_mask: np.ndarray, transform: FramingTransform) -> dict | None:
-    """Landmarks of a mask in the framed square, mapped back to the input's pixel frame (or None)."""
-    lm = mask_landmarks(framed_mask)
+def input_landmarks(framed_mask: np.ndarray, transform: FramingTransform,
+                    labels: LabelSet = CELEBAMASK_HQ) -> dict | None:
+    """Landmarks of a mask (ids of ``labels``) in the framed square, mapped back to the input's pixel frame
+    (or None)."""
+    lm = mask_landmarks(framed_mask, labels)
     if lm is None:
         return None
     s, tx, ty = transform.scale, transform.matrix[0][2], transform.matrix[1][2]
@@ -189,16 +194,18 @@ def head_box_transform(box: dict, input_size: list[int] | tuple[int, int], size:
 
 
 def refine_with_landmarks(first: FramingTransform, framed_mask: np.ndarray,
-                          max_change: float = 2.0) -> FramingTransform | None:
-    """Second framing pass from a first mask (in ``first``'s framed square); None if not usable.
+                          max_change: float = 2.0, labels: LabelSet = CELEBAMASK_HQ) -> FramingTransform | None:
+    """Second framing pass from a first mask (ids of ``labels``, in ``first``'s framed square); None if not
+    usable, and always None for a set without landmark classes (seg2cat: cats keep the first, content-box
+    framing; ``backend.align_landmarks.LANDMARK_CLASSES``).
 
     Eye and mouth landmarks are used when the mask has them and their scale agrees within 25 % with the
     head box's (head top and chin), else the head box.
     The refined scale must stay within ``max_change`` times the first pass's scale (otherwise the mask is
     more likely wrong than the first framing).
     """
-    lm = input_landmarks(framed_mask, first)
-    box = mask_head_box(framed_mask)
+    lm = input_landmarks(framed_mask, first, labels)
+    box = mask_head_box(framed_mask, labels)
     t_box = None
     if box is not None:
         s, tx, ty = first.scale, first.matrix[0][2], first.matrix[1][2]
@@ -264,18 +271,18 @@ def resample_sketch(image: np.ndarray, transform: FramingTransform) -> np.ndarra
 
 
 def frame_mask(mask: np.ndarray, size: int = 512, auto_frame: bool = True,
-               canonical: dict | None = None) -> tuple[np.ndarray, FramingTransform]:
-    """Frame a label-id map ``(H, W)`` uint8 into ``(size, size)`` uint8 ids.
+               canonical: dict | None = None, labels: LabelSet = CELEBAMASK_HQ) -> tuple[np.ndarray, FramingTransform]:
+    """Frame a label-id map ``(H, W)`` uint8 (ids of ``labels``) into ``(size, size)`` uint8 ids.
 
     With ``auto_frame`` the eye and mouth landmarks place it (:func:`landmark_transform`) when the map
-    has them, else its content box (non-background pixels) does.
+    has them (human masks only), else its content box (non-background pixels) does.
 
     Raises:
         FramingError: an all-background map and ``auto_frame``.
     """
     t = framing_transform(mask > 0, size, auto_frame, canonical)
     if auto_frame:
-        lm = mask_landmarks(mask)
+        lm = mask_landmarks(mask, labels)
         if lm is not None:
             t = landmark_transform(lm, t.input_size, size, content=t.content_box)
     return apply_to_image(mask, t, fill=0, nearest=True), t

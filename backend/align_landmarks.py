@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.labels import LABEL_IDS
+from backend.labels import CELEBAMASK_HQ, LABEL_IDS, LabelSet
 
 #: Where the SynHead generator writes the framing statistics of its sketches (also backend/align.py's).
 CANONICAL_FRAMING_PATH = Path(__file__).resolve().parent / "canonical_framing.json"
@@ -30,6 +30,13 @@ FACE_IDS = tuple(LABEL_IDS[n] for n in ("skin", "nose", "l_eye", "r_eye", "l_bro
                                         "l_lip"))
 EYE_IDS = (LABEL_IDS["l_eye"], LABEL_IDS["r_eye"])
 MOUTH_IDS = (LABEL_IDS["mouth"], LABEL_IDS["u_lip"], LABEL_IDS["l_lip"])
+#: The classes of the landmarks, per label set name. Only the human set has an entry: the canonical
+#: places above are measured on SynHead (human) masks, and a cat's eyes and mouth sit elsewhere in its
+#: framing, so seg2cat masks get no landmark or head-box reframing and keep the content-box framing
+#: (whose SynCat statistics match SynHead's, docs/syncat.md) until cat landmark statistics are measured.
+LANDMARK_CLASSES: dict[str, dict[str, tuple[int, ...]]] = {
+    CELEBAMASK_HQ.name: {"eye": EYE_IDS, "mouth": MOUTH_IDS, "head": HEAD_IDS, "face": FACE_IDS},
+}
 #: Fewest pixels (at 512^2) a landmark class needs to count as found.
 MIN_LANDMARK_PIXELS = 12
 
@@ -51,15 +58,20 @@ def canonical_landmarks(path: str | Path | None = None) -> dict:
         return dict(DEFAULT_CANONICAL_LANDMARKS)
 
 
-def mask_landmarks(mask: np.ndarray) -> dict | None:
-    """Eye and mouth centroids of a label map ``(H, W)`` ids, pixels (x right, y down, pixel centres).
+def mask_landmarks(mask: np.ndarray, labels: LabelSet = CELEBAMASK_HQ) -> dict | None:
+    """Eye and mouth centroids of a label map ``(H, W)`` ids of ``labels``, pixels (x right, y down, pixel
+    centres).
 
     Returns:
         ``{"eye": [x, y], "mouth": [x, y]}``, or None when a class group is missing or implausible (the
-        mouth must lie below the eyes, more below than beside them).
+        mouth must lie below the eyes, more below than beside them) or the set has no landmark classes
+        (:data:`LANDMARK_CLASSES`: seg2cat).
     """
-    eyes = np.argwhere(np.isin(mask, EYE_IDS))
-    mouth = np.argwhere(np.isin(mask, MOUTH_IDS))
+    classes = LANDMARK_CLASSES.get(labels.name)
+    if classes is None:
+        return None
+    eyes = np.argwhere(np.isin(mask, classes["eye"]))
+    mouth = np.argwhere(np.isin(mask, classes["mouth"]))
     scale = (mask.shape[0] * mask.shape[1]) / (512.0 * 512.0)
     if len(eyes) < MIN_LANDMARK_PIXELS * scale or len(mouth) < MIN_LANDMARK_PIXELS * scale:
         return None
@@ -71,18 +83,21 @@ def mask_landmarks(mask: np.ndarray) -> dict | None:
     return {"eye": [float(e[0]), float(e[1])], "mouth": [float(m[0]), float(m[1])]}
 
 
-def mask_head_box(mask: np.ndarray) -> dict | None:
+def mask_head_box(mask: np.ndarray, labels: LabelSet = CELEBAMASK_HQ) -> dict | None:
     """Top of the head classes, bottom of the face classes (chin) and the face's centre column, pixels.
 
     Returns:
         ``{"top": y, "chin": y, "center_x": x}`` (continuous pixel coordinates, edges), or None when the
-        map has too little face.
+        map has too little face or ``labels`` has no landmark classes (:data:`LANDMARK_CLASSES`).
     """
+    classes = LANDMARK_CLASSES.get(labels.name)
+    if classes is None:
+        return None
     scale = (mask.shape[0] * mask.shape[1]) / (512.0 * 512.0)
-    face = np.argwhere(np.isin(mask, FACE_IDS))
+    face = np.argwhere(np.isin(mask, classes["face"]))
     if len(face) < 2000 * scale:
         return None
-    head_rows = np.nonzero(np.isin(mask, HEAD_IDS).any(axis=1))[0]
+    head_rows = np.nonzero(np.isin(mask, classes["head"]).any(axis=1))[0]
     top, chin = float(head_rows.min()) - 0.5, float(face[:, 0].max()) + 0.5
     if chin - top < 8:
         return None

@@ -50,8 +50,11 @@ def finished_result(src: Path, dest: Path, options_dict: dict) -> bool:
     try:
         rec = json.loads((dest / "result.json").read_text())
         want = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options_dict.items()}
+        got = rec.get("options") if isinstance(rec, dict) else None
+        if isinstance(got, dict) and "subject" not in got:  # written before the subject option: a human job
+            got = dict(got, subject="human")
         return (isinstance(rec, dict) and rec.get("sketch_sha256") is not None
-                and rec.get("sketch_sha256") == input_sha256(src) and rec.get("options") == want)
+                and rec.get("sketch_sha256") == input_sha256(src) and got == want)
     except (OSError, ValueError):
         return False
 
@@ -59,14 +62,15 @@ def finished_result(src: Path, dest: Path, options_dict: dict) -> bool:
 _WORKER: dict = {}
 
 
-def worker_init(weights: str | None, device: str, threads: int, need_sketch: bool) -> None:
+def worker_init(weights: str | None, device: str, threads: int, need_sketch: bool, subject: str = "human") -> None:
+    """Load the ``subject``'s networks once per worker process (a failure is recorded for every job)."""
     import torch
 
     from backend.pipeline import PipelineError, load_models
 
     torch.set_num_threads(max(1, threads))
     try:
-        _WORKER["models"] = load_models(weights, device, need_sketch=need_sketch)
+        _WORKER["models"] = load_models(weights, device, need_sketch=need_sketch, subject=subject)
     except PipelineError as e:
         _WORKER["error"] = {"code": e.code, "message": str(e)}
 
@@ -112,7 +116,7 @@ def run_local_batch(in_dir: Path, out_dir: Path, options, weights: str | None, d
         workers = 1
     workers = max(1, min(workers, len(todo) or 1))
     threads = threads or max(1, cpu // workers)
-    results = _convert_all(todo, workers, threads, weights, device, not options.from_mask, quiet)
+    results = _convert_all(todo, workers, threads, weights, device, not options.from_mask, quiet, options.subject)
     failed = [r for r in results if not r["ok"]]
     summary = {"in_dir": str(in_dir), "out_dir": str(out_dir), "options": dataclasses.asdict(options),
                "workers": workers, "threads_per_worker": threads, "total_inputs": len(inputs),
@@ -129,7 +133,7 @@ def run_local_batch(in_dir: Path, out_dir: Path, options, weights: str | None, d
 
 
 def _convert_all(todo: list[tuple[str, str, dict]], workers: int, threads: int, weights: str | None, device: str,
-                 need_sketch: bool, quiet: bool) -> list[dict]:
+                 need_sketch: bool, quiet: bool, subject: str = "human") -> list[dict]:
     """:func:`convert_one` over ``todo`` in this process (one worker) or a spawned pool, with a progress bar."""
     import multiprocessing as mp
 
@@ -138,9 +142,9 @@ def _convert_all(todo: list[tuple[str, str, dict]], workers: int, threads: int, 
     if not todo:
         return []
     if workers == 1:
-        worker_init(weights, device, threads, need_sketch)
+        worker_init(weights, device, threads, need_sketch, subject)
         return list(tqdm(map(convert_one, todo), total=len(todo), desc="s3d batch", unit="file", disable=quiet))
     with mp.get_context("spawn").Pool(workers, initializer=worker_init,
-                                      initargs=(weights, device, threads, need_sketch)) as pool:
+                                      initargs=(weights, device, threads, need_sketch, subject)) as pool:
         return list(tqdm(pool.imap_unordered(convert_one, todo), total=len(todo), desc="s3d batch", unit="file",
                          disable=quiet))

@@ -1,8 +1,9 @@
 """The ``s3d`` command: ``info``, ``generate``, ``batch``, ``bench`` and ``serve``.
 
 * ``s3d generate INPUT --out DIR [--from-mask] [--seed N] [--resolution 128|192|256] [--no-frame]
-  [--views K] [--format ply,glb,obj] [--device auto|cpu|cuda]``: one sketch (image or stroke JSON) or
-  label map -> mesh files, mask, views and result.json in DIR; prints where they are and each stage's time.
+  [--views K] [--format ply,glb,obj] [--device auto|cpu|cuda] [--subject human|cat]``: one sketch (image
+  or stroke JSON) or label map -> mesh files, mask, views and result.json in DIR; prints where they are and
+  each stage's time. ``--subject cat`` uses the cat networks (``<kind>_cat_lite``, seg2cat label maps).
 * ``s3d batch IN_DIR OUT_DIR [--engine local|ray]``: every input in IN_DIR -> OUT_DIR/<name>/; a progress
   bar; resumes (inputs whose result.json records the same input sha256 and options are skipped); failures
   are recorded in OUT_DIR/summary.json and do not stop the batch; parallel worker processes on CPU, or
@@ -59,7 +60,7 @@ def _options_from_args(args: argparse.Namespace):
                                no_frame=args.no_frame, from_mask=args.from_mask,
                                smooth_iterations=args.smooth, max_faces=args.max_faces,
                                symmetric=args.symmetric, colors=_colour_picks(args),
-                               texture=args.texture).validate()
+                               texture=args.texture, subject=args.subject).validate()
     except PipelineError as e:
         print(f"s3d: error [{e.code}]: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -167,7 +168,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _add_job_options(p: argparse.ArgumentParser) -> None:
     from backend.options import GenerateOptions
 
-    p.add_argument("--from-mask", action="store_true", help="inputs are label maps (CelebAMask-HQ ids or colours)")
+    p.add_argument("--from-mask", action="store_true",
+                   help="inputs are label maps (ids or palette colours: CelebAMask-HQ, or seg2cat with --subject cat)")
+    p.add_argument("--subject", default="human", choices=["human", "cat"],
+                   help="what to make: human heads (default) or cats (the cat networks <kind>_cat_lite)")
     p.add_argument("--seed", type=int, default=0, help="the one seed of the job (z and all jitter), default 0")
     p.add_argument("--resolution", type=int, default=128, help="marching-cubes cells a side: 64|128|192|256 (128)")
     p.add_argument("--no-frame", action="store_true", help="skip auto-framing (input already in the canonical framing)")

@@ -1,7 +1,7 @@
 """Job outputs (docs/contracts.md section 6), every file written atomically (temporary name + rename).
 
 * ``mesh.ply``: binary little endian; vertex ``x y z`` float32 metres, ``red green blue`` uchar sRGB,
-  ``label`` uchar (CelebAMask-HQ id); face ``vertex_indices`` list uchar int32. Blender's PLY importer
+  ``label`` uchar (the job's label set's id: CelebAMask-HQ, or seg2cat for cats); face ``vertex_indices`` list uchar int32. Blender's PLY importer
   keeps the colours exact (docs/design.md section 5).
 * ``mesh.glb``: glTF 2.0 binary; POSITION, NORMAL, COLOR_0 as **linear** float RGB (glTF colours are
   linear, and Blender reads byte colours as linear, so floats are the exact path), ``_LABEL`` float
@@ -11,7 +11,7 @@
   (``map_Kd texture.png``), ``vt`` lines and ``f v/vt`` faces in ``mesh.obj``; ``mesh.glb`` with
   ``TEXCOORD_0`` and an embedded ``baseColorTexture`` (vertex colours then in ``COLOR_1``); ``mesh.ply``
   split at the UV seams with ``s`` ``t`` vertex properties.
-* ``mask.png`` (label ids, mode L), ``mask_color.png`` (CelebAMask-HQ palette), ``views/<name>.png``.
+* ``mask.png`` (label ids, mode L), ``mask_color.png`` (the label set's palette), ``views/<name>.png``.
 * ``result.json``.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.labels import colorize
+from backend.labels import CELEBAMASK_HQ, LabelSet
 from backend.colorspace import linear_to_srgb
 from backend.weights import atomic_write_bytes, atomic_write_text
 
@@ -261,10 +261,11 @@ def write_mesh_files(out_dir: Path, formats: list[str], vertices: np.ndarray, fa
     return written
 
 
-def write_mask_files(out_dir: Path, mask_ids: np.ndarray) -> list[str]:
-    """Write ``mask.png`` (ids, mode L) and ``mask_color.png`` (palette); return their names."""
+def write_mask_files(out_dir: Path, mask_ids: np.ndarray, labels: LabelSet | None = None) -> list[str]:
+    """Write ``mask.png`` (ids, mode L) and ``mask_color.png`` (the palette of ``labels``, default
+    CelebAMask-HQ's; seg2cat's for cat jobs); return their names."""
     atomic_write_bytes(out_dir / "mask.png", png_bytes(mask_ids.astype(np.uint8)))
-    atomic_write_bytes(out_dir / "mask_color.png", png_bytes(colorize(mask_ids)))
+    atomic_write_bytes(out_dir / "mask_color.png", png_bytes((labels or CELEBAMASK_HQ).colorize(mask_ids)))
     return ["mask.png", "mask_color.png"]
 
 

@@ -18,7 +18,7 @@ class FieldQuery:
     """Chunked, gradient-free queries of one job's tri-plane field (planes computed once).
 
     Call with ``(N, 3)`` float32 box coordinates; returns numpy arrays ``sigma (N,)``, ``rgb (N, 3)``
-    and optionally ``semantic (N, 19)``. With ``symmetric`` the field is made mirror-symmetric about
+    and optionally ``semantic (N, K)`` (K = the model's ``num_classes``, 19 for humans, 6 for cats). With ``symmetric`` the field is made mirror-symmetric about
     x = 0 (``Mask2Triplane.query_symmetric``; twice the cost of a query).
     """
 
@@ -37,7 +37,7 @@ class FieldQuery:
         self.points += n
         sig = np.empty(n, np.float32)
         col = np.empty((n, 3), np.float32) if rgb else None
-        sem = np.empty((n, NUM_CLASSES), np.float32) if semantic else None
+        sem = np.empty((n, getattr(self.model, "num_classes", NUM_CLASSES)), np.float32) if semantic else None
         with torch.inference_mode():
             for a in range(0, n, self.chunk):
                 x = torch.from_numpy(xyz[a:a + self.chunk]).to(self.device)[None]

@@ -206,8 +206,9 @@ def load_sketch_checked(source: Any, **kwargs: Any) -> SketchInput:
     return load_sketch(data, **kwargs)
 
 
-def load_mask_checked(source: Any) -> np.ndarray:
-    """:func:`backend.mask_intake.load_mask` behind the image limits of this module.
+def load_mask_checked(source: Any, labels: Any = None) -> np.ndarray:
+    """:func:`backend.mask_intake.load_mask` (in ``labels``' ids or palette, a
+    :class:`backend.labels.LabelSet`; None = CelebAMask-HQ) behind the image limits of this module.
 
     Raises:
         IntakeError: the limit codes above, and every code of ``load_mask``.
@@ -216,5 +217,6 @@ def load_mask_checked(source: Any) -> np.ndarray:
 
     data, where, _ = _read(source)
     if isinstance(data, bytes):
-        return load_mask(open_image_checked(data, "the mask" if where == "the uploaded data" else where, HINT_MASK))
-    return load_mask(data)
+        return load_mask(open_image_checked(data, "the mask" if where == "the uploaded data" else where, HINT_MASK),
+                         labels)
+    return load_mask(data, labels)

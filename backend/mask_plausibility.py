@@ -6,6 +6,11 @@ measures a few things any head mask has (a face region of reasonable size near t
 around it rather than over the whole picture or along the picture's edges) and returns warnings
 ``{"code": snake_case, "message": what happened and what to try}`` for ``result.json``'s ``warnings``,
 which the Blender add-on reports after import.
+
+Label sets: the face checks run on the set's face class (``skin`` for humans, ``face``, the face fur, for
+cats, :data:`FACE_CLASS`); the hair checks (``paper_read_as_hair``, ``hair_covers_picture``) need a
+``hair`` class and are skipped for sets without one (seg2cat). The ``no_face`` sentence names the
+subject's features.
 """
 from __future__ import annotations
 
@@ -14,10 +19,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from backend.labels import LABEL_IDS
+from backend.labels import CELEBAMASK_HQ, LABEL_IDS, LabelSet
 
 HAIR = LABEL_IDS["hair"]
 SKIN = LABEL_IDS["skin"]
+#: The class the face checks measure, per subject: human skin, the cat's face fur.
+FACE_CLASS = {"human": "skin", "cat": "face"}
+#: What ``no_face`` asks the user to draw, per subject.
+NO_FACE_HINT = {"human": "draw the face outline, eyes, nose and mouth in dark lines",
+                "cat": "draw the head outline, ears, eyes, nose and mouth in dark lines"}
 #: Hair over more than this fraction of the picture is more than a head has ...
 MAX_HAIR_FRACTION = 0.5
 #: ... when (with the sketch known) at least this fraction of the picture is hair over blank paper: a
@@ -62,7 +72,7 @@ class MaskCheck:
         return [w["code"] for w in self.warnings]
 
 
-def check_mask(mask: np.ndarray, sketch: np.ndarray | None = None) -> MaskCheck:
+def check_mask(mask: np.ndarray, sketch: np.ndarray | None = None, labels: LabelSet = CELEBAMASK_HQ) -> MaskCheck:
     """Check a label map for the signs of a failed sketch -> mask prediction.
 
     Args:
@@ -71,6 +81,8 @@ def check_mask(mask: np.ndarray, sketch: np.ndarray | None = None) -> MaskCheck:
         sketch: optional ``(H, W)`` uint8 sketch in the same frame (dark ink < 128 on white). With it,
             the hair warnings also need hair over blank paper (away from any ink), so a drawing whose
             dense hair really fills the picture is not flagged.
+        labels: the set of ``mask``'s ids (default CelebAMask-HQ); without a ``hair`` class (seg2cat) the hair
+            warnings and measures are skipped.
 
     Returns:
         :class:`MaskCheck` with warnings (codes ``paper_read_as_hair``, ``hair_covers_picture``,
@@ -84,25 +96,32 @@ def check_mask(mask: np.ndarray, sketch: np.ndarray | None = None) -> MaskCheck:
         raise ValueError(f"check_mask needs a non-empty (H, W) label map, not shape {m.shape}")
     if sketch is not None and np.shape(sketch) != m.shape:
         raise ValueError(f"sketch shape {np.shape(sketch)} differs from the mask's {m.shape}")
-    hair = m == HAIR
-    skin = m == SKIN
-    border_hair, hair_sides = _border_hair(hair)
-    hair_fraction = float(hair.mean())
+    skin = m == labels.ids[FACE_CLASS.get(labels.subject, "skin")]
     face_fraction = float(skin.mean())
-    meas: dict = {"hair_fraction": round(hair_fraction, 4), "hair_border_fraction": round(border_hair, 4),
-                  "hair_sides": hair_sides, "face_fraction": round(face_fraction, 4)}
-    blank_ok = True  # without the sketch the hair warnings rest on the mask alone
-    if sketch is not None:
-        blank_hair = _hair_over_blank_paper(hair, sketch)
-        meas["hair_over_blank_paper"] = round(blank_hair, 4)
-        blank_ok = blank_hair >= MIN_BLANK_HAIR
-    warnings = _hair_warnings(hair_sides, border_hair, hair_fraction) if blank_ok else []
+    meas: dict = {"face_fraction": round(face_fraction, 4)}
+    warnings = _hair_check(m == labels.ids["hair"], sketch, meas) if "hair" in labels.ids else []
     if face_fraction < MIN_FACE_FRACTION:
-        warnings.append({"code": "no_face", "message": "no face (skin) region was found: draw the face outline, "
-                         "eyes, nose and mouth in dark lines, and check the picture is the right way up"})
+        hint = NO_FACE_HINT.get(labels.subject, NO_FACE_HINT["human"])
+        warnings.append({"code": "no_face", "message": f"no face ({FACE_CLASS.get(labels.subject, 'skin')}) region "
+                         f"was found: {hint}, and check the picture is the right way up"})
         return MaskCheck(warnings, meas)
     warnings += _face_warnings(skin, meas)
     return MaskCheck(warnings, meas)
+
+
+def _hair_check(hair: np.ndarray, sketch: np.ndarray | None, meas: dict) -> list[dict]:
+    """The hair measures (into ``meas``) and warnings of :func:`check_mask`; with the sketch they also need
+    hair over blank paper."""
+    border_hair, hair_sides = _border_hair(hair)
+    hair_fraction = float(hair.mean())
+    meas.update(hair_fraction=round(hair_fraction, 4), hair_border_fraction=round(border_hair, 4),
+                hair_sides=hair_sides)
+    if sketch is not None:
+        blank_hair = _hair_over_blank_paper(hair, sketch)
+        meas["hair_over_blank_paper"] = round(blank_hair, 4)
+        if blank_hair < MIN_BLANK_HAIR:
+            return []
+    return _hair_warnings(hair_sides, border_hair, hair_fraction)
 
 
 def _border_hair(hair: np.ndarray) -> tuple[float, list[str]]:

@@ -10,6 +10,9 @@ RESOLUTIONS = (64, 128, 192, 256)
 #: Decimation budget range (faces); fewer than MIN_FACES leaves no usable head (a budget of 1 leaves 0 vertices).
 MIN_FACES, MAX_FACES = 1_000, 5_000_000
 MESH_FORMATS = ("ply", "glb", "obj")
+#: What a job makes (the ``subject`` option): its networks and label set (backend/models/loading.py
+#: ``SUBJECT_WEIGHTS``).
+SUBJECTS = ("human", "cat")
 #: Texture sides (pixels) the ``texture`` option accepts.
 TEXTURE_SIZES = (256, 512, 1024, 2048, 4096)
 
@@ -39,6 +42,8 @@ class GenerateOptions:
             and ``mesh.glb``; needs ``obj`` or ``glb`` in ``formats``. None or 0 = off.
         draft: a live-preview head: the sketch network predicts once per framing pass, without the mirror
             average its card asks for (half its time; the add-on's live preview sets it).
+        subject: ``human`` (CelebAMask-HQ networks ``<kind>_lite``) or ``cat`` (seg2cat networks
+            ``<kind>_cat_lite``; mask inputs in seg2cat ids or palette; ``colors`` are refused).
     """
 
     seed: int = 0
@@ -55,6 +60,7 @@ class GenerateOptions:
     colors: dict | None = None
     texture: int | None = None
     draft: bool = False
+    subject: str = "human"
 
     def validate(self) -> "GenerateOptions":
         """Check ranges; return self.
@@ -94,6 +100,12 @@ class GenerateOptions:
             if not {"obj", "glb"} & set(fmts):
                 raise PipelineError("bad_option", "texture needs obj or glb in formats (PLY has no standard "
                                     "texture coordinates), e.g. formats [\"ply\", \"glb\"] / --format ply,glb")
+        if self.subject not in SUBJECTS:
+            raise PipelineError("bad_option", f"subject must be one of {list(SUBJECTS)}, not {self.subject!r}")
+        if self.colors is not None and self.subject != "human":
+            raise PipelineError("bad_option", f"colour picks (colors, --hair-color ...) name human classes (hair, "
+                                f"skin, eyes, lips) and are not available for subject {self.subject!r}; leave "
+                                "them out for cats")
         if self.colors is not None:
             from backend.colour_picks import parse_picks
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator
 
 from backend import stages
 from backend.errors import CodedError, JobCancelled, PipelineError, as_pipeline_error
+from backend.labels import CELEBAMASK_HQ, LabelSet, label_set
 from backend.options import MAX_FACES, MESH_FORMATS, MIN_FACES, RESOLUTIONS, GenerateOptions
 from backend.field_query import QUERY_CHUNK, QUERY_CHUNK_CPU, FieldQuery
 from backend.stages import input_sha256, predict_mask_with_refined_framing
@@ -71,6 +72,7 @@ class ModelBundle:
         mask2triplane: :class:`backend.models.mask2triplane.Mask2Triplane` in eval mode.
         sketch2mask: :class:`backend.models.sketch2mask.SketchToMask` or None when only masks are served.
         cards: ``{name: model card}``; device / device_reason: where they run and why.
+        subject / labels: the subject (``human`` | ``cat``) and the :class:`LabelSet` of the networks.
     """
 
     mask2triplane: Any
@@ -80,29 +82,38 @@ class ModelBundle:
     device_reason: str
     weights_dir: str
     sketch2mask_error: dict | None = None
+    #: The job subject the networks serve (``human`` | ``cat``) and their label set (backend/labels.py).
+    subject: str = "human"
+    labels: LabelSet = CELEBAMASK_HQ
 
     def weights_sha256(self) -> dict[str, str]:
         """Model name -> sha256 of its safetensors file, as its card states it (verified at load)."""
         return {name: card.get("sha256") for name, card in self.cards.items()}
 
 
-def load_models(weights_dir: str | Path | None = None, device: str = "auto", need_sketch: bool = True) -> ModelBundle:
-    """Load and verify the bundled (or given) weights onto the chosen device.
+def load_models(weights_dir: str | Path | None = None, device: str = "auto", need_sketch: bool = True,
+                subject: str = "human") -> ModelBundle:
+    """Load and verify the bundled (or given) weights of ``subject`` onto the chosen device.
 
     Args:
-        weights_dir: folder with ``mask2triplane_lite`` and ``sketch2mask_lite`` (default: bundled
-            ``weights/`` or ``$S3D_WEIGHTS_DIR``).
+        weights_dir: folder with the subject's networks (``backend.models.loading.SUBJECT_WEIGHTS``:
+            ``<kind>_lite`` for humans, ``<kind>_cat_lite`` for cats; default: bundled ``weights/`` or
+            ``$S3D_WEIGHTS_DIR``).
         device: ``auto`` | ``cpu`` | ``cuda`` (backend.device.choose_device).
         need_sketch: if False, a missing sketch network is recorded, not raised (mask-only jobs).
+        subject: ``human`` | ``cat``: which networks, and the label set their cards must serve.
 
     Raises:
-        PipelineError: ``weights_missing`` / ``weights_corrupt`` / ``weights_mismatch`` (names the file),
-            ``device_unavailable``.
+        PipelineError: ``weights_missing`` / ``weights_corrupt`` / ``weights_mismatch`` (names the file; for
+            cats the sentence says the cat networks are not bundled and where to read how to train them),
+            ``device_unavailable``, ``bad_option`` (an unknown subject or device).
     """
     from backend.device import DeviceError, choose_device
-    from backend.models.loading import load_mask2triplane, load_sketch2mask
+    from backend.models.loading import SUBJECT_WEIGHTS
     from backend.weights import WeightsError, resolve_weights_dir
 
+    if subject not in SUBJECT_WEIGHTS:
+        raise PipelineError("bad_option", f"subject must be one of {sorted(SUBJECT_WEIGHTS)}, not {subject!r}")
     wdir = resolve_weights_dir(weights_dir)
     try:
         choice = choose_device(device)
@@ -110,18 +121,36 @@ def load_models(weights_dir: str | Path | None = None, device: str = "auto", nee
         raise PipelineError(e.code, str(e)) from None
     except ValueError as e:
         raise PipelineError("bad_option", str(e)) from None
+    names = SUBJECT_WEIGHTS[subject]
     with as_pipeline_error():
-        m2t, m2t_card = load_mask2triplane(wdir, choice.device)
+        m2t, m2t_card = _load_subject_model("mask2triplane", names, wdir, choice.device, subject)
         cards = {m2t_card.get("name", "mask2triplane"): m2t_card}
         s2m, s2m_error = None, None
         try:
-            s2m, s2m_card = load_sketch2mask(wdir, choice.device)
+            s2m, s2m_card = _load_subject_model("sketch2mask", names, wdir, choice.device, subject)
             cards[s2m_card.get("name", "sketch2mask")] = s2m_card
         except WeightsError as e:
             if need_sketch:
                 raise
             s2m_error = {"code": e.code, "message": str(e)}
-    return ModelBundle(m2t, s2m, cards, choice.device, choice.reason, str(wdir), s2m_error)
+    return ModelBundle(m2t, s2m, cards, choice.device, choice.reason, str(wdir), s2m_error, subject,
+                       label_set(names["label_set"]))
+
+
+def _load_subject_model(kind: str, names: dict[str, str], wdir: Path, device: str, subject: str):
+    """``load_model`` of the subject's ``kind`` network; a missing cat network gets a ``weights_missing``
+    sentence saying the cat networks are not bundled yet and how to train them."""
+    from backend.models.loading import load_model
+    from backend.weights import WeightsError
+
+    try:
+        return load_model(kind, wdir, device, names[kind], names["label_set"])
+    except WeightsError as e:
+        if subject != "cat" or e.code != "weights_missing":
+            raise
+        raise WeightsError("weights_missing", f"the cat networks are not bundled yet: {names[kind]}.safetensors / "
+                           f"{names[kind]}.json are missing in {wdir} ({e}); train them as docs/models.md section "
+                           "\"Cats (SynCat): training readiness\" says and export them under these names") from None
 
 
 @dataclass
@@ -220,9 +249,12 @@ def _is_out_of_memory(e: BaseException) -> bool:
 
 def _models_for(options: GenerateOptions, models: ModelBundle | None, weights_dir: str | Path | None,
                 device: str) -> ModelBundle:
-    """``models``, or the weights loaded for this job; PipelineError when a sketch job has no sketch network."""
-    if models is None:
-        models = load_models(weights_dir, device, need_sketch=not options.from_mask)
+    """``models`` when they serve the job's subject, else the subject's weights loaded for this job (from
+    ``models``' folder and device when given); PipelineError when a sketch job has no sketch network."""
+    if models is None or models.subject != options.subject:  # a bundle of the other subject: load this one's
+        if models is not None:
+            weights_dir, device = models.weights_dir, models.device
+        models = load_models(weights_dir, device, need_sketch=not options.from_mask, subject=options.subject)
     if not options.from_mask and models.sketch2mask is None:
         err = models.sketch2mask_error or {"code": "weights_missing", "message": "the sketch network is not loaded"}
         raise PipelineError(err["code"], err["message"])
@@ -238,9 +270,9 @@ def _run_stages(source: Any, tmp_dir: Path, options: GenerateOptions, models: Mo
     with prog.stage_of(Stage.LOAD_MODELS):
         models = _models_for(options, models, weights_dir, device)
     with prog.stage_of(Stage.INTAKE):
-        sketch = stages.intake(source, input_name or name, options.from_mask, options.no_frame)
+        sketch = stages.intake(source, input_name or name, options.from_mask, options.no_frame, models.labels)
     with prog.stage_of(Stage.SKETCH_TO_MASK):
-        mask = stages.sketch_to_mask(sketch, models.sketch2mask, models.device, options.draft)
+        mask = stages.sketch_to_mask(sketch, models.sketch2mask, models.device, options.draft, models.labels)
     with prog.stage_of(Stage.PLANES):
         planes = stages.planes(mask, models.mask2triplane, options.seed, models.device, options.symmetric,
                                options.colors)
@@ -254,7 +286,7 @@ def _run_stages(source: Any, tmp_dir: Path, options: GenerateOptions, models: Mo
         head = stages.colour_picks(head, options.colors, planes.colour_code)
     with prog.stage_of(Stage.EXPORT):
         outputs = stages.export(Path(tmp_dir), head, mask, views, options.formats, options.view_resolution,
-                                prog.check_cancel, options.texture or None)
+                                prog.check_cancel, options.texture or None, models.labels)
     timings = dict(prog.timings, total=round(time.perf_counter() - t_start, 4))
     result = stages.result_record(source, sketch, mask, planes, head, views, outputs, options, models, timings)
     try:

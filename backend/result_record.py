@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from backend.labels import LABEL_NAMES, NUM_CLASSES
 from backend.stage_values import ColourViews, HeadMesh, Mask, Outputs, Planes, Sketch
 
 
@@ -35,16 +34,20 @@ def input_sha256(source: Any) -> str | None:
 def result_record(source: Any, sketch: Sketch, mask: Mask, planes: Planes, head: HeadMesh,
                   colour_views: ColourViews, outputs: Outputs, options: Any, models: Any,
                   timings: dict[str, float]) -> dict[str, Any]:
-    """The job's ``result.json`` record (docs/contracts.md section 6); ``timings`` includes ``total``."""
+    """The job's ``result.json`` record (docs/contracts.md section 6); ``timings`` includes ``total``. The
+    class names (``class_vertex_counts``) and ``label_set`` are those of ``models.labels``, the networks' set."""
     from backend.coords import BOX_SIZE_M
 
     info = dict(sketch.info, sha256=input_sha256(source))
-    counts = np.bincount(head.labels, minlength=NUM_CLASSES)
+    names = models.labels.names
+    counts = np.bincount(head.labels, minlength=len(names))
     lo, hi = head.vertices.min(0), head.vertices.max(0)
     return {
         "api": 1,
         "input": info,
         "seed": options.seed,
+        "subject": models.subject,
+        "label_set": models.labels.name,
         "sketch_sha256": info["sha256"],
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()},
         "device": models.device,
@@ -59,7 +62,7 @@ def result_record(source: Any, sketch: Sketch, mask: Mask, planes: Planes, head:
         "vertex_count": int(len(head.vertices)),
         "face_count": int(len(head.faces)),
         "bbox_m": {"min": lo.round(5).tolist(), "max": hi.round(5).tolist(), "size": (hi - lo).round(5).tolist()},
-        "class_vertex_counts": {LABEL_NAMES[i]: int(counts[i]) for i in range(NUM_CLASSES) if counts[i] > 0},
+        "class_vertex_counts": {names[i]: int(counts[i]) for i in range(len(names)) if counts[i] > 0},
         "mesh": dict(head.stats, iso_level=planes.level, grid_points_evaluated=head.grid_evaluated,
                      grid_points_dense=int((options.resolution + 1) ** 3),
                      field_points_queried=int(planes.field.points)),

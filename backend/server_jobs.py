@@ -38,6 +38,8 @@ class JobServer:
                  max_queue: int = DEFAULT_MAX_QUEUE, load_error: dict | None = None,
                  weights_status: dict | None = None):
         self.models = models
+        #: The models cache by job subject: the human bundle loaded at start, others on their first job.
+        self.models_by_subject: dict[str, ModelBundle] = {models.subject: models} if models is not None else {}
         self.token = token.encode("utf-8")
         self.jobs_dir = Path(jobs_dir)
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -177,6 +179,20 @@ class JobServer:
             self._save_index()
             self._run(job)
 
+    def _models_for(self, subject: str) -> ModelBundle:
+        """The cached bundle of ``subject``, loaded from the start bundle's weights folder and device on the
+        first job that asks (only the worker thread calls this).
+
+        Raises:
+            PipelineError: the subject's weights codes (``weights_missing`` for cat networks not yet trained).
+        """
+        if subject not in self.models_by_subject:
+            from backend.pipeline import load_models
+
+            self.models_by_subject[subject] = load_models(self.models.weights_dir, self.models.device,
+                                                          need_sketch=False, subject=subject)
+        return self.models_by_subject[subject]
+
     def _run(self, job: Job) -> None:
         """Run one job to its end state (done, cancelled or failed); a bug is recorded, never raised."""
 
@@ -185,7 +201,8 @@ class JobServer:
                 job.stage, job.progress = stage, float(fraction)
 
         try:
-            result = generate(job.source, job.out_dir, job.options, models=self.models, progress=progress,
+            result = generate(job.source, job.out_dir, job.options, models=self._models_for(job.options.subject),
+                              progress=progress,
                               cancel=job.cancel_event.is_set, input_name=job.name)
             with self.lock:
                 job.state, job.stage, job.progress = "done", "done", 1.0

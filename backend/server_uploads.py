@@ -49,7 +49,7 @@ def parse_job_request(body: Any, models: ModelBundle | None, load_error: dict | 
         raise ApiError(400, "bad_request", f"unknown top-level keys {sorted(extra)}")
     options = _options(body.get("options", {}), kind)
     source = _decode_data(kind, inp.get("data"))
-    if kind != "mask_png" and models.sketch2mask is None:
+    if kind != "mask_png" and options.subject == models.subject and models.sketch2mask is None:
         err = models.sketch2mask_error or {"code": "weights_missing", "message": "no sketch network"}
         raise ApiError(503, err["code"], err["message"])
     _check_upload(kind, source, decodes)

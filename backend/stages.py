@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from backend.field_query import FieldQuery
+from backend.labels import CELEBAMASK_HQ, LabelSet
 from backend.result_record import input_sha256, result_record  # noqa: F401  (the last stage)
 from backend.stage_values import ColourViews, HeadMesh, Mask, Outputs, Planes, Sketch
 
@@ -27,8 +28,9 @@ from backend.stage_values import ColourViews, HeadMesh, Mask, Outputs, Planes, S
 FRAMED_SIZE = 512
 
 
-def intake(source: Any, name: str, from_mask: bool, no_frame: bool) -> Sketch:
-    """Read the input (path, bytes, stroke dict or array) and align it onto the canonical framing.
+def intake(source: Any, name: str, from_mask: bool, no_frame: bool, labels: LabelSet = CELEBAMASK_HQ) -> Sketch:
+    """Read the input (path, bytes, stroke dict or array) and align it onto the canonical framing; a mask
+    input is read in ``labels``' ids or palette and framed with its landmarks (backend/align.py).
 
     Raises:
         IntakeError / StrokeError: unreadable, blank or over-limit input; FramingError: no content.
@@ -37,8 +39,8 @@ def intake(source: Any, name: str, from_mask: bool, no_frame: bool) -> Sketch:
     from backend.input_limits import load_mask_checked, load_sketch_checked
 
     if from_mask:
-        mask_in = load_mask_checked(source)
-        mask512, transform = frame_mask(mask_in, FRAMED_SIZE, auto_frame=not no_frame)
+        mask_in = load_mask_checked(source, labels)
+        mask512, transform = frame_mask(mask_in, FRAMED_SIZE, auto_frame=not no_frame, labels=labels)
         info = {"kind": "mask", "size": [int(mask_in.shape[1]), int(mask_in.shape[0])], "name": name}
         return Sketch(None, None, mask_in, mask512, transform, info, {"kind": "mask"})
     sk = load_sketch_checked(source)
@@ -58,8 +60,8 @@ def _predict_ids(net: Any, sketch512: np.ndarray, device: str, mirror_average: b
 
 
 def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np.ndarray, transform: Any,
-                                      device: str = "cpu", mirror_average: bool | None = None
-                                      ) -> tuple[np.ndarray, np.ndarray, Any]:
+                                      device: str = "cpu", mirror_average: bool | None = None,
+                                      labels: LabelSet = CELEBAMASK_HQ) -> tuple[np.ndarray, np.ndarray, Any]:
     """The sketch -> mask step of :func:`backend.pipeline.generate`, shared with ``s3d-eval``'s real-sketch
     checks so both see the same mask: predict on the first-pass framing, and when that framing was
     automatic, reframe from the first mask's eyes and mouth (or head box;
@@ -70,6 +72,8 @@ def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np
         image: the normalised input sketch ``(H, W)`` uint8, dark on white (``load_sketch(...).image``).
         sketch512, transform: its first-pass framing, ``backend.align.frame_sketch(image, 512)``.
         mirror_average: None = the card's setting.
+        labels: the network's label set; only sets with landmark classes are reframed
+            (``backend.align_landmarks.LANDMARK_CLASSES``: not seg2cat, which keeps the first framing).
 
     Returns:
         ``(sketch (512, 512) uint8, label ids (512, 512) uint8, FramingTransform)`` of the final pass.
@@ -78,7 +82,7 @@ def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np
 
     mask512 = _predict_ids(net, sketch512, device, mirror_average)
     if transform.auto_framed:
-        refined = refine_with_landmarks(transform, mask512)
+        refined = refine_with_landmarks(transform, mask512, labels=labels)
         if refined is not None:
             transform = refined
             sketch512 = resample_sketch(image, transform)
@@ -86,19 +90,20 @@ def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np
     return sketch512, mask512, transform
 
 
-def sketch_to_mask(sketch: Sketch, net: Any, device: str, draft: bool = False) -> Mask:
-    """Label ids for the job: the sketch network's (with the landmark reframing), or a mask input as is,
-    plus the plausibility warnings (backend/mask_plausibility.py) for sketches. ``draft``: one prediction
-    per pass, without the card's mirror average (half the network's time, for live previews)."""
+def sketch_to_mask(sketch: Sketch, net: Any, device: str, draft: bool = False,
+                   labels: LabelSet = CELEBAMASK_HQ) -> Mask:
+    """Label ids (in ``labels``) for the job: the sketch network's (with the landmark reframing), or a mask
+    input as is, plus the plausibility warnings (backend/mask_plausibility.py) for sketches. ``draft``: one
+    prediction per pass, without the card's mirror average (half the network's time, for live previews)."""
     from backend.align import unframe_mask
     from backend.mask_plausibility import check_mask
 
     if sketch.mask is not None:
         return Mask(sketch.mask_framed, sketch.mask, None, sketch.transform, [])
     framed, ids, transform = predict_mask_with_refined_framing(net, sketch.image, sketch.framed, sketch.transform,
-                                                                device, False if draft else None)
+                                                                device, False if draft else None, labels)
     ids_input = unframe_mask(ids, transform)
-    return Mask(ids, ids_input, framed, transform, check_mask(ids_input, sketch.image).warnings)
+    return Mask(ids, ids_input, framed, transform, check_mask(ids_input, sketch.image, labels).warnings)
 
 
 def planes(mask: Mask, m2t: Any, seed: int, device: str, symmetric: bool = False, colors: dict | None = None) -> Planes:
@@ -200,9 +205,11 @@ def vertex_colors(head: HeadMesh, planes: Planes, views: int, color_resolution: 
 
 
 def export(out_dir: Path, head: HeadMesh, mask: Mask, colour_views: ColourViews, formats: tuple[str, ...],
-           view_resolution: int, check_cancel: Callable[[], None], texture_size: int | None = None) -> Outputs:
-    """Write the mesh files, mask.png / mask_color.png, sketch_framed.png and views/*.png into ``out_dir``;
-    with ``texture_size`` also texture.png and the UVs (``backend.texture.job_texture``).
+           view_resolution: int, check_cancel: Callable[[], None], texture_size: int | None = None,
+           labels: LabelSet = CELEBAMASK_HQ) -> Outputs:
+    """Write the mesh files, mask.png / mask_color.png (``labels``' palette), sketch_framed.png and
+    views/*.png into ``out_dir``; with ``texture_size`` also texture.png and the UVs
+    (``backend.texture.job_texture``).
 
     Raises:
         OutputError: a write failed (names the destination; backend.job_output.output_error).
@@ -219,7 +226,7 @@ def export(out_dir: Path, head: HeadMesh, mask: Mask, colour_views: ColourViews,
     try:
         files += files_out.write_mesh_files(out_dir, list(formats), head.vertices, head.faces, head.colours,
                                             head.labels, head.normals, baked[0] if baked else None)
-        files += files_out.write_mask_files(out_dir, mask.input)
+        files += files_out.write_mask_files(out_dir, mask.input, labels)
         if mask.sketch_framed is not None:
             files_out.atomic_write_bytes(out_dir / "sketch_framed.png", files_out.png_bytes(mask.sketch_framed))
             files.append("sketch_framed.png")

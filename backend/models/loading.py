@@ -25,6 +25,13 @@ from backend.labels import LABEL_SETS
 from backend.models.card import LABEL_SET, ModelCard
 from backend.weights import DEFAULT_WEIGHTS_DIR, WeightsError, load_state_dict
 
+#: Weights names and label set per job subject (the ``subject`` option): human networks are
+#: ``<kind>_lite`` (celebamask-hq-19), cat networks ``<kind>_cat_lite`` (seg2cat), both in the weights folder.
+SUBJECT_WEIGHTS: dict[str, dict[str, str]] = {
+    "human": {"mask2triplane": "mask2triplane_lite", "sketch2mask": "sketch2mask_lite",
+              "label_set": "celebamask-hq-19"},
+    "cat": {"mask2triplane": "mask2triplane_cat_lite", "sketch2mask": "sketch2mask_cat_lite", "label_set": "seg2cat"},
+}
 DEFAULT_NAMES = {"mask2triplane": "mask2triplane_lite", "sketch2mask": "sketch2mask_lite"}
 
 
