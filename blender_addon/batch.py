@@ -68,6 +68,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--views", type=int, default=6, help="colour views")
     p.add_argument("--no-frame", action="store_true", help="do not auto-frame the sketches")
     p.add_argument("--symmetric", action="store_true", help="mirror-symmetric heads (left/right labels kept right)")
+    p.add_argument("--subject", choices=("human", "cat"), default="human",
+                   help="human heads (default) or cats (the backend's cat networks)")
     p.add_argument("--projection", choices=("FRONT", "CAMERA"), default="FRONT",
                    help="Grease Pencil projection (CAMERA: the .blend's scene camera)")
     p.add_argument("--one-scene", action="store_true", help="all heads in one scene.blend instead of one .blend each")
@@ -330,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights_dir:
         os.environ["S3D_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
     base = GenerateSettings(seed=args.seed, resolution=args.resolution, views=args.views, no_frame=args.no_frame,
-                            symmetric=args.symmetric,
+                            symmetric=args.symmetric, subject=args.subject,
                             projection=args.projection, formats=[f.strip() for f in args.formats.split(",") if f.strip()],
                             max_faces=args.max_faces, quad_remesh=args.quad_remesh, texture_size=args.texture)
     if args.engine == "ray":

@@ -26,7 +26,7 @@ import numpy as np
 
 from .scene.gp_capture import capture, is_grease_pencil, stroke_hash
 from .scene.importer import import_job_folder
-from .scene.label_set import NUM_CLASSES, colour_to_ids
+from .scene.label_set import colour_to_ids, names_for
 from .scene.mesh_ops import QuadRemeshError, TextureBakeError, bake_texture, quad_remesh
 from .tasks import Cancelled, Failed, Finished, PartResult, Progress, TaskSlot
 from .transport.backend_process import backend_for
@@ -75,11 +75,13 @@ def image_file_png_bytes(path: str) -> bytes:
         bpy.data.images.remove(img)
 
 
-def mask_ids_from_image(img) -> np.ndarray:
-    """A mask image (colour-coded CelebAMask-HQ palette, or grey label ids) -> ``(H, W)`` uint8 ids.
+def mask_ids_from_image(img, subject: str = "human") -> np.ndarray:
+    """A mask image (colour-coded in ``subject``'s palette: CelebAMask-HQ for humans, seg2cat for cats, or
+    grey label ids) -> ``(H, W)`` uint8 ids.
 
     Painted colours snap to the nearest palette colour, so soft brush edges are fine.
     """
+    num_classes = len(names_for(subject))
     w, h = img.size
     if w == 0 or h == 0:
         raise InputError(f"the mask image {img.name!r} has no pixels")
@@ -87,9 +89,9 @@ def mask_ids_from_image(img) -> np.ndarray:
     img.pixels.foreach_get(px)
     rgb = px.reshape(h, w, 4)[::-1, :, :3]
     grey = np.ptp(rgb, axis=-1).max() < 1e-6
-    if img.get("s3d_kind") == "ids" or (grey and float(rgb.max()) <= (NUM_CLASSES - 1) / 255.0 + 1e-6):
-        return np.clip(np.round(rgb[..., 0] * 255.0), 0, NUM_CLASSES - 1).astype(np.uint8)
-    return colour_to_ids(rgb)
+    if img.get("s3d_kind") == "ids" or (grey and float(rgb.max()) <= (num_classes - 1) / 255.0 + 1e-6):
+        return np.clip(np.round(rgb[..., 0] * 255.0), 0, num_classes - 1).astype(np.uint8)
+    return colour_to_ids(rgb, subject)
 
 
 @dataclass
@@ -111,14 +113,17 @@ class GenerateSettings:
     max_faces: int = 0  # 0: the backend's default budget
     quad_remesh: bool = False
     texture_size: int = 0  # 0: no texture; else bake the colours into a texture of this many px a side
+    subject: str = "human"  # or "cat": the backend's cat networks (job option subject)
 
     @classmethod
     def from_scene(cls, context) -> "GenerateSettings":
         """Read the panel's settings (``scene.s3d``); the Grease Pencil object defaults to the active one."""
         s = context.scene.s3d
+        subject = s.subject.lower()
         return cls(source=s.source, gp_object=s.gp_object or context.active_object, projection=s.projection,
                    image_path=s.image_path, mask_image=s.mask_image, seed=s.seed, resolution=int(s.resolution),
-                   views=s.views, no_frame=s.no_frame, symmetric=s.symmetric, colors=picked_colours(s),
+                   views=s.views, no_frame=s.no_frame, symmetric=s.symmetric,
+                   colors=picked_colours(s) if subject == "human" else None, subject=subject,
                    max_faces=s.max_faces,
                    quad_remesh=s.quad_remesh,
                    texture_size=int(s.texture_size) if s.texture else 0)
@@ -184,7 +189,7 @@ def build_request(context, settings: GenerateSettings, *, seed: int | None = Non
         if settings.mask_image is None:
             raise InputError("pick a mask image")
         return build_request(context, settings, seed=seed, name=name or settings.mask_image.name,
-                             mask_ids=mask_ids_from_image(settings.mask_image), tag=tag)
+                             mask_ids=mask_ids_from_image(settings.mask_image, settings.subject), tag=tag)
     else:
         raise InputError(f"unknown input source {settings.source!r}")
     job_input["name"] = name
@@ -195,6 +200,8 @@ def build_request(context, settings: GenerateSettings, *, seed: int | None = Non
                "formats": list(settings.formats), "no_frame": bool(settings.no_frame)}
     if settings.symmetric:
         options["symmetric"] = True
+    if settings.subject != "human":  # human requests stay as they were
+        options["subject"] = settings.subject
     if settings.colors:
         options["colors"] = dict(settings.colors)
     if settings.max_faces:

@@ -45,6 +45,35 @@ def test_constants_match_the_backend():
     np.testing.assert_array_equal(label_set.PALETTE, PALETTE)
 
 
+def test_cat_label_set_matches_the_backend_and_snaps_cat_colours():
+    from backend.labels import CAT, CELEBAMASK_HQ
+
+    assert label_set.names_for("cat") == CAT.names and label_set.names_for("human") == CELEBAMASK_HQ.names
+    np.testing.assert_array_equal(label_set.palette_for("cat"), CAT.palette)
+    assert label_set.names_for_label_set("seg2cat") == CAT.names
+    assert label_set.names_for_label_set(None) == CELEBAMASK_HQ.names  # results from before the subject option
+    ids = np.random.default_rng(1).integers(0, 6, (20, 30)).astype(np.uint8)
+    np.testing.assert_array_equal(label_set.colour_to_ids(CAT.palette[ids], "cat"), ids)
+    assert not np.array_equal(label_set.colour_to_ids(CAT.palette[ids]), ids)  # the human palette reads it wrong
+
+
+def test_cat_guide_has_a_face_inside_the_content_box():
+    from blender_addon.scene import sketch_guide
+
+    box = sketch_guide.DEFAULT_CONTENT_BOX
+    strokes = sketch_guide.cat_guide_strokes(box)
+    cx, cz, ax, az = sketch_guide.content_box_metres(box)
+    frame = sketch_guide.guide_strokes(box)
+    np.testing.assert_array_equal(strokes[0][0], frame[0][0])  # the box square and content box stay
+    np.testing.assert_array_equal(strokes[1][0], frame[1][0])
+    face = np.concatenate([p for p, _ in strokes[2:-1]])
+    assert len(strokes) == 19  # outline, 2 ears, 2 eyes, nose, 4 mouth segments, 6 whiskers + frame (3)
+    assert face[:, 1].max() <= cz + az + 1e-9 and face[:, 1].min() >= cz - az - 1e-9  # within the box height
+    ears = [p for p, _ in strokes[3:5]]
+    assert all(len(e) == 3 and e[:, 1].max() > cz + 0.9 * az for e in ears)  # triangles up to the box top
+    assert np.allclose(ears[0][:, 0], -ears[1][:, 0] + 2 * cx)  # mirror-symmetric
+
+
 def test_front_projection_maps_the_box_square_onto_the_image():
     h = stroke_projection.BOX_SIZE_M / 2
     pos = np.array([[-h, 0.3, h], [h, -0.1, -h], [0.0, 0.0, 0.0]])  # y (depth) is ignored
@@ -505,6 +534,45 @@ def mesh_checks(tmp_path_factory):
     report = json.loads((tmp / "report.json").read_text())
     assert "exception" not in report, report["exception"]
     return {"report": report, "arrays": dict(np.load(tmp / "report.npz")), "recorded": recorded}
+
+
+@pytest.fixture(scope="module")
+def cat_checks(tmp_path_factory):
+    """tests/addon_bpy_cat.py on a recorded cat job folder (no backend needed)."""
+    if not HAS_BPY:
+        pytest.skip("bpy is not installed")
+    import trimesh
+
+    tmp = tmp_path_factory.mktemp("cat_checks")
+    job = tmp / "job"
+    job.mkdir()
+    s = trimesh.creation.icosphere(subdivisions=2, radius=0.1)
+    v = np.asarray(s.vertices, np.float32)
+    labels = np.where(v[:, 2] > 0.06, 2, np.where(v[:, 1] < -0.07, 4, 1)).astype(np.uint8)  # ear, eyes, face
+    write_ply(job / "mesh.ply", v, s.faces, np.full((len(v), 3), 128, np.uint8), labels)
+    (job / "result.json").write_text(json.dumps({"seed": 2, "subject": "cat", "label_set": "seg2cat"}))
+    cmd = [sys.executable, str(TESTS / "addon_bpy_cat.py"), "--job", str(job), "--out", str(tmp / "report.json")]
+    r = subprocess.run(cmd, cwd=tmp, env=_bpy_env(tmp), capture_output=True, text=True, timeout=300)
+    assert (tmp / "report.json").is_file(), f"rc {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    report = json.loads((tmp / "report.json").read_text())
+    assert "exception" not in report, report["exception"]
+    return report, labels
+
+
+def test_subject_cat_in_real_blender_guide_request_mask_and_vertex_groups(cat_checks):
+    rep, labels = cat_checks
+    assert rep["subject_items"] == ["HUMAN", "CAT"] and rep["subject_default"] == "HUMAN"
+    assert rep["cat_guide_strokes"] == rep["expected_cat_strokes"] == 19
+    assert rep["human_guide_strokes"] == rep["expected_human_strokes"] == 4
+    cat, human = rep["options"]["CAT"], rep["options"]["HUMAN"]
+    assert cat["subject"] == "cat" and "colors" not in cat  # colour picks are human-only
+    assert "subject" not in human and human["colors"] == {"hair": "#593824"}  # human requests unchanged
+    assert rep["mask_classes"]["CAT"] == ["face", "ear", "mouth", "eyes", "whiskers"]
+    assert rep["mask_classes"]["HUMAN"][:2] == ["skin", "nose"]
+    assert rep["cat_mask_read"] == [1, 0]  # the cat palette reads the painted cat mask, the human one does not
+    assert rep["vertex_groups"] == ["ear", "eyes", "face"]
+    assert rep["label_set"] == "seg2cat" and rep["subject"] == "cat"
+    assert rep["labels_back"] == labels.tolist()
 
 
 def test_blenders_ply_importer_keeps_colours_and_labels(mesh_checks):

@@ -17,7 +17,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from .label_set import LABEL_NAMES
+from .label_set import LABEL_NAMES, names_for_label_set
 
 MATERIAL_NAME = "S3D Vertex Colour"
 COLOR_ATTRIBUTE = "Col"
@@ -126,16 +126,17 @@ def read_ply_mesh(path: str | os.PathLike, name: str):
     return me, labels
 
 
-def set_vertex_groups(obj, labels: np.ndarray | None) -> list[str]:
-    """One vertex group (weight 1) per class present in ``labels``; returns the group names."""
+def set_vertex_groups(obj, labels: np.ndarray | None, class_names: tuple[str, ...] = LABEL_NAMES) -> list[str]:
+    """One vertex group (weight 1) per class present in ``labels``, named from ``class_names`` (the job's
+    label set, id order); returns the group names."""
     obj.vertex_groups.clear()
     if labels is None:
         return []
     names = []
     for cid in np.unique(labels):
-        if cid == 0 or cid >= len(LABEL_NAMES):  # background is not a part of the head
+        if cid == 0 or cid >= len(class_names):  # background is not a part of the head
             continue
-        vg = obj.vertex_groups.new(name=LABEL_NAMES[int(cid)])
+        vg = obj.vertex_groups.new(name=class_names[int(cid)])
         vg.add(np.flatnonzero(labels == cid).tolist(), 1.0, "REPLACE")
         names.append(vg.name)
     return names
@@ -191,7 +192,10 @@ def import_job_folder(context, folder: str | os.PathLike, name: str, *, sketch_s
         obj = bpy.data.objects.new(name, me)
         (context.collection or context.scene.collection).objects.link(obj)
         obj.location = tuple(float(c) + float(o) for c, o in zip(context.scene.cursor.location, offset))
-    set_vertex_groups(obj, labels)
+    # the class names of the job's label set (result.json's label_set; older results are human)
+    obj["s3d_label_set"] = str(result.get("label_set", "celebamask-hq-19"))
+    obj["s3d_subject"] = str(result.get("subject", "human"))
+    set_vertex_groups(obj, labels, names_for_label_set(result.get("label_set")))
     obj["s3d_seed"] = int(result.get("seed", -1))
     obj["s3d_weights_sha256"] = _weights_checksums(result)
     obj["s3d_sketch_sha256"] = sketch_sha256 or str(result.get("sketch_sha256", ""))

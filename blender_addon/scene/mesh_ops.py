@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 from .importer import vertex_colour_material
-from .label_set import LABEL_NAMES
+from .label_set import names_for_label_set
 
 COLOR_ATTRIBUTE = "Col"
 LABEL_ATTRIBUTE = "s3d_label"
@@ -32,8 +32,10 @@ def _override(context, obj) -> dict:
 
 
 def labels_from_vertex_groups(obj) -> np.ndarray:
-    """``(N,)`` uint8 class ids: for each vertex the class of its heaviest vertex group (0 when none)."""
-    ids = {g.index: LABEL_NAMES.index(g.name) for g in obj.vertex_groups if g.name in LABEL_NAMES}
+    """``(N,)`` uint8 class ids: for each vertex the class of its heaviest vertex group (0 when none), in the
+    label set the head was imported with (``obj["s3d_label_set"]``, human when absent)."""
+    names = names_for_label_set(obj.get("s3d_label_set"))
+    ids = {g.index: names.index(g.name) for g in obj.vertex_groups if g.name in names}
     out = np.zeros(len(obj.data.vertices), np.uint8)
     for v in obj.data.vertices:
         best, best_w = 0, 0.0

@@ -3,8 +3,10 @@
 The guide shows the tri-plane box square (side ``BOX_SIZE_M``: the whole input image) and the canonical
 content box: where the backend's auto-framing puts a drawing's ink (``backend/canonical_framing.json``
 written by the SynHead generator, else the defaults of ``backend/align.py``), with an ellipse
-inscribed in it as a head outline and a vertical centre line. Coordinates are front-view (x, z) in
-metres in the canonical head frame (docs/contracts.md section 1).
+inscribed in it as a head outline and a vertical centre line. For cats (:func:`cat_guide_strokes`) the
+ellipse gives way to a simple cat face in the same content box (SynCat drawings fill it as SynHead's do,
+docs/syncat.md): head outline, two triangular ears, two eyes, nose, mouth and whiskers. Coordinates are
+front-view (x, z) in metres in the canonical head frame (docs/contracts.md section 1).
 """
 from __future__ import annotations
 
@@ -56,3 +58,33 @@ def guide_strokes(box: dict | None = None) -> list[tuple[np.ndarray, float]]:
         (np.stack([cx + ax * np.cos(t), cz + az * np.sin(t)], 1), 0.001),
         (np.array([[0.0, -h], [0.0, h]]), 0.0006),
     ]
+
+
+def _ellipse(cx: float, cz: float, ax: float, az: float, n: int = 48) -> np.ndarray:
+    """``(n, 2)`` points of a closed ellipse (centre, half axes; metres)."""
+    t = np.linspace(0.0, 2.0 * math.pi, n + 1)[:-1]
+    return np.stack([cx + ax * np.cos(t), cz + az * np.sin(t)], 1)
+
+
+def cat_guide_strokes(box: dict | None = None) -> list[tuple[np.ndarray, float]]:
+    """The cat guide, as :func:`guide_strokes`: the box square, the content box and the centre line, then a
+    cat face inside the content box: the head outline (its lower three quarters), two triangular ears
+    reaching the box top, two eyes, a nose, a mouth (a "w" of four segments) and three whiskers a side.
+    As in :func:`guide_strokes`, shapes of more than two points are closed; the rest are segments."""
+    frame = guide_strokes(box)
+    square, rect, _, centre = frame
+    cx, cz, ax, az = content_box_metres(box or canonical_content_box())
+    hz, hx, hh = cz - 0.3 * az, 0.95 * ax, 0.64 * az  # head outline: centre height, half width, half height
+    ears = [np.array([[cx + sx * 0.9 * ax, hz + 0.45 * hh], [cx + sx * 0.72 * ax, cz + 0.98 * az],
+                      [cx + sx * 0.25 * ax, hz + 0.86 * hh]]) for sx in (-1.0, 1.0)]
+    eyes = [_ellipse(cx + sx * 0.38 * ax, hz + 0.18 * hh, 0.15 * ax, 0.1 * hh, 24) for sx in (-1.0, 1.0)]
+    nz = hz - 0.12 * hh  # nose tip
+    nose = np.array([[cx - 0.08 * ax, nz + 0.07 * hh], [cx + 0.08 * ax, nz + 0.07 * hh], [cx, nz]])
+    corner = [(cx + sx * 0.08 * ax, nz - 0.07 * hh) for sx in (-1.0, 1.0)]  # a "w": nose -> corners -> up
+    mouth = [np.array(seg) for sx, c in zip((-1.0, 1.0), corner)
+             for seg in ([(cx, nz), c], [c, (cx + sx * 0.17 * ax, nz - 0.03 * hh)])]
+    whiskers = [np.array([[cx + sx * 0.22 * ax, nz + dz * hh], [cx + sx * 1.1 * ax, nz + (dz * 2.2 + 0.02) * hh]])
+                for sx in (-1.0, 1.0) for dz in (-0.06, 0.0, 0.06)]
+    face = [(_ellipse(cx, hz, hx, hh), 0.001)] + [(e, 0.001) for e in ears] + [(e, 0.0008) for e in eyes]
+    return ([square, rect] + face + [(nose, 0.0008)] + [(m, 0.0008) for m in mouth]
+            + [(w, 0.0005) for w in whiskers] + [centre])

@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 from .gp_capture import GUIDE_LAYER_NAME, grease_pencil_datablocks
-from .sketch_guide import guide_strokes
+from .sketch_guide import cat_guide_strokes, guide_strokes
 
 
 def _material(name: str, rgba: tuple[float, float, float, float]):
@@ -51,8 +51,9 @@ def _front_to_local(xz: np.ndarray) -> np.ndarray:
     return np.stack([xz[:, 0], xz[:, 1], np.zeros(len(xz))], axis=1)
 
 
-def create_sketch_object(context, name: str = "S3D Sketch"):
-    """Create and link the sketch object (guide layer locked, 'Lines' active) and return it."""
+def create_sketch_object(context, name: str = "S3D Sketch", subject: str = "human"):
+    """Create and link the sketch object (guide layer locked, 'Lines' active) and return it; ``subject``
+    ``cat`` draws the cat face guide (:func:`sketch_guide.cat_guide_strokes`) instead of the head ellipse."""
     gp = grease_pencil_datablocks().new(name)
     obj = bpy.data.objects.new(name, gp)
     obj.rotation_euler = (math.pi / 2.0, 0.0, 0.0)
@@ -61,7 +62,7 @@ def create_sketch_object(context, name: str = "S3D Sketch"):
     gp.materials.append(_material("S3D Guide", (0.35, 0.55, 0.9, 0.6)))
     guide = gp.layers.new(GUIDE_LAYER_NAME)
     frame = guide.frames.new(context.scene.frame_current)
-    for xz, radius in guide_strokes():
+    for xz, radius in cat_guide_strokes() if subject == "cat" else guide_strokes():
         add_stroke(frame.drawing, _front_to_local(xz), radius, 1, cyclic=len(xz) > 2)
     guide.lock = True
     lines = gp.layers.new("Lines")

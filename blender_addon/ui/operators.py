@@ -140,8 +140,11 @@ class S3D_OT_regenerate_from_mask(bpy.types.Operator):
         obj = context.active_object
         img = _mask_image_of(obj)
         settings = GenerateSettings.from_scene(context)
+        settings.subject = str(obj.get("s3d_subject", settings.subject))  # the head's own subject and palette
+        if settings.subject != "human":
+            settings.colors = None
         try:
-            ids = generation.mask_ids_from_image(img)
+            ids = generation.mask_ids_from_image(img, settings.subject)
             req = generation.build_request(context, settings, seed=int(obj.get("s3d_seed", settings.seed)),
                                            name=obj.name, mask_ids=ids)
         except _FAILURES as err:
@@ -188,7 +191,7 @@ class S3D_OT_new_sketch(bpy.types.Operator):
     def execute(self, context):
         if context.mode != "OBJECT" and context.active_object is not None:
             bpy.ops.object.mode_set(mode="OBJECT")
-        obj = create_sketch_object(context)
+        obj = create_sketch_object(context, subject=context.scene.s3d.subject.lower())
         changes = set_drawing_plane(context)
         context.scene.s3d.source = "GREASE_PENCIL"
         context.scene.s3d.gp_object = obj

@@ -21,6 +21,13 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 48) -> None:
         col.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
+def mask_classes(subject: str) -> tuple[str, ...]:
+    """The mask classes the panel lists for ``subject`` (``HUMAN`` | ``CAT``), background left out."""
+    from ..scene.label_set import names_for
+
+    return names_for(subject.lower())[1:]
+
+
 def device_text(device: str, reason: str = "") -> str:
     """The panel's device line: "Device: CPU (auto: CPU because ...)" / "Device: GPU (CUDA ...)"."""
     name = "CPU" if device == "cpu" else "GPU" if device.startswith("cuda") else device
@@ -54,6 +61,8 @@ class S3D_PT_main(bpy.types.Panel):
                 _wrapped(box, status.env_error, icon="ERROR")
 
         box = layout.box()
+        row = box.row(align=True)
+        row.prop(s, "subject", text="Subject")
         box.prop(s, "source", text="Input")
         if s.source == "GREASE_PENCIL":
             box.prop(s, "gp_object", text="Drawing")
@@ -64,6 +73,7 @@ class S3D_PT_main(bpy.types.Panel):
         else:
             box.label(text="Mask image:")
             box.template_ID(s, "mask_image", open="image.open")
+            _wrapped(box, "Classes: " + ", ".join(mask_classes(s.subject)), icon="INFO")
 
         col = layout.column(align=True)
         row = col.row(align=True)
@@ -74,14 +84,15 @@ class S3D_PT_main(bpy.types.Panel):
         col.prop(s, "views", text="Colour views")
         col.prop(s, "no_frame", text="Keep my framing")
         col.prop(s, "symmetric", text="Symmetric")
-        box = layout.box()
-        box.label(text="Colours (shading kept)")
-        for group in ("hair", "skin", "eyes", "lips"):
-            row = box.row(align=True)
-            row.prop(s, f"pick_{group}", text=group.capitalize())
-            sub = row.row(align=True)
-            sub.enabled = getattr(s, f"pick_{group}")
-            sub.prop(s, f"{group}_color", text="")
+        if s.subject == "HUMAN":  # the colour picks name human classes; cats have none
+            box = layout.box()
+            box.label(text="Colours (shading kept)")
+            for group in ("hair", "skin", "eyes", "lips"):
+                row = box.row(align=True)
+                row.prop(s, f"pick_{group}", text=group.capitalize())
+                sub = row.row(align=True)
+                sub.enabled = getattr(s, f"pick_{group}")
+                sub.prop(s, f"{group}_color", text="")
         col = layout.column(align=True)
         col.prop(s, "max_faces", text="Target faces")
         col.prop(s, "quad_remesh", text="Quad remesh")
