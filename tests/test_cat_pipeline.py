@@ -201,3 +201,12 @@ def test_cli_and_batch_take_subject_cat(weights_dir, sphere_field, tmp_path, cap
     assert main(["batch", str(tmp_path / "in"), str(tmp_path / "b"), "--weights", str(weights_dir), "--workers", "1",
                  "--resolution", "64", "--views", "4", "--subject", "cat", "--quiet"]) == 0
     assert json.loads((tmp_path / "b" / "a" / "result.json").read_text())["subject"] == "cat"
+
+
+def test_bundled_cat_example_generates_with_subject_cat(weights_dir, sphere_field, tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "cat_front.json"
+    result = generate(example, tmp_path / "job", GenerateOptions(**FAST), weights_dir=weights_dir, device="cpu")
+    assert result["input"]["kind"] == "strokes" and result["subject"] == "cat"
+    assert set(result["class_vertex_counts"]) <= set(CAT.names)
