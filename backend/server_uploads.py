@@ -52,7 +52,7 @@ def parse_job_request(body: Any, models: ModelBundle | None, load_error: dict | 
     if kind != "mask_png" and options.subject == models.subject and models.sketch2mask is None:
         err = models.sketch2mask_error or {"code": "weights_missing", "message": "no sketch network"}
         raise ApiError(503, err["code"], err["message"])
-    _check_upload(kind, source, decodes)
+    _check_upload(kind, source, decodes, options.subject)
     name = inp.get("name") if isinstance(inp.get("name"), str) and inp.get("name") else kind
     return JobRequest(kind, source, options, name[:200])
 
@@ -87,16 +87,22 @@ def _decode_data(kind: str, data: Any) -> Any:
         raise ApiError(400, "bad_input", "input.data is not valid base64") from None
 
 
-def _check_upload(kind: str, source: Any, decodes: threading.BoundedSemaphore) -> None:
-    """Decode the upload once under the input limits, at most ``MAX_DECODES_IN_FLIGHT`` at a time."""
+def _check_upload(kind: str, source: Any, decodes: threading.BoundedSemaphore, subject: str = "human") -> None:
+    """Decode the upload once under the input limits, at most ``MAX_DECODES_IN_FLIGHT`` at a time; a mask
+    is read in the label set of the job's ``subject`` (seg2cat for cats)."""
     from backend.input_limits import load_mask_checked, load_sketch_checked
+    from backend.labels import label_set
+    from backend.models.loading import SUBJECT_WEIGHTS
     from backend.sketch.intake import IntakeError
 
     if not decodes.acquire(timeout=REQUEST_TIMEOUT_S):
         raise ApiError(503, "busy_decoding", f"{MAX_DECODES_IN_FLIGHT} uploads are being decoded; retry in a "
                        "few seconds")
     try:  # early check under the decode limits, so a broken upload fails now and not in the queue
-        load_mask_checked(source) if kind == "mask_png" else load_sketch_checked(source)
+        if kind == "mask_png":
+            load_mask_checked(source, label_set(SUBJECT_WEIGHTS[subject]["label_set"]))
+        else:
+            load_sketch_checked(source)
     except IntakeError as e:
         raise ApiError(400, e.code, str(e)) from None
     finally:

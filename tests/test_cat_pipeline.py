@@ -210,3 +210,43 @@ def test_bundled_cat_example_generates_with_subject_cat(weights_dir, sphere_fiel
     result = generate(example, tmp_path / "job", GenerateOptions(**FAST), weights_dir=weights_dir, device="cpu")
     assert result["input"]["kind"] == "strokes" and result["subject"] == "cat"
     assert set(result["class_vertex_counts"]) <= set(CAT.names)
+
+
+def _wait_job(app, job, timeout=120.0):
+    import time
+
+    t0 = time.time()
+    while job.state not in ("done", "failed", "cancelled"):
+        assert time.time() - t0 < timeout, f"job still {job.state}"
+        time.sleep(0.05)
+    return job
+
+
+def test_server_caches_models_by_subject_and_fails_cat_jobs_without_cat_weights(weights_dir, sphere_field,
+                                                                               tmp_path):
+    import base64
+    import io
+
+    from backend.server_jobs import JobServer
+
+    buf = io.BytesIO()
+    Image.fromarray(CAT.palette[cat_mask()]).save(buf, format="PNG")
+    body = {"input": {"kind": "mask_png", "data": base64.b64encode(buf.getvalue()).decode("ascii")},
+            "options": {k: v for k, v in FAST.items()}}
+    app = JobServer(load_models(weights_dir, "cpu"), "t" * 20, tmp_path / "jobs")
+    try:
+        job = _wait_job(app, app.create(body))
+        assert job.state == "done", job.error
+        assert job.result["label_set"] == "seg2cat" and job.result["options"]["subject"] == "cat"
+        assert sorted(app.models_by_subject) == ["cat", "human"]
+        assert app.models_by_subject["human"] is app.models  # the start bundle stays the human one
+    finally:
+        app.shutdown()
+    human_only = make_tiny_weights(tmp_path / "human_only")
+    app = JobServer(load_models(human_only, "cpu"), "t" * 20, tmp_path / "jobs2")
+    try:
+        job = _wait_job(app, app.create(body))
+        assert job.state == "failed" and job.error["code"] == "weights_missing"
+        assert "cat networks are not bundled yet" in job.error["message"]
+    finally:
+        app.shutdown()
