@@ -17,12 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from make_example_sketch import WIDTH, catmull_rom, mirror  # noqa: E402
+from make_example_sketch import WIDTH, catmull_rom, mirror
 
 
 def cat_strokes() -> list[dict]:

@@ -18,12 +18,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import bpy  # noqa: E402
-import numpy as np  # noqa: E402
+import bpy
+import numpy as np
 
-from blender_addon import generation  # noqa: E402
-from blender_addon.scene import importer, label_set, mesh_ops, sketch_guide, sketch_setup  # noqa: E402
-from blender_addon.ui import panel, properties  # noqa: E402
+from blender_addon import generation
+from blender_addon.scene import (
+    importer,
+    label_set,
+    mesh_ops,
+    sketch_guide,
+    sketch_setup,
+)
+from blender_addon.ui import panel, properties
 
 
 def guide_stroke_count(obj) -> int:

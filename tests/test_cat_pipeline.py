@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from s3d_tiny_weights import make_tiny_weights, sphere_query
 
 from backend.export import read_ply
 from backend.labels import CAT, CELEBAMASK_HQ
 from backend.models.mask2triplane import Mask2Triplane
 from backend.pipeline import GenerateOptions, PipelineError, generate, load_models
-from s3d_tiny_weights import make_tiny_weights, sphere_query
 
-FAST = dict(resolution=64, views=4, view_resolution=96, color_resolution=64, subject="cat")
+FAST = {"resolution": 64, "views": 4, "view_resolution": 96, "color_resolution": 64, "subject": "cat"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -232,7 +232,7 @@ def test_server_caches_models_by_subject_and_fails_cat_jobs_without_cat_weights(
     buf = io.BytesIO()
     Image.fromarray(CAT.palette[cat_mask()]).save(buf, format="PNG")
     body = {"input": {"kind": "mask_png", "data": base64.b64encode(buf.getvalue()).decode("ascii")},
-            "options": {k: v for k, v in FAST.items()}}
+            "options": dict(FAST)}
     app = JobServer(load_models(weights_dir, "cpu"), "t" * 20, tmp_path / "jobs")
     try:
         job = _wait_job(app, app.create(body))
@@ -250,3 +250,20 @@ def test_server_caches_models_by_subject_and_fails_cat_jobs_without_cat_weights(
         assert "cat networks are not bundled yet" in job.error["message"]
     finally:
         app.shutdown()
+
+
+def test_batch_resume_reads_results_from_before_the_subject_option_as_human(tmp_path):
+    import dataclasses
+
+    from backend.batch import finished_result
+    from backend.result_record import input_sha256
+
+    src = tmp_path / "a.png"
+    Image.fromarray(cat_sketch()).save(src)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    human = dataclasses.asdict(GenerateOptions().validate())
+    old = {k: (list(v) if isinstance(v, tuple) else v) for k, v in human.items() if k != "subject"}
+    (dest / "result.json").write_text(json.dumps({"sketch_sha256": input_sha256(src), "options": old}))
+    assert finished_result(src, dest, human)  # an old human result is finished for a human batch ...
+    assert not finished_result(src, dest, dataclasses.asdict(GenerateOptions(subject="cat").validate()))  # not cat

@@ -33,13 +33,13 @@ class S3DSceneSettings(bpy.types.PropertyGroup):
         name="Input", default="GREASE_PENCIL",
         items=[("GREASE_PENCIL", "Grease Pencil", "The active (or chosen) Grease Pencil drawing", "GREASEPENCIL", 0),
                ("IMAGE", "Sketch image", "A sketch image file: dark lines on white", "IMAGE_DATA", 1),
-               ("MASK", "Mask image", "A face-parsing mask (the subject's colours or label ids: CelebAMask-HQ "
-                "for humans, seg2cat for cats)", "MOD_MASK", 2)])
+               ("MASK", "Mask image", ("A face-parsing mask (the subject's colours or label ids: CelebAMask-HQ "
+                                       "for humans, seg2cat for cats)"), "MOD_MASK", 2)])
     subject: bpy.props.EnumProperty(
         name="Subject", default="HUMAN",
         items=[("HUMAN", "Human", "A human head (the human networks; CelebAMask-HQ mask colours)", "USER", 0),
-               ("CAT", "Cat", "A cat head (the cat networks, once trained; seg2cat mask colours). New Sketch draws "
-                "a cat guide; colour picks are for humans only", "OUTLINER_OB_ARMATURE", 1)])
+               ("CAT", "Cat", ("A cat head (the cat networks, once trained; seg2cat mask colours). New Sketch "
+                               "draws a cat guide; colour picks are for humans only"), "OUTLINER_OB_ARMATURE", 1)])
     gp_object: bpy.props.PointerProperty(
         name="Drawing", type=bpy.types.Object, poll=_poll_grease_pencil,
         description="Grease Pencil object to send; empty: the active object")
