@@ -29,6 +29,15 @@ FAST = ["--resolution", "64", "--views", "4", "--quiet"]
 
 
 @pytest.fixture(scope="module")
+def human_examples(tmp_path_factory) -> Path:
+    """The human example sketches (examples/ also holds a cat one, which a human batch must not take)."""
+    folder = tmp_path_factory.mktemp("examples")
+    for f in sorted(EXAMPLES.glob("head_*")):
+        shutil.copy(f, folder / f.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def hook_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("hook") / "config.json"
     path.write_text("{}")
@@ -55,12 +64,12 @@ def weights_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ray_out(ray_session, weights_dir, hook_config, tmp_path_factory):
+def ray_out(ray_session, weights_dir, hook_config, human_examples, tmp_path_factory):
     """The examples converted by the Ray engine (2 workers, 1 thread each); the log of conversions."""
     out = tmp_path_factory.mktemp("ray") / "out"
     log = out.parent / "log.txt"
     hook_config.write_text(json.dumps({"log": str(log)}))
-    rc = main(["batch", str(EXAMPLES), str(out), "--engine", "ray", "--workers", "2", "--threads", "1",
+    rc = main(["batch", str(human_examples), str(out), "--engine", "ray", "--workers", "2", "--threads", "1",
                "--weights", str(weights_dir), *FAST])
     assert rc == 0
     return out, log
@@ -70,13 +79,14 @@ def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "summary.json"}
 
 
-def test_ray_batch_writes_the_same_files_as_the_plain_batch(ray_out, weights_dir, tmp_path, monkeypatch):
+def test_ray_batch_writes_the_same_files_as_the_plain_batch(ray_out, weights_dir, human_examples, tmp_path,
+                                                            monkeypatch):
     out, log = ray_out
     monkeypatch.setattr(Mask2Triplane, "query", sphere_query(Mask2Triplane.query))
     threads = torch.get_num_threads()
     plain = tmp_path / "plain"
     try:
-        assert main(["batch", str(EXAMPLES), str(plain), "--workers", "1", "--threads", "1",
+        assert main(["batch", str(human_examples), str(plain), "--workers", "1", "--threads", "1",
                      "--weights", str(weights_dir), *FAST]) == 0
     finally:
         torch.set_num_threads(threads)
@@ -99,11 +109,11 @@ def test_ray_batch_writes_the_same_files_as_the_plain_batch(ray_out, weights_dir
         ["head_front.json", "head_front.png", "head_long_hair.json", "head_long_hair.png"]
 
 
-def test_a_rerun_over_a_finished_out_converts_nothing(ray_out, weights_dir, capsys):
+def test_a_rerun_over_a_finished_out_converts_nothing(ray_out, weights_dir, human_examples, capsys):
     out, log = ray_out
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "summary.json"}
     conversions = log.read_text()
-    assert main(["batch", str(EXAMPLES), str(out), "--engine", "ray", "--workers", "2", "--threads", "1",
+    assert main(["batch", str(human_examples), str(out), "--engine", "ray", "--workers", "2", "--threads", "1",
                  "--weights", str(weights_dir), *FAST]) == 0
     assert "0 done" in capsys.readouterr().out
     after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "summary.json"}
