@@ -283,9 +283,13 @@ def import_results(context, results: list[JobResult], replace_object=None) -> li
                 obj["s3d_warnings"] = "\n".join(x for x in (str(obj.get("s3d_warnings", "")), str(e)) if x)
         objs.append(obj)
     if objs:
-        for o in context.view_layer.objects:
-            if o is not None:  # the PLY importer's removed temporary object, until the view layer resyncs
+        # the scene's objects, not the view layer's bases: the PLY importer's temporary object was removed
+        # and the view layer resyncs its bases lazily, so iterating them could reach a freed one
+        for o in context.scene.objects:
+            try:
                 o.select_set(False)
+            except RuntimeError:  # an object of the scene that is not in this view layer
+                pass
         for o in objs:
             o.select_set(True)
         context.view_layer.objects.active = objs[-1]
