@@ -1,7 +1,7 @@
-"""A run's end-of-session checkpoint small enough for git: a warm restart, not a resume.
+"""A run's checkpoint small enough for git: a warm restart, not a resume.
 
 A training ``checkpoint.pt`` holds the raw weights, their moving average and Adam's two moments in float32
-(67 MB for the 1.5x sketch network). Between sessions on this CPU the runs continue by warm start
+(67 MB for the 1.5x sketch network). A run that is continued later on this CPU continues by warm start
 (``s3d-train ... --init-from FILE``: weights copied, optimiser and schedule afresh), which needs only the
 weights the run stands for (:func:`training.loop.inference_state`, the moving average when there is one).
 This writes those in float16 (their float32 values round to about 3 significant digits, far below the
