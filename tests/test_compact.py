@@ -1,4 +1,4 @@
-"""training/compact.py: the small warm-restart checkpoint a session commits."""
+"""training/compact.py: the small float16 warm-restart checkpoint of a run."""
 from __future__ import annotations
 
 import torch
