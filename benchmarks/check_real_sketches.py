@@ -10,13 +10,29 @@ on the head's vertices (every class but neck, neck_l and cloth); the whole mesh'
 whether each lies *inside* the kept surface (an enclosed cavity, e.g. behind closed lips: invisible, but it
 counts against the 95 %) or outside it (a floater); the criterion itself is unchanged.
 
+``--subject cat`` (issue 40) runs the jobs with the cat networks (``<kind>_cat_lite`` in the weights folder;
+when one is missing the script names the file and exits with status 2) and checks, per input, on the
+job's mesh.ply (seg2cat labels, metres): the largest component holds at least 95 % of the faces; the
+mesh is 0.15-0.38 m wide (x extent of every vertex: a cat has no neck class); the vertices labelled
+``ear`` form exactly two pieces, and so do those labelled ``eyes``; at least 20 vertices are labelled
+``mouth`` (the muzzle). A piece is a connected component of the faces whose three vertices all carry the
+class; pieces holding under 5 % of the class's vertices (crumbs, lone vertices) are not counted. The
+width range: SynCat heads (``training.syncat.scene.build_cat_scene``, seeds 2000-2199, placed in the box
+as the training data are) span 0.193-0.315 m in x (median 0.244 m; round-faced cats the widest, long-faced
+the narrowest); the range adds about 20 % on both sides. The same 200 meshes have 157-262 mouth vertices
+(the 20-vertex floor is an eighth of the smallest) and two eye pieces each; 26 of them (big-eared and
+long-faced cats) carry the ear label over the crown between the ears, one ear piece, which this check
+counts as a failure.
+
 Usage::
 
     python benchmarks/check_real_sketches.py SKETCH_DIR --out-dir /tmp/real --sheet docs/img/real_sketches.png
-        [--weights DIR] [--seed 0] [--from-mask] [--pieces]
+        [--weights DIR] [--seed 0] [--from-mask] [--pieces] [--subject {human,cat}]
 
 Prints one line per sketch and a summary; writes a contact sheet (sketch as framed, mask, front, left,
-right, back previews) when ``--sheet`` is given. Exit code 1 when a criterion fails.
+right, back previews) when ``--sheet`` is given; the mask column is the job's mask_color.png, in the
+palette of the networks' label set (seg2cat's for cats). Exit code 1 when a criterion fails, 2 when the
+cat networks are missing.
 """
 from __future__ import annotations
 
@@ -30,6 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {"skin": ("skin",), "hair": ("hair",), "eyes": ("l_eye", "r_eye"), "nose": ("nose",),
             "lips": ("u_lip", "l_lip")}
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".json", ".bmp")
+#: Cat criteria (module docstring): head width range (metres), share of a class's vertices a piece must
+#: hold to count, fewest mouth vertices for a muzzle.
+CAT_WIDTH_M = (0.15, 0.38)
+PIECE_SHARE = 0.05
+MIN_MOUTH_VERTICES = 20
 
 
 def check(result: dict, out: Path) -> dict:
@@ -47,6 +68,71 @@ def check(result: dict, out: Path) -> dict:
     ok = frac >= 0.95 and 0.15 <= width <= 0.35 and not missing
     return {"main_component": frac, "width_m": width, "mesh_width_m": float(result["bbox_m"]["size"][0]),
             "missing": missing, "ok": ok}
+
+
+def label_pieces(labels: np.ndarray, faces: np.ndarray, class_id: int, min_share: float = PIECE_SHARE) -> list[int]:
+    """Vertex counts of the pieces of one class on a mesh, largest first, crumbs left out.
+
+    Args:
+        labels: ``(V,)`` int label id per vertex; faces: ``(F, 3)`` int vertex indices.
+        class_id: the class; min_share: a piece counts when it holds at least this share of the vertices
+            labelled ``class_id`` (vertices joined by no face of the class are pieces of one vertex).
+    Returns:
+        The counted pieces' vertex counts; ``[]`` when no vertex has the class. A piece is a connected
+        component of the faces whose three vertices all carry ``class_id``.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    labels, faces = np.asarray(labels), np.asarray(faces, np.int64).reshape(-1, 3)
+    inside = labels == class_id
+    if not inside.any():
+        return []
+    own = faces[inside[faces].all(1)]
+    edges = np.concatenate([own[:, [0, 1]], own[:, [1, 2]], own[:, [2, 0]]])
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(labels), len(labels)))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component[inside])
+    sizes = sizes[sizes >= max(min_share * inside.sum(), 1)]
+    return sorted(sizes.tolist(), reverse=True)
+
+
+def cat_criteria(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray, kept_face_fraction: float) -> dict:
+    """The cat criteria (module docstring) on one mesh in seg2cat labels.
+
+    Args:
+        vertices: ``(V, 3)`` metres; faces: ``(F, 3)`` int; labels: ``(V,)`` seg2cat ids;
+        kept_face_fraction: share of the raw surface's faces in its largest component.
+    Returns:
+        ``{"main_component", "width_m" (x extent of all vertices, metres), "ear_pieces", "eye_pieces",
+        "mouth_vertices", "failed" (names of the failed criteria: main_component, width, ears, eyes,
+        muzzle), "ok"}``.
+    """
+    from backend.labels import CAT
+
+    ids = CAT.ids
+    xs = np.asarray(vertices)[:, 0]
+    width = float(xs.max() - xs.min()) if len(xs) else 0.0
+    ears = len(label_pieces(labels, faces, ids["ear"]))
+    eyes = len(label_pieces(labels, faces, ids["eyes"]))
+    mouth = int((np.asarray(labels) == ids["mouth"]).sum())
+    tests = {"main_component": kept_face_fraction >= 0.95, "width": CAT_WIDTH_M[0] <= width <= CAT_WIDTH_M[1],
+             "ears": ears == 2, "eyes": eyes == 2, "muzzle": mouth >= MIN_MOUTH_VERTICES}
+    failed = [name for name, passed in tests.items() if not passed]
+    return {"main_component": float(kept_face_fraction), "width_m": width, "ear_pieces": ears, "eye_pieces": eyes,
+            "mouth_vertices": mouth, "failed": failed, "ok": not failed}
+
+
+def check_cat(result: dict, out: Path) -> dict:
+    """:func:`cat_criteria` of one cat job: ``out/mesh.ply`` and ``result["mesh"]["kept_face_fraction"]``.
+
+    Raises:
+        OSError: no ``mesh.ply`` in ``out``; ValueError: not an S3D mesh.ply.
+    """
+    from backend.export import read_ply
+
+    ply = read_ply((out / "mesh.ply").read_bytes())
+    return cat_criteria(ply["vertices"], ply["faces"], ply["label"], float(result["mesh"]["kept_face_fraction"]))
 
 
 def classify_pieces(vertices: np.ndarray, faces: np.ndarray, max_pieces: int = 5, rays: int = 50) -> list[dict]:
@@ -106,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tile", type=int, default=128, help="pixels a side of each sheet tile")
     p.add_argument("--pieces", action="store_true",
                    help="also say which dropped surface pieces are enclosed cavities and which are floaters")
+    p.add_argument("--subject", choices=("human", "cat"), default="human",
+                   help="networks and criteria: human heads (default) or cat heads (ears, eyes, muzzle)")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import backend.mesh as mesh_module
@@ -125,28 +213,43 @@ def main(argv: list[str] | None = None) -> int:
         mesh_module.largest_component = keep_largest
 
 
+def report_line(name: str, c: dict, result: dict, subject: str) -> str:
+    """One sketch's line: ``c`` from :func:`check` (human) or :func:`check_cat` (cat), widths in metres."""
+    head = f"{name:<28} {'ok  ' if c['ok'] else 'FAIL'} main component {c['main_component']:.1%}, "
+    tail = f"{result['timings_s']['total']:.1f} s, framing {result['framing']['method']}"
+    if subject == "cat":
+        return (head + f"width {c['width_m']:.3f} m, ear pieces {c['ear_pieces']}, eye pieces {c['eye_pieces']}, "
+                f"mouth vertices {c['mouth_vertices']}, failed {c['failed'] or 'none'}, " + tail)
+    box = " x ".join(f"{v:.3f}" for v in result["bbox_m"]["size"])
+    return head + f"head width {c['width_m']:.3f} m, mesh bbox {box} m, missing {c['missing'] or 'none'}, " + tail
+
+
 def _run(args: argparse.Namespace, pieces: list[dict]) -> int:
     from PIL import Image
 
     from backend.pipeline import GenerateOptions, PipelineError, generate, load_models
 
-    models = load_models(args.weights, "auto", need_sketch=not args.from_mask)
+    try:
+        models = load_models(args.weights, "auto", need_sketch=not args.from_mask, subject=args.subject)
+    except PipelineError as e:
+        if args.subject == "human":
+            raise
+        print(f"cannot load the cat networks [{e.code}]: {e}", file=sys.stderr)
+        return 2
     rows, failures = [], 0
     inputs = sorted(q for q in Path(args.sketch_dir).iterdir() if q.suffix.lower() in SUFFIXES)
     for q in inputs:
         out = Path(args.out_dir) / q.stem
         try:
-            r = generate(q, out, GenerateOptions(seed=args.seed, from_mask=args.from_mask, formats=("ply", "glb")),
-                         models=models)
+            r = generate(q, out, GenerateOptions(seed=args.seed, from_mask=args.from_mask, formats=("ply", "glb"),
+                                                 subject=args.subject), models=models)
         except PipelineError as e:
             print(f"{q.name:<28} FAILED [{e.code}] {e}")
             failures += 1
             continue
-        c = check(r, out)
+        c = (check_cat if args.subject == "cat" else check)(r, out)
         failures += not c["ok"]
-        print(f"{q.name:<28} {'ok  ' if c['ok'] else 'FAIL'} main component {c['main_component']:.1%}, "
-              f"head width {c['width_m']:.3f} m, mesh bbox {' x '.join(f'{v:.3f}' for v in r['bbox_m']['size'])} m, "
-              f"missing {c['missing'] or 'none'}, {r['timings_s']['total']:.1f} s, framing {r['framing']['method']}")
+        print(report_line(q.name, c, r, args.subject))
         if args.pieces:
             print(f"{'':<28} dropped pieces: " + (", ".join(
                 f"{d['face_fraction']:.1%} {'enclosed' if d['enclosed'] else 'outside'}" for d in pieces) or "none"))
