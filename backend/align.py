@@ -16,11 +16,11 @@ Landmark refinement (second pass): the content box is only a rough guide (should
 page edge move it), so once a first mask exists the framing is redone from two facial landmarks, the
 way face data sets are aligned (FFHQ / CelebA-HQ align on the eyes and the mouth): the centroid of the
 eye classes goes to ``eye_center`` and the eye-to-mouth distance is scaled to ``eye_mouth_distance``
-(:data:`DEFAULT_CANONICAL_LANDMARKS`, measured on SynHead masks; ``canonical_framing.json`` may override
-them with the same keys). No rotation: the transform stays a uniform scale and a shift. Finding the
-landmarks and the head box in a mask is backend/align_landmarks.py (its names are re-exported here).
-Cats (seg2cat masks) have no landmark reframing: their canonical eye and mouth places are not measured, so
-they keep the content-box framing, whose SynCat statistics match SynHead's (docs/syncat.md).
+of the mask's label set (measured on SynHead masks for celebamask-hq-19, on SynCat masks for seg2cat;
+``canonical_landmarks(labels=...)``, each set's canonical framing file may override its defaults). No
+rotation: the transform stays a uniform scale and a shift. Finding the landmarks and the head box in a
+mask and the canonical places per label set are backend/align_landmarks.py (its names are re-exported
+here); its ``LANDMARK_REFRAMING`` switches the second pass on or off per label set (on for both).
 
 All transforms are affine maps of continuous pixel coordinates (pixel centres at integers, x right,
 y down) from the input image's own pixel frame to the ``size`` x ``size`` framed image, recorded in
@@ -37,8 +37,9 @@ import cv2
 import numpy as np
 
 from backend.align_landmarks import (CANONICAL_FRAMING_PATH, DEFAULT_CANONICAL_HEAD_BOX,  # noqa: F401 - re-exported
-                                     DEFAULT_CANONICAL_LANDMARKS, EYE_IDS, FACE_IDS, HEAD_IDS, MIN_LANDMARK_PIXELS,
-                                     MOUTH_IDS, canonical_landmarks, mask_head_box, mask_landmarks)
+                                     DEFAULT_CANONICAL_LANDMARKS, EYE_IDS, FACE_IDS, HEAD_IDS, LANDMARK_REFRAMING,
+                                     MIN_LANDMARK_PIXELS, MOUTH_IDS, canonical_head_box, canonical_landmarks,
+                                     landmark_reframing, mask_head_box, mask_landmarks)
 from backend.errors import CodedError
 from backend.labels import CELEBAMASK_HQ, LabelSet
 
@@ -165,13 +166,15 @@ def input_landmarks(framed_mask: np.ndarray, transform: FramingTransform,
 
 
 def landmark_transform(landmarks: dict, input_size: list[int] | tuple[int, int], size: int = 512,
-                       canonical: dict | None = None, content: list[float] | None = None) -> FramingTransform:
-    """The transform that puts input-pixel ``landmarks`` (eye and mouth centroids) on the canonical ones.
+                       canonical: dict | None = None, content: list[float] | None = None,
+                       labels: LabelSet = CELEBAMASK_HQ) -> FramingTransform:
+    """The transform that puts input-pixel ``landmarks`` (eye and mouth centroids) on the canonical ones
+    (``canonical``, default those of ``labels``: :func:`canonical_landmarks`).
 
     Returns:
         :class:`FramingTransform` with ``method == "landmarks"``.
     """
-    canonical = canonical or canonical_landmarks()
+    canonical = canonical or canonical_landmarks(labels=labels)
     e = np.asarray(landmarks["eye"], float)
     m = np.asarray(landmarks["mouth"], float)
     s = canonical["eye_mouth_distance"] * size / max(float(np.linalg.norm(m - e)), 1e-6)
@@ -183,9 +186,10 @@ def landmark_transform(landmarks: dict, input_size: list[int] | tuple[int, int],
 
 
 def head_box_transform(box: dict, input_size: list[int] | tuple[int, int], size: int = 512,
-                       content: list[float] | None = None) -> FramingTransform:
-    """The transform that puts an input-pixel head box (top, chin, centre) on the canonical head box."""
-    c = DEFAULT_CANONICAL_HEAD_BOX
+                       content: list[float] | None = None, labels: LabelSet = CELEBAMASK_HQ) -> FramingTransform:
+    """The transform that puts an input-pixel head box (top, chin, centre) on the canonical head box of
+    ``labels`` (:func:`canonical_head_box`)."""
+    c = canonical_head_box(labels)
     s = (c["chin"] - c["top"]) * size / max(box["chin"] - box["top"], 1e-6)
     tx = c["center_x"] * size - 0.5 - s * box["center_x"]
     ty = c["top"] * size - 0.5 - s * box["top"]
@@ -196,22 +200,25 @@ def head_box_transform(box: dict, input_size: list[int] | tuple[int, int], size:
 def refine_with_landmarks(first: FramingTransform, framed_mask: np.ndarray,
                           max_change: float = 2.0, labels: LabelSet = CELEBAMASK_HQ) -> FramingTransform | None:
     """Second framing pass from a first mask (ids of ``labels``, in ``first``'s framed square); None if not
-    usable, and always None for a set without landmark classes (seg2cat: cats keep the first, content-box
-    framing; ``backend.align_landmarks.LANDMARK_CLASSES``).
+    usable, and always None for a set without landmark classes or whose switch is off (the first,
+    content-box framing stays; ``backend.align_landmarks.LANDMARK_CLASSES`` and ``LANDMARK_REFRAMING``).
 
     Eye and mouth landmarks are used when the mask has them and their scale agrees within 25 % with the
     head box's (head top and chin), else the head box.
     The refined scale must stay within ``max_change`` times the first pass's scale (otherwise the mask is
     more likely wrong than the first framing).
     """
+    if not landmark_reframing(labels):
+        return None
     lm = input_landmarks(framed_mask, first, labels)
     box = mask_head_box(framed_mask, labels)
     t_box = None
     if box is not None:
         s, tx, ty = first.scale, first.matrix[0][2], first.matrix[1][2]
         box_in = {"top": (box["top"] - ty) / s, "chin": (box["chin"] - ty) / s, "center_x": (box["center_x"] - tx) / s}
-        t_box = head_box_transform(box_in, first.input_size, first.output_size, first.content_box)
-    t = landmark_transform(lm, first.input_size, first.output_size, content=first.content_box) if lm else None
+        t_box = head_box_transform(box_in, first.input_size, first.output_size, first.content_box, labels)
+    t = (landmark_transform(lm, first.input_size, first.output_size, content=first.content_box, labels=labels)
+         if lm else None)
     if t is not None and t_box is not None and not (1 / 1.25 <= t.scale / t_box.scale <= 1.25):
         t = t_box  # eyes or mouth mislabelled (e.g. a moustache read as mouth): trust the large regions
     t = t or t_box
@@ -275,16 +282,17 @@ def frame_mask(mask: np.ndarray, size: int = 512, auto_frame: bool = True,
     """Frame a label-id map ``(H, W)`` uint8 (ids of ``labels``) into ``(size, size)`` uint8 ids.
 
     With ``auto_frame`` the eye and mouth landmarks place it (:func:`landmark_transform`) when the map
-    has them (human masks only), else its content box (non-background pixels) does.
+    has them and the set's landmark reframing is on (:func:`landmark_reframing`), else its content box
+    (non-background pixels) does.
 
     Raises:
         FramingError: an all-background map and ``auto_frame``.
     """
     t = framing_transform(mask > 0, size, auto_frame, canonical)
-    if auto_frame:
+    if auto_frame and landmark_reframing(labels):
         lm = mask_landmarks(mask, labels)
         if lm is not None:
-            t = landmark_transform(lm, t.input_size, size, content=t.content_box)
+            t = landmark_transform(lm, t.input_size, size, content=t.content_box, labels=labels)
     return apply_to_image(mask, t, fill=0, nearest=True), t
 
 

@@ -100,7 +100,9 @@ def test_cat_sketch_job_writes_a_cat_labelled_head(weights_dir, sphere_field, tm
     out = tmp_path / "job"
     result = generate(src, out, GenerateOptions(seed=1, **FAST), weights_dir=weights_dir, device="cpu")
     _check_cat_job(out, result)
-    assert result["framing"]["method"] == "content_box"  # no landmark reframing for cats
+    # the cat landmark / head-box pass ran (backend/align_landmarks.py LANDMARK_REFRAMING["seg2cat"]; the
+    # tiny random weights' first mask gives a head box)
+    assert result["framing"]["method"] in ("landmarks", "head_box")
     assert all(w["code"] not in ("paper_read_as_hair", "hair_covers_picture") for w in result["warnings"])
 
 
@@ -173,7 +175,7 @@ def test_a_human_bundle_given_to_a_cat_job_loads_the_cat_networks(weights_dir, s
 
 
 def test_cat_plausibility_and_framing_use_the_cat_classes():
-    from backend.align import frame_mask, refine_with_landmarks
+    from backend.align import apply_to_image, frame_mask, framing_transform, refine_with_landmarks
     from backend.mask_plausibility import check_mask
 
     mask = cat_mask()
@@ -181,8 +183,10 @@ def test_cat_plausibility_and_framing_use_the_cat_classes():
     assert [w["code"] for w in check_mask(np.zeros_like(mask), labels=CAT).warnings] == ["no_face"]
     assert "hair_fraction" not in check_mask(mask, labels=CAT).measures  # cats have no hair class
     framed, t = frame_mask(mask, 512, labels=CAT)
-    assert t.method == "content_box" and framed.max() < 6
-    assert refine_with_landmarks(t, framed, labels=CAT) is None
+    assert t.method == "landmarks" and framed.max() < 6  # the cat eyes and mouth place it
+    first = framing_transform(mask > 0, 512)
+    refined = refine_with_landmarks(first, apply_to_image(mask, first, fill=0, nearest=True), labels=CAT)
+    assert refined is not None and refined.method == "landmarks"
 
 
 def test_cli_and_batch_take_subject_cat(weights_dir, sphere_field, tmp_path, capsys):

@@ -2,7 +2,8 @@
 
     s3d-data synth --out DIR --num N --seed S --views V --workers W [--persp P] [--subject human|cat]
     s3d-data preview DIR --out sheet.png [--count 8] [--sketches-only [--real FOLDER]]
-    s3d-data framing DIR --out backend/canonical_framing.json
+    s3d-data framing DIR --out backend/canonical_framing.json [--split all|train|test]
+    s3d-data framing /work/data/syncat --split train --out backend/canonical_framing_seg2cat.json
     s3d-data relabel DIR [--workers W]
     s3d-data fill-cavities DIR [--workers W]
     s3d-data pack-sketches --data DIR[:DIR...] --out FILE.tar.gz [--max-mib M] [--limit N] [--split train]
@@ -20,6 +21,50 @@ def _default_cache_env() -> None:
     repo = Path(__file__).resolve().parent.parent
     os.environ.setdefault("ANNY_CACHE_DIR", str(repo / ".cache" / "anny"))
     os.environ.setdefault("XDG_CACHE_HOME", str(repo / ".cache" / "xdg"))
+
+
+def _framing(folder: str, out: str, split: str) -> int:
+    """``s3d-data framing``: measure the canonical framing of the samples of ``split`` in ``folder`` (median
+    sketch content box, and the landmarks and head box of the masks in the samples' label set: ``eye_center``,
+    ``eye_mouth_distance``, ``head_box``; training/synhead/writer.py) and write it to ``out`` as JSON
+    (normalised image coordinates, y down). Returns the exit status: 2 for no usable sample or mixed label
+    sets."""
+    import json
+
+    from backend.labels import label_set
+    from backend.weights import atomic_write_text
+    from training.datasets import DataError
+    from training.synhead import GENERATOR_VERSION, TEST_SEEDS
+    from training.synhead.writer import canonical_framing, canonical_landmarks
+
+    entries = []
+    for p in sorted(Path(folder).glob("s*/sample.json")):
+        e = json.loads(p.read_text())
+        is_test = e.get("split") == "test" or TEST_SEEDS[0] <= int(e.get("seed", -1)) <= TEST_SEEDS[1]
+        if split == "all" or (split == "test") == is_test:
+            entries.append(e)
+    names = sorted({str(e.get("label_set", "celebamask-hq-19")) for e in entries})
+    framing = canonical_framing(entries)
+    if framing is None or len(names) != 1:
+        why = f"label sets {', '.join(names)} mixed" if len(names) > 1 else "no complete samples with ink"
+        print(f"s3d-data framing: {why} in {folder} (split {split})", file=sys.stderr)
+        return 2
+    labels = label_set(names[0])
+    try:
+        framing.update(canonical_landmarks(folder, entries, labels) or {})
+    except DataError as e:
+        print(f"s3d-data framing: {e}", file=sys.stderr)
+        return 2
+    versions = sorted({str(e.get("generator_version", GENERATOR_VERSION)) for e in entries})
+    generator = {"syncat": "SynCat"}.get(str(entries[0].get("generator", "synhead")), "SynHead")
+    seeds = "" if split == "all" else f" {split}-split"
+    framing["label_set"] = labels.name
+    framing["source"] = (f"median ink bounding box of {framing['n']}{seeds} {generator} sketches (generator "
+                         f"{', '.join(versions)}, {folder}); landmarks and head box: medians over the same "
+                         f"samples' masks ({labels.name}); normalised image coordinates, y down")
+    atomic_write_text(out, json.dumps(framing, indent=1) + "\n")
+    print(json.dumps(framing))
+    return 0
 
 
 def main(argv=None) -> int:
@@ -43,10 +88,14 @@ def main(argv=None) -> int:
     q.add_argument("--start", type=int, default=0, help="index of the first sample in the manifest")
     q.add_argument("--sketches-only", action="store_true", help="a grid of sketches only (4 per row)")
     q.add_argument("--real", default=None, help="folder of real drawings to show in a first row (with --sketches-only)")
-    f = sub.add_parser("framing", help="canonical framing (median sketch content box, eye centre and "
-                                      "eye-mouth distance of the masks) of a SynHead folder")
-    f.add_argument("dir", help="a SynHead folder (reads s*/sample.json)")
-    f.add_argument("--out", required=True, help="JSON to write, e.g. backend/canonical_framing.json")
+    f = sub.add_parser("framing", help="canonical framing (median sketch content box; eye centre, "
+                                      "eye-mouth distance and head box of the masks) of a SynHead or SynCat "
+                                      "folder, in the folder's label set")
+    f.add_argument("dir", help="a SynHead or SynCat folder (reads s*/sample.json)")
+    f.add_argument("--out", required=True, help="JSON to write, e.g. backend/canonical_framing.json (SynHead) "
+                                                "or backend/canonical_framing_seg2cat.json (SynCat)")
+    f.add_argument("--split", default="all", choices=["all", "train", "test"],
+                   help="which samples (train never includes the test seeds 0..199)")
     r = sub.add_parser("relabel", help="upgrade the 3D point labels and colours of an older SynHead folder "
                                        "(< 0.3.0) to those of the visible surface, without re-rendering")
     r.add_argument("dir", help="a SynHead folder with manifest.json")
@@ -139,27 +188,7 @@ def main(argv=None) -> int:
         print(done.format(n=n, dir=args.dir))
         return 0
     if args.cmd == "framing":
-        import json
-        from pathlib import Path
-
-        from backend.weights import atomic_write_text
-        from training.synhead import GENERATOR_VERSION
-        from training.synhead.writer import canonical_framing, canonical_landmarks
-
-        entries = []
-        for p in sorted(Path(args.dir).glob("s*/sample.json")):
-            entries.append(json.loads(p.read_text()))
-        framing = canonical_framing(entries)
-        if framing is None:
-            print(f"s3d-data framing: no complete samples with ink in {args.dir}", file=sys.stderr)
-            return 2
-        framing.update(canonical_landmarks(args.dir, entries) or {})
-        versions = sorted({str(e.get("generator_version", GENERATOR_VERSION)) for e in entries})
-        framing["source"] = (f"median ink bounding box of {framing['n']} SynHead sketches (generator "
-                             f"{', '.join(versions)}, {args.dir}); normalised image coordinates, y down")
-        atomic_write_text(args.out, json.dumps(framing, indent=1) + "\n")
-        print(json.dumps(framing))
-        return 0
+        return _framing(args.dir, args.out, args.split)
     return 2
 
 

@@ -224,26 +224,53 @@ def canonical_framing(entries: list[dict]) -> dict | None:
             "width": round(float(np.median(boxes[:, 2] - boxes[:, 0])), 4), "n": int(len(boxes))}
 
 
-def canonical_landmarks(root: str | os.PathLike, entries: list[dict]) -> dict | None:
-    """Median eye centre and eye-to-mouth distance of the input-view masks (normalised, y down):
-    ``{"eye_center": [x, y], "eye_mouth_distance": d}``; the eye centre is the centroid of l_eye and
-    r_eye, the mouth centre the centroid of mouth, u_lip and l_lip (as backend/align.py measures
-    them on predicted masks). None when no mask has both."""
-    eyes, dists = [], []
+def canonical_landmarks(root: str | os.PathLike, entries: list[dict], labels=None) -> dict | None:
+    """Median landmarks and head box of the input-view masks (``e["mask"]``, ids of ``labels``, default
+    CelebAMask-HQ) of ``entries``, found by the backend's own functions (backend/align_landmarks.py
+    ``mask_landmarks`` and ``mask_head_box`` with the set's ``LANDMARK_CLASSES``): the eye centre is the
+    centroid of the eye classes, the mouth centre that of the mouth classes, the head box the top of the
+    head classes, the bottom of the face classes and their mean column.
+
+    Normalised coordinates (y down): a pixel coordinate ``p`` (pixel centres at integers, edges at
+    half-integers) of an ``H``-pixel mask is ``(p + 0.5) / H``, the inverse of the backend's placement
+    (``canonical * size - 0.5``).
+
+    Returns:
+        ``{"eye_center": [x, y], "eye_mouth_distance": d, "eye_mouth_distance_10_90": [d10, d90],
+        "landmarks_n": n, "head_box": {"top", "chin", "center_x"}, "head_box_n": m}`` (4 decimals; medians
+        per coordinate), or None when no mask has both eyes and mouth.
+
+    Raises:
+        training.datasets.DataError: an unreadable mask or ids outside ``labels``.
+    """
+    from backend.align_landmarks import mask_head_box, mask_landmarks
+    from backend.labels import CELEBAMASK_HQ
+    from training.datasets import read_ids
+
+    labels = labels or CELEBAMASK_HQ
+    eyes, dists, boxes = [], [], []
     for e in entries:
-        m = np.asarray(Image.open(Path(root) / e["mask"]))
-        ey = np.argwhere(np.isin(m, (4, 5)))
-        mo = np.argwhere(np.isin(m, (10, 11, 12)))
-        if len(ey) < 12 or len(mo) < 12:
-            continue
-        a, b = ey.mean(0)[::-1] / m.shape[0], mo.mean(0)[::-1] / m.shape[0]
-        eyes.append(a)
-        dists.append(float(np.linalg.norm(b - a)))
+        m = read_ids(Path(root) / e["mask"], labels)
+        h = m.shape[0]
+        lm, box = mask_landmarks(m, labels), mask_head_box(m, labels)
+        if lm is not None:
+            a, b = ((np.asarray(lm[k]) + 0.5) / h for k in ("eye", "mouth"))
+            eyes.append(a)
+            dists.append(float(np.linalg.norm(b - a)))
+        if box is not None:
+            boxes.append([(box[k] + 0.5) / h for k in ("top", "chin", "center_x")])
     if not eyes:
         return None
-    c = np.median(np.array(eyes), 0)
-    return {"eye_center": [round(float(c[0]), 4), round(float(c[1]), 4)],
-            "eye_mouth_distance": round(float(np.median(dists)), 4)}
+    c, d = np.median(np.array(eyes), 0), np.array(dists)
+    out = {"eye_center": [round(float(c[0]), 4), round(float(c[1]), 4)],
+           "eye_mouth_distance": round(float(np.median(d)), 4),
+           "eye_mouth_distance_10_90": [round(float(v), 4) for v in np.percentile(d, [10, 90])],
+           "landmarks_n": len(eyes)}
+    if boxes:
+        hb = np.median(np.array(boxes), 0)
+        out["head_box"] = {k: round(float(v), 4) for k, v in zip(("top", "chin", "center_x"), hb)}
+        out["head_box_n"] = len(boxes)
+    return out
 
 
 def write_manifest(out_dir: str | os.PathLike) -> dict:
