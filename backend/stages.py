@@ -72,8 +72,8 @@ def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np
         image: the normalised input sketch ``(H, W)`` uint8, dark on white (``load_sketch(...).image``).
         sketch512, transform: its first-pass framing, ``backend.align.frame_sketch(image, 512)``.
         mirror_average: None = the card's setting.
-        labels: the network's label set; only sets with landmark classes are reframed
-            (``backend.align_landmarks.LANDMARK_CLASSES``: not seg2cat, which keeps the first framing).
+        labels: the network's label set; sets with landmark classes and reframing on are reframed
+            (``backend.align_landmarks.LANDMARK_CLASSES`` and ``LANDMARK_REFRAMING``).
 
     Returns:
         ``(sketch (512, 512) uint8, label ids (512, 512) uint8, FramingTransform)`` of the final pass.
