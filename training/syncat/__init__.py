@@ -13,4 +13,4 @@ from __future__ import annotations
 
 #: Generator name and version recorded in every sample and manifest; bump the version when the output changes.
 GENERATOR = "syncat"
-GENERATOR_VERSION = "0.1.0"
+GENERATOR_VERSION = "0.2.0"

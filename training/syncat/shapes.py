@@ -279,10 +279,12 @@ def face_surface_y(shape: CatShape, x: float, z: float) -> float:
 
 
 def cat_groups(shape: CatShape, p: np.ndarray, eye_face_y: tuple[float, float]) -> dict[str, np.ndarray]:
-    """Distances (N,) per group at points ``p (N, 3)``: ``face``, ``pads``, ``nose``, ``ears``, ``eyes`` and
-    the whole cat ``all`` (face and ears smooth-joined, eyes hard-joined)."""
+    """Distances (N,) metres per group at points ``p (N, 3)``: ``face``, ``pads``, ``nose``, ``ears`` (both
+    ears), ``ear_r`` and ``ear_l`` (each ear on its own: -X, +X), ``eyes`` and the whole cat ``all`` (face and
+    ears smooth-joined, eyes hard-joined)."""
     g = face_group(shape, p)
-    ears = np.minimum(_sd_ear(shape, p, -1.0), _sd_ear(shape, p, 1.0))
+    g["ear_r"], g["ear_l"] = _sd_ear(shape, p, -1.0), _sd_ear(shape, p, 1.0)
+    ears = np.minimum(g["ear_r"], g["ear_l"])
     eyes = np.minimum(_sd_eye(shape, p, -1.0, eye_face_y[0]), _sd_eye(shape, p, 1.0, eye_face_y[1]))
     sockets = np.minimum(_sd_socket(shape, p, -1.0, eye_face_y[0]), _sd_socket(shape, p, 1.0, eye_face_y[1]))
     g["face"] = np.maximum(g["face"], -sockets)
