@@ -46,6 +46,8 @@ class InferenceSettings:
         semantic_logit_adjustment_tau: the tau the offsets were made with (``s3d-train export``).
         z_prior: the generator's appearance prior, ``{"mean": [...], "scale_tril": [[...], ...]}``.
         colour_albedo: the colour-code generator's albedo rows.
+        back_depth_smoothing_px: Gaussian sigma (plane texels) for the back of the depth interval
+            (backend/models/back_depth.py; absent or 0: off).
         extra: every other key (notes, calibration records), kept as read.
     """
 
@@ -54,6 +56,7 @@ class InferenceSettings:
     semantic_logit_offsets: dict[str, float] | None = None
     z_prior: dict[str, Any] | None = None
     colour_albedo: list | None = None
+    back_depth_smoothing_px: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     _order: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
@@ -176,6 +179,9 @@ def check(card: dict[str, Any], kind: str | None, name: str, label_set: str | No
     if prior is not None and not (isinstance(prior, dict) and isinstance(prior.get("mean"), list)
                                   and isinstance(prior.get("scale_tril"), list)):
         raise bad("inference.z_prior must be an object with lists 'mean' and 'scale_tril' (s3d-train fit-prior)")
+    smoothing = inference.get("back_depth_smoothing_px", 0)
+    if not (_finite_number(smoothing) and 0 <= smoothing <= 16):
+        raise bad(f"inference.back_depth_smoothing_px must be a number of plane texels in 0-16, got {smoothing!r}")
     if card.get("kind") == "mask2triplane":
         box = card.get("box_size_m")
         if not isinstance(box, (int, float)) or abs(float(box) - BOX_SIZE_M) > 1e-9:

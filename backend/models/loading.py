@@ -78,12 +78,15 @@ def load_model(kind: str, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS_DIR, 
 
 def _apply_inference(model: torch.nn.Module, settings, names: tuple[str, ...], name: str) -> None:
     """Set a loaded network's inference settings (:class:`backend.models.card.InferenceSettings`):
-    mirror averaging, semantic logit offsets, the colour-code albedo and the appearance prior.
+    mirror averaging, semantic logit offsets, the colour-code albedo, the appearance prior and the
+    smoothing of the back depth.
 
     Raises:
         WeightsError: ``weights_mismatch`` for an albedo or prior the network cannot take.
     """
     model.mirror_average = settings.mirrored
+    if settings.back_depth_smoothing_px:
+        model.back_depth_sigma_px = float(settings.back_depth_smoothing_px)
     if settings.semantic_logit_offsets:
         vec = torch.zeros(len(names))
         for label, value in settings.semantic_logit_offsets.items():

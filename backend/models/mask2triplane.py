@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from backend.models.back_depth import smooth_back_depth
 from backend.models.colour_code import CODE_DIM, ColourMapping, checked_albedo
 from backend.models.config import LabelSetError, config_labels
 from backend.models.mask_encoder import (  # noqa: F401
@@ -116,6 +117,7 @@ class Mask2Triplane(nn.Module):
         #: The card's ``inference.mirror_average``: :meth:`planes_from_mask` returns a mirror pair of planes
         #: and :meth:`query` averages the two fields (test-time flip averaging, an inference setting).
         self.mirror_average: bool = False
+        self.back_depth_sigma_px = 0.0  # the card's inference.back_depth_smoothing_px (backend/models/back_depth.py)
         #: The card's ``inference.z_prior``: ``(mean (z_dim,), scale_tril (z_dim, z_dim))`` of the Gaussian
         #: :meth:`sample_z` draws from, or None for N(0, I) (:meth:`set_z_prior`).
         self.z_prior: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -254,7 +256,8 @@ class Mask2Triplane(nn.Module):
             zero = w.new_zeros(w.shape[0], self.z_dim)
             app = self.mask_encoder.appearance_mapping(zero).view(w.shape[0], -1, self.w_dim)
             neutral = torch.cat([w[:, :self.num_ws_geometry], app], dim=1)
-        return self.synthesis(encoding.w_plus, encoding.pixel_features, neutral)
+        planes = self.synthesis(encoding.w_plus, encoding.pixel_features, neutral)
+        return smooth_back_depth(planes, self.back_depth_sigma_px) if self.decoder.interval_slope else planes
 
     def query(self, planes: torch.Tensor, xyz: torch.Tensor) -> dict[str, torch.Tensor]:
         """Decode ``xyz (B, N, 3)`` normalised box coordinates on ``planes (B, 3, C, R, R)``.
