@@ -105,7 +105,7 @@ def load_models(weights_dir: str | Path | None = None, device: str = "auto", nee
 
     Raises:
         PipelineError: ``weights_missing`` / ``weights_corrupt`` / ``weights_mismatch`` (names the file; for
-            cats the sentence says the cat networks are not bundled and where to read how to train them),
+            cats the sentence says where the bundled cat networks are and how to train them),
             ``device_unavailable``, ``bad_option`` (an unknown subject or device).
     """
     from backend.device import DeviceError, choose_device
@@ -139,7 +139,8 @@ def load_models(weights_dir: str | Path | None = None, device: str = "auto", nee
 
 def _load_subject_model(kind: str, names: dict[str, str], wdir: Path, device: str, subject: str):
     """``load_model`` of the subject's ``kind`` network; a missing cat network gets a ``weights_missing``
-    sentence saying the cat networks are not bundled yet and how to train them."""
+    sentence saying that the bundled ``weights/`` folder holds the cat networks and how to train them (a
+    custom weights folder made for humans lacks them)."""
     from backend.models.loading import load_model
     from backend.weights import WeightsError
 
@@ -148,9 +149,10 @@ def _load_subject_model(kind: str, names: dict[str, str], wdir: Path, device: st
     except WeightsError as e:
         if subject != "cat" or e.code != "weights_missing":
             raise
-        raise WeightsError("weights_missing", f"the cat networks are not bundled yet: {names[kind]}.safetensors / "
-                           f"{names[kind]}.json are missing in {wdir} ({e}); train them as docs/models.md section "
-                           "\"Cats (SynCat): training readiness\" says and export them under these names") from None
+        raise WeightsError("weights_missing", f"the cat network {names[kind]}.safetensors / {names[kind]}.json is "
+                           f"missing in {wdir} ({e}): copy the cat networks from the bundled weights/ folder into "
+                           "it, or train them as docs/models.md section \"Cats\" says and export them under "
+                           "these names") from None
 
 
 @dataclass

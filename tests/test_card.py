@@ -13,7 +13,7 @@ from backend.models.card import InferenceSettings, ModelCard
 from backend.weights import WeightsError, card_json
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-BUNDLED = ("mask2triplane_lite", "sketch2mask_lite")
+BUNDLED = ("mask2triplane_lite", "sketch2mask_lite", "mask2triplane_cat_lite", "sketch2mask_cat_lite")
 
 
 @pytest.mark.parametrize("name", BUNDLED)

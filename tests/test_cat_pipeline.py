@@ -134,12 +134,12 @@ def test_cat_label_map_job_reads_seg2cat_ids_and_palette(weights_dir, sphere_fie
     assert e.value.code == "mask_id_out_of_range" and "0-5" in str(e.value)
 
 
-def test_missing_cat_weights_say_they_are_not_bundled(tmp_path):
+def test_missing_cat_weights_say_where_to_get_them(tmp_path):
     human_only = make_tiny_weights(tmp_path / "w")
     with pytest.raises(PipelineError) as e:
         load_models(human_only, "cpu", subject="cat")
     assert e.value.code == "weights_missing"
-    assert "cat networks are not bundled yet" in str(e.value) and "docs/models.md" in str(e.value)
+    assert "bundled weights/" in str(e.value) and "docs/models.md" in str(e.value)
     assert "mask2triplane_cat_lite" in str(e.value)
     with pytest.raises(PipelineError) as e:
         generate(np.full((300, 300), 255, np.uint8), tmp_path / "job", GenerateOptions(**FAST),
@@ -251,7 +251,7 @@ def test_server_caches_models_by_subject_and_fails_cat_jobs_without_cat_weights(
     try:
         job = _wait_job(app, app.create(body))
         assert job.state == "failed" and job.error["code"] == "weights_missing"
-        assert "cat networks are not bundled yet" in job.error["message"]
+        assert "bundled weights/" in job.error["message"]
     finally:
         app.shutdown()
 
