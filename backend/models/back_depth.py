@@ -7,12 +7,12 @@ looking along -Y). Both come from the same pixel-aligned features, which carry t
 mouth), so the back surface inherits a faint copy of the face's relief: a "ghost face" on the back of long
 hair (docs/models.md, "Appearance": the high-pass of y_back correlates with y_front's, -0.39 on
 ``examples/head_long_hair.png``). The back of a head (hair, skull, neck) has no detail at that scale, so this
-inference step low-passes ``y_back`` with an edge-preserving (bilateral) average, fully in the silhouette's interior and fading to none
-at its outline (a filter that reached the outline would mix the deep interior into the thin edge and raise a
-rim), and leaves ``y_front`` as it is.
+inference step low-passes ``y_back`` with an edge-preserving (bilateral) average, fully in the silhouette's
+interior and fading to none at its outline (a filter that reached the outline would mix the deep interior
+into the thin edge and raise a rim), and leaves ``y_front`` as it is.
 
 This project's addition, not part of pix2pix3D or EG3D; the model card's ``inference.back_depth_smoothing_px``
-(Gaussian sigma in plane texels; absent or 0: off) switches it on (backend/models/loading.py).
+(spatial sigma in plane texels; absent or 0: off) switches it on (backend/models/loading.py).
 """
 from __future__ import annotations
 
@@ -45,22 +45,29 @@ def interior_weight(inside: torch.Tensor, sigma_px: float) -> torch.Tensor:
     return gaussian_blur(eroded, sigma_px) * inside
 
 
-def bilateral_average(back: torch.Tensor, inside: torch.Tensor, sigma_px: float, range_sigma: float) -> torch.Tensor:
-    """Edge-preserving average of ``back (B, 1, R, R)`` over silhouette pixels (``inside``, 0/1 float): weights
-    ``exp(-d^2 / 2 sigma_px^2) * exp(-(v - v0)^2 / 2 range_sigma^2)`` over a ``6 sigma + 1`` window (Tomasi and
-    Manduchi, ICCV 1998), so steps larger than ``range_sigma`` (hair ending over the neck) stay steps while
-    a relief of a few millimetres is averaged away."""
-    b, _, r, _ = back.shape
+def _bilateral_pass(values: torch.Tensor, inside: torch.Tensor, sigma_px: float, range_sigma: float,
+                    vertical: bool) -> torch.Tensor:
+    """One 1D pass of :func:`bilateral_average` along rows (``vertical`` False) or columns."""
+    b, _, r, _ = values.shape
     radius = max(1, int(math.ceil(3.0 * sigma_px)))
     k = 2 * radius + 1
-    offsets = torch.arange(-radius, radius + 1, dtype=back.dtype, device=back.device)
-    spatial = torch.exp(-0.5 * (offsets[:, None] ** 2 + offsets[None, :] ** 2) / sigma_px ** 2).view(1, k * k, 1)
-    values = F.unfold(F.pad(back, (radius,) * 4), k)  # (B, k*k, R*R)
-    valid = F.unfold(F.pad(inside, (radius,) * 4), k)
-    centre = back.view(b, 1, r * r)
-    weight = spatial * valid * torch.exp(-0.5 * ((values - centre) / range_sigma) ** 2)
-    average = (weight * values).sum(1) / weight.sum(1).clamp_min(1e-6)
-    return average.view(b, 1, r, r)
+    kernel, pad = ((k, 1), (0, 0, radius, radius)) if vertical else ((1, k), (radius, radius, 0, 0))
+    offsets = torch.arange(-radius, radius + 1, dtype=values.dtype, device=values.device)
+    spatial = torch.exp(-0.5 * (offsets / sigma_px) ** 2).view(1, -1, 1)
+    window = F.unfold(F.pad(values, pad), kernel)  # (B, 2 radius + 1, R*R)
+    valid = F.unfold(F.pad(inside, pad), kernel)
+    weight = spatial * valid * torch.exp(-0.5 * ((window - values.view(b, 1, r * r)) / range_sigma) ** 2)
+    return ((weight * window).sum(1) / weight.sum(1).clamp_min(1e-6)).view(b, 1, r, r)
+
+
+def bilateral_average(back: torch.Tensor, inside: torch.Tensor, sigma_px: float, range_sigma: float) -> torch.Tensor:
+    """Edge-preserving average of ``back (B, 1, R, R)`` over silhouette pixels (``inside``, 0/1 float): weights
+    ``exp(-d^2 / 2 sigma_px^2) * exp(-(v - v0)^2 / 2 range_sigma^2)`` (Tomasi and Manduchi, ICCV 1998), applied
+    as a row pass then a column pass (the separable approximation of Pham and van Vliet, ICME 2005: 2 (6 sigma
+    + 1) taps a pixel instead of (6 sigma + 1)^2), so steps larger than ``range_sigma`` (hair ending over the
+    neck) stay steps while a relief of a few millimetres is averaged away."""
+    rows = _bilateral_pass(back, inside, sigma_px, range_sigma, vertical=False)
+    return _bilateral_pass(rows, inside, sigma_px, range_sigma, vertical=True)
 
 
 def smooth_back_depth(planes: torch.Tensor, sigma_px: float, range_sigma: float = 0.025) -> torch.Tensor:

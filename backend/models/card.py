@@ -46,8 +46,8 @@ class InferenceSettings:
         semantic_logit_adjustment_tau: the tau the offsets were made with (``s3d-train export``).
         z_prior: the generator's appearance prior, ``{"mean": [...], "scale_tril": [[...], ...]}``.
         colour_albedo: the colour-code generator's albedo rows.
-        back_depth_smoothing_px: Gaussian sigma (plane texels) for the back of the depth interval
-            (backend/models/back_depth.py; absent or 0: off).
+        back_depth_smoothing_px: spatial sigma (plane texels) of the bilateral smoothing of the back of the depth
+            interval (backend/models/back_depth.py; absent or 0: off).
         extra: every other key (notes, calibration records), kept as read.
     """
 
