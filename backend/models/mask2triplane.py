@@ -249,7 +249,8 @@ class Mask2Triplane(nn.Module):
 
     def synthesize(self, encoding: MaskEncoding) -> torch.Tensor:
         """:class:`MaskEncoding` -> planes ``(B, 3, plane_channels, R, R)`` float32. With the depth-interval
-        prior, its two channels are synthesised with the appearance ws of z = 0 (seed-independent shape)."""
+        prior, its two channels are synthesised with the appearance ws of z = 0 (seed-independent shape), and the
+        interval's back is smoothed when the card asks for it (:attr:`back_depth_sigma_px`, 0 in training)."""
         neutral = None
         if self.decoder.interval_slope:
             w = encoding.w_plus
