@@ -64,7 +64,8 @@ def cat_runs(cat_dir, tmp_path_factory) -> dict[str, Path]:
                     recipe_override={"batch": 2, "points": 256, "rays_per_view": 16, "render_warmup_steps": 0}), ctx)
     train_s2m(_args(data=str(cat_dir), out=str(root / "s2m"), config_override=TINY_S2M, batch=2,
                     recipe_override={"mirror_prob": 0.5, "face_marks_prob": 0.5, "closed_eyes_prob": 0.5,
-                                     "empty_eyes_prob": 0.5, "new_style_prob": 0.5, "small_class_weight": 2.0},
+                                     "empty_eyes_prob": 0.5, "new_style_prob": 0.5, "small_class_weight": 2.0,
+                                     "body_prob": 0.5, "minimal_marks_prob": 0.5},
                     mask_encoder=str(root / "m2t" / "checkpoint.pt")), ctx)
     weights = root / "weights"
     export(root / "m2t", weights, semantic_logit_adjustment=1.0)

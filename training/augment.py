@@ -311,6 +311,22 @@ def redraw_in_style(item: dict[str, Any], rng: np.random.Generator,
     return img.astype(np.float32) / 255.0
 
 
+def _quick_cat_drawing(doc: dict[str, Any], mask: np.ndarray, rng: np.random.Generator, body_prob: float,
+                       minimal_marks_prob: float) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`augmented_sketch`'s quick-doodle step for cats (its docstring)."""
+    from training.syncat.quick_drawings import head_with_body, minimal_face_marks
+    from training.syncat.strokes import doodle_strokes
+
+    changed = False
+    if minimal_marks_prob > 0 and rng.random() < minimal_marks_prob:
+        doc, changed = minimal_face_marks(doc, rng), True
+    if body_prob > 0 and rng.random() < body_prob and np.any(mask > 0):
+        (doc, mask), changed = head_with_body(doc, mask, rng), True
+    if changed and rng.random() < 0.5:
+        doc = doodle_strokes(doc, rng)
+    return doc, mask
+
+
 def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob: float = 0.5,
                      framing_prob: float = 0.5, scale_range: tuple[float, float] = (0.92, 1.08),
                      max_shift: float = 0.04, marks_prob: float = 0.0,
@@ -318,7 +334,8 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
                      empty_eyes_prob: float = 0.0, keep_accessories: bool = False,
                      rough_prob: float = 0.0, new_style_prob: float = 0.0,
                      new_styles: Sequence[str] | None = None,
-                     labels: LabelSet = CELEBAMASK_HQ) -> tuple[np.ndarray, np.ndarray]:
+                     labels: LabelSet = CELEBAMASK_HQ, body_prob: float = 0.0,
+                     minimal_marks_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one :meth:`training.datasets.SynHead.sketch_item`:
     with ``stroke_prob`` (and when strokes exist) the sketch is re-drawn from augmented strokes (eyes
     drawn closed with ``closed_eyes_prob``, :func:`close_eyes`, or without irises with ``empty_eyes_prob``),
@@ -335,6 +352,14 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
     :data:`training.synhead.drawing_styles.NEW_STYLES`, picked uniformly; :func:`redraw_in_style`: without a
     front render, ``rgb_path``, only among the styles that need none), and then goes on through the marks,
     morphology, framing and mirror steps like any other sketch.
+
+    Quick cat doodles (:mod:`training.syncat.quick_drawings`, seg2cat items with strokes; both default 0:
+    off, no random number drawn): a stroke re-draw's face is reduced to a few marks with
+    ``minimal_marks_prob`` (:func:`~training.syncat.quick_drawings.minimal_face_marks`), and drawn as a
+    whole cat with the head small at one end with ``body_prob``
+    (:func:`~training.syncat.quick_drawings.head_with_body`: the mask moves with the head, the body is
+    background); a re-draw with either is then made a doodle
+    (:func:`training.syncat.strokes.doodle_strokes`) half of the time.
 
     ``labels``: the item's label set (default the human one). For any other set the human-only steps are
     skipped without drawing random numbers: the re-draw in a new style, closed / empty eyes and the marks
@@ -359,6 +384,8 @@ def augmented_sketch(item: dict[str, Any], rng: np.random.Generator, stroke_prob
             from training.synhead.sketch_styles import rough_strokes
 
             doc = rough_strokes(doc, rng)
+        if labels.subject == "cat" and (body_prob > 0 or minimal_marks_prob > 0):
+            doc, mask = _quick_cat_drawing(doc, mask, rng, body_prob, minimal_marks_prob)
         sketch = rasterize_strokes(doc, size=sketch.shape[0]).astype(np.float32) / 255.0
     if human and marks_prob > 0 and rng.random() < marks_prob:
         sketch = face_marks(np.asarray(sketch, np.float32), mask, rng, labels=labels)

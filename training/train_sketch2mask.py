@@ -67,6 +67,10 @@ class SketchToMaskRecipe:
     # hatched, marker, strands) from the head's strokes, render and labels; 0 = off
     new_style_prob: float = 0.0
     new_styles: list[str] = field(default_factory=lambda: list(NEW_STYLES))
+    # cats only (training/syncat/quick_drawings.py): stroke re-draws as a whole cat with the head small at one
+    # end (the body is background in the mask), and faces of a few marks (dot eyes); 0 = off
+    body_prob: float = 0.0
+    minimal_marks_prob: float = 0.0
     # exponential moving average of the weights (training/loop.py run_loop); export and eval use it; 0 = none
     ema_decay: float = 0.0
     # the U-Net's forward pass under bfloat16 autocast (the loss in float32): 1.4-1.6x faster steps on a CPU
@@ -145,7 +149,8 @@ class SketchBatchBuilder:
                                           recipe.face_marks_prob, recipe.mirror_prob, recipe.closed_eyes_prob,
                                           recipe.empty_eyes_prob, recipe.keep_accessory_strokes,
                                           recipe.rough_redraw_prob, recipe.new_style_prob, recipe.new_styles,
-                                          labels=self.labels)
+                                          labels=self.labels, body_prob=recipe.body_prob,
+                                          minimal_marks_prob=recipe.minimal_marks_prob)
             else:
                 sk, mk = item["sketch"], item["mask"]
             k = self.labels.num_classes
