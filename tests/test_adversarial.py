@@ -187,6 +187,38 @@ def test_the_adversarial_term_alone_moves_density_and_colour(fake_data):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.mask_encoder.appearance_mapping.parameters())
 
 
+def test_the_colour_code_joins_the_discriminator_condition(fake_data):
+    from backend.models.colour_code import CODE_DIM
+    from backend.models.config import get_config
+    from backend.models.mask2triplane import Mask2Triplane
+    from training.datasets import SynHead
+    from training.train_mask2triplane import Mask2TriplaneLoss, Mask2TriplaneRecipe, make_batch_fn
+
+    cfg = {**get_config("lite", "mask2triplane"), **_tiny_m2t_override(), "appearance_code": "colours"}
+    recipe = Mask2TriplaneRecipe(**{**ADV_RECIPE, "adv_code_condition": True})
+    torch.manual_seed(0)
+    model = Mask2Triplane(cfg)
+    lm = Mask2TriplaneLoss(model, recipe)
+    d = lm.adversarial.discriminator
+    assert d.condition_channels == model.num_classes + CODE_DIM
+    batch = make_batch_fn(SynHead(fake_data, "train"), cfg, recipe, torch.device("cpu"))(np.random.default_rng(0))
+    batch["step"] = 10
+    lm(batch)["loss"].backward()
+    real, fake, cond = lm.adversarial._pending
+    k = recipe.adv_patch
+    assert cond.shape == (real.shape[0], model.num_classes + CODE_DIM, k, k)
+    # the code channels are constant over the patch and differ between heads with different colours
+    code = cond[:, model.num_classes:]
+    assert torch.equal(code, code[:, :, :1, :1].expand_as(code))
+    assert not torch.allclose(code[0, :, 0, 0], code[1, :, 0, 0])
+    assert lm.after_step(0)["d_loss"] > 0
+    # a cVAE generator has no colour code to condition on, and photos have none either
+    with pytest.raises(ValueError, match="named colours"):
+        Mask2TriplaneLoss(Mask2Triplane({**cfg, "appearance_code": "cvae"}), recipe)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        Mask2TriplaneLoss(model, Mask2TriplaneRecipe(**{**vars(recipe), "adv_photos": "somewhere"}))
+
+
 # ---- fitted appearance prior --------------------------------------------------------------------------
 
 def test_fit_gaussian_recovers_mean_and_covariance():

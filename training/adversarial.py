@@ -127,12 +127,13 @@ class AdversarialStep:
     :meth:`state_dict` / :meth:`load_state_dict` go into the run's checkpoint so a resumed run continues
     the same game.
 
-    Images have :data:`IMAGE_CHANNELS` channels, the condition ``num_classes`` (label fractions).
+    Images have :data:`IMAGE_CHANNELS` channels, the condition ``num_classes`` (label fractions) and
+    ``extra_condition`` more (default 0; e.g. the head's colour code as constant channels).
     """
 
     def __init__(self, num_classes: int, patch_size: int, lr: float = 2e-4, r1_gamma: float = 1.0,
-                 r1_interval: int = 16, device: torch.device | str = "cpu"):
-        self.discriminator = PatchDiscriminator(IMAGE_CHANNELS, num_classes, patch_size).to(device)
+                 r1_interval: int = 16, device: torch.device | str = "cpu", extra_condition: int = 0):
+        self.discriminator = PatchDiscriminator(IMAGE_CHANNELS, num_classes + extra_condition, patch_size).to(device)
         # StyleGAN2's Adam betas for both players, learning rate scaled for lazy regularisation (appendix B)
         c = r1_interval / (r1_interval + 1)
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr * c, betas=(0.0, 0.99 ** c))

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.models.colour_code import colour_code
+from backend.models.colour_code import CODE_DIM, colour_code
 from backend.models.config import LabelSetError, for_label_set, get_config
 from backend.models.mask2triplane import Mask2Triplane
 from backend.models.renderer import VolumeRenderer
@@ -82,6 +82,10 @@ class Mask2TriplaneRecipe:
     adv_prior_z: bool = False        # render the adversarial patches with z ~ N(0, I), not the posterior code
     adv_photos: str = ""             # CelebAMask-HQ folder: photo + mask patches as more real samples (2D only)
     adv_photo_batch: int = 2         # photos per step; their masks are generated with z ~ N(0, I)
+    # with config appearance_code "colours": the discriminator's condition also holds the head's colour code
+    # (the same for the real and the rendered patch), so it judges detail for the asked colours and cannot
+    # pull every head towards one average colour
+    adv_code_condition: bool = False
     # with config appearance_code "colours": Gaussian noise (sRGB units) on the colour code during training
     colour_code_noise: float = 0.02
 
@@ -100,20 +104,30 @@ class Mask2TriplaneLoss(torch.nn.Module):
         # a plain attribute, not a submodule: the discriminator has its own optimiser and is not part of the
         # generator's DistributedDataParallel graph (AdversarialStep averages its gradients itself)
         self.adversarial: AdversarialStep | None = None
+        self.code_condition = recipe.adv_weight > 0 and recipe.adv_code_condition
+        if self.code_condition and model.colour_mapping is None:
+            raise ValueError("adv_code_condition needs a generator with a code of named colours (config "
+                             "appearance_code \"colours\"); this one has a cVAE code: drop the key or change the config")
+        if self.code_condition and recipe.adv_photos:
+            raise ValueError("adv_code_condition and adv_photos cannot be combined: the photos' masks are "
+                             "generated from seeds, not from a colour code; use one of them")
         if recipe.adv_weight > 0:
+            extra = CODE_DIM if self.code_condition else 0
             self.adversarial = AdversarialStep(model.num_classes, recipe.adv_patch, recipe.adv_lr, recipe.adv_r1_gamma,
-                                               recipe.adv_r1_interval, device=next(model.parameters()).device)
+                                               recipe.adv_r1_interval, device=next(model.parameters()).device,
+                                               extra_condition=extra)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r, m = self.recipe, self.model
         if m.colour_mapping is not None:  # a code of named colours: no posterior, no KL (colour_code.py)
-            code = colour_code(batch["rgb"], batch["mask"])
+            code = clean_code = colour_code(batch["rgb"], batch["mask"])
             if self.training and r.colour_code_noise > 0:
                 code = code + r.colour_code_noise * torch.randn(code.shape, generator=_gen(batch, 1)).to(code.device)
             z = m.colour_mapping(code)
             mu, logvar = z, None
         else:
             mu, logvar = m.appearance_encoder(batch["rgb"], batch["mask"])
+            clean_code = None
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         planes = m.synthesize(m.encode(batch["mask"], z))
         out = m.query(planes, batch["xyz"])
@@ -143,17 +157,23 @@ class Mask2TriplaneLoss(torch.nn.Module):
                 adv_planes = m.synthesize(m.encode(batch["mask"], z_prior))
             else:
                 adv_planes = planes
-            terms["g_adv"] = self._adversarial_term(adv_planes, batch)
+            terms["g_adv"] = self._adversarial_term(adv_planes, batch, clean_code if self.code_condition else None)
             loss = loss + r.adv_weight * min(1.0, step / max(r.adv_ramp_steps, 1)) * terms["g_adv"]
         terms["loss"] = loss
         return terms
 
-    def _adversarial_term(self, planes: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _adversarial_term(self, planes: torch.Tensor, batch: dict[str, torch.Tensor],
+                          code: torch.Tensor | None = None) -> torch.Tensor:
         """Render each head's patch rays (gradients reach density and colour) and score the patch against the
         real one; with photos in the batch (``photo_*``), also the photos' masks, generated with z ~ N(0, I),
-        against the photos. :meth:`after_step` then trains the discriminator on the pairs."""
+        against the photos. ``code (B, CODE_DIM)`` sRGB in [0, 1] (``adv_code_condition``): the heads' colour
+        codes, added to the condition as constant channels in [-1, 1]. :meth:`after_step` then trains the
+        discriminator on the pairs."""
         fake, real = self._patch_pair(planes, batch, "")
         cond = batch["patch_label"]
+        if code is not None:
+            k = cond.shape[-1]
+            cond = torch.cat([cond, (code * 2.0 - 1.0)[:, :, None, None].expand(-1, -1, k, k)], dim=1)
         if "photo_mask" in batch:
             m = self.model
             z = torch.randn(batch["photo_mask"].shape[0], m.z_dim, generator=_gen(batch)).to(planes.device)
