@@ -95,3 +95,20 @@ def test_augmented_sketch_draws_quick_doodles_for_cats_only(cat_item):
     human_on = augmented_sketch(cat_item, np.random.default_rng(2), stroke_prob=1.0, framing_prob=0.0,
                                 labels=CELEBAMASK_HQ, body_prob=1.0, minimal_marks_prob=1.0)
     assert np.array_equal(human[0], human_on[0]) and np.array_equal(human[1], human_on[1])
+
+
+def test_the_quick_doodle_benchmark_draws_the_same_sketches_every_run(cat_item):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quick_cat_doodles.py"
+    spec = importlib.util.spec_from_file_location("quick_cat_doodles", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for protocol in bench.PROTOCOLS:
+        a, b = bench.drawings(cat_item, 3, protocol), bench.drawings(cat_item, 3, protocol)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+        assert a[0].shape == cat_item["sketch"].shape and a[0].min() < 0.5
+    marks, body = bench.drawings(cat_item, 3, "marks"), bench.drawings(cat_item, 3, "body")
+    assert np.array_equal(marks[1], cat_item["mask"])  # marks keep the label map
+    assert (body[1] > 0).sum() < 0.5 * (cat_item["mask"] > 0).sum()  # the whole cat: the head drawn small
