@@ -65,7 +65,9 @@ def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np
     """The sketch -> mask step of :func:`backend.pipeline.generate`, shared with ``s3d-eval``'s real-sketch
     checks so both see the same mask: predict on the first-pass framing, and when that framing was
     automatic, reframe from the first mask's eyes and mouth (or head box;
-    :func:`backend.align.refine_with_landmarks`) and predict again.
+    :func:`backend.align.refine_with_landmarks`) and predict again; for a whole-body drawing (the first mask's
+    head small in the drawing, label sets with the switch on) the first mask itself is framed to the head
+    (:func:`backend.align.reframe_head_mask`).
 
     Args:
         net: a loaded :class:`SketchToMask`.
@@ -78,9 +80,13 @@ def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np
     Returns:
         ``(sketch (512, 512) uint8, label ids (512, 512) uint8, FramingTransform)`` of the final pass.
     """
-    from backend.align import refine_with_landmarks, resample_sketch
+    from backend.align import refine_with_landmarks, reframe_head_mask, resample_sketch
 
     mask512 = _predict_ids(net, sketch512, device, mirror_average)
+    head = reframe_head_mask(transform, mask512, labels)
+    if head is not None:  # a whole-body drawing: its head is framed from this mask, not predicted again
+        mask512, transform = head
+        return resample_sketch(image, transform), mask512, transform
     if transform.auto_framed:
         refined = refine_with_landmarks(transform, mask512, labels=labels)
         if refined is not None:

@@ -166,3 +166,73 @@ def test_framing_command_measures_cat_masks_of_the_train_split(tmp_path):
     assert data["head_box"]["top"] == round(70 / 512, 4) and data["head_box"]["chin"] == round(330 / 512, 4)
     assert main(["framing", str(tmp_path), "--split", "all", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["landmarks_n"] == 2
+
+
+class _SmallHeadNet:
+    """A stand-in cat sketch network whose every prediction is ``mask`` (512, 512) seg2cat ids; records its
+    calls."""
+
+    def __init__(self, mask: np.ndarray):
+        import torch
+
+        self.mask, self.calls = torch.from_numpy(mask), []
+
+    def predict_ids(self, x, mirror_average=None):
+        self.calls.append(mirror_average)
+        return self.mask[None].clone()
+
+
+def _whole_body_drawing() -> tuple[np.ndarray, np.ndarray]:
+    """``(drawing (300, 600) uint8, first-pass mask (512, 512) ids)``: a long body outline with a head at its
+    left end, and the mask a network trained on whole-body drawings gives: the head alone, small."""
+    from backend.align import frame_sketch
+
+    img = np.full((300, 600), 255, np.uint8)
+    cv2.rectangle(img, (40, 120), (560, 260), 0, 3)  # the body (and the head's outline, at the left)
+    first, t = frame_sketch(img, 512)
+    head = cv2.resize(drawn_cat(), (110, 130), interpolation=cv2.INTER_NEAREST)
+    mask = np.zeros((512, 512), np.uint8)
+    y0, x0 = int(t.matrix[1][2] + t.scale * 100), int(t.matrix[0][2] + t.scale * 40)
+    mask[y0:y0 + 130, x0:x0 + 110] = head
+    return img, mask
+
+
+def test_a_whole_body_drawing_is_framed_to_the_head_from_the_first_mask():
+    from backend.align import frame_sketch, head_share, reframe_head_mask
+    from backend.align_landmarks import MAX_HEAD_SHARE
+    from backend.stages import predict_mask_with_refined_framing
+
+    img, mask = _whole_body_drawing()
+    first, t = frame_sketch(img, 512)
+    assert head_share(t, mask) < MAX_HEAD_SHARE
+    framed, head_t = reframe_head_mask(t, mask, CAT)
+    assert head_t.method == "head_mask" and head_t.scale > 2 * t.scale
+    # the head now fills the frame as a head drawing's does: the eyes on the cat's canonical place
+    err, _ = _framed_eye_error(framed)
+    assert np.all(np.abs(err) < 3.0)
+    # the transform maps the input to the framed mask: the input's head box lands in the frame
+    hx0, hy0, hx1, hy1 = head_t.landmarks["head_box"]
+    s, tx, ty = head_t.scale, head_t.matrix[0][2], head_t.matrix[1][2]
+    ys, xs = np.nonzero(framed > 0)
+    assert abs((s * hx0 + tx) - xs.min()) < 0.05 * 512 and abs((s * hx1 + tx) - xs.max()) < 0.05 * 512
+    # the product's sketch -> mask step: one prediction, the mask resampled, not predicted again
+    net = _SmallHeadNet(mask)
+    sketch, ids, used = predict_mask_with_refined_framing(net, img, first, t, "cpu", True, labels=CAT)
+    assert net.calls == [True] and used.method == "head_mask" and np.array_equal(ids, framed)
+    assert sketch.shape == (512, 512)
+
+
+def test_head_mask_reframing_leaves_heads_people_and_unframed_inputs_alone(monkeypatch):
+    from backend.align import frame_sketch, framing_transform, reframe_head_mask
+    from backend.align_landmarks import HEAD_MASK_REFRAMING
+
+    head = drawn_cat()
+    t = framing_transform(head > 0, 512)
+    assert reframe_head_mask(t, apply_to_image(head, t, fill=0, nearest=True), CAT) is None  # a head drawing
+    img, mask = _whole_body_drawing()
+    _, t = frame_sketch(img, 512)
+    assert reframe_head_mask(t, mask, CELEBAMASK_HQ) is None  # off for people (neck and cloth classes)
+    _, unframed = frame_sketch(img, 512, auto_frame=False)
+    assert reframe_head_mask(unframed, mask, CAT) is None  # --no-frame: the user's framing is kept
+    monkeypatch.setitem(HEAD_MASK_REFRAMING, CAT.name, False)
+    assert reframe_head_mask(t, mask, CAT) is None
