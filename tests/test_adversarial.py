@@ -154,6 +154,25 @@ def test_adversarial_steps_train_both_players_and_resume_the_game(fake_data, tmp
     ck2 = load_checkpoint(out / "checkpoint.pt")
     assert ck2["step"] == 6 and any(not torch.equal(d_state[k], v) for k, v in ck2["auxiliary"]["discriminator"].items())
 
+    # a compacted warm restart keeps the discriminator's weights (float16), and a warm start reads them back
+    from training.adversarial import AdversarialStep, warm_start_discriminator
+    from training.compact import compact_checkpoint
+
+    small = tmp_path / "small.pt"
+    compact_checkpoint(out, small)
+    saved = torch.load(small, weights_only=False)["discriminator"]
+    d_now = ck2["auxiliary"]["discriminator"]
+    step = AdversarialStep(19, 8)
+    assert warm_start_discriminator(step, str(small))
+    for k, v in step.discriminator.state_dict().items():
+        assert saved[k].dtype == torch.float16 and torch.allclose(v, d_now[k], rtol=1e-2, atol=1e-3)
+    assert not warm_start_discriminator(AdversarialStep(19, 16), str(small))  # another patch size: left as is
+    assert not warm_start_discriminator(step, str(tmp_path / "missing.pt"))
+    # the trainer does it on --init-from (and records it in the card's init_from)
+    warm = tmp_path / "warm"
+    train(replace(args, out=str(warm), steps=1, init_from=str(small)), ctx)
+    assert load_checkpoint(warm / "checkpoint.pt")["meta"]["init_from"]["discriminator"] is True
+
 
 def test_the_adversarial_term_alone_moves_density_and_colour(fake_data):
     from backend.models.config import get_config

@@ -184,6 +184,26 @@ class AdversarialStep:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+def warm_start_discriminator(step: AdversarialStep, source: str) -> bool:
+    """Copy the discriminator weights of a compacted checkpoint (``python -m training.compact``, key
+    ``discriminator``) or of a training ``checkpoint.pt`` (``auxiliary``) into ``step``'s discriminator, so
+    a warm-started adversarial run continues against the discriminator it left (its Adam moments start
+    afresh). Returns False, changing nothing, when ``source`` is not a file, holds no discriminator, or one
+    of another shape (a different patch size or condition).
+    """
+    from pathlib import Path
+
+    if not Path(source).is_file():
+        return False
+    ck = torch.load(source, map_location="cpu", weights_only=False)
+    state = ck.get("discriminator") or (ck.get("auxiliary") or {}).get("discriminator")
+    own = step.discriminator.state_dict()
+    if not state or set(state) != set(own) or any(own[k].shape != v.shape for k, v in state.items()):
+        return False
+    step.discriminator.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    return True
+
+
 def _all_reduce_grads(module: nn.Module) -> None:
     """Average the gradients over the processes of a ``torchrun`` job (no-op in a single process), so every
     rank's discriminator takes the same step."""

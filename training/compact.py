@@ -23,7 +23,8 @@ from training.loop import inference_state, load_checkpoint
 
 def compact_checkpoint(run: str | Path, out: str | Path) -> dict[str, Any]:
     """Write ``out`` from ``run/checkpoint.pt``: floating tensors of the inference weights in float16, integer
-    buffers unchanged, no optimiser state. Returns ``{"out", "bytes", "step", "tensors"}``.
+    buffers unchanged, no optimiser state; for an adversarial run also the discriminator's weights in
+    float16 (``discriminator``; :func:`training.adversarial.warm_start_discriminator` reads them). Returns ``{"out", "bytes", "step", "tensors"}``.
 
     Raises:
         FileNotFoundError: no ``checkpoint.pt`` in ``run``.
@@ -32,6 +33,9 @@ def compact_checkpoint(run: str | Path, out: str | Path) -> dict[str, Any]:
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in inference_state(ck).items()}
     small = {"model": state, "model_ema": None, "step": int(ck["step"]), "elapsed_s": float(ck["elapsed_s"]),
              "meta": {**ck["meta"], "compacted_from": str(Path(run) / "checkpoint.pt")}}
+    aux = ck.get("auxiliary") or {}
+    if "discriminator" in aux:  # an adversarial run: the discriminator's weights too, so the game goes on
+        small["discriminator"] = {k: (v.half() if v.is_floating_point() else v) for k, v in aux["discriminator"].items()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -308,6 +308,11 @@ def train(run: TrainRun, ctx: RunContext) -> dict[str, Any]:
         print(f"colour code: {init_info['colour_code']}", flush=True)
     model = model.to(ctx.device)
     loss_module: torch.nn.Module = Mask2TriplaneLoss(model, recipe).to(ctx.device)
+    if run.init_from and not run.resume and loss_module.adversarial is not None:
+        from training.adversarial import warm_start_discriminator
+
+        init_info = {**(init_info or {}), "discriminator": warm_start_discriminator(loss_module.adversarial,
+                                                                                   run.init_from)}
     if ctx.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
