@@ -37,10 +37,9 @@ import cv2
 import numpy as np
 
 from backend.align_landmarks import (CANONICAL_FRAMING_PATH, DEFAULT_CANONICAL_HEAD_BOX,  # noqa: F401 - re-exported
-                                     DEFAULT_CANONICAL_LANDMARKS, EYE_IDS, FACE_IDS, HEAD_IDS, HEAD_MASK_REFRAMING,
-                                     LANDMARK_REFRAMING, MAX_HEAD_SHARE, MIN_LANDMARK_PIXELS, MOUTH_IDS,
-                                     canonical_head_box, canonical_landmarks, landmark_reframing, mask_head_box,
-                                     mask_landmarks)
+                                     DEFAULT_CANONICAL_LANDMARKS, EYE_IDS, FACE_IDS, HEAD_IDS, LANDMARK_REFRAMING,
+                                     MIN_LANDMARK_PIXELS, MOUTH_IDS, canonical_head_box, canonical_landmarks,
+                                     landmark_reframing, mask_head_box, mask_landmarks)
 from backend.errors import CodedError
 from backend.labels import CELEBAMASK_HQ, LabelSet
 
@@ -86,7 +85,7 @@ class FramingTransform:
         auto_framed: False with ``--no-frame`` (the input was only scaled to the square).
         method: ``content_box``, ``landmarks`` (eye/mouth alignment), ``head_box`` (head top and chin
             of the mask, when eyes or mouth are missing), ``head_mask`` (a whole-body drawing: the head framed
-            from the first mask, :func:`reframe_head_mask`) or ``none`` (``--no-frame``).
+            from the first mask, backend/whole_body_framing.py) or ``none`` (``--no-frame``).
         landmarks: the eye and mouth centroids (or the head box) in the input's pixels.
     """
 
@@ -229,52 +228,6 @@ def refine_with_landmarks(first: FramingTransform, framed_mask: np.ndarray,
     if not (1.0 / max_change <= t.scale / first.scale <= max_change):
         return None
     return t
-
-
-def head_share(first: FramingTransform, framed_mask: np.ndarray) -> float | None:
-    """Area of the head box of a first-pass mask (non-background, :func:`content_box`) over the area of the
-    drawing's content box, both in ``first``'s framed square; None without content."""
-    box = content_box(framed_mask > 0)
-    if box is None or first.content_box is None:
-        return None
-    x0, y0, x1, y1 = first.content_box
-    ink = max(x1 - x0, 1.0) * max(y1 - y0, 1.0) * first.scale ** 2
-    return (box[2] - box[0]) * (box[3] - box[1]) / ink
-
-
-def reframe_head_mask(first: FramingTransform, framed_mask: np.ndarray,
-                      labels: LabelSet = CELEBAMASK_HQ) -> tuple[np.ndarray, FramingTransform] | None:
-    """Whole-body drawings: frame the head from the first-pass mask instead of the drawing.
-
-    A drawing of the whole animal (a cat lying with its head at one end) is framed by its content box, so
-    the head comes out small; the sketch network, trained on such drawings with the body as background
-    (training/syncat/quick_drawings.py), labels the head alone. When the head box of ``framed_mask``
-    (``(S, S)`` ids of ``labels`` in ``first``'s framed square) covers less than
-    :data:`backend.align_landmarks.MAX_HEAD_SHARE` of the content box (:func:`head_share`), that mask is
-    framed as a label-map input is (:func:`frame_mask`: content box, then eye and mouth landmarks). The mask
-    is resampled, not predicted again: on the sketch zoomed to the head the pen lines are several times
-    wider than any training drawing's.
-
-    Returns:
-        ``(mask (S, S) uint8 ids, FramingTransform from the input with method "head_mask")``, or None when
-        the set's switch is off (:data:`backend.align_landmarks.HEAD_MASK_REFRAMING`), the first framing was
-        not automatic, or the head is large enough.
-    """
-    if not (HEAD_MASK_REFRAMING.get(labels.name, False) and first.auto_framed):
-        return None
-    share = head_share(first, framed_mask)
-    if share is None or share >= MAX_HEAD_SHARE:
-        return None
-    mask, rel = frame_mask(framed_mask, first.output_size, True, labels=labels)
-    r, s = rel.scale, first.scale
-    matrix = [[r * s, 0.0, r * first.matrix[0][2] + rel.matrix[0][2]],
-              [0.0, r * s, r * first.matrix[1][2] + rel.matrix[1][2]]]
-    box = content_box(framed_mask > 0)
-    head_in = [round((box[0] - first.matrix[0][2]) / s, 2), round((box[1] - first.matrix[1][2]) / s, 2),
-               round((box[2] - first.matrix[0][2]) / s, 2), round((box[3] - first.matrix[1][2]) / s, 2)]
-    return mask, FramingTransform(matrix, first.input_size, first.output_size, first.content_box,
-                                  first.canonical_box, True, "head_mask",
-                                  {"head_box": head_in, "head_share": round(share, 3)})
 
 
 def apply_to_image(image: np.ndarray, transform: FramingTransform, fill: int = 255, nearest: bool = False) -> np.ndarray:

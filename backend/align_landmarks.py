@@ -79,16 +79,6 @@ LANDMARK_CLASSES: dict[str, dict[str, tuple[int, ...]]] = {
 #: The switch of the second framing pass per label set name (backend/align.py ``refine_with_landmarks``
 #: for sketches, ``frame_mask`` for label-map inputs): False keeps that set on the content-box framing.
 LANDMARK_REFRAMING: dict[str, bool] = {CELEBAMASK_HQ.name: True, CAT.name: True}
-#: Whole-body drawings (backend/align.py ``reframe_head_mask``), per label set name: when the first mask's
-#: head covers under :data:`MAX_HEAD_SHARE` of the drawing's content box, the head is framed from that mask.
-#: On for cats, whose quick doodles often draw the whole animal (the cat sketch network is trained to leave
-#: the body out, training/syncat/quick_drawings.py); off for people, whose label set has neck and cloth.
-HEAD_MASK_REFRAMING: dict[str, bool] = {CELEBAMASK_HQ.name: False, CAT.name: True}
-#: Largest share of the drawing's content box (area) the first mask's head box may cover before the drawing
-#: is read as a whole body: midway between what the cat sketch network gives on SynCat test sketches of heads
-#: (100 of them, stored styles: 0.52-0.94) and on the same cats redrawn whole (50, benchmarks/
-#: quick_cat_doodles.py ``body`` drawings: 0.14-0.38); a real doodle of a cat lying on its side gives 0.21.
-MAX_HEAD_SHARE = 0.45
 #: Fewest pixels (at 512^2) a landmark class needs to count as found.
 MIN_LANDMARK_PIXELS = 12
 

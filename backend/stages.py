@@ -67,7 +67,7 @@ def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np
     automatic, reframe from the first mask's eyes and mouth (or head box;
     :func:`backend.align.refine_with_landmarks`) and predict again; for a whole-body drawing (the first mask's
     head small in the drawing, label sets with the switch on) the first mask itself is framed to the head
-    (:func:`backend.align.reframe_head_mask`).
+    (:func:`backend.whole_body_framing.reframe_head_mask`).
 
     Args:
         net: a loaded :class:`SketchToMask`.
@@ -80,7 +80,8 @@ def predict_mask_with_refined_framing(net: Any, image: np.ndarray, sketch512: np
     Returns:
         ``(sketch (512, 512) uint8, label ids (512, 512) uint8, FramingTransform)`` of the final pass.
     """
-    from backend.align import refine_with_landmarks, reframe_head_mask, resample_sketch
+    from backend.align import refine_with_landmarks, resample_sketch
+    from backend.whole_body_framing import reframe_head_mask
 
     mask512 = _predict_ids(net, sketch512, device, mirror_average)
     head = reframe_head_mask(transform, mask512, labels)

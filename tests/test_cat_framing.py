@@ -198,8 +198,8 @@ def _whole_body_drawing() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_a_whole_body_drawing_is_framed_to_the_head_from_the_first_mask():
-    from backend.align import frame_sketch, head_share, reframe_head_mask
-    from backend.align_landmarks import MAX_HEAD_SHARE
+    from backend.align import frame_sketch
+    from backend.whole_body_framing import MAX_HEAD_SHARE, head_share, reframe_head_mask
     from backend.stages import predict_mask_with_refined_framing
 
     img, mask = _whole_body_drawing()
@@ -223,8 +223,8 @@ def test_a_whole_body_drawing_is_framed_to_the_head_from_the_first_mask():
 
 
 def test_head_mask_reframing_leaves_heads_people_and_unframed_inputs_alone(monkeypatch):
-    from backend.align import frame_sketch, framing_transform, reframe_head_mask
-    from backend.align_landmarks import HEAD_MASK_REFRAMING
+    from backend.align import frame_sketch, framing_transform
+    from backend.whole_body_framing import HEAD_MASK_REFRAMING, reframe_head_mask
 
     head = drawn_cat()
     t = framing_transform(head > 0, 512)
