@@ -32,6 +32,11 @@ from backend.align import canonical_content_box
 HEAD_SCALE_RANGE = (0.3, 0.6)
 
 
+def _pen_width(doc: dict[str, Any]) -> float:
+    """The document's typical stroke width (median; fraction of the image height)."""
+    return float(np.median([st.get("width", 0.004) for st in doc.get("strokes", [])] or [0.004]))
+
+
 def _resampled(points: np.ndarray, step: float) -> np.ndarray:
     """Points ``(N, 2)`` along a polyline at spacing ``step`` (same units), ends kept."""
     seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
@@ -150,7 +155,7 @@ def head_with_body(doc: dict[str, Any], mask: np.ndarray, rng: np.random.Generat
     new_mask = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=0)
     inside = cv2.dilate((new_mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    width = float(np.median([st.get("width", 0.004) for st in doc.get("strokes", [])] or [0.004]))
+    width = _pen_width(doc)
     for line in body:
         pts = _resampled(line * fit + shift, 1.0 / size)
         for run in _outside_runs(pts, inside, size):
@@ -167,7 +172,7 @@ def minimal_face_marks(doc: dict[str, Any], rng: np.random.Generator) -> dict[st
     document."""
     out = copy.deepcopy(doc)
     strokes = out.get("strokes", [])
-    width = float(np.median([st.get("width", 0.004) for st in strokes] or [0.004]))
+    width = _pen_width(doc)
     dots = rng.random() < 0.6
     nose_dot = rng.random() < 0.5
     drop_mouth = rng.random() < 0.5
