@@ -22,7 +22,8 @@ from training.synhead import TEST_SEEDS, split_of_seed
 from training.synhead.points import (POINTS_LABELS_VISIBLE, POINTS_OCCUPANCY_FILLED, fill_enclosed_cavities,
                                      npz_bytes, sample_points)
 from training.synhead.writer import (INPUT_RESOLUTION, VIEW_ORDER, VIEW_RESOLUTION, _png, _write_file,
-                                     canonical_framing, content_box, ply_bytes, sample_id, view_files)
+                                     canonical_framing, complete_sample_entries, content_box, ply_bytes, sample_id,
+                                     view_files)
 
 from . import GENERATOR, GENERATOR_VERSION
 
@@ -83,13 +84,7 @@ def generate_cat_sample(seed: int, out_dir: str | os.PathLike, num_views: int = 
 def write_cat_manifest(out_dir: str | os.PathLike) -> dict:
     """Collect every complete sample (``s*/sample.json``) into ``manifest.json``; return the manifest."""
     out_dir = Path(out_dir)
-    entries = []
-    for p in sorted(out_dir.glob("s*/sample.json")):
-        try:
-            entries.append(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
-    entries.sort(key=lambda e: e["seed"])
+    entries = complete_sample_entries(out_dir)
     manifest = {"generator": GENERATOR, "version": GENERATOR_VERSION, "subject": "cat", "label_set": CAT.name,
                 "label_names": list(CAT.names), "box_size_m": BOX_SIZE_M, "input_resolution": INPUT_RESOLUTION,
                 "view_resolution": VIEW_RESOLUTION, "test_seeds": list(TEST_SEEDS),

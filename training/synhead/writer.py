@@ -273,16 +273,23 @@ def canonical_landmarks(root: str | os.PathLike, entries: list[dict], labels=Non
     return out
 
 
-def write_manifest(out_dir: str | os.PathLike) -> dict:
-    """Collect every complete sample (``s*/sample.json``) into ``manifest.json``; return the manifest."""
-    out_dir = Path(out_dir)
+def complete_sample_entries(out_dir: str | os.PathLike) -> list[dict]:
+    """The ``sample.json`` records of every complete sample (``s*/sample.json``) of a data folder, by seed.
+
+    A sample whose record is missing or unreadable (a generation cut short) is left out, not an error."""
     entries = []
-    for p in sorted(out_dir.glob("s*/sample.json")):
+    for p in sorted(Path(out_dir).glob("s*/sample.json")):
         try:
             entries.append(json.loads(p.read_text()))
         except (OSError, json.JSONDecodeError):
             continue
-    entries.sort(key=lambda e: e["seed"])
+    return sorted(entries, key=lambda e: e["seed"])
+
+
+def write_manifest(out_dir: str | os.PathLike) -> dict:
+    """Collect every complete sample (``s*/sample.json``) into ``manifest.json``; return the manifest."""
+    out_dir = Path(out_dir)
+    entries = complete_sample_entries(out_dir)
     manifest = {"generator": "synhead", "version": GENERATOR_VERSION, "box_size_m": BOX_SIZE_M,
                 "label_set": "celebamask-hq-19", "input_resolution": INPUT_RESOLUTION,
                 "view_resolution": VIEW_RESOLUTION, "test_seeds": list(TEST_SEEDS),
