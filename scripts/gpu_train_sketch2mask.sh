@@ -6,9 +6,12 @@
 # Run from the repository root on the GPU machine; it needs only torch, numpy, OpenCV, Pillow, safetensors and
 # tqdm there (no install: `python3 -m training.train_cli`). PACK is made here with
 # `s3d-data pack-sketches --data DIR --out PACK.tar.gz --max-mib M` (docs/models.md, "Training on a GPU").
-# The run starts from the bundled weights with their card's configuration and recipe (L_SV's target is the
-# bundled generator's mask encoder), builds batches with the spare cores (--workers), and exports the moving
+# The run starts from the bundled weights with their card's configuration and recipe (L_SV, when that recipe
+# uses it, targets the bundled generator's mask encoder), builds batches with the spare cores (--workers), and exports the moving
 # average into OUT_DIR (sketch2mask_lite.safetensors / .json, mirror-averaged as the bundle is) with log.jsonl.
+# OUT_DIR also gets checkpoint_fp16.pt (python -m training.compact: the moving average in float16, 8.8 MB at the
+# bundled 1.5x width), for a warm start here (--init-from) when the float32 export (16.7 MiB at that width) is over
+# the device tool's 16 MiB per returned file.
 #
 # Environment (all optional):
 #   DEVICE    cuda (default; fails rather than falling back) or cpu, for a dry run
@@ -60,5 +63,6 @@ PYTHONPATH=$PWD "$py" -m training.train_cli sketch2mask --data "$data" --profile
     --mask-encoder weights --seed "${SEED:-0}" --checkpoint-minutes 2 --log-every 50 \
     --config-override "$config" --recipe-override "$recipe"
 PYTHONPATH=$PWD "$py" -m training.train_cli export "$work/run" --weights "$out" --mirror-average
+PYTHONPATH=$PWD "$py" -m training.compact "$work/run" "$out/checkpoint_fp16.pt"
 cp "$work/run/log.jsonl" "$out/"
 echo "exported to $out" >&2
