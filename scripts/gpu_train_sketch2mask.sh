@@ -7,8 +7,9 @@
 # tqdm there (no install: `python3 -m training.train_cli`). PACK is made here with
 # `s3d-data pack-sketches --data DIR --out PACK.tar.gz --max-mib M` (docs/models.md, "Training on a GPU").
 # The run starts from the bundled weights with their card's configuration and recipe (L_SV, when that recipe
-# uses it, targets the bundled generator's mask encoder), builds batches with the spare cores (--workers), and exports the moving
-# average into OUT_DIR (sketch2mask_lite.safetensors / .json, mirror-averaged as the bundle is) with log.jsonl.
+# uses it, targets the bundled generator's mask encoder), builds batches with the spare cores (--workers), and
+# exports the moving average into OUT_DIR (sketch2mask_lite.safetensors / .json, mirror-averaged as the bundle is)
+# with log.jsonl.
 # OUT_DIR also gets checkpoint_fp16.pt (python -m training.compact: the moving average in float16, 8.8 MB at the
 # bundled 1.5x width), for a warm start here (--init-from) when the float32 export (16.7 MiB at that width) is over
 # the device tool's 16 MiB per returned file.
