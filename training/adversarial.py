@@ -21,6 +21,7 @@ lazily every ``r1_interval`` steps with its weight multiplied by the interval.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -191,8 +192,6 @@ def warm_start_discriminator(step: AdversarialStep, source: str) -> bool:
     afresh). Returns False, changing nothing, when ``source`` is not a file, holds no discriminator, or one
     of another shape (a different patch size or condition).
     """
-    from pathlib import Path
-
     if not Path(source).is_file():
         return False
     ck = torch.load(source, map_location="cpu", weights_only=False)

@@ -21,21 +21,27 @@ import torch
 from training.loop import inference_state, load_checkpoint
 
 
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with its floating tensors in float16 and integer buffers unchanged."""
+    return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+
+
 def compact_checkpoint(run: str | Path, out: str | Path) -> dict[str, Any]:
     """Write ``out`` from ``run/checkpoint.pt``: floating tensors of the inference weights in float16, integer
     buffers unchanged, no optimiser state; for an adversarial run also the discriminator's weights in
-    float16 (``discriminator``; :func:`training.adversarial.warm_start_discriminator` reads them). Returns ``{"out", "bytes", "step", "tensors"}``.
+    float16 (``discriminator``; :func:`training.adversarial.warm_start_discriminator` reads them).
+    Returns ``{"out", "bytes", "step", "tensors"}``.
 
     Raises:
         FileNotFoundError: no ``checkpoint.pt`` in ``run``.
     """
     ck = load_checkpoint(Path(run) / "checkpoint.pt")
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in inference_state(ck).items()}
+    state = _half(inference_state(ck))
     small = {"model": state, "model_ema": None, "step": int(ck["step"]), "elapsed_s": float(ck["elapsed_s"]),
              "meta": {**ck["meta"], "compacted_from": str(Path(run) / "checkpoint.pt")}}
     aux = ck.get("auxiliary") or {}
     if "discriminator" in aux:  # an adversarial run: the discriminator's weights too, so the game goes on
-        small["discriminator"] = {k: (v.half() if v.is_floating_point() else v) for k, v in aux["discriminator"].items()}
+        small["discriminator"] = _half(aux["discriminator"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
